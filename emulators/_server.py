@@ -1,0 +1,231 @@
+"""The tiny server kit every emulator is built from.
+
+Each emulator is a Starlette app made by `emulator_app`, which adds what all of them share: a call counter,
+fault and latency injection, and `/emulator/...` control routes. `ServerGroup` serves several apps on free
+127.0.0.1 ports from one background event loop, so pytest fixtures and `python -m emulators` run the same
+code, and emulator state is only ever touched from that one loop (no locks needed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+# Renders a service-specific error body (ACS, DingTalk, OpenAI shapes differ): (status, code, message) -> Response.
+ErrorRenderer = Callable[[int, str, str], Response]
+
+
+@dataclass
+class Faults:
+    """What to do to the next calls. `match` limits faults to calls whose key contains it."""
+
+    latency_ms: float = 0.0
+    fail_next: int = 0
+    fail_status: int = 503
+    fail_kind: str = "error"  # "error" | "throttle" | "timeout"
+    timeout_s: float = 30.0
+    match: str | None = None
+
+    def applies_to(self, key: str) -> bool:
+        return self.match is None or self.match in key
+
+
+@dataclass
+class EmulatorState:
+    """Per-emulator bookkeeping shared by the middleware and the control routes."""
+
+    name: str
+    faults: Faults = field(default_factory=Faults)
+    calls: Counter[str] = field(default_factory=Counter)
+
+
+def call_key(request: Request) -> str:
+    """ACS RPC calls are counted by action; everything else by method and path."""
+    action = request.headers.get("x-acs-action") or request.query_params.get("Action")
+    return action or f"{request.method} {request.url.path}"
+
+
+def emulator_app(
+    name: str,
+    routes: list[BaseRoute],
+    render_error: ErrorRenderer,
+    *,
+    on_expire_tokens: Callable[[], Any] | None = None,
+    on_reset: Callable[[], Any] | None = None,
+    faults: Faults | None = None,
+) -> Starlette:
+    """Build an emulator app: its own routes plus counting, faults and the `/emulator/` control routes."""
+    state = EmulatorState(name=name, faults=faults or Faults())
+
+    async def get_calls(_: Request) -> Response:
+        return JSONResponse(dict(state.calls))
+
+    async def get_faults(_: Request) -> Response:
+        return JSONResponse(asdict(state.faults))
+
+    async def set_faults(request: Request) -> Response:
+        body = await request.json() if await request.body() else {}
+        unknown = set(body) - set(asdict(Faults()))
+        if unknown:
+            return JSONResponse({"error": f"unknown fault fields: {sorted(unknown)}"}, status_code=400)
+        for key, value in body.items():
+            setattr(state.faults, key, value)
+        return JSONResponse(asdict(state.faults))
+
+    async def expire_tokens(_: Request) -> Response:
+        if on_expire_tokens is not None:
+            on_expire_tokens()
+        return JSONResponse({"expired": True})
+
+    async def reset(_: Request) -> Response:
+        state.faults = Faults()
+        state.calls.clear()
+        if on_reset is not None:
+            on_reset()
+        return JSONResponse({"reset": True})
+
+    control = [
+        Route("/emulator/calls", get_calls, methods=["GET"]),
+        Route("/emulator/faults", get_faults, methods=["GET"]),
+        Route("/emulator/faults", set_faults, methods=["POST"]),
+        Route("/emulator/expire-tokens", expire_tokens, methods=["POST"]),
+        Route("/emulator/reset", reset, methods=["POST"]),
+    ]
+    async def count_and_inject_faults(request: Request, call_next: Callable[[Request], Awaitable[Response]]):
+        if request.url.path.startswith("/emulator/"):
+            return await call_next(request)
+        key = call_key(request)
+        state.calls[key] += 1
+        faults = state.faults
+        if faults.latency_ms and faults.applies_to(key):
+            await asyncio.sleep(faults.latency_ms / 1000)
+        if faults.fail_next > 0 and faults.applies_to(key):
+            faults.fail_next -= 1
+            return await _fail(faults, render_error)
+        return await call_next(request)
+
+    app = Starlette(routes=control + list(routes),
+                    middleware=[Middleware(BaseHTTPMiddleware, dispatch=count_and_inject_faults)])
+    app.state.emulator = state
+    return app
+
+
+async def _fail(faults: Faults, render_error: ErrorRenderer) -> Response:
+    if faults.fail_kind == "timeout":
+        await asyncio.sleep(faults.timeout_s)
+        return render_error(504, "RequestTimeout", "The emulator timed out on purpose.")
+    if faults.fail_kind == "throttle":
+        response = render_error(429, "Throttling", "Request was denied due to request throttling.")
+        response.headers["x-acs-retry-after"] = "1"
+        response.headers["Retry-After"] = "1"
+        return response
+    return render_error(faults.fail_status, "ServiceUnavailable", "The emulator failed on purpose.")
+
+
+def _bind_free_port(host: str = "127.0.0.1") -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, 0))
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+class ServerGroup:
+    """Serves several ASGI apps on free 127.0.0.1 ports from one background thread and event loop."""
+
+    def __init__(self) -> None:
+        self._apps: dict[str, Starlette] = {}
+        self._servers: list[uvicorn.Server] = []
+        self._sockets: dict[str, socket.socket] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self.urls: dict[str, str] = {}
+
+    def add(self, name: str, app: Starlette, port: int = 0) -> str:
+        """Reserve a port for `app` now (so URLs are known before start) and return its base URL."""
+        sock = _bind_free_port() if port == 0 else _bind_port(port)
+        self._apps[name] = app
+        self._sockets[name] = sock
+        self.urls[name] = "http://127.0.0.1:%d" % sock.getsockname()[1]
+        return self.urls[name]
+
+    def app(self, name: str) -> Starlette:
+        return self._apps[name]
+
+    def start(self) -> None:
+        """Start every added app; returns once all of them accept connections."""
+        started = threading.Event()
+        self._loop = asyncio.new_event_loop()
+
+        async def serve_all() -> None:
+            for name, app in self._apps.items():
+                config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
+                                        timeout_keep_alive=30)
+                server = uvicorn.Server(config)
+                server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+                self._servers.append(server)
+            tasks = [asyncio.create_task(s.serve(sockets=[self._sockets[n]]))
+                     for s, n in zip(self._servers, self._apps)]
+            while not all(s.started for s in self._servers):
+                await asyncio.sleep(0.002)
+            started.set()
+            await asyncio.gather(*tasks)
+
+        def run() -> None:
+            asyncio.set_event_loop(self._loop)
+            try:
+                self._loop.run_until_complete(serve_all())
+            finally:
+                started.set()
+                self._loop.close()
+
+        self._thread = threading.Thread(target=run, name="emulators", daemon=True)
+        self._thread.start()
+        started.wait()
+
+    def call(self, fn: Callable[[], Any]) -> Any:
+        """Run `fn` on the emulators' loop (where their state lives) and return its result."""
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(_as_coro(fn), self._loop).result()
+
+    def stop(self) -> None:
+        """Ask every server to exit (open connections are closed) and wait for the thread to end."""
+        if self._thread is None:
+            return
+        for server in self._servers:
+            server.should_exit = True
+            server.force_exit = True
+        self._thread.join(timeout=15)
+        for sock in self._sockets.values():
+            sock.close()
+        self._thread = None
+
+
+def _bind_port(port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+async def _as_coro(fn: Callable[[], Any]) -> Any:
+    result = fn()
+    if asyncio.iscoroutine(result):
+        result = await result
+    return result

@@ -1,0 +1,37 @@
+# Shared by the scripts: an offline, reproducible environment and an up-to-date virtualenv.
+# Never reach the internet from tests or the sandbox: the Alibaba SDKs honour HTTP(S)_PROXY and ignore NO_PROXY,
+# and the credentials chain would otherwise probe the ECS metadata address.
+unset HTTP_PROXY HTTPS_PROXY http_proxy https_proxy ALL_PROXY all_proxy
+export ALIBABA_CLOUD_ECS_METADATA_DISABLED=true
+export PYTHONDONTWRITEBYTECODE=1
+
+# ensure_venv REQUIREMENTS: create .venv with Python >= 3.11 and install REQUIREMENTS when they changed.
+ensure_venv() {
+  local req="$1" python="${PYTHON:-python3}" stamp=.venv/.installed
+  if [ ! -x .venv/bin/python ]; then
+    "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+      || { echo "Python >= 3.11 is required (set PYTHON=...)" >&2; exit 1; }
+    echo "Creating .venv with $("$python" --version)" >&2
+    "$python" -m venv .venv
+  fi
+  local want; want="$(cat requirements*.txt | sha256sum | cut -d' ' -f1) $req"
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "Installing $req into .venv" >&2
+    .venv/bin/pip install --disable-pip-version-check -q -r "$req" 2>&1 | grep -v '^WARNING: Location' >&2 || true
+    .venv/bin/python -c 'import fastapi, langchain, agent_identity_python_sdk' \
+      || { echo "dependency install failed" >&2; exit 1; }
+    echo "$want" > "$stamp"
+  fi
+}
+
+# ensure_chromium: the browser tests drive Debian's Chromium; install it when missing and we may.
+ensure_chromium() {
+  command -v chromium >/dev/null 2>&1 && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "Installing Chromium (apt) for the browser tests" >&2
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) >&2 \
+      || echo "Chromium could not be installed; browser tests will be skipped" >&2
+  else
+    echo "Chromium not found and not root: browser tests will be skipped" >&2
+  fi
+}
