@@ -1,0 +1,84 @@
+"""Environment-variable helpers shared by every package's settings.
+
+Each package owns a small frozen settings dataclass with `from_env(env)`; they all report missing or bad
+variables through `ConfigError`, which names every offending variable at once so start-up fails with one
+clear message instead of a traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+
+class ConfigError(Exception):
+    """Configuration is missing or invalid; the message names each variable."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("Invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems)
+                         + "\nSee .env.example and README.md#configuration.")
+
+
+class EnvReader:
+    """Reads variables from a mapping and collects problems instead of failing on the first one."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.problems: list[str] = []
+
+    def str(self, name: str, default: str | None = None, *, required: bool = False, why: str = "") -> str:
+        value = (self.env.get(name) or "").strip()
+        if value:
+            return value
+        if required:
+            self.problems.append(f"{name} is required" + (f" ({why})" if why else ""))
+        return default or ""
+
+    def first(self, *names: str, default: str = "") -> str:
+        """The first of `names` that is set (e.g. MODEL_API_KEY, then DASHSCOPE_API_KEY)."""
+        for name in names:
+            value = (self.env.get(name) or "").strip()
+            if value:
+                return value
+        return default
+
+    def int(self, name: str, default: int, *, minimum: int | None = None) -> int:
+        return int(self.float(name, default, minimum=minimum))
+
+    def float(self, name: str, default: float, *, minimum: float | None = None) -> float:
+        raw = (self.env.get(name) or "").strip()
+        if not raw:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            self.problems.append(f"{name} must be a number, got {raw!r}")
+            return default
+        if minimum is not None and value < minimum:
+            self.problems.append(f"{name} must be >= {minimum}, got {raw!r}")
+            return default
+        return value
+
+    def bool(self, name: str, default: bool) -> bool:
+        raw = (self.env.get(name) or "").strip().lower()
+        if not raw:
+            return default
+        if raw in ("1", "true", "yes", "on"):
+            return True
+        if raw in ("0", "false", "no", "off"):
+            return False
+        self.problems.append(f"{name} must be true or false, got {raw!r}")
+        return default
+
+    def list(self, name: str, default: list[str], sep: str | None = None) -> list[str]:
+        """A list split on `sep` (default: whitespace or commas)."""
+        raw = (self.env.get(name) or "").strip()
+        if not raw:
+            return list(default)
+        parts = raw.split(sep) if sep else raw.replace(",", " ").split()
+        return [p.strip() for p in parts if p.strip()]
+
+    def check(self) -> None:
+        """Raise ConfigError naming every problem collected so far."""
+        if self.problems:
+            raise ConfigError(self.problems)
