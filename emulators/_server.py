@@ -155,13 +155,19 @@ class ServerGroup:
         self._thread: threading.Thread | None = None
         self.urls: dict[str, str] = {}
 
-    def add(self, name: str, app: Starlette, port: int = 0) -> str:
-        """Reserve a port for `app` now (so URLs are known before start) and return its base URL."""
-        sock = _bind_free_port() if port == 0 else _bind_port(port)
-        self._apps[name] = app
-        self._sockets[name] = sock
-        self.urls[name] = "http://127.0.0.1:%d" % sock.getsockname()[1]
+    def reserve(self, name: str, port: int = 0) -> str:
+        """Bind a port for `name` now, so every emulator can know every URL before any app is built."""
+        if name not in self._sockets:
+            sock = _bind_free_port() if port == 0 else _bind_port(port)
+            self._sockets[name] = sock
+            self.urls[name] = "http://127.0.0.1:%d" % sock.getsockname()[1]
         return self.urls[name]
+
+    def add(self, name: str, app: Starlette, port: int = 0) -> str:
+        """Serve `app` under `name` (on its reserved port, or a new one) and return its base URL."""
+        url = self.reserve(name, port)
+        self._apps[name] = app
+        return url
 
     def app(self, name: str) -> Starlette:
         return self._apps[name]
