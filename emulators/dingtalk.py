@@ -1,0 +1,148 @@
+"""A local DingTalk open API: overwrite a document's content with a user access token.
+
+Only the one call the product makes is served, with DingTalk's wire format (FACTS §6):
+`POST /v2.0/doc/me/suites/documents/{docKey}/overwriteContent`, header `x-acs-dingtalk-access-token`,
+JSON `{"dataType":"markdown","content":"..."}`. Tokens are accepted only if the Agent Identity emulator issued
+them (the shared `CredentialRegistry`), recorded a `provider`, and they are neither expired nor revoked.
+
+Choices where DingTalk's behaviour is not documented or not verified:
+- Success returns `{"success": true, "result": {"data": {}}}` (the documented response fields are `success`
+  and `result.data`; their values are not documented).
+- No OAuth scope check: DingTalk checks the *app's* permission (`Document.Document.Write`, granted in the
+  developer console), not the scopes on the user token (`openid corpid`). Only when the issuer recorded a
+  `permissions` list on the token does a missing `Document.Document.Write` give the real 403 shape.
+- Error codes beyond `InvalidAuthentication` and `Forbidden.AccessDenied.*` are unverified but follow
+  DingTalk's `{"code","requestid","message"}` shape; throttling uses `Forbidden.AccessDenied.QpsLimitForApi`
+  with HTTP 429.
+- Any well-formed docKey names a document (it is created on first write): the emulator cannot know which
+  documents exist in a real organisation.
+
+Emulator-only routes: `GET /emulator/documents/{docKey}` -> `{"content","dataType","writtenBy","writtenAt"}`
+(404 if never written), `POST /emulator/revoke {"subject": sub}` -> `{"revoked": n}`.
+`POST /emulator/expire-tokens` expires every token in the registry.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from emulators._server import emulator_app
+from emulators.registry import CredentialRegistry
+
+MAX_CONTENT_CHARS = 50_000
+WRITE_PERMISSION = "Document.Document.Write"
+TOKEN_HEADER = "x-acs-dingtalk-access-token"
+DATA_TYPES = ("markdown",)
+# docKey / dentryUuid values are short URL-safe ids (e.g. "Z90D4da"); anything else cannot be one.
+DOC_KEY = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# Faults injected by `emulator_app` use generic codes; DingTalk says the same things its own way.
+FAULT_CODES = {"Throttling": "Forbidden.AccessDenied.QpsLimitForApi",
+               "ServiceUnavailable": "ServiceUnavailable", "RequestTimeout": "RequestTimeout"}
+
+
+@dataclass(frozen=True)
+class Document:
+    """A document's current content and who overwrote it last."""
+
+    content: str
+    data_type: str
+    written_by: str
+    written_at: str
+
+
+class DingTalkEmulator:
+    """DingTalk documents, writable with user tokens issued into `tokens` by the Agent Identity emulator."""
+
+    def __init__(self, tokens: CredentialRegistry) -> None:
+        self.tokens = tokens
+        self.documents: dict[str, Document] = {}
+        self.app = emulator_app("dingtalk", self._routes(), dingtalk_error, on_expire_tokens=tokens.expire_all)
+
+    def _routes(self) -> list[Route]:
+        return [
+            Route("/v2.0/doc/me/suites/documents/{docKey}/overwriteContent", self._overwrite_content,
+                  methods=["POST"]),
+            Route("/emulator/documents/{docKey}", self._get_document, methods=["GET"]),
+            Route("/emulator/revoke", self._revoke, methods=["POST"]),
+        ]
+
+    async def _overwrite_content(self, request: Request) -> Response:
+        token = request.headers.get(TOKEN_HEADER, "").strip()
+        if not token:
+            return dingtalk_error(401, "MissingxAcsDingtalkAccessToken",
+                                  f"{TOKEN_HEADER} is mandatory for this action.")
+        record = self.tokens.get(token)
+        if record is None or not record.valid or not record.details.get("provider"):
+            # One answer for unknown, expired and revoked: DingTalk does not tell them apart either.
+            return dingtalk_error(401, "InvalidAuthentication", "不合法的access_token")
+        permissions = record.details.get("permissions")
+        if permissions is not None and WRITE_PERMISSION not in permissions:
+            return dingtalk_error(403, "Forbidden.AccessDenied.AccessTokenPermissionDenied",
+                                  f"没有调用该接口的权限，接口权限申请参考：{WRITE_PERMISSION}",
+                                  accessdenieddetail={"requiredScopes": [WRITE_PERMISSION]})
+        doc_key = request.path_params["docKey"]
+        if not DOC_KEY.match(doc_key):
+            return dingtalk_error(400, "InvalidParameter.DocKey", "docKey is invalid.")
+        body, problem = _parse_body(await request.body())
+        if problem:
+            return dingtalk_error(400, *problem)
+        self.documents[doc_key] = Document(content=body["content"], data_type=body["dataType"],
+                                           written_by=record.subject,
+                                           written_at=datetime.now(UTC).isoformat(timespec="seconds"))
+        return JSONResponse({"success": True, "result": {"data": {}}}, headers=_request_id_header())
+
+    async def _get_document(self, request: Request) -> Response:
+        document = self.documents.get(request.path_params["docKey"])
+        if document is None:
+            return dingtalk_error(404, "DocumentNotFound", "The document was never written.")
+        return JSONResponse({"content": document.content, "dataType": document.data_type,
+                             "writtenBy": document.written_by, "writtenAt": document.written_at})
+
+    async def _revoke(self, request: Request) -> Response:
+        try:
+            subject = (await request.json())["subject"]
+        except (ValueError, KeyError, TypeError):
+            return dingtalk_error(400, "MissingParameter", 'Send {"subject": "<user>"}.')
+        return JSONResponse({"revoked": self.tokens.revoke_subject(str(subject))})
+
+
+def _parse_body(raw: bytes) -> tuple[dict[str, Any], tuple[str, str] | None]:
+    """The validated body with `dataType` defaulted, or a (code, message) problem."""
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return {}, ("InvalidParameter", "The request body is not valid JSON.")
+    if not isinstance(body, dict):
+        return {}, ("InvalidParameter", "The request body must be a JSON object.")
+    content = body.get("content")
+    if content is None:
+        return {}, ("MissingParameter.Content", "content is mandatory for this action.")
+    if not isinstance(content, str):
+        return {}, ("InvalidParameter.Content", "content must be a string.")
+    if len(content) > MAX_CONTENT_CHARS:
+        return {}, ("InvalidParameter.Content.TooLong",
+                    f"content exceeds the maximum length of {MAX_CONTENT_CHARS} characters.")
+    data_type = body.get("dataType") or "markdown"
+    if data_type not in DATA_TYPES:
+        return {}, ("InvalidParameter.DataType", f"dataType {data_type!r} is not supported; use 'markdown'.")
+    return {"content": content, "dataType": data_type}, None
+
+
+def dingtalk_error(status: int, code: str, message: str, **extra: Any) -> Response:
+    """DingTalk's error body; the request id is also sent as a header, as the real gateway does."""
+    request_id = uuid.uuid4().hex.upper()
+    body = {"code": FAULT_CODES.get(code, code), "requestid": request_id, "message": message, **extra}
+    return JSONResponse(body, status_code=status, headers={"x-acs-request-id": request_id})
+
+
+def _request_id_header() -> dict[str, str]:
+    return {"x-acs-request-id": uuid.uuid4().hex.upper()}
