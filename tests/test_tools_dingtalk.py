@@ -1,0 +1,150 @@
+"""The DingTalk client and the write tool's rules, against the DingTalk emulator over real HTTP."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from pydantic import ValidationError
+
+from emulators._server import ServerGroup
+from emulators.dingtalk import DingTalkEmulator
+from emulators.registry import CredentialRegistry
+from tools.dingtalk import (MAX_CONTENT_CHARS, DingTalkClient, DingTalkError, WriteDocumentArgs,
+                            _describe_failure, _write_with_reauthorization)
+from tools.validation import describe_validation_error
+
+
+@pytest.fixture(scope="module")
+def dingtalk():
+    """The DingTalk emulator on a free port, with its token registry (what Agent Identity would issue into)."""
+    tokens = CredentialRegistry("dt-")
+    emulator = DingTalkEmulator(tokens)
+    group = ServerGroup()
+    url = group.add("dingtalk", emulator.app)
+    group.start()
+    yield url, tokens
+    group.stop()
+
+
+@pytest.fixture
+async def client(dingtalk):
+    url, _ = dingtalk
+    async with httpx.AsyncClient(base_url=url) as control:
+        await control.post("/emulator/reset")
+    client = DingTalkClient(url, timeout_seconds=5)
+    yield client
+    await client.aclose()
+
+
+def user_token(tokens: CredentialRegistry, subject: str = "alice") -> str:
+    token, _ = tokens.issue(subject, ttl_s=600, provider="dingtalk")
+    return token
+
+
+async def document(url: str, doc_key: str) -> dict:
+    async with httpx.AsyncClient(base_url=url) as control:
+        response = await control.get(f"/emulator/documents/{doc_key}")
+        response.raise_for_status()
+        return response.json()
+
+
+async def fail_next(url: str, count: int, kind: str = "error", status: int = 503) -> None:
+    async with httpx.AsyncClient(base_url=url) as control:
+        await control.post("/emulator/faults", json={"fail_next": count, "fail_kind": kind, "fail_status": status})
+
+
+async def test_overwrite_replaces_the_document_in_one_call(dingtalk, client):
+    url, tokens = dingtalk
+    await client.overwrite_document("docA1", "# Helloworld", access_token=user_token(tokens))
+    stored = await document(url, "docA1")
+    assert (stored["content"], stored["dataType"], stored["writtenBy"]) == ("# Helloworld", "markdown", "alice")
+
+
+async def test_rejected_token_is_a_typed_error_without_the_token(dingtalk, client):
+    _, tokens = dingtalk
+    token = user_token(tokens)
+    tokens.revoke_subject("alice")
+    with pytest.raises(DingTalkError) as caught:
+        await client.overwrite_document("docA2", "x", access_token=token)
+    error = caught.value
+    assert (error.status, error.code, error.token_rejected) == (401, "InvalidAuthentication", True)
+    assert error.request_id
+    text = f"{error} {error!r} {_describe_failure(error)}"
+    assert token not in text and error.request_id in _describe_failure(error)
+
+
+async def test_throttling_reports_retry_after(dingtalk, client):
+    url, tokens = dingtalk
+    await fail_next(url, 1, kind="throttle")
+    with pytest.raises(DingTalkError) as caught:
+        await client.overwrite_document("docA3", "x", access_token=user_token(tokens))
+    assert (caught.value.status, caught.value.retry_after, caught.value.transient) == (429, 1.0, True)
+    assert "rate-limiting" in _describe_failure(caught.value)
+
+
+class TokenSource:
+    """Stands in for identity's vault lookups: hands out registry tokens and records forced re-authorizations."""
+
+    def __init__(self, tokens: CredentialRegistry, first: str | None = None) -> None:
+        self.tokens, self.first, self.calls = tokens, first, []
+
+    async def __call__(self, force: bool) -> str:
+        self.calls.append(force)
+        if not force and self.first is not None:
+            return self.first
+        return user_token(self.tokens, "bob")
+
+
+async def test_one_transient_failure_is_retried(dingtalk, client):
+    url, tokens = dingtalk
+    await fail_next(url, 1, status=503)
+    await _write_with_reauthorization(TokenSource(tokens), client, "docB1", "after a 503")
+    assert (await document(url, "docB1"))["content"] == "after a 503"
+
+
+async def test_two_transient_failures_give_up_with_the_server_error(dingtalk, client):
+    url, tokens = dingtalk
+    await fail_next(url, 2, status=502)
+    with pytest.raises(DingTalkError) as caught:
+        await _write_with_reauthorization(TokenSource(tokens), client, "docB2", "x")
+    assert caught.value.status == 502 and "server error" in _describe_failure(caught.value)
+
+
+async def test_rejected_token_triggers_exactly_one_forced_reauthorization(dingtalk, client):
+    url, tokens = dingtalk
+    stale = user_token(tokens, "carol")
+    tokens.revoke_subject("carol")
+    source = TokenSource(tokens, first=stale)
+    await _write_with_reauthorization(source, client, "docB3", "re-authorized")
+    assert source.calls == [False, True]
+    assert (await document(url, "docB3"))["content"] == "re-authorized"
+
+
+async def test_still_rejected_after_reauthorization_stops(dingtalk, client):
+    _, tokens = dingtalk
+    stale = user_token(tokens, "dave")
+    tokens.revoke_subject("dave")
+
+    async def always_stale(force: bool) -> str:
+        return stale
+
+    with pytest.raises(DingTalkError) as caught:
+        await _write_with_reauthorization(always_stale, client, "docB4", "x")
+    assert caught.value.status == 401
+
+
+@pytest.mark.parametrize("document_id", ["../secret", "a/b", "a b", "doc?x=1", "", "x" * 65, "文档"])
+def test_document_ids_must_be_path_safe_dingtalk_ids(document_id):
+    with pytest.raises(ValidationError) as caught:
+        WriteDocumentArgs(document_id=document_id, content="Helloworld")
+    message = describe_validation_error(caught.value)
+    assert message.startswith("Invalid tool arguments") and "document_id" in message
+
+
+def test_content_is_bounded_and_not_echoed_back():
+    too_long = "y" * (MAX_CONTENT_CHARS + 1)
+    with pytest.raises(ValidationError) as caught:
+        WriteDocumentArgs(document_id="doc1", content=too_long)
+    message = describe_validation_error(caught.value)
+    assert "content" in message and too_long not in message and len(message) < 300
+    assert WriteDocumentArgs(document_id="Z90D4da_-x", content="y" * MAX_CONTENT_CHARS).content

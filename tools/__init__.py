@@ -1,0 +1,35 @@
+"""The agent's tools: DingTalk documents on the user's behalf, Alibaba Cloud with the agent's own identity.
+
+`build_tools` binds them to the process's identity service; `aclose` closes the shared HTTP clients
+(call it from the app's shutdown). Tools never receive or return a token.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from langchain_core.tools import BaseTool
+
+from tools.aliyun import build_aliyun_tools
+from tools.dingtalk import DingTalkClient, make_write_document_tool
+from tools.settings import ToolSettings
+
+if TYPE_CHECKING:
+    from identity.service import AgentIdentity
+
+__all__ = ["ToolSettings", "aclose", "build_tools"]
+
+_open_clients: list[DingTalkClient] = []
+
+
+def build_tools(identity: AgentIdentity, settings: ToolSettings) -> list[BaseTool]:
+    """Every tool the agent offers the model, sharing one DingTalk connection pool."""
+    dingtalk = DingTalkClient(settings.dingtalk_api_base, timeout_seconds=settings.http_timeout_seconds)
+    _open_clients.append(dingtalk)
+    return [make_write_document_tool(identity, settings, dingtalk), *build_aliyun_tools(identity, settings)]
+
+
+async def aclose() -> None:
+    """Close the HTTP clients made by `build_tools` (each app builds its tools once)."""
+    while _open_clients:
+        await _open_clients.pop().aclose()

@@ -1,0 +1,149 @@
+"""Alibaba Cloud APIs, called with the agent's own workload identity through short-lived STS credentials.
+
+Each API tool is one small async function registered with `@aliyun_tool(actions=[...])`: it names the RAM
+actions it needs, and gets a `CloudSession` whose SDK clients are signed with STS credentials scoped down to
+exactly those actions by a session policy. How the credentials were obtained stays in identity/.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
+
+from alibabacloud_sts20150401.client import Client as StsClient
+from alibabacloud_tea_openapi.exceptions import AlibabaCloudException, ThrottlingException
+from alibabacloud_tea_openapi.utils_models import Config as OpenApiConfig
+from darabonba.exceptions import DaraException, UnretryableException
+from langchain_core.tools import BaseTool, StructuredTool
+from pydantic import BaseModel
+
+from identity.errors import IdentityError
+from tools.settings import ToolSettings
+from tools.validation import describe_validation_error
+
+if TYPE_CHECKING:
+    from identity.service import AgentIdentity, StsCredential
+
+log = logging.getLogger(__name__)
+
+SdkClient = TypeVar("SdkClient")
+ToolFunction = Callable[..., Awaitable[str]]
+
+
+class CloudSession:
+    """What an Alibaba Cloud tool receives: SDK clients signed with credentials scoped to its actions."""
+
+    def __init__(self, credential: StsCredential, settings: ToolSettings) -> None:
+        self._credential = credential
+        self.settings = settings
+
+    def client(self, client_class: Callable[[OpenApiConfig], SdkClient], endpoint: str) -> SdkClient:
+        """An SDK client for `endpoint` (`host`, `https://host` or `http://host:port` for local emulators)."""
+        parts = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
+        timeout_ms = int(self.settings.http_timeout_seconds * 1000)
+        return client_class(OpenApiConfig(
+            credential=self._credential.credential_client(),
+            endpoint=parts.netloc,
+            protocol=parts.scheme,
+            region_id=self.settings.region_id,
+            read_timeout=timeout_ms,
+            connect_timeout=min(timeout_ms, 5000),
+        ))
+
+
+@dataclass(frozen=True)
+class AliyunToolSpec:
+    """One registered Alibaba Cloud tool: its function, the RAM actions it needs, its argument schema."""
+
+    function: ToolFunction
+    actions: tuple[str, ...]
+    args_schema: type[BaseModel]
+
+    @property
+    def name(self) -> str:
+        return self.function.__name__
+
+
+class NoArguments(BaseModel):
+    """The tool takes no arguments."""
+
+
+REGISTERED_TOOLS: list[AliyunToolSpec] = []
+
+
+def aliyun_tool(*, actions: Sequence[str], args_schema: type[BaseModel] = NoArguments
+                ) -> Callable[[ToolFunction], ToolFunction]:
+    """Register an Alibaba Cloud tool. Its docstring is what the model reads; its first parameter is the
+    `CloudSession`, the others are the tool's arguments (described by `args_schema`)."""
+
+    def register(function: ToolFunction) -> ToolFunction:
+        REGISTERED_TOOLS.append(AliyunToolSpec(function, tuple(actions), args_schema))
+        return function
+
+    return register
+
+
+def session_policy(actions: Sequence[str]) -> str:
+    """A RAM session policy allowing only `actions`: the STS credentials can do nothing else."""
+    statement = {"Effect": "Allow", "Action": sorted(set(actions)), "Resource": "*"}
+    return json.dumps({"Version": "1", "Statement": [statement]}, separators=(",", ":"))
+
+
+@aliyun_tool(actions=["sts:GetCallerIdentity"])
+async def get_alibaba_cloud_caller_identity(cloud: CloudSession) -> str:
+    """Tell which Alibaba Cloud identity this agent acts as: the account ID, the RAM role ARN and the
+    identity type. Use this when the user asks who the agent is on Alibaba Cloud, which account or role it
+    uses, or to check that its cloud credentials work."""
+    sts = cloud.client(StsClient, cloud.settings.sts_endpoint)
+    body = (await sts.get_caller_identity_async()).body
+    return (f"The agent acts as Alibaba Cloud account {body.account_id}, with ARN {body.arn} "
+            f"(identity type: {body.identity_type}; principal: {body.principal_id}).")
+
+
+def build_aliyun_tools(identity: AgentIdentity, settings: ToolSettings) -> list[BaseTool]:
+    """Every registered Alibaba Cloud tool as a LangChain tool bound to this process's identity service."""
+    return [_as_langchain_tool(spec, identity, settings) for spec in REGISTERED_TOOLS]
+
+
+def _as_langchain_tool(spec: AliyunToolSpec, identity: AgentIdentity, settings: ToolSettings) -> BaseTool:
+    policy = session_policy(spec.actions) if spec.actions else None
+
+    async def run(**arguments: Any) -> str:
+        try:
+            credential = await identity.sts_credential(policy=policy)
+            return await spec.function(CloudSession(credential, settings), **arguments)
+        except IdentityError as error:
+            return error.safe_message
+        except AlibabaCloudException as error:
+            log.warning("%s failed: HTTP %s %s (request id %s)", spec.name, error.status_code, error.code,
+                        error.request_id)
+            return _describe_failure(error)
+        except (UnretryableException, DaraException) as error:
+            log.warning("%s could not reach Alibaba Cloud: %s", spec.name, type(error).__name__)
+            return "Alibaba Cloud could not be reached; please try again later."
+
+    return StructuredTool.from_function(
+        coroutine=run,
+        name=spec.name,
+        description=inspect.getdoc(spec.function),
+        args_schema=spec.args_schema,
+        handle_validation_error=describe_validation_error,
+    )
+
+
+def _describe_failure(error: AlibabaCloudException) -> str:
+    """Code and request id only: a server message may quote the signed request, security token included."""
+    if isinstance(error, ThrottlingException) or error.status_code == 429:
+        what = "Alibaba Cloud is throttling requests; try again shortly."
+    elif (error.status_code or 0) >= 500:
+        what = "Alibaba Cloud had a server error; try again later."
+    elif error.status_code in (401, 403):
+        what = "Alibaba Cloud denied the request: the agent's role is not allowed to do this."
+    else:
+        what = "Alibaba Cloud rejected the request."
+    return f"{what} (code: {error.code}, request id: {error.request_id or 'n/a'})"

@@ -1,0 +1,204 @@
+"""DingTalk documents, written with the signed-in user's own DingTalk authorization.
+
+The user's OAuth2 token comes from identity/ (Agent Identity's token vault); this module only knows how to
+call DingTalk with it and how to turn DingTalk's answers into short sentences the model can relay. The
+token never leaves this module: not in a return value, an exception message or a log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from urllib.parse import quote
+
+import httpx
+from langchain_core.tools import BaseTool, StructuredTool
+from pydantic import BaseModel, Field
+
+from identity.errors import AuthorizationPending, IdentityError
+from tools.settings import ToolSettings
+from tools.validation import describe_validation_error
+
+if TYPE_CHECKING:
+    from identity.service import AgentIdentity
+
+log = logging.getLogger(__name__)
+
+PURPOSE = "Write to DingTalk document"
+MAX_CONTENT_CHARS = 50_000  # DingTalk's cap for document content
+DOCUMENT_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"  # DingTalk docKeys/dentryUuids: path-safe by construction
+MAX_RETRY_AFTER_SECONDS = 2.0  # wait this long at most before the single retry of a 429/5xx
+DEFAULT_RETRY_DELAY_SECONDS = 0.5
+
+
+@dataclass(eq=False)
+class DingTalkError(Exception):
+    """DingTalk refused a call. Carries only what is safe to show: status, DingTalk code, request id."""
+
+    status: int
+    code: str
+    request_id: str
+    message: str = ""
+    retry_after: float | None = None
+
+    def __str__(self) -> str:
+        return f"DingTalk HTTP {self.status} {self.code} (requestid {self.request_id or 'n/a'})"
+
+    @property
+    def token_rejected(self) -> bool:
+        """The user's token is expired, revoked or lacks a permission: a new authorization may fix it."""
+        return self.status in (401, 403)
+
+    @property
+    def transient(self) -> bool:
+        return self.status == 429 or self.status >= 500
+
+
+class DingTalkClient:
+    """A small async DingTalk client: one shared connection pool, bounded timeouts, typed errors."""
+
+    def __init__(self, base_url: str, *, timeout_seconds: float = 10.0,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self._http = httpx.AsyncClient(
+            base_url=base_url,
+            timeout=httpx.Timeout(timeout_seconds, connect=min(timeout_seconds, 5.0)),
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+            headers={"Accept": "application/json"},
+            transport=transport,
+        )
+
+    async def overwrite_document(self, document_id: str, markdown: str, *, access_token: str) -> None:
+        """Replace the whole document with `markdown` in one call (so nothing is ever half-written)."""
+        path = f"/v2.0/doc/me/suites/documents/{quote(document_id, safe='')}/overwriteContent"
+        response = await self._http.post(path, json={"dataType": "markdown", "content": markdown},
+                                         headers={"x-acs-dingtalk-access-token": access_token})
+        if response.is_success:
+            return
+        raise _error_from(response, access_token)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
+def _error_from(response: httpx.Response, access_token: str) -> DingTalkError:
+    """Read DingTalk's error body (`code`, `requestid`, `message`), scrubbing the token if it echoes it."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    if not isinstance(body, dict):
+        body = {}
+    message = str(body.get("message") or "").replace(access_token, "[redacted]")[:200]
+    return DingTalkError(
+        status=response.status_code,
+        code=str(body.get("code") or body.get("errcode") or f"HTTP{response.status_code}"),
+        request_id=str(body.get("requestid") or body.get("requestId") or response.headers.get("x-acs-request-id")
+                       or ""),
+        message=message,
+        retry_after=_retry_after_seconds(response.headers.get("Retry-After")),
+    )
+
+
+def _retry_after_seconds(raw: str | None) -> float | None:
+    try:
+        return max(0.0, float(raw)) if raw else None
+    except ValueError:
+        return None  # an HTTP date: treat as "long", so no retry
+
+
+class WriteDocumentArgs(BaseModel):
+    """Arguments of write_dingtalk_document, checked before any call is made."""
+
+    document_id: str = Field(
+        pattern=DOCUMENT_ID_PATTERN,
+        description="The DingTalk document ID (docKey): letters, digits, '-' and '_' only.")
+    content: str = Field(
+        min_length=1, max_length=MAX_CONTENT_CHARS,
+        description=f"The new content of the whole document, in Markdown (at most {MAX_CONTENT_CHARS} characters).")
+
+
+def make_write_document_tool(identity: AgentIdentity, settings: ToolSettings, client: DingTalkClient) -> BaseTool:
+    """Build `write_dingtalk_document`, bound to this process's identity service and DingTalk client."""
+
+    async def user_token(force: bool) -> str:
+        return await identity.oauth2_token(provider=settings.dingtalk_provider, scopes=settings.dingtalk_scopes,
+                                           purpose=PURPOSE, flow="USER_FEDERATION", force_authentication=force)
+
+    async def write_dingtalk_document(document_id: str, content: str) -> str:
+        """Overwrite a DingTalk document with Markdown content, on behalf of the signed-in user.
+
+        Use this when the user asks to write, put or save text into a DingTalk document and gives its
+        document ID. The whole document is replaced by `content`. The first time, the user is asked to
+        authorize access to their DingTalk documents; this tool waits for that and then writes.
+        """
+        try:
+            await _write_with_reauthorization(user_token, client, document_id, content)
+        except AuthorizationPending as pending:
+            return (f"Please click the link to authorize {pending.purpose or PURPOSE}: {pending.url}\n\n"
+                    "After authorizing, ask again and the document will be written.")
+        except IdentityError as error:
+            return error.safe_message
+        except DingTalkError as error:
+            log.warning("DingTalk overwriteContent failed: %s", error)
+            return _describe_failure(error)
+        except httpx.TimeoutException:
+            return "DingTalk did not answer in time; the document may not have been written. Please try again."
+        except httpx.TransportError:
+            return "DingTalk could not be reached; the document was not written. Please try again later."
+        return f"Wrote {len(content)} characters to DingTalk document {document_id}."
+
+    return StructuredTool.from_function(
+        coroutine=write_dingtalk_document,
+        name="write_dingtalk_document",
+        description=write_dingtalk_document.__doc__,
+        args_schema=WriteDocumentArgs,
+        handle_validation_error=describe_validation_error,
+    )
+
+
+async def _write_with_reauthorization(user_token: Callable[[bool], Awaitable[str]], client: DingTalkClient,
+                                      document_id: str, content: str) -> None:
+    """Write once; if DingTalk rejects the token, authorize again (forced) and write once more.
+
+    A 429 or 5xx gets one more try when DingTalk asks for a short wait: overwriting is idempotent.
+    """
+    token = await user_token(False)
+    try:
+        await _write_with_one_transient_retry(client, document_id, content, token)
+    except DingTalkError as error:
+        if not error.token_rejected:
+            raise
+        log.info("DingTalk rejected the user's token (%s); asking for a new authorization", error.code)
+        token = await user_token(True)
+        await _write_with_one_transient_retry(client, document_id, content, token)
+
+
+async def _write_with_one_transient_retry(client: DingTalkClient, document_id: str, content: str,
+                                          token: str) -> None:
+    try:
+        await client.overwrite_document(document_id, content, access_token=token)
+    except DingTalkError as error:
+        delay = DEFAULT_RETRY_DELAY_SECONDS if error.retry_after is None else error.retry_after
+        if not error.transient or delay > MAX_RETRY_AFTER_SECONDS:
+            raise
+        await asyncio.sleep(delay)
+        await client.overwrite_document(document_id, content, access_token=token)
+
+
+def _describe_failure(error: DingTalkError) -> str:
+    """One sentence for the model: what went wrong, plus DingTalk's code and request id for support."""
+    if error.status == 429:
+        what = "DingTalk is rate-limiting requests right now; the document was not written. Try again in a minute."
+    elif error.status >= 500:
+        what = "DingTalk had a server error; the document was not written. Try again later."
+    elif error.status in (401, 403):
+        what = "DingTalk refused access to this document even after a new authorization."
+    elif error.status == 404:
+        what = "DingTalk could not find that document; check the document ID."
+    else:
+        what = "DingTalk rejected the request; the document was not written."
+    detail = f" DingTalk said: {error.message}" if error.message else ""
+    return f"{what}{detail} (code: {error.code}, requestid: {error.request_id or 'n/a'})"
