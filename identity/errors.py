@@ -1,0 +1,81 @@
+"""Typed identity errors whose `safe_message` may be shown to the model and the user.
+
+SDK exceptions can carry request parameters (tokens included) in their text, so nothing here is ever built
+from `str(sdk_error)`: each error gets a fixed, human message plus, at most, a service code and request id.
+"""
+
+from __future__ import annotations
+
+
+class IdentityError(Exception):
+    """Base class. `safe_message` is fit for the model, the user and the logs; `code` is a stable short id."""
+
+    code = "identity_error"
+    http_status = 502
+    default_message = "The identity service could not provide a credential."
+
+    def __init__(self, safe_message: str | None = None, *, request_id: str | None = None) -> None:
+        self.safe_message = safe_message or self.default_message
+        self.request_id = request_id
+        text = self.safe_message + (f" (request id {request_id})" if request_id else "")
+        super().__init__(text)
+
+
+class NoRequestContext(IdentityError):
+    """Identity was asked for a user credential outside a request (a programming error)."""
+
+    code = "no_request_context"
+    http_status = 500
+    default_message = "No signed-in user is bound to this call."
+
+
+class InvalidCallerToken(IdentityError):
+    """The inbound bearer token is missing or invalid. Deliberately says nothing about why."""
+
+    code = "invalid_token"
+    http_status = 401
+    default_message = "A valid bearer token is required."
+
+
+class AuthorizationPending(IdentityError):
+    """The user must open `url` to authorize; raised instead of waiting when the client cannot be streamed to."""
+
+    code = "authorization_required"
+    http_status = 200
+
+    def __init__(self, url: str, purpose: str) -> None:
+        self.url = url
+        self.purpose = purpose
+        super().__init__(f"Please click the link to authorize {purpose}: {url}")
+
+
+class AuthorizationDeclined(IdentityError):
+    code = "authorization_declined"
+    http_status = 403
+    default_message = "The user declined the authorization request."
+
+
+class AuthorizationTimedOut(IdentityError):
+    code = "authorization_timed_out"
+    http_status = 408
+    default_message = "The authorization link was not completed in time. Ask again to get a new link."
+
+
+class ProviderMisconfigured(IdentityError):
+    """The credential provider, workload identity or return URL is wrong: an operator must fix configuration."""
+
+    code = "provider_misconfigured"
+    http_status = 502
+    default_message = "The credential provider is not configured correctly; contact the operator."
+
+
+class IdentityUnavailable(IdentityError):
+    code = "identity_unavailable"
+    http_status = 503
+    default_message = "The identity service is unavailable right now; try again shortly."
+
+
+class IdentityThrottled(IdentityError):
+    code = "identity_throttled"
+    http_status = 429
+    default_message = "The identity service is busy (throttled); try again shortly."

@@ -1,0 +1,153 @@
+"""Inbound user JWT verification (pyjwt), with a bounded JWKS key cache.
+
+Every failure becomes the same `InvalidCallerToken` so the 401 tells an attacker nothing; the reason is
+logged at debug level as an exception class name only (never the token or its claims).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import httpx
+import jwt
+
+from identity.context import Caller
+from identity.errors import IdentityUnavailable, InvalidCallerToken
+from identity.settings import IdentitySettings
+
+log = logging.getLogger(__name__)
+
+MAX_TOKEN_LENGTH = 16 * 1024
+MAX_JWKS_BYTES = 256 * 1024
+MAX_KEYS = 64
+
+
+def bearer_token(authorization_header: str | None) -> str:
+    """The token of an `Authorization: Bearer <token>` header; InvalidCallerToken when absent or malformed."""
+    scheme, _, token = (authorization_header or "").strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or len(token) > MAX_TOKEN_LENGTH or token.count(".") != 2:
+        raise InvalidCallerToken()
+    return token
+
+
+class JwksKeys:
+    """The IdP's signing keys by `kid`: fetched on first use, refetched (at most every `min_refresh_seconds`)
+    when a token names an unknown kid, and at least every `max_age_seconds` so removed keys stop working."""
+
+    def __init__(self, url: str, *, min_refresh_seconds: float = 30.0, max_age_seconds: float = 3600.0,
+                 timeout_seconds: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.url = url
+        self._keys: dict[str, dict[str, Any]] = {}
+        self._fetched_at: float | None = None
+        self._min_refresh = min_refresh_seconds
+        self._max_age = max_age_seconds
+        self._clock = clock
+        self._http = httpx.AsyncClient(timeout=timeout_seconds, follow_redirects=False)
+        self._refresh: asyncio.Task[None] | None = None
+
+    async def find(self, kid: str | None) -> dict[str, Any] | None:
+        now = self._clock()
+        stale = self._fetched_at is None or now - self._fetched_at > self._max_age
+        unknown_may_refresh = (kid or "") not in self._keys and now - (self._fetched_at or -1e18) >= self._min_refresh
+        if stale or unknown_may_refresh:
+            await self._refresh_once()
+        return self._keys.get(kid or "")
+
+    async def _refresh_once(self) -> None:
+        """Single flight: a burst of tokens with unknown kids costs one fetch."""
+        if self._refresh is None:
+            self._refresh = asyncio.create_task(self._fetch())
+        task = self._refresh
+        try:
+            await asyncio.shield(task)
+        finally:
+            if task.done() and self._refresh is task:
+                self._refresh = None
+
+    async def _fetch(self) -> None:
+        try:
+            response = await self._http.get(self.url)
+            response.raise_for_status()
+            if len(response.content) > MAX_JWKS_BYTES:
+                raise ValueError("JWKS document too large")
+            document = response.json()
+        except (httpx.HTTPError, ValueError) as error:
+            log.warning("Could not fetch the inbound JWKS (%s)", type(error).__name__)
+            raise IdentityUnavailable("The sign-in key set is unavailable right now; try again shortly.") from None
+        entries = document.get("keys") if isinstance(document, dict) else None
+        keys: dict[str, dict[str, Any]] = {}
+        for jwk in (entries if isinstance(entries, list) else [])[:MAX_KEYS]:
+            if isinstance(jwk, dict) and jwk.get("use", "sig") == "sig":
+                keys[str(jwk.get("kid", ""))] = jwk  # a kid-less key only matches kid-less tokens
+        self._keys = keys
+        self._fetched_at = self._clock()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
+class JwtVerifier:
+    """Turns an `Authorization` header into a verified `Caller`."""
+
+    def __init__(self, settings: IdentitySettings, *, keys: JwksKeys | None = None) -> None:
+        self._settings = settings
+        self._algorithms = list(settings.jwt_algorithms)
+        self._keys = keys or (JwksKeys(settings.jwks_url) if settings.jwks_url else None)
+        self._warned_unverified = False
+
+    async def authenticate(self, authorization_header: str | None) -> Caller:
+        token = bearer_token(authorization_header)
+        try:
+            header = jwt.get_unverified_header(token)
+            algorithm = header.get("alg")
+            if algorithm not in self._algorithms:
+                raise jwt.InvalidAlgorithmError("algorithm not allowed")
+            claims = await (self._verified(token, header, algorithm) if self._keys else self._unverified(token, algorithm))
+        except (jwt.PyJWTError, ValueError, TypeError, KeyError) as error:
+            log.debug("Inbound token rejected (%s)", type(error).__name__)
+            raise InvalidCallerToken() from None
+        sub = claims.get("sub")
+        if not isinstance(sub, str) or not sub:
+            log.debug("Inbound token rejected (no subject)")
+            raise InvalidCallerToken()
+        return Caller(sub=sub, claims=claims, token=token)
+
+    async def _verified(self, token: str, header: Mapping[str, Any], algorithm: str) -> dict[str, Any]:
+        assert self._keys is not None
+        kid = header.get("kid")
+        jwk = await self._keys.find(kid if isinstance(kid, str) else None)
+        if jwk is None:
+            raise jwt.InvalidKeyError("unknown kid")
+        if jwk.get("alg") not in (None, algorithm):
+            raise jwt.InvalidAlgorithmError("algorithm does not match the key")
+        key = jwt.PyJWK(jwk, algorithm=algorithm)
+        return jwt.decode(token, key=key, algorithms=[algorithm], **self._claim_checks(),
+                          options={"require": ["exp", "sub"], "verify_aud": bool(self._settings.jwt_audience)})
+
+    async def _unverified(self, token: str, algorithm: str) -> dict[str, Any]:
+        """The gateway verified the signature; still insist on a well-formed, unexpired JWT."""
+        if not self._warned_unverified:
+            self._warned_unverified = True
+            log.warning("INBOUND_JWKS_URL is not set: inbound JWT signatures are NOT verified here; this is only "
+                        "safe behind the AgentRun gateway's JWT inbound authentication")
+        return jwt.decode(token, algorithms=[algorithm], **self._claim_checks(),
+                          options={"verify_signature": False, "verify_exp": True, "verify_nbf": True,
+                                   "verify_iat": True, "verify_iss": bool(self._settings.jwt_issuer),
+                                   "verify_aud": bool(self._settings.jwt_audience), "require": ["sub"]})
+
+    def _claim_checks(self) -> dict[str, Any]:
+        checks: dict[str, Any] = {"leeway": self._settings.jwt_leeway_seconds}
+        if self._settings.jwt_issuer:
+            checks["issuer"] = self._settings.jwt_issuer
+        if self._settings.jwt_audience:
+            checks["audience"] = self._settings.jwt_audience
+        return checks
+
+    async def aclose(self) -> None:
+        if self._keys is not None:
+            await self._keys.aclose()

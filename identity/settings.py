@@ -1,0 +1,74 @@
+"""Identity settings, read once from the environment (or a test's env mapping)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Self
+
+from config import EnvReader
+
+# Asymmetric algorithms only: HS* with a published key is the classic key-confusion attack, `none` is no check.
+DEFAULT_JWT_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
+MIN_STATE_SECRET_LENGTH = 16
+
+
+@dataclass(frozen=True)
+class IdentitySettings:
+    workload_identity_name: str
+    state_secret: str = field(repr=False)
+    region_id: str = "cn-beijing"
+    data_endpoint: str = ""
+    use_sts: bool = True
+    redirect_uri: str = "http://localhost:8090"
+    authorization_timeout_seconds: float = 300.0
+    jwks_url: str = ""
+    jwt_issuer: str = ""
+    jwt_audience: str = ""
+    jwt_algorithms: tuple[str, ...] = DEFAULT_JWT_ALGORITHMS
+    # Instance credentials found in the env mapping (the runtime sets them); empty -> the SDK's default chain.
+    access_key_id: str = ""
+    access_key_secret: str = field(default="", repr=False)
+    security_token: str = field(default="", repr=False)
+    # Tuning that needs no variable of its own.
+    jwt_leeway_seconds: float = 30.0
+    request_timeout_seconds: float = 10.0
+    poll_initial_seconds: float = 0.5
+    poll_max_seconds: float = 3.0
+    cache_size: int = 1024
+
+    @property
+    def callback_url(self) -> str:
+        """Where the provider sends the browser back: `${APP_REDIRECT_URI}/callback`."""
+        return self.redirect_uri.rstrip("/") + "/callback"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Self:
+        read = EnvReader(env)
+        region = read.str("AGENT_IDENTITY_REGION_ID", "cn-beijing")
+        algorithms = tuple(read.list("INBOUND_JWT_ALGORITHMS", list(DEFAULT_JWT_ALGORITHMS)))
+        unsafe = [a for a in algorithms if a.lower() == "none" or a.upper().startswith("HS")]
+        if unsafe:
+            read.problems.append(f"INBOUND_JWT_ALGORITHMS must list asymmetric algorithms only, got {unsafe}")
+        secret = read.str("IDENTITY_STATE_SECRET", required=True, why="HMAC key for the OAuth2 CustomState")
+        if secret and len(secret) < MIN_STATE_SECRET_LENGTH:
+            read.problems.append(f"IDENTITY_STATE_SECRET must be at least {MIN_STATE_SECRET_LENGTH} characters")
+        settings = cls(
+            workload_identity_name=read.str("AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME", required=True,
+                                            why="the workload identity this agent acts as; never created at run time"),
+            state_secret=secret,
+            region_id=region,
+            data_endpoint=read.str("AGENT_IDENTITY_DATA_ENDPOINT", f"agentidentitydata.{region}.aliyuncs.com"),
+            use_sts=read.bool("AGENT_IDENTITY_USE_STS", True),
+            redirect_uri=read.str("APP_REDIRECT_URI", "http://localhost:8090"),
+            authorization_timeout_seconds=read.float("AUTHORIZATION_TIMEOUT_SECONDS", 300.0, minimum=0.1),
+            jwks_url=read.str("INBOUND_JWKS_URL"),
+            jwt_issuer=read.str("INBOUND_JWT_ISSUER"),
+            jwt_audience=read.str("INBOUND_JWT_AUDIENCE"),
+            jwt_algorithms=algorithms,
+            access_key_id=read.str("ALIBABA_CLOUD_ACCESS_KEY_ID"),
+            access_key_secret=read.str("ALIBABA_CLOUD_ACCESS_KEY_SECRET"),
+            security_token=read.str("ALIBABA_CLOUD_SECURITY_TOKEN"),
+        )
+        read.check()
+        return settings

@@ -1,0 +1,196 @@
+"""Inbound JWT verification against a real JWKS served over HTTP: the attack table, key rotation, no-JWKS mode."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from emulators._server import ServerGroup
+from identity.errors import InvalidCallerToken
+from identity.jwt_verifier import JwksKeys, JwtVerifier
+from identity.settings import IdentitySettings
+
+ISSUER = "https://idp.test"
+AUDIENCE = "agent"
+
+
+def _new_key(kid: str) -> tuple[rsa.RSAPrivateKey, dict]:
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public_jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(private.public_key()))
+    return private, {**public_jwk, "kid": kid, "use": "sig", "alg": "RS256"}
+
+
+KEY, JWK = _new_key("k1")
+OTHER_KEY, OTHER_JWK = _new_key("k2")
+
+
+class Jwks:
+    """A JWKS endpoint whose key list a test can change, counting fetches."""
+
+    def __init__(self) -> None:
+        self.keys = [JWK]
+        self.fetches = 0
+        self.group = ServerGroup()
+        self.group.add("jwks", Starlette(routes=[Route("/jwks", self.serve)]))
+        self.url = self.group.urls["jwks"] + "/jwks"
+
+    async def serve(self, _: Request) -> JSONResponse:
+        self.fetches += 1
+        return JSONResponse({"keys": self.keys})
+
+
+@pytest.fixture(scope="module")
+def jwks() -> Iterator[Jwks]:
+    server = Jwks()
+    server.group.start()
+    yield server
+    server.group.stop()
+
+
+@pytest.fixture
+def settings(jwks: Jwks) -> IdentitySettings:
+    jwks.keys = [JWK]
+    return IdentitySettings.from_env({
+        "AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME": "wi", "IDENTITY_STATE_SECRET": "s" * 32,
+        "INBOUND_JWKS_URL": jwks.url, "INBOUND_JWT_ISSUER": ISSUER, "INBOUND_JWT_AUDIENCE": AUDIENCE})
+
+
+def claims(**overrides) -> dict:
+    now = int(time.time())
+    return {"sub": "alice", "iss": ISSUER, "aud": AUDIENCE, "iat": now, "nbf": now, "exp": now + 600, **overrides}
+
+
+def sign(payload: dict, key=KEY, kid: str | None = "k1", alg: str = "RS256") -> str:
+    return jwt.encode(payload, key, algorithm=alg, headers={"kid": kid} if kid else None)
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def unsigned_token() -> str:
+    header = _b64(b'{"alg":"none","typ":"JWT","kid":"k1"}')
+    return f"{header}.{_b64(json.dumps(claims()).encode())}."
+
+
+def hs256_with_public_key() -> str:
+    pem = KEY.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    header = _b64(b'{"alg":"HS256","typ":"JWT","kid":"k1"}')
+    body = _b64(json.dumps(claims()).encode())
+    signature = _b64(hmac.new(pem, f"{header}.{body}".encode(), hashlib.sha256).digest())
+    return f"{header}.{body}.{signature}"
+
+
+def tampered() -> str:
+    header, _, signature = sign(claims()).split(".")
+    return f"{header}.{_b64(json.dumps(claims(sub='mallory')).encode())}.{signature}"
+
+
+ATTACKS = {
+    "alg none": lambda: "Bearer " + unsigned_token(),
+    "HS256 signed with the public key": lambda: "Bearer " + hs256_with_public_key(),
+    "bad signature": lambda: "Bearer " + tampered(),
+    "signed by another key": lambda: "Bearer " + sign(claims(), key=OTHER_KEY),
+    "unknown kid": lambda: "Bearer " + sign(claims(), key=OTHER_KEY, kid="nope"),
+    "expired": lambda: "Bearer " + sign(claims(exp=int(time.time()) - 3600)),
+    "future nbf": lambda: "Bearer " + sign(claims(nbf=int(time.time()) + 3600)),
+    "issued in the future": lambda: "Bearer " + sign(claims(iat=int(time.time()) + 3600)),
+    "wrong iss": lambda: "Bearer " + sign(claims(iss="https://evil.test")),
+    "wrong aud": lambda: "Bearer " + sign(claims(aud="someone-else")),
+    "no exp": lambda: "Bearer " + sign({k: v for k, v in claims().items() if k != "exp"}),
+    "no sub": lambda: "Bearer " + sign({k: v for k, v in claims().items() if k != "sub"}),
+    "malformed": lambda: "Bearer not.a.jwt",
+    "garbage": lambda: "Bearer " + "x" * 40,
+    "missing header": lambda: None,
+    "empty bearer": lambda: "Bearer ",
+    "basic scheme": lambda: "Basic " + sign(claims()),
+}
+
+
+@pytest.mark.parametrize("attack", list(ATTACKS))
+async def test_attack_table_is_rejected(settings: IdentitySettings, attack: str) -> None:
+    verifier = JwtVerifier(settings)
+    try:
+        with pytest.raises(InvalidCallerToken) as raised:
+            await verifier.authenticate(ATTACKS[attack]())
+        assert raised.value.http_status == 401
+        assert raised.value.safe_message == "A valid bearer token is required."
+    finally:
+        await verifier.aclose()
+
+
+async def test_valid_token_binds_claims_and_original_string(settings: IdentitySettings) -> None:
+    verifier = JwtVerifier(settings)
+    token = sign(claims(email="a@example.com"))
+    caller = await verifier.authenticate(f"Bearer {token}")
+    await verifier.aclose()
+    assert (caller.sub, caller.claims["email"], caller.token) == ("alice", "a@example.com", token)
+    assert token not in repr(caller)
+
+
+async def test_small_leeway_accepts_slight_clock_skew(settings: IdentitySettings) -> None:
+    verifier = JwtVerifier(settings)
+    caller = await verifier.authenticate("Bearer " + sign(claims(exp=int(time.time()) - 5, nbf=int(time.time()) + 5)))
+    await verifier.aclose()
+    assert caller.sub == "alice"
+
+
+async def test_keys_are_cached_and_refreshed_on_an_unknown_kid(jwks: Jwks, settings: IdentitySettings) -> None:
+    verifier = JwtVerifier(settings, keys=JwksKeys(jwks.url, min_refresh_seconds=0))
+    before = jwks.fetches
+    for _ in range(3):
+        await verifier.authenticate("Bearer " + sign(claims()))
+    assert jwks.fetches == before + 1
+    jwks.keys = [JWK, OTHER_JWK]  # the IdP rotates in a new key
+    caller = await verifier.authenticate("Bearer " + sign(claims(sub="bob"), key=OTHER_KEY, kid="k2"))
+    assert caller.sub == "bob" and jwks.fetches == before + 2
+    await verifier.aclose()
+
+
+async def test_unknown_kids_cannot_force_a_fetch_per_request(jwks: Jwks, settings: IdentitySettings) -> None:
+    verifier = JwtVerifier(settings)  # default: at most one refresh per 30 s
+    await verifier.authenticate("Bearer " + sign(claims()))
+    before = jwks.fetches
+    for i in range(10):
+        with pytest.raises(InvalidCallerToken):
+            await verifier.authenticate("Bearer " + sign(claims(), key=OTHER_KEY, kid=f"random-{i}"))
+    assert jwks.fetches == before
+    await verifier.aclose()
+
+
+def test_symmetric_and_none_algorithms_are_refused_in_configuration() -> None:
+    from config import ConfigError
+    with pytest.raises(ConfigError, match="INBOUND_JWT_ALGORITHMS"):
+        IdentitySettings.from_env({"AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME": "wi", "IDENTITY_STATE_SECRET": "s" * 32,
+                                   "INBOUND_JWT_ALGORITHMS": "RS256,HS256,none"})
+
+
+async def test_without_jwks_a_well_formed_jwt_passes_and_a_warning_is_logged_once(
+        settings: IdentitySettings, caplog: pytest.LogCaptureFixture) -> None:
+    verifier = JwtVerifier(replace(settings, jwks_url=""))
+    caplog.set_level(logging.DEBUG, logger="identity")
+    other = sign(claims(sub="carol"), key=OTHER_KEY, kid="unpublished")
+    assert (await verifier.authenticate("Bearer " + other)).sub == "carol"
+    assert (await verifier.authenticate("Bearer " + sign(claims()))).sub == "alice"
+    for attack in ("alg none", "expired", "malformed", "missing header", "wrong aud"):
+        with pytest.raises(InvalidCallerToken):
+            await verifier.authenticate(ATTACKS[attack]())
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "INBOUND_JWKS_URL" in r.getMessage()]
+    assert len(warnings) == 1
+    assert other not in caplog.text
+    await verifier.aclose()
