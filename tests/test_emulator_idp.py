@@ -1,0 +1,169 @@
+"""The local IdP, verified the way the product verifies it: discovery, then PyJWKClient + jwt.decode."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from emulators._server import ServerGroup
+from emulators.idp import MAX_TTL_S, LocalIdp
+
+AUDIENCE = "agentrun-agent"
+
+
+@pytest.fixture(scope="module")
+def idp() -> Iterator[LocalIdp]:
+    group = ServerGroup()
+    provider = LocalIdp(group.reserve("idp"), audience=AUDIENCE)
+    group.add("idp", provider.app)
+    group.start()
+    try:
+        yield provider
+    finally:
+        group.stop()
+
+
+@pytest.fixture
+def http(idp: LocalIdp) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=idp.issuer, timeout=5) as client:
+        client.post("/emulator/reset")
+        yield client
+
+
+def discover(http: httpx.Client) -> dict:
+    response = http.get("/.well-known/openid-configuration")
+    assert response.status_code == 200
+    return response.json()
+
+
+def verify(token: str, discovery: dict, **options) -> dict:
+    """What a relying party does: fetch the signing key by `kid` from jwks_uri, check signature and claims."""
+    signing_key = jwt.PyJWKClient(discovery["jwks_uri"], cache_keys=False).get_signing_key_from_jwt(token)
+    return jwt.decode(token, signing_key.key, algorithms=discovery["id_token_signing_alg_values_supported"],
+                      audience=AUDIENCE, issuer=discovery["issuer"], **options)
+
+
+def test_discovery_document_points_at_served_endpoints(http: httpx.Client, idp: LocalIdp) -> None:
+    discovery = discover(http)
+    assert discovery["issuer"] == idp.issuer
+    assert discovery["id_token_signing_alg_values_supported"] == ["RS256"]
+    assert http.get(discovery["jwks_uri"]).status_code == 200
+    assert discovery["token_endpoint"] == f"{idp.issuer}/token"
+
+
+def test_jwks_publishes_one_public_rsa_signing_key(http: httpx.Client, idp: LocalIdp) -> None:
+    keys = http.get(discover(http)["jwks_uri"]).json()["keys"]
+    assert len(keys) == 1
+    key = keys[0]
+    assert (key["kty"], key["use"], key["alg"]) == ("RSA", "sig", "RS256")
+    assert key["kid"] and key["n"] and key["e"]
+    assert not {"d", "p", "q", "dp", "dq", "qi"} & set(key), "private parts must never be published"
+    assert keys == idp.jwks()["keys"]
+
+
+def test_token_endpoint_issues_verifiable_id_token(http: httpx.Client) -> None:
+    discovery = discover(http)
+    response = http.post(discovery["token_endpoint"],
+                         data={"grant_type": "password", "username": "alice", "password": "any"})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["token_type"] == "Bearer"
+    assert body["expires_in"] == 3600
+    claims = verify(body["id_token"], discovery)
+    assert claims["sub"] == "alice"
+    assert claims["name"] == claims["preferred_username"] == "alice"
+    assert claims["exp"] - claims["iat"] == 3600
+    assert abs(claims["iat"] - time.time()) < 300
+    assert claims["jti"]
+    access_claims = verify(body["access_token"], discovery)
+    assert access_claims["sub"] == "alice" and access_claims["jti"] != claims["jti"]
+
+
+def test_every_token_has_its_own_jti(http: httpx.Client) -> None:
+    tokens = [http.post("/token", data={"grant_type": "password", "username": "bob"}).json()["id_token"]
+              for _ in range(3)]
+    discovery = discover(http)
+    assert len({verify(t, discovery)["jti"] for t in tokens}) == 3
+
+
+def test_client_id_becomes_azp_and_audience_stays_fixed(http: httpx.Client) -> None:
+    body = http.post("/token", data={"grant_type": "password", "username": "carol", "client_id": "chat-page"})
+    claims = verify(body.json()["id_token"], discover(http))
+    assert claims["azp"] == "chat-page"
+    assert claims["aud"] == AUDIENCE
+
+
+def test_expires_in_is_honoured_and_capped(http: httpx.Client) -> None:
+    short = http.post("/token", data={"grant_type": "password", "username": "dave", "expires_in": "60"}).json()
+    assert short["expires_in"] == 60
+    huge = http.post("/token", data={"grant_type": "password", "username": "dave", "expires_in": "999999"})
+    assert huge.json()["expires_in"] == MAX_TTL_S
+    claims = verify(huge.json()["id_token"], discover(http))
+    assert claims["exp"] - claims["iat"] == MAX_TTL_S
+
+
+@pytest.mark.parametrize(("form", "error"), [
+    ({"grant_type": "password"}, "invalid_request"),
+    ({"grant_type": "password", "username": "  "}, "invalid_request"),
+    ({"grant_type": "password", "username": "erin", "expires_in": "soon"}, "invalid_request"),
+    ({"grant_type": "client_credentials", "username": "erin"}, "unsupported_grant_type"),
+    ({}, "unsupported_grant_type"),
+])
+def test_bad_token_requests_get_oauth2_errors(http: httpx.Client, form: dict, error: str) -> None:
+    response = http.post("/token", data=form)
+    assert response.status_code == 400
+    body = response.json()
+    assert body["error"] == error
+    assert body["error_description"]
+
+
+def test_expired_token_is_rejected_by_the_verifier(http: httpx.Client, idp: LocalIdp) -> None:
+    token = idp.issue("frank", ttl_s=-10)
+    with pytest.raises(jwt.ExpiredSignatureError):
+        verify(token, discover(http))
+
+
+def test_token_for_another_audience_is_rejected(http: httpx.Client, idp: LocalIdp) -> None:
+    with pytest.raises(jwt.InvalidAudienceError):
+        verify(idp.issue("grace", aud="someone-else"), discover(http))
+
+
+def test_token_signed_by_another_idp_is_rejected(http: httpx.Client, idp: LocalIdp) -> None:
+    impostor = LocalIdp(idp.issuer, audience=AUDIENCE)  # same issuer URL, different key
+    forged = impostor.issue("mallory")
+    with pytest.raises(jwt.PyJWKClientError):  # its kid is unknown to the real JWKS
+        verify(forged, discover(http))
+    other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    claims = {"sub": "mallory", "iss": idp.issuer, "aud": AUDIENCE, "exp": int(time.time()) + 60}
+    forged_with_known_kid = jwt.encode(claims, other_key, algorithm="RS256",
+                                       headers={"kid": idp.jwks()["keys"][0]["kid"]})
+    with pytest.raises(jwt.InvalidSignatureError):
+        verify(forged_with_known_kid, discover(http))
+
+
+def test_cors_lets_a_local_page_call_token_and_discovery(http: httpx.Client) -> None:
+    origin = "http://localhost:8090"
+    preflight = http.options("/token", headers={"Origin": origin, "Access-Control-Request-Method": "POST",
+                                                "Access-Control-Request-Headers": "content-type"})
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == origin
+    token = http.post("/token", data={"grant_type": "password", "username": "heidi"}, headers={"Origin": origin})
+    assert token.headers["access-control-allow-origin"] == origin
+    discovery = http.get("/.well-known/openid-configuration", headers={"Origin": origin})
+    assert discovery.headers["access-control-allow-origin"] == origin
+    foreign = http.get("/.well-known/openid-configuration", headers={"Origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in foreign.headers
+
+
+def test_faults_come_back_in_oauth2_shape(http: httpx.Client) -> None:
+    http.post("/emulator/faults", json={"fail_next": 1, "fail_status": 503, "match": "/token"})
+    failed = http.post("/token", data={"grant_type": "password", "username": "ivan"})
+    assert failed.status_code == 503
+    assert failed.json()["error"] == "temporarily_unavailable"
+    assert http.post("/token", data={"grant_type": "password", "username": "ivan"}).status_code == 200
+    assert http.get("/emulator/calls").json()["POST /token"] == 2
