@@ -1,0 +1,82 @@
+"""OpenAI chat-completion objects and their SSE framing (FACTS §2).
+
+One `CompletionWriter` per response keeps the id, model and timestamp every chunk must repeat.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.errors import ApiError
+
+DONE = b"data: [DONE]\n\n"
+KEEPALIVE = b": keep-alive\n\n"
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def sse(payload: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(self.prompt_tokens + other.prompt_tokens, self.completion_tokens + other.completion_tokens)
+
+    def as_dict(self) -> dict[str, int]:
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                "total_tokens": self.total_tokens}
+
+
+@dataclass
+class CompletionWriter:
+    model: str
+    id: str = field(default_factory=lambda: f"chatcmpl-{uuid.uuid4().hex}")
+    created: int = field(default_factory=lambda: int(time.time()))
+
+    def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None, **extra: Any) -> dict[str, Any]:
+        return {"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}], **extra}
+
+    def role(self) -> dict[str, Any]:
+        return self._chunk({"role": "assistant", "content": ""})
+
+    def content(self, text: str, agent_event: dict[str, Any] | None = None) -> dict[str, Any]:
+        extra = {"agent_event": agent_event} if agent_event is not None else {}
+        return self._chunk({"content": text}, **extra)
+
+    def finish(self, reason: str) -> dict[str, Any]:
+        return self._chunk({}, reason)
+
+    def usage(self, usage: Usage) -> dict[str, Any]:
+        """The extra last chunk of `stream_options.include_usage`: no choices, only usage."""
+        return {"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
+                "choices": [], "usage": usage.as_dict()}
+
+    def error(self, error: ApiError) -> dict[str, Any]:
+        """A failure after the stream started: never a silent `stop`."""
+        return self._chunk({}, "error", error=error.body()["error"],
+                           agent_event={"type": "error", "code": error.code})
+
+    def completion(self, content: str, finish_reason: str, usage: Usage | None,
+                   agent_events: list[dict[str, Any]]) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "id": self.id, "object": "chat.completion", "created": self.created, "model": self.model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
+                         "finish_reason": finish_reason}],
+            "agent_events": agent_events,
+        }
+        if usage is not None:
+            body["usage"] = usage.as_dict()
+        return body

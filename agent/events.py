@@ -1,0 +1,57 @@
+"""What the user sees of a run besides model text: tool progress and authorization requests.
+
+Each event becomes content text (so any chat UI shows it) and one `agent_event` object (so a UI can render
+a button or a spinner instead). The `agent_event` shapes are the contract in docs/architecture.md:
+
+    {"type": "authorization_required", "url": ..., "purpose": ..., "provider": ...}
+    {"type": "authorization_completed", "purpose": ..., "provider": ...}
+    {"type": "tool_started", "tool": ...}
+    {"type": "tool_finished", "tool": ..., "ok": true|false}
+    {"type": "error", "code": ...}
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ToolStarted:
+    tool: str
+
+
+@dataclass(frozen=True)
+class ToolFinished:
+    tool: str
+    ok: bool = True
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """An event as the client gets it."""
+
+    text: str
+    agent_event: dict[str, Any]
+
+
+def render(event: object) -> Rendered | None:
+    """Content text + `agent_event` for an event; None for events the client need not see."""
+    from identity.context import AuthorizationCompleted, AuthorizationRequired
+
+    if isinstance(event, AuthorizationRequired):
+        # The wording users see in the product docs (FACTS §2), trailing space included.
+        return Rendered(f"Please click the link to authorize {event.purpose}: {event.url} \n\n",
+                        {"type": "authorization_required", "url": event.url, "purpose": event.purpose,
+                         "provider": event.provider})
+    if isinstance(event, AuthorizationCompleted):
+        return Rendered(f"Authorized {event.purpose}, continuing.\n\n",
+                        {"type": "authorization_completed", "purpose": event.purpose,
+                         "provider": event.provider})
+    if isinstance(event, ToolStarted):
+        return Rendered(f"> Running `{event.tool}`...\n\n", {"type": "tool_started", "tool": event.tool})
+    if isinstance(event, ToolFinished):
+        outcome = "done" if event.ok else "failed"
+        return Rendered(f"> `{event.tool}` {outcome}.\n\n",
+                        {"type": "tool_finished", "tool": event.tool, "ok": event.ok})
+    return None

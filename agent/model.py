@@ -1,0 +1,131 @@
+"""The chat model: a `ChatOpenAI` on any OpenAI-compatible endpoint.
+
+The endpoint is either configured directly (`MODEL_BASE_URL` + `MODEL_API_KEY`) or taken from an AgentRun
+model service (`MODEL_SERVICE_NAME`) through the control-plane action `GetModelService`. That lookup happens
+on the first request, not at start-up (no network call before traffic), once per process, and with the SDK's
+async call so it never blocks the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from agent.settings import AgentSettings
+
+if TYPE_CHECKING:
+    from langchain_openai import ChatOpenAI
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelEndpoint:
+    """An OpenAI-compatible base URL, its key and the model names it serves."""
+
+    base_url: str
+    api_key: str = field(repr=False)
+    model_names: tuple[str, ...] = ()
+
+
+class ModelUnavailable(Exception):
+    """The model endpoint could not be determined (e.g. GetModelService failed). The message is safe to show."""
+
+
+class ModelProvider:
+    """Builds the process-wide `ChatOpenAI` once, resolving the endpoint first when needed."""
+
+    def __init__(self, settings: AgentSettings) -> None:
+        self.settings = settings
+        self._model: ChatOpenAI | None = None
+        self._endpoint: ModelEndpoint | None = None
+        self._lock = asyncio.Lock()
+
+    async def endpoint(self) -> ModelEndpoint:
+        if self._endpoint is None:
+            async with self._lock:
+                if self._endpoint is None:
+                    self._endpoint = await self._resolve_endpoint()
+        return self._endpoint
+
+    async def chat_model(self) -> ChatOpenAI:
+        if self._model is None:
+            endpoint = await self.endpoint()
+            self._model = build_chat_model(self.settings, endpoint)
+        return self._model
+
+    async def model_names(self) -> tuple[str, ...]:
+        """Names `GET /models` lists; the configured one first. Resolved only if already known."""
+        names = [self.settings.model_name]
+        if self._endpoint is not None:
+            names += [n for n in self._endpoint.model_names if n not in names]
+        return tuple(names)
+
+    async def _resolve_endpoint(self) -> ModelEndpoint:
+        s = self.settings
+        if s.model_service_name is None:
+            assert s.base_url is not None and s.api_key is not None
+            return ModelEndpoint(s.base_url, s.api_key)
+        return await fetch_model_service(s)
+
+
+async def fetch_model_service(settings: AgentSettings) -> ModelEndpoint:
+    """Look up the model service's OpenAI-compatible URL and key with AgentRun `GetModelService`.
+
+    Signed with the default credentials chain (on AgentRun: the instance role's STS keys in the environment).
+    """
+    from alibabacloud_agentrun20250910.client import Client
+    from alibabacloud_tea_openapi.utils_models import Config
+
+    name = settings.model_service_name
+    assert name is not None
+    config = Config(region_id=settings.region_id, read_timeout=10_000, connect_timeout=5_000)
+    if settings.access_key_id and settings.access_key_secret:
+        config.access_key_id = settings.access_key_id
+        config.access_key_secret = settings.access_key_secret
+        config.security_token = settings.security_token or None
+    else:
+        from alibabacloud_credentials.client import Client as CredentialClient
+
+        config.credential = CredentialClient()
+    if settings.control_endpoint:
+        config.endpoint, config.protocol = _split_endpoint(settings.control_endpoint)
+    try:
+        response = await Client(config).get_model_service_async(name)
+    except Exception as exc:  # SDK errors carry request details; keep only the code
+        code = getattr(exc, "code", None) or type(exc).__name__
+        log.warning("GetModelService %s failed: %s", name, code)
+        raise ModelUnavailable(f"Could not look up model service {name!r} ({code}).") from None
+    data = response.body.data if response.body else None
+    provider = data.provider_settings if data else None
+    if provider is None or not provider.base_url:
+        raise ModelUnavailable(f"Model service {name!r} has no OpenAI-compatible base URL.")
+    api_key = provider.api_key or settings.api_key
+    if not api_key:
+        raise ModelUnavailable(f"Model service {name!r} has no API key; set MODEL_API_KEY.")
+    return ModelEndpoint(provider.base_url.rstrip("/"), api_key, tuple(provider.model_names or ()))
+
+
+def _split_endpoint(endpoint: str) -> tuple[str, str]:
+    """`http://127.0.0.1:8080` -> (`127.0.0.1:8080`, `http`); a bare host keeps HTTPS."""
+    for scheme in ("http", "https"):
+        prefix = f"{scheme}://"
+        if endpoint.startswith(prefix):
+            return endpoint[len(prefix):].rstrip("/"), scheme
+    return endpoint.rstrip("/"), "https"
+
+
+def build_chat_model(settings: AgentSettings, endpoint: ModelEndpoint) -> ChatOpenAI:
+    from langchain_openai import ChatOpenAI
+
+    return ChatOpenAI(
+        model=settings.model_name,
+        base_url=endpoint.base_url,
+        api_key=endpoint.api_key,
+        timeout=settings.timeout_seconds,
+        max_retries=settings.max_retries,
+        streaming=True,
+        stream_usage=True,
+    )

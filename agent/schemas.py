@@ -1,0 +1,158 @@
+"""The chat-completions request body, validated, and its conversion to LangChain messages.
+
+Clients send many optional OpenAI fields; unknown ones are accepted and ignored. Content parts may carry extra
+fields (the product docs put a `user_id` in a text part): accepted and dropped, never used as identity.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+if TYPE_CHECKING:
+    from langchain_core.messages import BaseMessage
+
+
+class _Lenient(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class TextPart(_Lenient):
+    type: Literal["text"]
+    text: str
+
+
+class ImageUrl(_Lenient):
+    url: str
+    detail: str | None = None
+
+
+class ImagePart(_Lenient):
+    type: Literal["image_url"]
+    image_url: ImageUrl
+
+
+ContentPart = Annotated[TextPart | ImagePart, Field(discriminator="type")]
+
+
+class ToolCallFunction(_Lenient):
+    name: str
+    arguments: str = "{}"
+
+
+class ToolCall(_Lenient):
+    id: str
+    type: Literal["function"] = "function"
+    function: ToolCallFunction
+
+
+class ChatMessage(_Lenient):
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[ContentPart] | None = None
+    name: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(p.text for p in self.content or () if isinstance(p, TextPart))
+
+
+class StreamOptions(_Lenient):
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(_Lenient):
+    messages: list[ChatMessage] = Field(min_length=1)
+    model: str | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+
+    @property
+    def include_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+    @property
+    def token_limit(self) -> int | None:
+        return self.max_completion_tokens or self.max_tokens
+
+
+class RequestInvalid(Exception):
+    """The body does not match the schema; `param` names the first offending field (e.g. `messages.0.role`)."""
+
+    def __init__(self, message: str, param: str | None) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+def parse_request(body: Any) -> ChatCompletionRequest:
+    """Validate a decoded JSON body; raise `RequestInvalid` naming the field."""
+    if not isinstance(body, dict):
+        raise RequestInvalid("The request body must be a JSON object.", None)
+    try:
+        return ChatCompletionRequest.model_validate(body)
+    except ValidationError as exc:
+        # With unions the deepest error is the telling one ("content.0.text missing", not "not a string").
+        first = max(exc.errors(include_url=False, include_input=False), key=lambda e: len(e["loc"]))
+        param = _field_path(first["loc"])
+        raise RequestInvalid(f"Invalid value for '{param}': {first['msg']}.", param) from None
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    """Pydantic puts union members into error paths (`str`, `list[...]`, then the tag `text`); drop them."""
+    path: list[str] = []
+    after_tagged_list = False
+    for i, part in enumerate(loc):
+        if part == "str" or (isinstance(part, str) and "[" in part):
+            after_tagged_list = "tagged-union" in part
+            continue
+        if after_tagged_list and isinstance(loc[i - 1], int) and part in ("text", "image_url"):
+            after_tagged_list = False
+            continue
+        path.append(str(part))
+    return ".".join(path)
+
+
+def to_langchain_messages(messages: list[ChatMessage]) -> list[BaseMessage]:
+    from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
+
+    converted: list[BaseMessage] = []
+    for message in messages:
+        if message.role in ("system", "developer"):
+            converted.append(SystemMessage(message.text()))
+        elif message.role == "user":
+            converted.append(HumanMessage(_user_content(message)))
+        elif message.role == "assistant":
+            calls = [{"id": c.id, "name": c.function.name, "args": _json_object(c.function.arguments)}
+                     for c in message.tool_calls or ()]
+            converted.append(AIMessage(message.text(), tool_calls=calls))
+        else:
+            converted.append(ToolMessage(message.text(), tool_call_id=message.tool_call_id or ""))
+    return converted
+
+
+def _user_content(message: ChatMessage) -> str | list[str | dict]:
+    if isinstance(message.content, str) or message.content is None:
+        return message.content or ""
+    parts: list[str | dict] = []
+    for part in message.content:
+        if isinstance(part, TextPart):
+            parts.append({"type": "text", "text": part.text})  # extra fields (e.g. user_id) dropped
+        else:
+            parts.append({"type": "image_url", "image_url": part.image_url.model_dump(exclude_none=True)})
+    return parts
+
+
+def _json_object(arguments: str) -> dict:
+    import json
+
+    try:
+        value = json.loads(arguments or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
