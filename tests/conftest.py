@@ -1,7 +1,29 @@
-"""Test-wide hygiene: never reach the internet, never probe the ECS metadata address."""
+"""Test-wide hygiene: never reach the internet, never probe the ECS metadata address.
+
+Also the local cloud: `cloud` is one set of running emulators for the whole session (stopped at the end);
+`fresh_cloud` is the same cloud with faults and call counters cleared before the test.
+"""
 
 import os
+
+import pytest
 
 for _name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
     os.environ.pop(_name, None)
 os.environ["ALIBABA_CLOUD_ECS_METADATA_DISABLED"] = "true"
+
+
+@pytest.fixture(scope="session")
+def cloud():
+    """All emulators, started once per test session on free 127.0.0.1 ports."""
+    from emulators import start_local_cloud
+
+    with start_local_cloud() as local_cloud:
+        yield local_cloud
+
+
+@pytest.fixture
+def fresh_cloud(cloud):
+    """The session's emulators with faults and call counters reset (issued credentials stay valid)."""
+    cloud.reset()
+    return cloud

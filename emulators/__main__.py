@@ -1,0 +1,77 @@
+"""`python -m emulators --ready-file PATH`: run every emulator until SIGINT/SIGTERM.
+
+When all servers accept connections, the `.info` JSON (URLs, AccessKey, names, `env`) is written to PATH
+atomically, so a waiting script never reads half a file. A short summary goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+from emulators.cloud import EMULATORS, start_local_cloud
+
+
+def _latency(value: str) -> tuple[str, float]:
+    name, sep, ms = value.partition("=")
+    if not sep or name not in EMULATORS:
+        raise argparse.ArgumentTypeError(f"expected NAME=MS with NAME in {', '.join(EMULATORS)}")
+    try:
+        return name, float(ms)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"latency for {name} must be a number of milliseconds") from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m emulators", description=__doc__.splitlines()[0])
+    parser.add_argument("--ready-file", type=Path, help="write the info JSON here once ready")
+    parser.add_argument("--return-url", action="append", default=[], metavar="URL",
+                        help="register another OAuth2 return URL on the workload identity (repeatable)")
+    parser.add_argument("--latency", action="append", default=[], type=_latency, metavar="NAME=MS",
+                        help="add latency to every call of one emulator, e.g. agent_identity=50 (repeatable)")
+    return parser
+
+
+def _write_atomically(path: Path, info: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as out:
+        json.dump(info, out, indent=2)
+    os.chmod(tmp, 0o600)  # it holds the AccessKey secret
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    faults = {name: {"latency_ms": ms} for name, ms in args.latency}
+    cloud = start_local_cloud(return_urls=args.return_url, faults=faults)
+    try:
+        if args.ready_file:
+            _write_atomically(args.ready_file, cloud.info)
+        print("emulators ready:", file=sys.stderr)
+        for name in EMULATORS:
+            print(f"  {name:<15} {cloud.url(name)}", file=sys.stderr)
+        print(f"  return URLs     {', '.join(cloud.info['return_urls'])}", file=sys.stderr)
+        if args.ready_file:
+            print(f"  info and env    {args.ready_file}", file=sys.stderr)
+        print("Ctrl-C or SIGTERM stops them.", file=sys.stderr, flush=True)
+        while not stop.wait(3600):
+            pass
+    finally:
+        cloud.stop()
+    print("emulators stopped", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

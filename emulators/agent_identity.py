@@ -1,0 +1,430 @@
+"""Agent Identity data plane (agentidentitydata 2025-11-27): workload tokens, OAuth2 resource tokens, STS.
+
+Wire format (FACTS §3): RPC `POST /`, action in `x-acs-action` (or the `Action` query of the anonymous
+AssumeRoleForWorkloadIdentity), form body, JSON answers with case-sensitive keys, ACS error bodies.
+
+The OAuth2 USER_FEDERATION flow (FACTS §4): GetResourceOAuth2Token answers a user without a stored token
+with an `AuthorizationURL` (our consent page) and a `SessionURI`; approving redirects the browser to the
+registered return URL with `session_uri` and `state`; the app then calls CompleteResourceTokenAuth for the
+same user, after which GetResourceOAuth2Token with that `SessionURI` returns the access token. Tokens sit in
+a vault per (user, provider, scopes); an expired one is refreshed silently (the real service holds the
+refresh token, FACTS §6), a revoked one needs a new authorization.
+
+Choices where the real behaviour is not documented (each marked "Chosen:" below): error codes beyond
+`InvalidParameter.JsonWebToken`, token lifetimes, the `SessionStatus` values (`IN_PROGRESS`, `FAILED`, as
+the AWS service this API mirrors), the `SessionURI` format (`urn:ietf:params:oauth:request_uri:<id>`, as
+AWS and Huawei Cloud), and the ARN formats.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import jwt
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from emulators._server import Faults, emulator_app
+from emulators.acs import AcsError, Principal, SignatureVerifier, iso_utc, render_acs_error, rpc_endpoint
+from emulators.consent import consent_page, notice_page
+from emulators.registry import CredentialRegistry, Issued
+
+SESSION_URI_PREFIX = "urn:ietf:params:oauth:request_uri:"
+WORKLOAD_TOKEN_TTL_S = 3600     # Chosen: lifetime of a workload access token (not documented).
+SESSION_TTL_S = 600             # Chosen: an authorization session must be completed within 10 minutes.
+STS_MIN_S, STS_MAX_S, STS_DEFAULT_S = 900, 43200, 3600  # STS AssumeRole's documented DurationSeconds range
+ROLE_SESSION_NAME = re.compile(r"^[A-Za-z0-9._@-]{2,64}$")  # STS AssumeRole's documented pattern
+
+
+@dataclass(frozen=True)
+class WorkloadIdentity:
+    """The agent's workload identity: its name, registered return URLs and the RAM role it may assume."""
+
+    name: str
+    return_urls: tuple[str, ...]
+    account_id: str
+    role_name: str
+    role_id: str
+    region: str = "cn-hangzhou"
+
+    @property
+    def arn(self) -> str:  # Chosen: ARN layout (not documented).
+        return f"acs:agentidentity:{self.region}:{self.account_id}:workloadidentity/{self.name}"
+
+    @property
+    def role_arn(self) -> str:
+        return f"acs:ram::{self.account_id}:role/{self.role_name}"
+
+
+@dataclass(frozen=True)
+class CredentialProvider:
+    """An OAuth2 credential provider configured in Agent Identity (here: DingTalk)."""
+
+    name: str
+    display_name: str
+    default_scopes: tuple[str, ...]
+    token_ttl_s: int = 7200  # DingTalk user access tokens live 7,200 s (FACTS §6)
+
+
+@dataclass
+class WorkloadGrant:
+    """What a workload access token stands for. `user_jwt` is kept only to compare, never returned."""
+
+    workload: str
+    user: str | None
+    expires_at: float
+    user_jwt: str | None = field(default=None, repr=False)
+
+
+@dataclass
+class AuthSession:
+    """One pending USER_FEDERATION authorization."""
+
+    id: str
+    user: str
+    workload: str
+    provider: CredentialProvider
+    scopes: tuple[str, ...]
+    return_url: str
+    custom_state: str
+    expires_at: float
+    status: str = "pending"  # pending -> consented | denied -> completed
+
+    @property
+    def uri(self) -> str:
+        return SESSION_URI_PREFIX + self.id
+
+
+class UserJwtValidator:
+    """Validates user JWTs against the IdP's JWKS (in-process): signature, `iss`, `exp`, `aud` if set."""
+
+    def __init__(self, jwks: Callable[[], dict[str, Any]], issuer: str, audience: str | None) -> None:
+        self._jwks = jwks
+        self._issuer = issuer
+        self._audience = audience
+        self._keys: dict[str, Any] = {}
+
+    def validate(self, token: str, *, check_expiry: bool = True) -> dict[str, Any]:
+        try:
+            key = self._key_for(jwt.get_unverified_header(token).get("kid", ""))
+            return jwt.decode(token, key, algorithms=["RS256"], issuer=self._issuer, audience=self._audience,
+                              options={"require": ["exp", "iss", "sub"], "verify_exp": check_expiry,
+                                       "verify_aud": self._audience is not None})
+        except jwt.ExpiredSignatureError:
+            reason = "the token has expired"
+        except jwt.InvalidIssuerError:
+            reason = "the issuer is not the identity provider of this workload identity"
+        except jwt.InvalidAudienceError:
+            reason = "the audience is not accepted"
+        except jwt.InvalidSignatureError:
+            reason = "the signature is invalid"
+        except (jwt.PyJWTError, KeyError):
+            reason = "the token is malformed or signed with an unknown key"
+        raise AcsError(400, "InvalidParameter.JsonWebToken", f"The specified UserToken is invalid: {reason}.")
+
+    def _key_for(self, kid: str) -> Any:
+        if kid not in self._keys:  # unknown kid: the IdP may have rotated keys, so reload once
+            self._keys = {k.key_id: k.key for k in jwt.PyJWKSet.from_dict(self._jwks()).keys}
+        return self._keys[kid]
+
+
+class AgentIdentityEmulator:
+    """The Agent Identity data-plane emulator; `.app` is its Starlette app."""
+
+    def __init__(self, base_url: str, *, verifier: SignatureVerifier, users: UserJwtValidator,
+                 workload: WorkloadIdentity, providers: list[CredentialProvider],
+                 provider_tokens: CredentialRegistry, sts_credentials: CredentialRegistry,
+                 faults: Faults | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.workload = workload
+        self.providers = {p.name: p for p in providers}
+        self._users = users
+        self._provider_tokens = provider_tokens
+        self._sts = sts_credentials
+        self._grants: dict[str, WorkloadGrant] = {}
+        self._sessions: dict[str, AuthSession] = {}
+        self._vault: dict[tuple[str, str, tuple[str, ...]], str] = {}
+        actions = {
+            "GetWorkloadAccessToken": self._get_workload_access_token,
+            "GetWorkloadAccessTokenForJWT": self._get_workload_access_token_for_jwt,
+            "GetWorkloadAccessTokenForUserId": self._get_workload_access_token_for_user_id,
+            "GetResourceOAuth2Token": self._get_resource_oauth2_token,
+            "CompleteResourceTokenAuth": self._complete_resource_token_auth,
+            "AssumeRoleForWorkloadIdentity": self._assume_role_for_workload_identity,
+        }
+        routes = [
+            rpc_endpoint(verifier, actions, anonymous=frozenset({"AssumeRoleForWorkloadIdentity"})),
+            Route("/oauth2/authorize", self._consent, methods=["GET", "POST"]),
+        ]
+        self.app = emulator_app("agent_identity", routes, render_acs_error, on_expire_tokens=self.expire_tokens,
+                                faults=faults)
+
+    def expire_tokens(self) -> None:
+        """Fault injection: every workload token, STS credential and vaulted provider token expires now."""
+        for grant in self._grants.values():
+            grant.expires_at = 0.0
+        self._sts.expire_all()
+        self._provider_tokens.expire_all()
+
+    # -- workload access tokens --------------------------------------------------------------------------
+
+    def _issue_grant(self, params: dict[str, str], user: str | None, user_jwt: str | None = None) -> dict[str, Any]:
+        name = _required(params, "WorkloadIdentityName")
+        if name != self.workload.name:
+            raise AcsError(404, "EntityNotExist.WorkloadIdentity",  # Chosen: code for an unknown identity.
+                           f"The workload identity {name!r} does not exist.")
+        token = "wat-" + secrets.token_urlsafe(32)
+        self._grants[token] = WorkloadGrant(name, user, time.time() + WORKLOAD_TOKEN_TTL_S, user_jwt)
+        return {"WorkloadAccessToken": token, "WorkloadIdentityArn": self.workload.arn}
+
+    async def _get_workload_access_token(self, params: dict[str, str], _: Principal | None) -> dict[str, Any]:
+        return self._issue_grant(params, user=None)
+
+    async def _get_workload_access_token_for_jwt(self, params: dict[str, str], _: Principal | None) -> dict[str, Any]:
+        user_jwt = _required(params, "UserToken")
+        claims = self._users.validate(user_jwt)
+        audience = claims.get("aud")
+        result = self._issue_grant(params, user=claims["sub"], user_jwt=user_jwt)
+        result["UserContext"] = {"JwtClaims": {
+            "Audiences": audience if isinstance(audience, list) else [audience] if audience else [],
+            "Issuer": claims["iss"], "JTI": claims.get("jti"), "Subject": claims["sub"]}}
+        return result
+
+    async def _get_workload_access_token_for_user_id(self, params: dict[str, str],
+                                                     _: Principal | None) -> dict[str, Any]:
+        user_id = _required(params, "UserId")
+        result = self._issue_grant(params, user=user_id)
+        result["UserContext"] = {"UserId": user_id}
+        return result
+
+    def _grant(self, params: dict[str, str]) -> WorkloadGrant:
+        grant = self._grants.get(_required(params, "WorkloadAccessToken"))
+        if grant is None or time.time() >= grant.expires_at:
+            state = "unknown" if grant is None else "expired"
+            raise AcsError(400, "InvalidParameter.WorkloadAccessToken",  # Chosen: code (not documented).
+                           f"The specified WorkloadAccessToken is {state}.")
+        return grant
+
+    # -- OAuth2 resource tokens ----------------------------------------------------------------------------
+
+    async def _get_resource_oauth2_token(self, params: dict[str, str], _: Principal | None) -> dict[str, Any]:
+        grant = self._grant(params)
+        provider = self._provider(params)
+        scopes = _scopes(params.get("Scopes"), provider.default_scopes)
+        if params.get("OAuth2Flow", "USER_FEDERATION") == "M2M":
+            return self._token_answer(self._vaulted_token(f"workload:{grant.workload}", provider, scopes, "M2M"))
+        if params.get("OAuth2Flow", "USER_FEDERATION") != "USER_FEDERATION":
+            raise AcsError(400, "InvalidParameter.OAuth2Flow", "OAuth2Flow must be USER_FEDERATION or M2M.")
+        if grant.user is None:
+            raise AcsError(400, "InvalidParameter.WorkloadAccessToken",
+                           "USER_FEDERATION needs a workload access token obtained for a user.")
+        return_url = params.get("ResourceOAuth2ReturnURL")
+        if return_url and return_url not in self.workload.return_urls:
+            raise AcsError(400, "InvalidParameter.ResourceOAuth2ReturnURL",  # Chosen: code (not documented).
+                           "The ResourceOAuth2ReturnURL is not registered on the workload identity.")
+        if params.get("SessionURI"):
+            return self._poll_session(params["SessionURI"], grant)
+        force = params.get("ForceAuthentication", "false").lower() == "true"
+        stored = None if force else self._vaulted_token(grant.user, provider, scopes, None)
+        if stored is not None:
+            return self._token_answer(stored)
+        if not return_url:
+            raise AcsError(400, "MissingResourceOAuth2ReturnURL",
+                           "ResourceOAuth2ReturnURL is required to start a user authorization.")
+        session = AuthSession(id=secrets.token_urlsafe(24), user=grant.user, workload=grant.workload,
+                              provider=provider, scopes=scopes, return_url=return_url,
+                              custom_state=params.get("CustomState", ""), expires_at=time.time() + SESSION_TTL_S)
+        self._sessions[session.id] = session
+        return {"AuthorizationURL": f"{self.base_url}/oauth2/authorize?{urlencode({'session': session.id})}",
+                "SessionURI": session.uri, "SessionStatus": "IN_PROGRESS"}
+
+    def _provider(self, params: dict[str, str]) -> CredentialProvider:
+        name = _required(params, "ResourceCredentialProviderName")
+        if name not in self.providers:
+            raise AcsError(404, "EntityNotExist.ResourceCredentialProvider",  # Chosen: code.
+                           f"The credential provider {name!r} does not exist.")
+        return self.providers[name]
+
+    def _vaulted_token(self, user: str, provider: CredentialProvider, scopes: tuple[str, ...],
+                       flow: str | None) -> tuple[str, Issued] | None:
+        """The stored token (refreshed if it merely expired); None if a user must authorize again.
+
+        For M2M (`flow="M2M"`) a missing token is simply issued: no user is involved.
+        """
+        key = (user, provider.name, scopes)
+        token = self._vault.get(key)
+        record = self._provider_tokens.get(token) if token else None
+        if record is not None and record.valid:
+            return token, record  # type: ignore[return-value]
+        if (record is not None and not record.revoked) or flow == "M2M":
+            return self._store_new_token(key, provider)
+        self._vault.pop(key, None)
+        return None
+
+    def _store_new_token(self, key: tuple[str, str, tuple[str, ...]], provider: CredentialProvider) -> tuple[str, Issued]:
+        user, _, scopes = key
+        token, record = self._provider_tokens.issue(user, provider.token_ttl_s, provider=provider.name,
+                                                    scopes=list(scopes))
+        self._vault[key] = token
+        return token, record
+
+    @staticmethod
+    def _token_answer(stored: tuple[str, Issued] | None) -> dict[str, Any]:
+        assert stored is not None
+        token, record = stored
+        return {"AccessToken": token, "ExpiresIn": max(0, int(record.expires_at - time.time()))}
+
+    def _poll_session(self, session_uri: str, grant: WorkloadGrant) -> dict[str, Any]:
+        """Polling: the token once the session was completed, else the session's status."""
+        session = self._session(session_uri)
+        if session.user != grant.user:
+            raise AcsError(403, "Forbidden.SessionNotOwned",  # Chosen: code.
+                           "The session was started for another user.")
+        if session.status == "completed":
+            stored = self._vaulted_token(session.user, session.provider, session.scopes, None)
+            if stored is not None:
+                return self._token_answer(stored)
+            return {"SessionURI": session.uri, "SessionStatus": "FAILED"}
+        if session.status == "denied":
+            return {"SessionURI": session.uri, "SessionStatus": "FAILED"}
+        return {"SessionURI": session.uri, "SessionStatus": "IN_PROGRESS"}
+
+    def _session(self, session_uri: str) -> AuthSession:
+        session = self._sessions.get(session_uri.removeprefix(SESSION_URI_PREFIX))
+        if session is None or not session_uri.startswith(SESSION_URI_PREFIX) or time.time() >= session.expires_at:
+            raise AcsError(400, "InvalidParameter.SessionURI",  # Chosen: code.
+                           "The specified SessionURI does not exist or has expired.")
+        return session
+
+    async def _complete_resource_token_auth(self, params: dict[str, str], _: Principal | None) -> dict[str, Any]:
+        session = self._session(_required(params, "SessionURI"))
+        if session.status == "completed":
+            raise AcsError(400, "InvalidParameter.SessionURI", "The specified SessionURI was already used.")
+        if session.status != "consented":
+            raise AcsError(400, "InvalidParameter.SessionURI",
+                           "The user has not approved this authorization session.")
+        if self._identified_user(params.get("UserIdentifier", "")) != session.user:
+            raise AcsError(400, "InvalidParameter.UserIdentifier",  # Chosen: code.
+                           "The UserIdentifier does not identify the user who started the session.")
+        session.status = "completed"
+        self._store_new_token((session.user, session.provider.name, session.scopes), session.provider)
+        return {}
+
+    def _identified_user(self, raw_identifier: str) -> str | None:
+        """The user named by `UserIdentifier` (`{"UserJWT": ..}` or `{"UserId": ..}`).
+
+        Chosen: a UserJWT counts when its signature and issuer are valid and its `sub` is the session's
+        user; it may have expired meanwhile (it identifies, it does not authenticate the call). FACTS §3
+        notes that the AWS equivalent accepts only the original JWT; the product passes the original.
+        """
+        try:
+            identifier = json.loads(raw_identifier or "{}")
+        except json.JSONDecodeError:
+            identifier = None
+        if not isinstance(identifier, dict) or not (identifier.get("UserJWT") or identifier.get("UserId")):
+            raise AcsError(400, "InvalidParameter.UserIdentifier",
+                           "UserIdentifier must be a JSON object with UserJWT or UserId.")
+        if identifier.get("UserJWT"):
+            return self._users.validate(str(identifier["UserJWT"]), check_expiry=False)["sub"]
+        return str(identifier["UserId"])
+
+    # -- the consent page ----------------------------------------------------------------------------------
+
+    async def _consent(self, request: Request) -> Response:
+        session = self._sessions.get(request.query_params.get("session", ""))
+        if session is None or time.time() >= session.expires_at:
+            return HTMLResponse(notice_page("Link expired", "This authorization link is invalid or has "
+                                            "expired. Ask the assistant again."), status_code=404)
+        if session.status != "pending":
+            return HTMLResponse(notice_page("Already answered", "This authorization request was already "
+                                            "answered. You can close this page."), status_code=409)
+        if request.method == "GET":
+            return HTMLResponse(consent_page(action_url=str(request.url.path) + "?" + request.url.query,
+                                             app_name=session.workload, provider=session.provider.display_name,
+                                             scopes=session.scopes))
+        form = dict(parse_qsl((await request.body()).decode("utf-8", "replace")))
+        decision = form.get("decision")
+        if decision not in ("approve", "deny"):
+            return HTMLResponse(notice_page("Bad request", "decision must be approve or deny."), status_code=400)
+        session.status = "consented" if decision == "approve" else "denied"
+        outcome = {"session_uri": session.uri} if decision == "approve" else {"error": "access_denied"}
+        return RedirectResponse(_with_query(session.return_url, {**outcome, "state": session.custom_state}),
+                                status_code=302)
+
+    # -- STS credentials -----------------------------------------------------------------------------------
+
+    async def _assume_role_for_workload_identity(self, params: dict[str, str],
+                                                 _: Principal | None) -> dict[str, Any]:
+        """Anonymous: the workload access token itself is the proof (FACTS §3)."""
+        grant = self._grant(params)
+        session_name = _required(params, "RoleSessionName")
+        if not ROLE_SESSION_NAME.match(session_name):
+            raise AcsError(400, "InvalidParameter.RoleSessionName",
+                           "RoleSessionName must be 2-64 characters of letters, digits and . @ - _")
+        duration = _int(params.get("DurationSeconds"), STS_DEFAULT_S, "DurationSeconds")
+        if not STS_MIN_S <= duration <= STS_MAX_S:
+            raise AcsError(400, "InvalidParameter.DurationSeconds",
+                           f"DurationSeconds must be between {STS_MIN_S} and {STS_MAX_S}.")
+        policy = params.get("Policy") or None
+        if policy is not None:
+            try:
+                json.loads(policy)
+            except json.JSONDecodeError:
+                raise AcsError(400, "InvalidParameter.PolicyGrammar", "The Policy is not valid JSON.") from None
+        wl = self.workload
+        assumed_arn = f"acs:ram::{wl.account_id}:assumed-role/{wl.role_name.lower()}/{session_name}"
+        key_id, record = self._sts.issue(
+            grant.user or f"workload:{grant.workload}", duration, key="STS." + secrets.token_urlsafe(24),
+            security_token="CAIS" + secrets.token_urlsafe(96), role_arn=wl.role_arn, session_name=session_name,
+            policy=policy, account_id=wl.account_id, role_id=wl.role_id, assumed_role_arn=assumed_arn,
+            principal_id=f"{wl.role_id}:{session_name}")
+        return {
+            "Credentials": {"AccessKeyId": key_id, "AccessKeySecret": record.secret,
+                            "SecurityToken": record.details["security_token"],
+                            "Expiration": iso_utc(record.expires_at)},
+            "AssumedRoleUser": {"Arn": assumed_arn, "AssumedRoleId": f"{wl.role_id}:{session_name}"},
+            "WorkloadContextInfo": {"WorkloadIdentityArn": wl.arn},
+        }
+
+
+def _required(params: dict[str, str], name: str) -> str:
+    value = params.get(name, "").strip()
+    if not value:
+        raise AcsError(400, f"Missing{name}", f"{name} is mandatory for this action.")
+    return value
+
+
+def _int(raw: str | None, default: int, name: str) -> int:
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise AcsError(400, f"InvalidParameter.{name}", f"{name} must be an integer.") from None
+
+
+def _scopes(raw: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
+    """`Scopes` arrives as a JSON array string (FACTS §3); the vault keys on the sorted set."""
+    if not raw:
+        return tuple(sorted(default))
+    try:
+        scopes = json.loads(raw)
+    except json.JSONDecodeError:
+        scopes = None
+    if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
+        raise AcsError(400, "InvalidParameter.Scopes", "Scopes must be a JSON array of strings.")
+    return tuple(sorted(set(scopes))) or tuple(sorted(default))
+
+
+def _with_query(url: str, extra: dict[str, str]) -> str:
+    parts = urlsplit(url)
+    query = "&".join(q for q in (parts.query, urlencode(extra)) if q)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))

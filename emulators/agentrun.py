@@ -1,0 +1,70 @@
+"""AgentRun control plane (2025-09-10) emulator: GetModelService, so the agent can resolve its model.
+
+Wire format, read from alibabacloud_agentrun20250910 5.7.5 (`get_model_service_with_options_async`): ROA,
+`GET /2025-09-10/agents/model-services/{modelServiceName}`, ACS3-signed, JSON body
+`{"code","requestId","data": ModelService}` with camelCase keys. The OpenAI-compatible base URL and API key
+live in `data.providerSettings.baseUrl` / `.apiKey` (model `ProviderSettings`); the model names in
+`providerSettings.modelNames` and `modelInfoConfigs[].modelName`. A real service may instead reference a
+stored credential by `credentialName` and leave `apiKey` empty; this emulator returns the key inline.
+
+Chosen (not documented): `code` is `"SUCCESS"`, `status` is `"READY"`, `provider` is `"openai"`, and errors
+use the same lower-camel shape `{"code","message","requestId"}` (the SDK reads `Code` or `code`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from emulators._server import Faults, emulator_app
+from emulators.acs import AcsError, SignatureVerifier, new_request_id
+
+
+@dataclass(frozen=True)
+class ModelService:
+    """One model service: where its OpenAI-compatible API is and the key to call it."""
+
+    name: str
+    base_url: str
+    api_key: str
+    model_names: tuple[str, ...]
+    id: str = ""
+
+
+def render_roa_error(status: int, code: str, message: str) -> Response:
+    return JSONResponse({"code": code, "message": message, "requestId": new_request_id()}, status_code=status)
+
+
+class AgentRunEmulator:
+    """`.app` serves GetModelService for the configured model services."""
+
+    def __init__(self, *, verifier: SignatureVerifier, services: list[ModelService],
+                 faults: Faults | None = None) -> None:
+        self.services = {s.name: s for s in services}
+        self._verifier = verifier
+        route = Route("/2025-09-10/agents/model-services/{name}", self._get_model_service, methods=["GET"])
+        self.app = emulator_app("agentrun", [route], render_roa_error, faults=faults)
+
+    async def _get_model_service(self, request: Request) -> Response:
+        try:
+            await self._verifier.verify(request, await request.body())
+        except AcsError as error:
+            return render_roa_error(error.status, error.code, error.message)
+        service = self.services.get(request.path_params["name"])
+        if service is None:
+            return render_roa_error(404, "ModelServiceNotFound",  # Chosen: code (not documented).
+                                    f"Model service {request.path_params['name']!r} does not exist.")
+        return JSONResponse({"code": "SUCCESS", "requestId": new_request_id(), "data": {
+            "modelServiceName": service.name,
+            "modelServiceId": service.id or str(uuid.uuid5(uuid.NAMESPACE_URL, service.base_url)),
+            "modelType": "llm",
+            "provider": "openai",
+            "status": "READY",
+            "providerSettings": {"baseUrl": service.base_url, "apiKey": service.api_key,
+                                 "modelNames": list(service.model_names)},
+            "modelInfoConfigs": [{"modelName": name} for name in service.model_names],
+        }})

@@ -1,0 +1,176 @@
+"""Starts every emulator together, wired to each other, on free 127.0.0.1 ports in this process.
+
+`start_local_cloud()` is what pytest fixtures and `python -m emulators` both use. Every secret (AccessKey,
+IdP signing key, the app's state secret) is generated at start and lives only in memory.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import string
+import urllib.request
+from collections.abc import Iterable, Mapping
+from dataclasses import fields
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlencode
+
+from emulators._server import Faults, ServerGroup
+from emulators.acs import SignatureVerifier
+from emulators.agent_identity import AgentIdentityEmulator, CredentialProvider, UserJwtValidator, WorkloadIdentity
+from emulators.agentrun import AgentRunEmulator, ModelService
+from emulators.dingtalk import DingTalkEmulator
+from emulators.idp import LocalIdp
+from emulators.model import ModelEmulator
+from emulators.registry import CredentialRegistry
+from emulators.sts import RamUser, StsEmulator
+
+EMULATORS = ("idp", "agent_identity", "sts", "dingtalk", "model", "agentrun")
+DEFAULT_RETURN_URL = "http://localhost:8090/callback"
+APP_REDIRECT_URI = "http://localhost:8090"
+REGION = "cn-hangzhou"
+WORKLOAD_IDENTITY_NAME = "local-agent"
+DINGTALK_PROVIDER = "dingtalk-oauth"
+DINGTALK_SCOPES = ("openid", "corpid")  # FACTS §6
+MODEL_SERVICE_NAME = "local-qwen"
+MODEL_NAME = "qwen-plus"
+
+# Urllib without proxies: a loopback call must never go through HTTP_PROXY.
+_http = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+class LocalCloud:
+    """Running emulators: `.info` (the ready-file dict), `.env` for the product, and test helpers."""
+
+    def __init__(self, group: ServerGroup, info: dict[str, Any], *, idp: LocalIdp,
+                 agent_identity: AgentIdentityEmulator, model: ModelEmulator,
+                 dingtalk_tokens: CredentialRegistry, sts_credentials: CredentialRegistry) -> None:
+        self._group = group
+        self.info = info
+        self.env: dict[str, str] = info["env"]
+        self.idp = idp
+        self.agent_identity = agent_identity
+        self.model = model
+        self.dingtalk_tokens = dingtalk_tokens
+        self.sts_credentials = sts_credentials
+
+    def url(self, name: str) -> str:
+        return self._group.urls[name]
+
+    def reset(self) -> None:
+        """Clear faults and call counters of every emulator (issued credentials stay valid)."""
+        for name in EMULATORS:
+            self._post(f"{self.url(name)}/emulator/reset", b"")
+
+    def issue_user_jwt(self, sub: str, **claims: Any) -> str:
+        """A valid RS256 JWT for `sub`: from the IdP's token endpoint, or signed in-process when `claims`
+        (e.g. `exp`, `iss`) must be forged for a negative test."""
+        if claims:
+            return self.idp.issue(sub, **claims)
+        body = urlencode({"grant_type": "password", "username": sub}).encode()
+        return json.loads(self._post(f"{self.url('idp')}/token", body))["id_token"]
+
+    def stop(self) -> None:
+        self._group.stop()
+
+    def __enter__(self) -> LocalCloud:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    @staticmethod
+    def _post(url: str, body: bytes) -> bytes:
+        request = urllib.request.Request(url, data=body, method="POST",
+                                         headers={"Content-Type": "application/x-www-form-urlencoded"})
+        with _http.open(request, timeout=10) as response:
+            return response.read()
+
+
+def start_local_cloud(return_urls: Iterable[str] = (),
+                      faults: Mapping[str, Mapping[str, Any]] | None = None) -> LocalCloud:
+    """Start all emulators; `faults` (e.g. `{"agent_identity": {"latency_ms": 50}}`) apply from the start."""
+    start_faults = {name: _faults(name, spec) for name, spec in (faults or {}).items()}
+    group = ServerGroup()
+    urls = {name: group.reserve(name) for name in EMULATORS}
+    registered = tuple(dict.fromkeys([DEFAULT_RETURN_URL, *return_urls]))
+    access_key_id = "LTAI" + "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(20))
+    access_key_secret = secrets.token_urlsafe(22)[:30]
+    model_api_key = "sk-local-" + secrets.token_hex(16)
+    account_id = str(10**15 + secrets.randbelow(9 * 10**15))
+    dingtalk_tokens = CredentialRegistry("dt-")
+    sts_credentials = CredentialRegistry("STS.")
+
+    def verifier() -> SignatureVerifier:
+        return SignatureVerifier(access_key_id, access_key_secret, sts_credentials)
+
+    idp = LocalIdp(urls["idp"])
+    workload = WorkloadIdentity(name=WORKLOAD_IDENTITY_NAME, return_urls=registered, account_id=account_id,
+                                role_name="AgentRunLocalAgentRole", role_id=str(3 * 10**18 + secrets.randbelow(10**18)),
+                                region=REGION)
+    agent_identity = AgentIdentityEmulator(
+        urls["agent_identity"], verifier=verifier(), users=UserJwtValidator(idp.jwks, idp.issuer, idp.audience),
+        workload=workload, providers=[CredentialProvider(DINGTALK_PROVIDER, "DingTalk", DINGTALK_SCOPES)],
+        provider_tokens=dingtalk_tokens, sts_credentials=sts_credentials)
+    sts = StsEmulator(verifier=verifier(), sts_credentials=sts_credentials,
+                      owner=RamUser(account_id, "agentrun-local", str(2 * 10**14 + secrets.randbelow(10**14))))
+    model = ModelEmulator(model_api_key)
+    agentrun = AgentRunEmulator(verifier=verifier(), services=[
+        ModelService(MODEL_SERVICE_NAME, f"{urls['model']}/v1", model_api_key, (MODEL_NAME,))])
+    apps = {"idp": idp.app, "agent_identity": agent_identity.app, "sts": sts.app,
+            "dingtalk": DingTalkEmulator(dingtalk_tokens).app, "model": model.app, "agentrun": agentrun.app}
+    for name, app in apps.items():
+        if name in start_faults:
+            app.state.emulator.faults = start_faults[name]
+        group.add(name, app)
+
+    env = {
+        "AGENT_IDENTITY_REGION_ID": REGION,
+        "AGENT_IDENTITY_DATA_ENDPOINT": urls["agent_identity"],
+        "AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME": WORKLOAD_IDENTITY_NAME,
+        "AGENT_IDENTITY_USE_STS": "true",
+        "ALIBABA_CLOUD_ACCESS_KEY_ID": access_key_id,
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": access_key_secret,
+        "ALIBABA_CLOUD_ECS_METADATA_DISABLED": "true",
+        "INBOUND_JWKS_URL": f"{urls['idp']}/jwks",
+        "INBOUND_JWT_ISSUER": idp.issuer,
+        "INBOUND_JWT_AUDIENCE": idp.audience,
+        "DINGTALK_API_BASE": urls["dingtalk"],
+        "DINGTALK_CREDENTIAL_PROVIDER_NAME": DINGTALK_PROVIDER,
+        "STS_ENDPOINT": urls["sts"],
+        "MODEL_BASE_URL": f"{urls['model']}/v1",
+        "MODEL_API_KEY": model_api_key,
+        "MODEL_NAME": MODEL_NAME,
+        "AGENTRUN_CONTROL_ENDPOINT": urls["agentrun"],
+        "IDENTITY_STATE_SECRET": secrets.token_urlsafe(32),
+        "APP_REDIRECT_URI": APP_REDIRECT_URI,
+    }
+    info = {
+        **{f"{name}_url": url for name, url in urls.items()},
+        "access_key_id": access_key_id,
+        "access_key_secret": access_key_secret,
+        "account_id": account_id,
+        "region": REGION,
+        "workload_identity_name": WORKLOAD_IDENTITY_NAME,
+        "dingtalk_provider": DINGTALK_PROVIDER,
+        "return_urls": list(registered),
+        "idp_issuer": idp.issuer,
+        "idp_audience": idp.audience,
+        "model_service_name": MODEL_SERVICE_NAME,
+        "model_name": MODEL_NAME,
+        "env": env,
+    }
+    group.start()
+    return LocalCloud(group, info, idp=idp, agent_identity=agent_identity, model=model,
+                      dingtalk_tokens=dingtalk_tokens, sts_credentials=sts_credentials)
+
+
+def _faults(name: str, spec: Mapping[str, Any]) -> Faults:
+    if name not in EMULATORS:
+        raise ValueError(f"unknown emulator {name!r}; known: {', '.join(EMULATORS)}")
+    unknown = set(spec) - {f.name for f in fields(Faults)}
+    if unknown:
+        raise ValueError(f"unknown fault fields for {name}: {sorted(unknown)}")
+    return Faults(**spec)
