@@ -1,0 +1,47 @@
+"""Translate Agent Identity SDK failures into our typed errors, without ever quoting the SDK's text.
+
+An SDK exception's string can contain the request it sent (user JWT, workload token), so we read only its
+structured fields: HTTP status, service error code and request id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import aiohttp
+from alibabacloud_credentials.exceptions import CredentialException
+from alibabacloud_tea_openapi.exceptions import AlibabaCloudException, ThrottlingException
+from darabonba.exceptions import DaraException, UnretryableException
+
+from identity.errors import (IdentityError, IdentityThrottled, IdentityUnavailable, InvalidCallerToken,
+                             ProviderMisconfigured)
+
+log = logging.getLogger(__name__)
+
+
+def translate(error: BaseException, action: str) -> IdentityError:
+    """The typed error for `error` raised by `action`; logs the safe fields once."""
+    if isinstance(error, IdentityError):
+        return error
+    if isinstance(error, AlibabaCloudException):
+        status, code, request_id = error.status_code or 0, str(error.code or ""), error.request_id
+        log.warning("Agent Identity %s failed: HTTP %s %s (request id %s)", action, status, code, request_id)
+        if isinstance(error, ThrottlingException) or status == 429 or "Throttling" in code:
+            return IdentityThrottled(request_id=request_id)
+        if status >= 500 or status == 0:
+            return IdentityUnavailable(request_id=request_id)
+        if "JsonWebToken" in code or "UserToken" in code or "UserJWT" in code:
+            return InvalidCallerToken("The identity service did not accept your sign-in; please sign in again.",
+                                      request_id=request_id)
+        return ProviderMisconfigured(f"The identity service rejected {action} (code {code or status}); "
+                                     "an operator must check the credential provider and workload identity.",
+                                     request_id=request_id)
+    if isinstance(error, CredentialException):
+        log.warning("Agent Identity %s: the instance credentials are unavailable (%s)", action, type(error).__name__)
+        return ProviderMisconfigured("The agent's own cloud credentials are missing or invalid.")
+    if isinstance(error, UnretryableException | DaraException | aiohttp.ClientError | asyncio.TimeoutError | OSError):
+        log.warning("Agent Identity %s could not be reached (%s)", action, type(error).__name__)
+        return IdentityUnavailable()
+    log.warning("Agent Identity %s failed unexpectedly (%s)", action, type(error).__name__)
+    return IdentityUnavailable()

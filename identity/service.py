@@ -1,0 +1,308 @@
+"""`AgentIdentity`: the only code that talks to Agent Identity.
+
+It follows the Agent Identity SDK's own credential flow (user JWT -> workload access token -> optional STS
+credentials -> resource OAuth2 token) but calls the data client's `*_async` methods itself: the SDK's
+`async def` helpers run sync HTTP inside, its decorators cannot be pointed at another endpoint and write
+`.config.json`. One instance per process holds every cache; tools ask it for credentials and never see a JWT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime, timedelta, timezone
+from typing import TypeVar
+
+from alibabacloud_agentidentitydata20251127.client import Client as DataClient
+from alibabacloud_agentidentitydata20251127.models import (
+    AssumeRoleForWorkloadIdentityRequest,
+    CompleteResourceTokenAuthRequest,
+    CompleteResourceTokenAuthRequestUserIdentifier,
+    GetResourceOAuth2TokenRequest,
+    GetWorkloadAccessTokenForJWTRequest,
+)
+from alibabacloud_credentials.client import Client as CredentialClient
+from alibabacloud_tea_openapi import models as open_api_models
+
+from identity.authorization import PendingAuthorization, PendingAuthorizations, PendingKey, pending_key
+from identity.cache import CachedFlights, token_key
+from identity.context import AuthorizationCompleted, AuthorizationRequired, Caller, current_request_context
+from identity.credentials import StsCredential, instance_credential_client, parse_expiration
+from identity.errors import (AuthorizationDeclined, AuthorizationPending, AuthorizationTimedOut, IdentityThrottled,
+                             IdentityUnavailable, ProviderMisconfigured)
+from identity.jwt_verifier import JwtVerifier
+from identity.sdk_errors import translate
+from identity.settings import IdentitySettings
+from identity.state import SignedState, StateSigner
+
+__all__ = ["AgentIdentity", "StsCredential"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+FLOWS = ("USER_FEDERATION", "M2M")
+USER_TOKEN_MARGIN_SECONDS = 30.0  # stop using a workload token this long before the user's JWT expires
+UNDATED_TOKEN_TTL_SECONDS = 300.0  # JWTs without `exp` (only possible behind a gateway) are re-exchanged this often
+SIGNING_STS_SECONDS = 3600
+DECLINED_STATUSES = {"DECLINED", "DENIED", "REJECTED", "FAILED", "ACCESS_DENIED"}
+EXPIRED_STATUSES = {"EXPIRED", "TIMEOUT", "TIMED_OUT"}
+
+
+class AgentIdentity:
+    """Credentials for the caller bound to the current request context (see identity/context.py)."""
+
+    def __init__(self, settings: IdentitySettings, *, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self._clock = clock
+        self._verifier = JwtVerifier(settings)
+        self._signer = StateSigner(settings.state_secret, clock)
+        self._instance_client = self._data_client(instance_credential_client(settings))
+        self._workload_tokens: CachedFlights[str] = CachedFlights(settings.cache_size, clock)
+        self._sts: CachedFlights[StsCredential] = CachedFlights(settings.cache_size, clock)
+        self._signing_clients: CachedFlights[DataClient] = CachedFlights(settings.cache_size, clock)
+        self._pending = PendingAuthorizations(settings.cache_size, clock)
+
+    # --- who is calling -------------------------------------------------------------------------------------
+
+    async def authenticate(self, authorization_header: str | None) -> Caller:
+        """The verified caller of an inbound request; raises InvalidCallerToken (-> 401)."""
+        return await self._verifier.authenticate(authorization_header)
+
+    # --- workload access token ------------------------------------------------------------------------------
+
+    async def workload_access_token(self) -> str:
+        """The workload access token for the current caller (cached per user JWT, single flight)."""
+        return await self._workload_token_for(current_request_context().caller)
+
+    async def _workload_token_for(self, caller: Caller) -> str:
+        async def exchange() -> tuple[str, float]:
+            request = GetWorkloadAccessTokenForJWTRequest(
+                workload_identity_name=self.settings.workload_identity_name, user_token=caller.token)
+            response = await self._call("GetWorkloadAccessTokenForJWT",
+                                        self._instance_client.get_workload_access_token_for_jwt_async(request))
+            token = response.body.workload_access_token if response.body else None
+            if not token:
+                raise IdentityUnavailable("The identity service returned no workload access token.")
+            return token, self._user_token_expiry(caller)
+
+        return await self._workload_tokens.get(token_key(caller.token), exchange)
+
+    def _user_token_expiry(self, caller: Caller) -> float:
+        exp = caller.claims.get("exp")
+        if isinstance(exp, int | float):
+            return float(exp) - USER_TOKEN_MARGIN_SECONDS
+        return self._clock() + UNDATED_TOKEN_TTL_SECONDS
+
+    # --- STS ------------------------------------------------------------------------------------------------
+
+    async def sts_credential(self, *, policy: str | None = None, duration_seconds: int = 3600) -> StsCredential:
+        """STS credentials of the workload identity's role for the current caller, optionally narrowed by a
+        session `policy`; cached until shortly before they expire, single flight."""
+        caller = current_request_context().caller
+        workload_token = await self._workload_token_for(caller)
+
+        async def assume() -> tuple[StsCredential, float]:
+            credential = await self._assume_role(workload_token, caller, policy, duration_seconds)
+            return credential, self._refresh_time(credential, duration_seconds)
+
+        return await self._sts.get(token_key(workload_token, policy or "", str(duration_seconds)), assume)
+
+    async def _assume_role(self, workload_token: str, caller: Caller, policy: str | None,
+                           duration_seconds: int) -> StsCredential:
+        request = AssumeRoleForWorkloadIdentityRequest(
+            workload_access_token=workload_token, role_session_name=f"agent-{token_key(caller.sub)[:16]}",
+            duration_seconds=duration_seconds, policy=policy)
+        response = await self._call("AssumeRoleForWorkloadIdentity",
+                                    self._instance_client.assume_role_for_workload_identity_async(request))
+        issued = response.body.credentials if response.body else None
+        if not issued or not issued.access_key_id or not issued.access_key_secret or not issued.security_token:
+            raise IdentityUnavailable("The identity service returned no STS credentials.")
+        fallback = datetime.fromtimestamp(self._clock(), timezone.utc) + timedelta(seconds=duration_seconds)
+        return StsCredential(access_key_id=issued.access_key_id, access_key_secret=issued.access_key_secret,
+                             security_token=issued.security_token,
+                             expiration=parse_expiration(issued.expiration, fallback))
+
+    @staticmethod
+    def _refresh_time(credential: StsCredential, duration_seconds: int) -> float:
+        margin = min(300.0, duration_seconds / 5)
+        return credential.expiration.timestamp() - margin
+
+    async def _resource_client(self, caller: Caller, workload_token: str) -> DataClient:
+        """The data client that signs GetResourceOAuth2Token: STS from the workload token (as the SDK) or the
+        instance's own AccessKey when AGENT_IDENTITY_USE_STS=false."""
+        if not self.settings.use_sts:
+            return self._instance_client
+
+        async def build() -> tuple[DataClient, float]:
+            credential = await self._assume_role(workload_token, caller, None, SIGNING_STS_SECONDS)
+            return (self._data_client(credential.credential_client()),
+                    self._refresh_time(credential, SIGNING_STS_SECONDS))
+
+        return await self._signing_clients.get(token_key("signing", workload_token), build)
+
+    # --- OAuth2 resource tokens ----------------------------------------------------------------------------
+
+    async def oauth2_token(self, *, provider: str, scopes: Sequence[str], purpose: str,
+                           flow: str = "USER_FEDERATION", force_authentication: bool = False) -> str:
+        """An OAuth2 access token for `provider`. When the user must consent, the link is emitted to the
+        request's event sink at once (AuthorizationRequired), then the service is polled until the user
+        finishes (AuthorizationCompleted), declines, or AUTHORIZATION_TIMEOUT_SECONDS pass. In non-stream
+        mode AuthorizationPending is raised instead, and the next request re-uses the same link."""
+        if flow not in FLOWS:
+            raise ValueError(f"flow must be one of {FLOWS}")
+        ctx = current_request_context()
+        workload_token = await self._workload_token_for(ctx.caller)
+        client = await self._resource_client(ctx.caller, workload_token)
+        key = pending_key(self._signer.subject_hash(ctx.caller.sub), provider, scopes)
+
+        pending = None if force_authentication else self._pending.find(key)
+        if pending is not None:
+            token = await self._poll_once(client, self._poll_request(workload_token, pending), pending, key)
+            if token:
+                self._pending.forget(key, pending)
+                return token
+        else:
+            token, pending = await self._start(client, workload_token, ctx.caller, ctx.session_id, key,
+                                               provider=provider, scopes=scopes, purpose=purpose, flow=flow,
+                                               force_authentication=force_authentication)
+            if token:
+                return token
+        assert pending is not None
+
+        if not ctx.wait_for_authorization:
+            raise AuthorizationPending(pending.url, purpose)
+        await ctx.emit(AuthorizationRequired(url=pending.url, purpose=purpose, provider=provider))
+        token = await self._wait_for_user(client, workload_token, pending, key)
+        await ctx.emit(AuthorizationCompleted(purpose=purpose, provider=provider))
+        return token
+
+    async def _start(self, client: DataClient, workload_token: str, caller: Caller, session_id: str | None,
+                     key: PendingKey, *, provider: str, scopes: Sequence[str], purpose: str, flow: str,
+                     force_authentication: bool) -> tuple[str | None, PendingAuthorization | None]:
+        """Ask for a token; returns (token, None) or (None, the new pending authorization)."""
+        state, signed = self._signer.issue(sub=caller.sub, session_id=session_id, provider=provider,
+                                           ttl_seconds=self.settings.authorization_timeout_seconds + 60)
+        request = GetResourceOAuth2TokenRequest(resource_credential_provider_name=provider, scopes=list(scopes),
+                                                oauth2_flow=flow, workload_access_token=workload_token)
+        if flow == "USER_FEDERATION":
+            request.resource_oauth2_return_url = self.settings.callback_url
+            request.custom_state = state
+            request.force_authentication = force_authentication or None
+        response = await self._call("GetResourceOAuth2Token", client.get_resource_oauth2_token_async(request))
+        body = response.body
+        if body and body.access_token:
+            return body.access_token, None
+        if not body or not body.authorization_url or not body.session_uri:
+            raise ProviderMisconfigured("The identity service returned neither a token nor an authorization link "
+                                        f"for provider {provider!r}.", request_id=body.request_id if body else None)
+        pending = PendingAuthorization(url=body.authorization_url, session_uri=body.session_uri, nonce=signed.nonce,
+                                       provider=provider, purpose=purpose, scopes=tuple(scopes), flow=flow)
+        self._pending.remember(key, pending, signed.expires_at)
+        log.info("Authorization required for provider %s (%s)", provider, purpose)
+        return None, pending
+
+    def _poll_request(self, workload_token: str, pending: PendingAuthorization) -> GetResourceOAuth2TokenRequest:
+        return GetResourceOAuth2TokenRequest(
+            resource_credential_provider_name=pending.provider, scopes=list(pending.scopes),
+            oauth2_flow=pending.flow, workload_access_token=workload_token, session_uri=pending.session_uri,
+            resource_oauth2_return_url=self.settings.callback_url if pending.flow == "USER_FEDERATION" else None)
+
+    async def _poll_once(self, client: DataClient, request: GetResourceOAuth2TokenRequest,
+                         pending: PendingAuthorization, key: PendingKey) -> str | None:
+        """The token if the user has finished; None while waiting (or on a transient service error)."""
+        if pending.declined:
+            self._pending.forget(key, pending)
+            raise AuthorizationDeclined()
+        try:
+            response = await self._call("GetResourceOAuth2Token", client.get_resource_oauth2_token_async(request))
+        except (IdentityUnavailable, IdentityThrottled):
+            return None  # keep waiting: the user may still finish, and the next poll may succeed
+        body = response.body
+        if body and body.access_token:
+            return body.access_token
+        status = (body.session_status or "").upper() if body else ""
+        if status in DECLINED_STATUSES:
+            self._pending.forget(key, pending)
+            raise AuthorizationDeclined()
+        if status in EXPIRED_STATUSES:
+            self._pending.forget(key, pending)
+            raise AuthorizationTimedOut()
+        return None
+
+    async def _wait_for_user(self, client: DataClient, workload_token: str, pending: PendingAuthorization,
+                             key: PendingKey) -> str:
+        """Poll with backoff until a token, a decline, or the timeout; wakes early when the callback completes.
+        Cancellation (the client went away) propagates at once and keeps the pending link for the next ask."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.authorization_timeout_seconds
+        delay = self.settings.poll_initial_seconds
+        request = self._poll_request(workload_token, pending)
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                self._pending.forget(key, pending)
+                raise AuthorizationTimedOut()
+            try:
+                await asyncio.wait_for(pending.wake.wait(), timeout=min(delay, remaining))
+            except TimeoutError:
+                pass
+            pending.wake.clear()
+            token = await self._poll_once(client, request, pending, key)
+            if token:
+                self._pending.forget(key, pending)
+                return token
+            delay = min(delay * 2, self.settings.poll_max_seconds)
+
+    # --- the callback's side ---------------------------------------------------------------------------------
+
+    def verify_state(self, value: str) -> SignedState:
+        """The signed CustomState of a callback; raises identity.state.InvalidState."""
+        return self._signer.verify(value)
+
+    def state_matches(self, state: SignedState, caller: Caller) -> bool:
+        return state.user == self._signer.subject_hash(caller.sub)
+
+    def describe_pending(self, nonce: str) -> tuple[str, str] | None:
+        """(provider, purpose) of the authorization signed with `nonce`, when this process started it."""
+        pending = self._pending.by_nonce(nonce)
+        return (pending.provider, pending.purpose) if pending else None
+
+    async def complete_authorization(self, *, session_uri: str, caller: Caller) -> None:
+        """CompleteResourceTokenAuth with the caller's ORIGINAL JWT (the one the workload token came from)."""
+        request = CompleteResourceTokenAuthRequest(
+            session_uri=session_uri,
+            user_identifier=CompleteResourceTokenAuthRequestUserIdentifier(user_jwt=caller.token))
+        await self._call("CompleteResourceTokenAuth", self._instance_client.complete_resource_token_auth_async(request))
+        self._pending.completed(session_uri)
+
+    def decline_authorization(self, nonce: str) -> bool:
+        """The provider said access_denied: end the poll waiting on this flow with AuthorizationDeclined."""
+        return self._pending.declined(nonce)
+
+    # --- plumbing --------------------------------------------------------------------------------------------
+
+    async def _call(self, action: str, call: Awaitable[T]) -> T:
+        """Await one SDK call; its failures become typed errors, with the SDK's own text left behind."""
+        try:
+            return await call
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # noqa: BLE001 - every SDK failure is translated, none is quoted
+            raise translate(error, action) from None
+
+    def _data_client(self, credential: CredentialClient) -> DataClient:
+        endpoint, protocol = self.settings.data_endpoint.rstrip("/"), "https"
+        for scheme in ("http", "https"):
+            if endpoint.startswith(f"{scheme}://"):
+                endpoint, protocol = endpoint[len(scheme) + 3:], scheme
+        timeout_ms = int(self.settings.request_timeout_seconds * 1000)
+        return DataClient(open_api_models.Config(credential=credential, region_id=self.settings.region_id,
+                                                 endpoint=endpoint, protocol=protocol,
+                                                 read_timeout=timeout_ms, connect_timeout=timeout_ms))
+
+    async def aclose(self) -> None:
+        await self._verifier.aclose()
+        for flights in (self._workload_tokens, self._sts, self._signing_clients):
+            await flights.aclose()
