@@ -66,16 +66,11 @@ def _classify_openai(exc: BaseException) -> ApiError | None:
 
 
 def _classify_identity(exc: BaseException) -> ApiError | None:
-    try:
-        from identity.errors import IdentityError, InvalidCallerToken
-    except ImportError:  # identity/ not installed yet: nothing of its kind can be raised either
+    from identity.errors import IdentityError
+
+    if not isinstance(exc, IdentityError):
         return None
-    if isinstance(exc, InvalidCallerToken):
-        return ApiError(401, exc.safe_message, "authentication_error", "invalid_token")
-    if isinstance(exc, IdentityError):
-        return ApiError(502, exc.safe_message, "upstream_error", _snake(type(exc).__name__))
-    return None
-
-
-def _snake(name: str) -> str:
-    return "".join(f"_{c.lower()}" if c.isupper() and i else c.lower() for i, c in enumerate(name))
+    status = exc.http_status if exc.http_status >= 400 else 502
+    error_type = "authentication_error" if status == 401 else "upstream_error" if status >= 500 else \
+        "invalid_request_error"
+    return ApiError(status, exc.safe_message, error_type, exc.code)
