@@ -1,0 +1,180 @@
+"""The tools with the real AgentIdentity against the emulators: credentials, authorization, scoped STS.
+
+These call the LangChain tools directly (no model, no app) inside a bound request context, the way the
+agent does; the end-to-end tests in test_e2e_*.py go through app.py with the openai SDK.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+
+import tools
+from identity.context import AuthorizationCompleted, AuthorizationRequired, RequestContext, bind_request_context, \
+    reset_request_context
+from identity.service import AgentIdentity
+from identity.settings import IdentitySettings
+from tools.aliyun import session_policy
+from tools.settings import ToolSettings
+
+
+class Session:
+    """One user's request context with a recording event sink, plus the tools bound to one identity."""
+
+    def __init__(self, identity: AgentIdentity, tool_list, caller, *, stream: bool) -> None:
+        self.identity, self.caller = identity, caller
+        self.tools = {tool.name: tool for tool in tool_list}
+        self.events: list[object] = []
+        self.links: asyncio.Queue[str] = asyncio.Queue()
+        self.stream = stream
+
+    async def _emit(self, event: object) -> None:
+        self.events.append(event)
+        if isinstance(event, AuthorizationRequired):
+            self.links.put_nowait(event.url)
+
+    async def call(self, name: str, **arguments) -> str:
+        token = bind_request_context(RequestContext(caller=self.caller, session_id=None, request_id="test",
+                                                    emit=self._emit, wait_for_authorization=self.stream))
+        try:
+            return await self.tools[name].ainvoke(arguments)
+        finally:
+            reset_request_context(token)
+
+
+@pytest.fixture
+async def make_session(cloud) -> AsyncIterator:
+    """Build a Session for a user; every identity and tool client made here is closed afterwards."""
+    made: list[AgentIdentity] = []
+
+    async def make(user: str, *, stream: bool = True, **env_overrides: str) -> Session:
+        env = {**cloud.env, **env_overrides}
+        identity = AgentIdentity(IdentitySettings.from_env(env))
+        made.append(identity)
+        caller = await identity.authenticate(f"Bearer {cloud.issue_user_jwt(user)}")
+        return Session(identity, tools.build_tools(identity, ToolSettings.from_env(env)), caller, stream=stream)
+
+    yield make
+    for identity in made:
+        await identity.aclose()
+    await tools.aclose()
+
+
+async def answer_consent(url: str, decision: str) -> dict[str, str]:
+    """Do what the user's browser does on the consent page; returns the redirect's query parameters."""
+    async with httpx.AsyncClient() as browser:
+        page = await browser.get(url)
+        assert page.status_code == 200 and "Approve" in page.text
+        response = await browser.post(url, data={"decision": decision})
+    assert response.status_code == 302
+    return {key: values[0] for key, values in parse_qs(urlsplit(response.headers["location"]).query).items()}
+
+
+async def approve(session: Session, url: str) -> None:
+    """Consent, then complete the session as our /callback would (the e2e tests use the real callback)."""
+    redirect = await answer_consent(url, "approve")
+    await session.identity.complete_authorization(session_uri=redirect["session_uri"], caller=session.caller)
+
+
+async def dingtalk_document(cloud, doc_key: str) -> str:
+    async with httpx.AsyncClient() as http:
+        return (await http.get(f"{cloud.url('dingtalk')}/emulator/documents/{doc_key}")).json()["content"]
+
+
+async def test_caller_identity_uses_sts_scoped_to_the_tool_s_actions(fresh_cloud, make_session):
+    session = await make_session("ada")
+    answer = await session.call("get_alibaba_cloud_caller_identity")
+    account = fresh_cloud.info["account_id"]
+    assert f"account {account}" in answer and f"acs:ram::{account}:assumed-role/" in answer
+    assert "AssumedRoleUser" in answer
+    issued = [record for record in fresh_cloud.sts_credentials._by_key.values() if record.subject == "ada"]
+    policies = {record.details["policy"] for record in issued}
+    assert session_policy(["sts:GetCallerIdentity"]) in policies
+    for record in issued:
+        assert record.secret not in answer and record.details["security_token"] not in answer
+
+
+def test_session_policy_allows_only_the_declared_actions():
+    policy = json.loads(session_policy(["sts:GetCallerIdentity", "oss:GetObject", "sts:GetCallerIdentity"]))
+    assert policy == {"Version": "1", "Statement": [
+        {"Effect": "Allow", "Action": ["oss:GetObject", "sts:GetCallerIdentity"], "Resource": "*"}]}
+
+
+async def test_sts_failure_is_a_short_answer_with_code_and_request_id(fresh_cloud, make_session):
+    session = await make_session("ada")
+    async with httpx.AsyncClient() as http:
+        await http.post(f"{fresh_cloud.url('sts')}/emulator/faults", json={"fail_next": 1, "fail_status": 503})
+    answer = await session.call("get_alibaba_cloud_caller_identity")
+    assert answer.startswith("Alibaba Cloud had a server error") and "request id" in answer
+
+
+async def test_invalid_arguments_are_refused_before_any_credential_is_asked_for(fresh_cloud, make_session):
+    session = await make_session("bea")
+    fresh_cloud.reset()
+    answer = await session.call("write_dingtalk_document", document_id="../../etc/passwd", content="x")
+    assert answer.startswith("Invalid tool arguments") and "document_id" in answer
+    answer = await session.call("write_dingtalk_document", document_id="doc1", content="z" * 50_001)
+    assert answer.startswith("Invalid tool arguments") and "content" in answer
+    async with httpx.AsyncClient() as http:
+        for name in ("agent_identity", "dingtalk"):
+            assert (await http.get(f"{fresh_cloud.url(name)}/emulator/calls")).json() == {}
+
+
+async def test_stream_mode_waits_for_consent_then_writes(cloud, make_session):
+    session = await make_session("cyd")
+    call = asyncio.create_task(session.call("write_dingtalk_document", document_id="docS1", content="Helloworld"))
+    await approve(session, await asyncio.wait_for(session.links.get(), 10))
+    answer = await asyncio.wait_for(call, 30)
+    assert answer == "Wrote 10 characters to DingTalk document docS1."
+    assert await dingtalk_document(cloud, "docS1") == "Helloworld"
+    assert [type(e) for e in session.events] == [AuthorizationRequired, AuthorizationCompleted]
+    assert await session.call("write_dingtalk_document", document_id="docS1", content="again") \
+        == "Wrote 5 characters to DingTalk document docS1."
+    assert len(session.events) == 2  # the second write needed no new link
+
+
+async def test_non_stream_mode_answers_with_the_link_and_reuses_it(cloud, make_session):
+    session = await make_session("dov", stream=False)
+    first = await session.call("write_dingtalk_document", document_id="docN1", content="Helloworld")
+    assert first.startswith("Please click the link to authorize Write to DingTalk document: http")
+    assert "ask again" in first
+    second = await session.call("write_dingtalk_document", document_id="docN1", content="Helloworld")
+    assert second == first  # the pending authorization is reused, not started twice
+    await approve(session, first.split(": ", 1)[1].split()[0])
+    third = await session.call("write_dingtalk_document", document_id="docN1", content="Helloworld")
+    assert third == "Wrote 10 characters to DingTalk document docN1."
+    assert await dingtalk_document(cloud, "docN1") == "Helloworld"
+
+
+async def test_revoked_token_is_reauthorized_once_mid_session(cloud, make_session):
+    session = await make_session("eli")
+    call = asyncio.create_task(session.call("write_dingtalk_document", document_id="docR1", content="one"))
+    await approve(session, await asyncio.wait_for(session.links.get(), 10))
+    await asyncio.wait_for(call, 30)
+    async with httpx.AsyncClient() as http:
+        await http.post(f"{cloud.url('dingtalk')}/emulator/revoke", json={"subject": "eli"})
+    call = asyncio.create_task(session.call("write_dingtalk_document", document_id="docR1", content="two"))
+    await approve(session, await asyncio.wait_for(session.links.get(), 10))
+    assert await asyncio.wait_for(call, 30) == "Wrote 3 characters to DingTalk document docR1."
+    assert await dingtalk_document(cloud, "docR1") == "two"
+
+
+async def test_declined_authorization_is_a_clear_answer(cloud, make_session):
+    session = await make_session("fay")
+    call = asyncio.create_task(session.call("write_dingtalk_document", document_id="docD1", content="x"))
+    redirect = await answer_consent(await asyncio.wait_for(session.links.get(), 10), "deny")
+    assert redirect["error"] == "access_denied"
+    answer = await asyncio.wait_for(call, 30)
+    assert "declined" in answer.lower()
+
+
+async def test_timed_out_authorization_is_a_clear_answer(cloud, make_session):
+    session = await make_session("gus", AUTHORIZATION_TIMEOUT_SECONDS="0.5")
+    answer = await asyncio.wait_for(
+        session.call("write_dingtalk_document", document_id="docT1", content="x"), 30)
+    assert "not completed in time" in answer
