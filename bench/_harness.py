@@ -117,11 +117,12 @@ async def drive(users: int, one_request: RequestFn, *, requests_per_user: int = 
 
 @dataclass
 class StreamTiming:
-    """One streamed completion as a client saw it."""
+    """One streamed completion as a client saw it. Times are from sending the request."""
 
-    status: int
-    first_byte_s: float
-    total_s: float
+    status: int = 0
+    first_byte_s: float = math.nan  # the first body byte (may be an empty role chunk)
+    first_content_s: float = math.nan  # the first chunk carrying content text (what a user sees)
+    total_s: float = math.nan
     text: str = ""
     events: list[dict[str, Any]] = field(default_factory=list)
     finish_reason: str | None = None
@@ -131,45 +132,54 @@ class StreamTiming:
 
 async def timed_stream(client: httpx.AsyncClient, url: str, body: Mapping[str, Any],
                        headers: Mapping[str, str] | None = None) -> StreamTiming:
-    """POST a streaming chat completion and time the first body byte and the end of the stream."""
+    """POST a streaming chat completion; time the first byte, the first content and the end of the stream."""
+    timing = StreamTiming()
     began = time.perf_counter()
-    first_byte = math.nan
-    buffer = b""
+    raw = b""
     async with client.stream("POST", url, json=dict(body), headers=dict(headers or {})) as response:
+        timing.status = response.status_code
+        pending = ""
         async for chunk in response.aiter_raw():
-            if chunk and math.isnan(first_byte):
-                first_byte = time.perf_counter() - began
-            buffer += chunk
-        status = response.status_code
-    timing = StreamTiming(status=status, first_byte_s=first_byte, total_s=time.perf_counter() - began)
-    if status != 200:
+            if not chunk:
+                continue
+            if math.isnan(timing.first_byte_s):
+                timing.first_byte_s = time.perf_counter() - began
+            if response.status_code != 200:
+                raw += chunk
+                continue
+            pending += chunk.decode()
+            *complete, pending = pending.split("\n")
+            for line in complete:
+                parse_sse_line(line, timing)
+                if timing.text and math.isnan(timing.first_content_s):
+                    timing.first_content_s = time.perf_counter() - began
+        parse_sse_line(pending, timing)
+    timing.total_s = time.perf_counter() - began
+    if timing.status != 200:
         try:
-            timing.error = json.loads(buffer).get("error")
-        except ValueError:
-            timing.error = {"message": buffer[:200].decode(errors="replace")}
-        return timing
-    parse_sse(buffer.decode(), timing)
+            timing.error = json.loads(raw).get("error")
+        except (ValueError, AttributeError):
+            timing.error = {"message": raw[:200].decode(errors="replace")}
     return timing
 
 
-def parse_sse(stream_text: str, into: StreamTiming) -> None:
-    """Fill `into` from `data:` events: content text, agent events, finish reason, `[DONE]`, error chunks."""
-    for line in stream_text.splitlines():
-        if not line.startswith("data:"):
-            continue
-        data = line[5:].strip()
-        if data == "[DONE]":
-            into.done = True
-            continue
-        chunk = json.loads(data)
-        if "error" in chunk and "choices" not in chunk:
-            into.error = chunk["error"]
-            continue
-        if chunk.get("agent_event"):
-            into.events.append(chunk["agent_event"])
-        for choice in chunk.get("choices", []):
-            into.text += (choice.get("delta") or {}).get("content") or ""
-            into.finish_reason = choice.get("finish_reason") or into.finish_reason
+def parse_sse_line(line: str, into: StreamTiming) -> None:
+    """Fold one `data:` line into `into`: content text, agent events, finish reason, `[DONE]`, error chunks."""
+    if not line.startswith("data:"):
+        return
+    data = line[5:].strip()
+    if data == "[DONE]":
+        into.done = True
+        return
+    chunk = json.loads(data)
+    if "error" in chunk and not chunk.get("choices"):
+        into.error = chunk["error"]
+        return
+    if chunk.get("agent_event"):
+        into.events.append(chunk["agent_event"])
+    for choice in chunk.get("choices") or []:
+        into.text += (choice.get("delta") or {}).get("content") or ""
+        into.finish_reason = choice.get("finish_reason") or into.finish_reason
 
 
 def chat_body(text: str, *, stream: bool = True, model: str = "agent") -> dict[str, Any]:

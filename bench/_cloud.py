@@ -1,0 +1,184 @@
+"""Processes the benchmarks run against: the local cloud (emulators) and the app server, each its own process.
+
+Separate processes keep the load driver, the emulators and the server from sharing one GIL, as they would not
+share one in production. Everything started here binds 127.0.0.1 on a free port, writes only into a temporary
+directory, and is stopped on exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+
+# The latencies the benchmarks are specified against (issue 7): the emulators add them to every call.
+IDENTITY_LATENCY_MS = 50  # Agent Identity and STS
+DINGTALK_LATENCY_MS = 100
+MODEL_FIRST_TOKEN_MS = 200
+
+
+def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for child processes: no proxies, no ECS metadata probing, no .pyc files written."""
+    env = {k: v for k, v in os.environ.items()
+           if k.lower() not in ("http_proxy", "https_proxy", "all_proxy")}
+    env.update({"ALIBABA_CLOUD_ECS_METADATA_DISABLED": "true", "PYTHONDONTWRITEBYTECODE": "1",
+                "PYTHONPATH": str(ROOT)})
+    env.update(extra or {})
+    return env
+
+
+def wait_for_file(path: Path, process: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not (path.exists() and path.stat().st_size > 0):
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args!r} exited with {process.returncode} before it was ready")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{process.args!r} was not ready within {timeout_s} s")
+        time.sleep(0.02)
+
+
+def stop(process: subprocess.Popen[bytes], timeout_s: float = 10) -> None:
+    """SIGTERM, then SIGKILL: only this one process, which we started."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@dataclass
+class Cloud:
+    """The running emulators: their ready-file info, and controls over HTTP."""
+
+    info: dict[str, Any]
+    info_path: Path
+    process: subprocess.Popen[bytes]
+
+    @property
+    def env(self) -> dict[str, str]:
+        return dict(self.info["env"])
+
+    def url(self, name: str) -> str:
+        return self.info[f"{name}_url"]
+
+    def set_faults(self, name: str, **faults: Any) -> None:
+        httpx.post(f"{self.url(name)}/emulator/faults", json=faults, trust_env=False).raise_for_status()
+
+    def set_specified_latencies(self) -> None:
+        """Identity 50 ms (Agent Identity and STS), DingTalk 100 ms, model time to first token 200 ms."""
+        self.set_faults("agent_identity", latency_ms=IDENTITY_LATENCY_MS)
+        self.set_faults("sts", latency_ms=IDENTITY_LATENCY_MS)
+        self.set_faults("dingtalk", latency_ms=DINGTALK_LATENCY_MS)
+        self.set_faults("model", latency_ms=MODEL_FIRST_TOKEN_MS)
+
+    def reset(self) -> None:
+        for name in ("idp", "agent_identity", "sts", "dingtalk", "model"):
+            httpx.post(f"{self.url(name)}/emulator/reset", trust_env=False).raise_for_status()
+
+    def calls(self, name: str) -> dict[str, int]:
+        return httpx.get(f"{self.url(name)}/emulator/calls", trust_env=False).json()
+
+    def user_jwt(self, sub: str) -> str:
+        response = httpx.post(f"{self.url('idp')}/token", data={"grant_type": "password", "username": sub},
+                              trust_env=False)
+        response.raise_for_status()
+        return response.json()["id_token"]
+
+
+@contextlib.contextmanager
+def local_cloud(return_urls: tuple[str, ...] = ()) -> Iterator[Cloud]:
+    """`python -m emulators` in its own process, for as long as the block runs."""
+    with tempfile.TemporaryDirectory(prefix="bench-cloud-") as tmp:
+        info_path = Path(tmp) / "ready.json"
+        argv = [PYTHON, "-m", "emulators", "--ready-file", str(info_path)]
+        for url in return_urls:
+            argv += ["--return-url", url]
+        process = subprocess.Popen(argv, cwd=tmp, env=clean_env(), stdout=subprocess.DEVNULL)
+        try:
+            wait_for_file(info_path, process)
+            time.sleep(0.05)  # the file is written in one go, but give the writer a moment to close it
+            yield Cloud(json.loads(info_path.read_text()), info_path, process)
+        finally:
+            stop(process)
+
+
+def run_json_child(module: str, *args: str, timeout_s: float = 900) -> dict[str, Any]:
+    """Run `python -m module args...` and return the JSON after its `RESULT ` line (stderr passes through)."""
+    completed = subprocess.run([PYTHON, "-m", module, *args], cwd=ROOT, env=clean_env(),
+                               stdout=subprocess.PIPE, timeout=timeout_s, check=False)
+    lines = [line for line in completed.stdout.decode().splitlines() if line.startswith("RESULT ")]
+    if completed.returncode != 0 or not lines:
+        raise RuntimeError(f"{module} failed with exit code {completed.returncode}")
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def write_json_temp(data: Any, directory: str) -> str:
+    path = Path(directory) / f"data-{time.monotonic_ns()}.json"
+    path.write_text(json.dumps(data))
+    return str(path)
+
+
+def free_port() -> int:
+    """A port that was free a moment ago (the server binds it right after; a rare race is acceptable here)."""
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class AppServer:
+    """`python app.py` in its own process, serving on 127.0.0.1."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    started_s: float  # process start to first answered /health
+
+    @property
+    def chat_url(self) -> str:
+        return f"{self.url}/openai/v1/chat/completions"
+
+
+@contextlib.contextmanager
+def app_server(cloud_env: Mapping[str, str], port: int | None = None,
+               extra_env: Mapping[str, str] | None = None) -> Iterator[AppServer]:
+    """Serve the product against the emulators; waits for `GET /health` and times that start."""
+    port = port or free_port()
+    env = clean_env({**cloud_env, "HOST": "127.0.0.1", "PORT": str(port), "LOG_LEVEL": "WARNING",
+                     **(extra_env or {})})
+    env.pop("FC_CUSTOM_LISTEN_PORT", None)
+    with tempfile.TemporaryDirectory(prefix="bench-app-") as workdir:
+        began = time.perf_counter()
+        process = subprocess.Popen([PYTHON, str(ROOT / "app.py")], cwd=workdir, env=env)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            while True:
+                if process.poll() is not None:
+                    raise RuntimeError(f"app.py exited with {process.returncode} before it was ready")
+                try:
+                    if httpx.get(f"{url}/health", trust_env=False, timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.perf_counter() - began > 60:
+                    raise TimeoutError("app.py did not answer /health within 60 s")
+                time.sleep(0.01)
+            yield AppServer(url, process, time.perf_counter() - began)
+        finally:
+            stop(process)

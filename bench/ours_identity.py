@@ -1,0 +1,70 @@
+"""Our side of benchmark 2: the same workload as bench/naive_sdk.py, through identity/ and tools/.
+
+Run as its own process by bench/vs_naive.py. Each simulated user is one request: authenticate the caller's
+JWT, bind the request context (as app.py does), then invoke the agent's own `write_dingtalk_document` and
+`get_alibaba_cloud_caller_identity` tools the way LangChain's tool node does (`ainvoke`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import uuid
+from typing import Any
+
+WRITE_TOOL = "write_dingtalk_document"
+IDENTITY_TOOL = "get_alibaba_cloud_caller_identity"
+
+
+async def run(info: dict[str, Any], user_tokens: list[str], requests_per_user: int) -> dict[str, Any]:
+    import tools
+    from bench._harness import drive
+    from identity.context import RequestContext, bind_request_context, reset_request_context
+    from identity.service import AgentIdentity
+    from identity.settings import IdentitySettings
+    from tools.settings import ToolSettings
+
+    env = info["env"]
+    identity = AgentIdentity(IdentitySettings.from_env(env))
+    by_name = {tool.name: tool for tool in tools.build_tools(identity, ToolSettings.from_env(env))}
+    write_tool, identity_tool = by_name[WRITE_TOOL], by_name[IDENTITY_TOOL]
+
+    async def one_user_request(user: int, n: int) -> None:
+        caller = await identity.authenticate(f"Bearer {user_tokens[user]}")
+        bound = bind_request_context(RequestContext(caller=caller, session_id=None, request_id=uuid.uuid4().hex))
+        try:
+            written = await write_tool.ainvoke({"content": f"ours {user}/{n}", "document_id": f"ours{user}"})
+            whoami = await identity_tool.ainvoke({})
+        finally:
+            reset_request_context(bound)
+        if not str(written).startswith("Wrote") or "acs:ram" not in str(whoami):
+            raise RuntimeError(f"unexpected tool results: {str(written)[:80]!r} / {str(whoami)[:80]!r}")
+
+    try:
+        result = await drive(len(user_tokens), one_user_request, requests_per_user=requests_per_user)
+    finally:
+        await tools.aclose()
+        await identity.aclose()
+    return {"latencies_s": result.latencies_s, "errors": result.errors, "wall_s": result.wall_s}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--info", required=True, help="the emulators' ready-file (JSON)")
+    parser.add_argument("--tokens", required=True, help="a JSON file with one user JWT per simulated user")
+    parser.add_argument("--requests-per-user", type=int, default=1)
+    args = parser.parse_args()
+    with open(args.info) as f:
+        info = json.load(f)
+    with open(args.tokens) as f:
+        tokens = json.load(f)
+    outcome = asyncio.run(run(info, tokens, args.requests_per_user))
+    print("RESULT " + json.dumps(outcome), flush=True)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    main()
