@@ -146,6 +146,7 @@ class AgentIdentityEmulator:
         self.base_url = base_url.rstrip("/")
         self.workload = workload
         self.providers = {p.name: p for p in providers}
+        self.session_ttl_s = SESSION_TTL_S  # tests shorten it to see sessions expire
         self._users = users
         self._provider_tokens = provider_tokens
         self._sts = sts_credentials
@@ -241,7 +242,7 @@ class AgentIdentityEmulator:
                            "ResourceOAuth2ReturnURL is required to start a user authorization.")
         session = AuthSession(id=secrets.token_urlsafe(24), user=grant.user, workload=grant.workload,
                               provider=provider, scopes=scopes, return_url=return_url,
-                              custom_state=params.get("CustomState", ""), expires_at=time.time() + SESSION_TTL_S)
+                              custom_state=params.get("CustomState", ""), expires_at=time.time() + self.session_ttl_s)
         self._sessions[session.id] = session
         return {"AuthorizationURL": f"{self.base_url}/oauth2/authorize?{urlencode({'session': session.id})}",
                 "SessionURI": session.uri, "SessionStatus": "IN_PROGRESS"}

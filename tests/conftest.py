@@ -27,3 +27,23 @@ def fresh_cloud(cloud):
     """The session's emulators with faults and call counters reset (issued credentials stay valid)."""
     cloud.reset()
     return cloud
+
+
+@pytest.fixture
+def acs_config(cloud):
+    """Builds the real SDK `Config` for an emulator, signed with the static AccessKey or given STS keys."""
+    from alibabacloud_credentials.client import Client as CredentialClient
+    from alibabacloud_credentials.models import Config as CredentialConfig
+    from alibabacloud_tea_openapi.utils_models import Config
+
+    def make(name: str, *, sts=None, access_key_secret: str | None = None, **options):
+        if sts is not None:  # anything with access_key_id / access_key_secret / security_token
+            credential = CredentialClient(CredentialConfig(
+                type="sts", access_key_id=sts.access_key_id, access_key_secret=sts.access_key_secret,
+                security_token=sts.security_token))
+            return Config(credential=credential, endpoint=cloud.url(name), region_id="cn-hangzhou", **options)
+        return Config(access_key_id=cloud.info["access_key_id"],
+                      access_key_secret=access_key_secret or cloud.info["access_key_secret"],
+                      endpoint=cloud.url(name), region_id="cn-hangzhou", **options)
+
+    return make
