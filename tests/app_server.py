@@ -19,8 +19,10 @@ import uvicorn
 
 
 @contextmanager
-def serve_app(env: Mapping[str, str], *, app_state: dict | None = None) -> Iterator[str]:
+def serve_app(env: Mapping[str, str], *, app_state: dict | None = None, port: int = 0) -> Iterator[str]:
     """Yield the base URL (`http://127.0.0.1:PORT`) of a running app built from `env`.
+
+    `port` (default: a free one) lets a test register the app's callback URL before the app exists.
 
     `app_state`, when given, receives `app` and `loop` so a test can inspect the server (e.g. its tasks).
     """
@@ -29,7 +31,7 @@ def serve_app(env: Mapping[str, str], *, app_state: dict | None = None) -> Itera
     app = create_app(dict(env))
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock.bind(("127.0.0.1", port))
     sock.listen(128)
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
