@@ -1,0 +1,248 @@
+"""The SSE wire format byte by byte, keep-alives, errors in the OpenAI shape, and client disconnects."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+
+import httpx
+import pytest
+
+from config import ConfigError
+from tests.app_server import serve_app
+
+CHAT = "/openai/v1/chat/completions"
+
+
+@pytest.fixture(scope="module")
+def app_state():
+    return {}
+
+
+@pytest.fixture(scope="module")
+def server(cloud, app_state):
+    env = cloud.env | {"STREAM_KEEPALIVE_SECONDS": "0.05", "MODEL_MAX_RETRIES": "0",
+                       "MODEL_TIMEOUT_SECONDS": "1", "MAX_REQUEST_BYTES": "4096"}
+    with serve_app(env, app_state=app_state) as base_url:
+        yield base_url
+
+
+@pytest.fixture
+def auth(fresh_cloud):
+    return {"Authorization": f"Bearer {fresh_cloud.issue_user_jwt('alice')}"}
+
+
+def model_faults(cloud, **faults):
+    httpx.post(f"{cloud.url('model')}/emulator/faults", json=faults).raise_for_status()
+
+
+def events(raw: bytes) -> list[bytes]:
+    assert raw.endswith(b"\n\n")
+    return raw[:-2].split(b"\n\n")
+
+
+def test_sse_bytes(server, auth):
+    body = {"stream": True, "messages": [{"role": "user", "content": "hello there"}]}
+    with httpx.stream("POST", f"{server}{CHAT}", json=body, headers=auth, timeout=30) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        assert response.headers["cache-control"] == "no-cache"
+        assert response.headers["x-accel-buffering"] == "no"
+        raw = response.read()
+    frames = [f for f in events(raw) if not f.startswith(b":")]
+    assert frames[-1] == b"data: [DONE]"
+    chunks = [json.loads(f.removeprefix(b"data: ")) for f in frames[:-1]]
+    assert all(f.startswith(b"data: {") for f in frames[:-1])
+    assert {c["id"] for c in chunks} == {chunks[0]["id"]} and chunks[0]["id"].startswith("chatcmpl-")
+    assert all(c["object"] == "chat.completion.chunk" and c["model"] == "qwen-plus" for c in chunks)
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    assert chunks[-1]["choices"][0] == {"index": 0, "delta": {}, "finish_reason": "stop"}
+    words = [c["choices"][0]["delta"]["content"] for c in chunks[1:-1]]
+    assert len(words) > 5, "model text is streamed piece by piece, not in one block"
+    assert "".join(words).startswith('I understood your message: "hello there"')
+    assert "usage" not in chunks[-1]  # only with stream_options.include_usage
+
+
+def test_keepalive_comments_while_the_model_is_slow(server, auth, fresh_cloud):
+    model_faults(fresh_cloud, latency_ms=400)
+    body = {"stream": True, "messages": [{"role": "user", "content": "hello there"}]}
+    raw = httpx.post(f"{server}{CHAT}", json=body, headers=auth, timeout=30).content
+    frames = events(raw)
+    assert b": keep-alive" in frames
+    assert frames.index(b": keep-alive") < next(i for i, f in enumerate(frames) if b'"content":"I ' in f)
+    assert frames[-1] == b"data: [DONE]"
+
+
+def test_model_error_before_output_is_a_502(server, auth, fresh_cloud):
+    model_faults(fresh_cloud, fail_next=1, fail_status=500)
+    response = httpx.post(f"{server}{CHAT}", json={"messages": [{"role": "user", "content": "hi"}]},
+                          headers=auth, timeout=30)
+    assert response.status_code == 502
+    assert response.json()["error"] == {"message": "The model returned an error (HTTP 500).",
+                                        "type": "upstream_error", "code": "model_error", "param": None}
+
+
+def test_model_timeout_is_a_504(server, auth, fresh_cloud):
+    model_faults(fresh_cloud, fail_next=1, fail_kind="timeout", timeout_s=3)
+    response = httpx.post(f"{server}{CHAT}", json={"messages": [{"role": "user", "content": "hi"}]},
+                          headers=auth, timeout=30)
+    assert response.status_code == 504
+    assert response.json()["error"]["code"] == "model_timeout"
+
+
+def test_error_after_the_stream_started_is_a_final_error_chunk(server, auth, fresh_cloud):
+    # The delay makes the server commit to the stream (keep-alives) before the model fails.
+    model_faults(fresh_cloud, latency_ms=300, fail_next=1, fail_status=503)
+    body = {"stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    with httpx.stream("POST", f"{server}{CHAT}", json=body, headers=auth, timeout=30) as response:
+        assert response.status_code == 200
+        frames = [f for f in events(response.read()) if not f.startswith(b":")]
+    assert frames[-1] == b"data: [DONE]"
+    last = json.loads(frames[-2].removeprefix(b"data: "))
+    assert last["choices"][0]["finish_reason"] == "error"
+    assert last["error"]["code"] == "model_error" and last["error"]["type"] == "upstream_error"
+    assert last["agent_event"] == {"type": "error", "code": "model_error"}
+    assert b'"finish_reason":"stop"' not in b"".join(frames)
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Basic YWxpY2U6cHc="}, {"Authorization": "Bearer"},
+                                     {"Authorization": "Bearer not-a-jwt"}])
+def test_missing_or_malformed_authorization_is_401(server, headers):
+    response = httpx.post(f"{server}{CHAT}", json={"messages": [{"role": "user", "content": "hi"}]},
+                          headers=headers)
+    assert response.status_code == 401
+    assert response.json()["error"]["type"] == "authentication_error"
+
+
+def test_invalid_json_is_400(server, auth):
+    response = httpx.post(f"{server}{CHAT}", content=b'{"messages": [', headers=auth)
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_json"
+
+
+@pytest.mark.parametrize(("body", "param"), [
+    ({}, "messages"),
+    ({"messages": []}, "messages"),
+    ({"messages": [{"role": "robot", "content": "hi"}]}, "messages.0.role"),
+    ({"messages": [{"role": "user", "content": [{"type": "text"}]}]}, "messages.0.content.0.text"),
+    ({"messages": [{"role": "user", "content": "hi"}], "temperature": 7}, "temperature"),
+    ({"messages": [{"role": "user", "content": "hi"}], "stream": "yes please"}, "stream"),
+    ([1, 2], None),
+])
+def test_schema_errors_name_the_field(server, auth, body, param):
+    response = httpx.post(f"{server}{CHAT}", json=body, headers=auth)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error" and error["param"] == param
+    if param:
+        assert f"'{param}'" in error["message"]
+
+
+def test_body_too_large_is_413_with_content_length(server, auth):
+    body = {"messages": [{"role": "user", "content": "x" * 5000}]}
+    response = httpx.post(f"{server}{CHAT}", json=body, headers=auth)
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "request_too_large"
+
+
+def test_body_too_large_is_413_when_chunked(server, auth):
+    def chunks():
+        yield b'{"messages": [{"role": "user", "content": "'
+        for _ in range(10):
+            yield b"x" * 1000
+        yield b'"}]}'
+
+    response = httpx.post(f"{server}{CHAT}", content=chunks(), headers=auth)
+    assert response.status_code == 413
+
+
+def test_unknown_route_and_method_use_the_openai_shape(server):
+    missing = httpx.get(f"{server}/openai/v1/nothing")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+    wrong = httpx.get(f"{server}{CHAT}")
+    assert wrong.status_code == 405 and "error" in wrong.json()
+
+
+def test_health(server):
+    response = httpx.get(f"{server}/health")
+    assert response.status_code == 200 and response.json() == {"status": "ok"}
+
+
+def agent_runs(app_state) -> int:
+    async def count() -> int:
+        return sum(1 for t in asyncio.all_tasks() if t.get_name() == "agent-run" and not t.done())
+
+    return asyncio.run_coroutine_threadsafe(count(), app_state["loop"]).result(timeout=5)
+
+
+def test_client_disconnect_cancels_the_run(server, auth, fresh_cloud, app_state):
+    httpx.post(f"{fresh_cloud.url('model')}/emulator/stream", json={"token_delay_ms": 200})
+    body = {"stream": True, "messages": [{"role": "user", "content": "hello there, a long answer please"}]}
+    with httpx.stream("POST", f"{server}{CHAT}", json=body, headers=auth, timeout=30) as response:
+        for line in response.iter_lines():
+            if '"content":"I ' in line:
+                break
+        assert agent_runs(app_state) == 1
+    for _ in range(200):  # the server notices the closed socket on its next write or receive
+        if agent_runs(app_state) == 0:
+            break
+        time.sleep(0.02)
+    assert agent_runs(app_state) == 0
+
+
+def test_one_json_log_line_per_request_without_secrets(server, fresh_cloud, caplog):
+    token = fresh_cloud.issue_user_jwt("alice")
+    caplog.set_level(logging.INFO, logger="app.request")
+    body = {"messages": [{"role": "user", "content": "hello there"}]}
+    response = httpx.post(f"{server}{CHAT}", json=body, timeout=30,
+                          headers={"Authorization": f"Bearer {token}", "X-AgentRun-Session-ID": "sess-42"})
+    assert response.status_code == 200
+    for _ in range(100):
+        lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "app.request"]
+        if lines:
+            break
+        time.sleep(0.01)
+    assert len(lines) == 1
+    line = lines[0]
+    assert line["request_id"] == response.headers["x-request-id"]
+    assert (line["session_id"], line["sub"], line["status"]) == ("sess-42", "alice", 200)
+    assert line["tokens"]["total_tokens"] > 0 and line["duration_ms"] >= 0
+    assert token not in caplog.text and fresh_cloud.env["MODEL_API_KEY"] not in caplog.text
+
+
+def test_missing_configuration_is_named_at_start():
+    from app import create_app
+
+    with pytest.raises(ConfigError) as raised:
+        create_app({"PORT": "not-a-port"})
+    message = str(raised.value)
+    for name in ("MODEL_API_KEY", "IDENTITY_STATE_SECRET", "AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME",
+                 "DINGTALK_CREDENTIAL_PROVIDER_NAME", "PORT"):
+        assert name in message
+
+
+def test_model_service_is_resolved_lazily_once(cloud):
+    env = {k: v for k, v in cloud.env.items() if k not in ("MODEL_BASE_URL", "MODEL_API_KEY")}
+    env["MODEL_SERVICE_NAME"] = cloud.info["model_service_name"]
+    calls = f"{cloud.url('agentrun')}/emulator/calls"
+    httpx.post(f"{cloud.url('agentrun')}/emulator/reset")
+    with serve_app(env) as base_url:
+        assert httpx.get(calls).json().get("GetModelService", 0) == 0, "no network call at start-up"
+        auth = {"Authorization": f"Bearer {cloud.issue_user_jwt('alice')}"}
+        for _ in range(2):
+            response = httpx.post(f"{base_url}{CHAT}", headers=auth, timeout=30,
+                                  json={"messages": [{"role": "user", "content": "hello there"}]})
+            assert response.status_code == 200, response.text
+        assert httpx.get(calls).json()["GetModelService"] == 1
+        assert "qwen-plus" in [m["id"] for m in httpx.get(f"{base_url}/openai/v1/models").json()["data"]]
+
+
+def test_port_from_environment():
+    from app import ServerSettings
+
+    assert ServerSettings.from_env({}).port == 9000
+    assert ServerSettings.from_env({"PORT": "8000"}).port == 8000
+    assert ServerSettings.from_env({"PORT": "8000", "FC_CUSTOM_LISTEN_PORT": "9100"}).port == 9100
+    assert ServerSettings.from_env({}).host == "0.0.0.0"
