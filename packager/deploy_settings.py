@@ -1,0 +1,38 @@
+"""The exact settings a person enters in the AgentRun console for the zip we built."""
+
+from __future__ import annotations
+
+from packager.build import BuiltPackage
+
+# (variable, what to put there). Values are placeholders: real secrets are typed into the console, never here.
+REQUIRED_VARIABLES = (
+    ("AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME", "the workload identity you created for this agent"),
+    ("AGENT_IDENTITY_REGION_ID", "the region of your Agent Identity resources, e.g. cn-beijing"),
+    ("IDENTITY_STATE_SECRET", 'a random secret: python3 -c "import secrets; print(secrets.token_urlsafe(32))"'),
+    ("APP_REDIRECT_URI", "public https base URL that serves /callback; register <it>/callback as a return URL"),
+    ("INBOUND_JWKS_URL", "your identity provider's jwks_uri"),
+    ("INBOUND_JWT_ISSUER", "the iss of your users' JWTs"),
+    ("INBOUND_JWT_AUDIENCE", "the aud of your users' JWTs"),
+    ("DINGTALK_CREDENTIAL_PROVIDER_NAME", "the DingTalk OAuth2 credential provider in Agent Identity"),
+    ("MODEL_API_KEY", "your DashScope API key (or set MODEL_SERVICE_NAME to use an AgentRun model service)"),
+)
+OPTIONAL_VARIABLES = ("MODEL_NAME (qwen-plus)", "MODEL_BASE_URL", "DINGTALK_SCOPES (openid corpid)",
+                      "AUTHORIZATION_TIMEOUT_SECONDS (300)", "LOG_LEVEL (INFO)")
+
+
+def console_settings(package: BuiltPackage) -> str:
+    """A block of text to copy into the AgentRun console, field by field."""
+    width = max(len(name) for name, _ in REQUIRED_VARIABLES)
+    variables = "\n".join(f"    {name.ljust(width)}  = <{hint}>" for name, hint in REQUIRED_VARIABLES)
+    return f"""
+AgentRun console settings (Agent runtime -> create -> code package):
+  Code package       : upload {package.path} ({package.size_bytes / 2**20:.1f} MiB)
+  Runtime            : Python {package.target.python_version} (python{package.target.python_version})
+  Start command      : python3 app.py
+  Listening port     : 9000
+  Instance role      : a RAM role with AgentIdentityFullAccess (do NOT set ALIBABA_CLOUD_ACCESS_KEY_* yourself)
+  Environment variables:
+{variables}
+  Optional: {", ".join(OPTIONAL_VARIABLES)}
+  Not needed: PYTHONPATH (app.py adds /code/python itself), PORT (9000 is the default).
+See README.md, section "Deploy to AgentRun", for each step.""".strip("\n")

@@ -1,0 +1,238 @@
+"""The AgentRun zip: what goes in, which wheels fit the runtime, and that the app starts from the zip alone.
+
+The end-to-end test builds a real zip (pip fetches the pinned wheels from the package registry, as
+`scripts/test` does when it installs), unpacks it into a temporary folder and starts `python3 app.py` there
+the way AgentRun does, with no site-packages and no PYTHONPATH, so only the zip's contents can be imported.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from packager.build import BuiltPackage, build
+from packager.contents import app_files
+from packager.deploy_settings import console_settings
+from packager.wheels import PackagingError, Target, validate, wheel_tags
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# ---- what goes into the zip ---------------------------------------------------------------------------------
+
+def _write(path: Path, text: str = "x = 1\n") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def test_only_runtime_code_is_packaged(tmp_path: Path) -> None:
+    for name in ("app.py", "config.py", "requirements.txt", "agent/__init__.py", "agent/graph.py",
+                 "identity/__init__.py", "tools/__init__.py", "tools/dingtalk.py",
+                 # development-only packages and folders
+                 "tests/__init__.py", "tests/test_x.py", "emulators/__init__.py", "bench/__init__.py",
+                 "sandbox/__init__.py", "packager/__init__.py", "web/index.html", "docs/architecture.md",
+                 # caches, VCS data and secrets, wherever they are
+                 ".env", ".env.local", ".config.json", "agent/__pycache__/graph.cpython-311.pyc",
+                 "identity/signing.pem", "tools/.env", ".git/config", "dist/old.zip", "README.md"):
+        _write(tmp_path / name)
+
+    packaged = sorted(name for _, name in app_files(tmp_path))
+
+    assert packaged == ["agent/__init__.py", "agent/graph.py", "app.py", "config.py", "identity/__init__.py",
+                        "requirements.txt", "tools/__init__.py", "tools/dingtalk.py"]
+
+
+def test_a_new_runtime_package_is_picked_up_without_configuration(tmp_path: Path) -> None:
+    _write(tmp_path / "app.py")
+    _write(tmp_path / "memory/__init__.py")
+    _write(tmp_path / "memory/store.py")
+    _write(tmp_path / "notes/readme.py")  # not a package: no __init__.py
+
+    assert sorted(name for _, name in app_files(tmp_path)) == ["app.py", "memory/__init__.py", "memory/store.py"]
+
+
+# ---- the target runtime -------------------------------------------------------------------------------------
+
+def test_python_310_is_refused_with_the_reason() -> None:
+    with pytest.raises(PackagingError, match="Python >= 3.11.*python3.12"):
+        validate(Target(python_version="3.10"))
+
+
+def test_unknown_platforms_are_refused() -> None:
+    with pytest.raises(PackagingError, match="unsupported platform 'macosx_11_0_arm64'"):
+        validate(Target(platforms=("macosx_11_0_arm64",)))
+
+
+def test_supported_tags_follow_the_target_python_and_glibc() -> None:
+    supported = {str(tag) for tag in Target(python_version="3.12").supported_tags()}
+
+    assert {"cp312-cp312-manylinux_2_17_x86_64", "cp312-abi3-manylinux2014_x86_64",
+            "cp312-cp312-manylinux_2_28_x86_64", "py3-none-any"} <= supported
+    assert "cp311-cp311-manylinux_2_17_x86_64" not in supported
+    assert "cp312-cp312-manylinux_2_34_x86_64" not in supported  # newer glibc than the runtime guarantees
+    assert not any("macosx" in tag or "win" in tag or "aarch64" in tag for tag in supported)
+
+
+def test_missing_entry_file_fails_before_any_download(tmp_path: Path) -> None:
+    _write(tmp_path / "requirements.txt", "")
+    with pytest.raises(PackagingError, match="app.py is missing"):
+        build(tmp_path, tmp_path / "out.zip", Target(), progress=lambda _: None)
+
+
+# ---- the real zip, unpacked and started ---------------------------------------------------------------------
+
+def _interpreter_for(version: str) -> str | None:
+    """A working interpreter of `version` on this machine (pyenv installs count), or None."""
+    candidates = [os.environ.get("PACKAGE_TEST_PYTHON", ""), shutil.which(f"python{version}") or "",
+                  *sorted(glob.glob(os.path.expanduser(f"~/.pyenv/versions/{version}*/bin/python{version}"))),
+                  f"/usr/bin/python{version}", f"/usr/local/bin/python{version}"]
+    for candidate in filter(None, candidates):
+        try:
+            found = subprocess.run([candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                                   capture_output=True, text=True, timeout=20)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if found.returncode == 0 and found.stdout.strip() == version:
+            return candidate
+    return None
+
+
+@pytest.fixture(scope="module")
+def unpacked(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, Target]:
+    """Build the zip for AgentRun's Python 3.12 when this machine has a 3.12 to try it with, else for our own."""
+    version = "3.12" if _interpreter_for("3.12") else "%d.%d" % sys.version_info[:2]
+    interpreter = _interpreter_for(version) or sys.executable
+    target = Target(python_version=version)
+    out = tmp_path_factory.mktemp("zip") / "agentrun.zip"
+    package = build(ROOT, out, target, progress=lambda _: None)
+    assert package.size_bytes == out.stat().st_size > 0
+    code = tmp_path_factory.mktemp("code")  # stands for AgentRun's /code
+    with zipfile.ZipFile(out) as archive:
+        archive.extractall(code)
+        for info in archive.infolist():  # keep the executable bits extractall drops
+            mode = info.external_attr >> 16
+            if mode:
+                os.chmod(code / info.filename, mode & 0o777)
+    return code, interpreter, target
+
+
+pytestmark_app = pytest.mark.skipif(not (ROOT / "app.py").exists(), reason="app.py has not landed yet")
+
+
+@pytestmark_app
+def test_the_zip_holds_the_app_and_no_development_files(unpacked: tuple[Path, str, Target]) -> None:
+    code, _, _ = unpacked
+    top = {path.name for path in code.iterdir()}
+
+    assert {"app.py", "config.py", "python", "agent", "identity", "tools"} <= top
+    assert not top & {"tests", "emulators", "bench", "sandbox", "packager", "scripts", "web", ".env", ".git",
+                      "README.md", ".venv", "images"}
+    assert not list(code.rglob("__pycache__")) and not list(code.rglob("*.pyc"))
+    assert not (code / "python" / "bin").exists()
+
+
+@pytestmark_app
+def test_every_wheel_fits_the_target_interpreter(unpacked: tuple[Path, str, Target]) -> None:
+    code, interpreter, target = unpacked
+    # The target interpreter itself says which tags it accepts (packaging comes from the zip).
+    accepted = subprocess.run(
+        [interpreter, "-E", "-s", "-S", "-c",
+         "import sys; sys.path.insert(0, 'python'); from packaging import tags; "
+         "print('\\n'.join(str(t) for t in tags.sys_tags()))"],
+        cwd=code, capture_output=True, text=True, check=True).stdout.split()
+    installed = wheel_tags(code / "python")
+
+    assert len(installed) > 50
+    misfits = {dist: [str(t) for t in declared] for dist, declared in installed.items()
+               if not set(map(str, declared)) & set(accepted)}
+    assert misfits == {}
+    platforms = {t.platform for declared in installed.values() for t in declared}
+    assert all(p == "any" or (p.startswith("manylinux") and p.endswith("x86_64")) for p in platforms), platforms
+
+
+# Imports every runtime module, then lists loaded modules that came from neither the zip nor the stdlib.
+_IMPORT_EVERYTHING = """
+import importlib, pkgutil, sys, sysconfig
+sys.path.insert(0, '.')
+import app
+for package in ('agent', 'identity', 'tools'):
+    for module in pkgutil.walk_packages(importlib.import_module(package).__path__, package + '.'):
+        importlib.import_module(module.name)
+import langchain_openai, langchain.agents, alibabacloud_agentidentitydata20251127.client, alibabacloud_sts20150401.client
+allowed = (sys.argv[1], sysconfig.get_paths()['stdlib'], sysconfig.get_paths()['platstdlib'])
+for name, module in sorted(sys.modules.items()):
+    where = getattr(module, '__file__', None)
+    if where and not where.startswith(allowed):
+        print(name, where)
+"""
+
+
+@pytestmark_app
+def test_every_runtime_module_imports_from_the_zip_alone(unpacked: tuple[Path, str, Target]) -> None:
+    code, interpreter, _ = unpacked
+    result = subprocess.run([interpreter, "-E", "-s", "-S", "-c", _IMPORT_EVERYTHING, str(code)], cwd=code,
+                            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+                            capture_output=True, text=True, timeout=120)
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout == ""  # no module was loaded from outside the zip and the standard library
+
+
+def test_console_settings_name_the_runtime_command_port_and_variables(tmp_path: Path) -> None:
+    package = BuiltPackage(path=tmp_path / "a.zip", size_bytes=30 * 2**20, file_count=1, target=Target("3.12"))
+    text = console_settings(package)
+
+    for expected in ("Python 3.12", "python3 app.py", "9000", "30.0 MiB", "AgentIdentityFullAccess",
+                     "AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME", "INBOUND_JWKS_URL", "IDENTITY_STATE_SECRET",
+                     "DINGTALK_CREDENTIAL_PROVIDER_NAME", "APP_REDIRECT_URI", "MODEL_API_KEY"):
+        assert expected in text
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytestmark_app
+def test_app_starts_from_the_zip_alone_like_agentrun_runs_it(unpacked: tuple[Path, str, Target]) -> None:
+    code, interpreter, _ = unpacked
+    port = _free_port()
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(code), "HOST": "127.0.0.1",
+           "PORT": str(port), "ALIBABA_CLOUD_ECS_METADATA_DISABLED": "true",
+           "AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME": "zip-test", "IDENTITY_STATE_SECRET": "s" * 32,
+           "DINGTALK_CREDENTIAL_PROVIDER_NAME": "dingtalk", "MODEL_API_KEY": "sk-test",
+           "MODEL_BASE_URL": "http://127.0.0.1:9/v1"}
+    # -E: ignore PYTHONPATH & co; -s/-S: no user or system site-packages. Only the zip can satisfy imports.
+    server = subprocess.Popen([interpreter, "-E", "-s", "-S", "app.py"], cwd=code, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        body = _wait_for_health(f"http://127.0.0.1:{port}/health", server)
+        assert body == b'{"status":"ok"}'
+    finally:
+        server.terminate()
+        output = server.communicate(timeout=30)[0]
+    assert "sk-test" not in output and "s" * 32 not in output
+
+
+def _wait_for_health(url: str, server: subprocess.Popen[str]) -> bytes:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            pytest.fail("app.py exited from the unpacked zip:\n" + (server.stdout.read() if server.stdout else ""))
+        try:
+            with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(url, timeout=2) as response:
+                return response.read()
+        except OSError:
+            time.sleep(0.2)
+    pytest.fail("app.py from the unpacked zip did not answer /health within 60 s")
