@@ -1,0 +1,83 @@
+"""`python -m emulators` as a user runs it: a subprocess that writes the ready file and stops on a signal."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from alibabacloud_agentidentitydata20251127 import models as ai
+from alibabacloud_agentidentitydata20251127.client import Client as DataClient
+from alibabacloud_tea_openapi.utils_models import Config
+
+REPO = Path(__file__).resolve().parents[1]
+ENV_VARS = {  # docs/architecture.md, "emulators/"
+    "AGENT_IDENTITY_REGION_ID", "AGENT_IDENTITY_DATA_ENDPOINT", "AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME",
+    "AGENT_IDENTITY_USE_STS", "ALIBABA_CLOUD_ACCESS_KEY_ID", "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+    "INBOUND_JWKS_URL", "INBOUND_JWT_ISSUER", "INBOUND_JWT_AUDIENCE", "DINGTALK_API_BASE",
+    "DINGTALK_CREDENTIAL_PROVIDER_NAME", "STS_ENDPOINT", "MODEL_BASE_URL", "MODEL_API_KEY", "MODEL_NAME",
+    "AGENTRUN_CONTROL_ENDPOINT", "IDENTITY_STATE_SECRET", "APP_REDIRECT_URI", "ALIBABA_CLOUD_ECS_METADATA_DISABLED",
+}
+INFO_KEYS = {"idp_url", "agent_identity_url", "sts_url", "dingtalk_url", "model_url", "agentrun_url",
+             "access_key_id", "access_key_secret", "workload_identity_name", "dingtalk_provider", "return_urls",
+             "idp_issuer", "idp_audience", "model_service_name", "env"}
+
+
+def start(tmp_path: Path, *args: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.Popen([sys.executable, "-m", "emulators", *args], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(path: Path, process: subprocess.Popen, limit_s: float = 30) -> dict:
+    deadline = time.monotonic() + limit_s
+    while not path.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"emulators did not become ready: {process.communicate()[1]}")
+        time.sleep(0.05)
+    return json.loads(path.read_text())
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+def test_cli_writes_the_ready_file_and_stops_cleanly(tmp_path, stop_signal):
+    ready = tmp_path / "out" / "ready.json"
+    callback = "http://127.0.0.1:18765/callback"
+    process = start(tmp_path, "--ready-file", str(ready), "--return-url", callback, "--latency", "agent_identity=25")
+    try:
+        info = wait_for(ready, process)
+        assert INFO_KEYS <= set(info) and ENV_VARS <= set(info["env"])
+        assert info["return_urls"] == ["http://localhost:8090/callback", callback]
+        assert info["env"]["MODEL_BASE_URL"] == info["model_url"] + "/v1"
+        assert httpx.get(f"{info['agent_identity_url']}/emulator/faults").json()["latency_ms"] == 25
+
+        data = DataClient(Config(access_key_id=info["access_key_id"], access_key_secret=info["access_key_secret"],
+                                 endpoint=info["agent_identity_url"], region_id="cn-hangzhou"))
+        user_jwt = httpx.post(f"{info['idp_url']}/token",
+                              data={"grant_type": "password", "username": "cli-user"}).json()["id_token"]
+        wat = data.get_workload_access_token_for_jwt(ai.GetWorkloadAccessTokenForJWTRequest(
+            workload_identity_name=info["workload_identity_name"], user_token=user_jwt)).body.workload_access_token
+        started = data.get_resource_oauth2_token(ai.GetResourceOAuth2TokenRequest(
+            resource_credential_provider_name=info["dingtalk_provider"], workload_access_token=wat,
+            oauth2_flow="USER_FEDERATION", resource_oauth2_return_url=callback)).body
+        assert started.authorization_url  # the extra return URL is registered
+    finally:
+        process.send_signal(stop_signal)
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0, stderr
+    assert "emulators ready" in stderr and "emulators stopped" in stderr
+    assert info["access_key_secret"] not in stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # nothing written to the working directory
+    assert oct(ready.stat().st_mode & 0o777) == "0o600"
+
+
+def test_cli_rejects_a_bad_latency(tmp_path):
+    process = start(tmp_path, "--latency", "nowhere=5")
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 2 and "NAME=MS" in stderr
