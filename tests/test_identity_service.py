@@ -1,0 +1,300 @@
+"""AgentIdentity against the Agent Identity emulator with the real SDK data client over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from identity.context import AuthorizationCompleted, AuthorizationRequired
+from identity.errors import (AuthorizationDeclined, AuthorizationPending, AuthorizationTimedOut, IdentityThrottled,
+                             IdentityUnavailable, InvalidCallerToken, ProviderMisconfigured)
+from tests.test_identity_support import answer_consent, calls, identity_for, set_faults, signed_in, unique
+
+SCOPES = ["openid", "corpid"]
+PURPOSE = "Write to DingTalk document"
+
+
+def provider(cloud) -> str:
+    return cloud.env["DINGTALK_CREDENTIAL_PROVIDER_NAME"]
+
+
+class Clock:
+    def __init__(self) -> None:
+        import time
+        self.offset = 0.0
+        self._time = time.time
+
+    def __call__(self) -> float:
+        return self._time() + self.offset
+
+
+async def test_workload_token_is_fetched_once_then_cached(fresh_cloud) -> None:
+    identity = identity_for(fresh_cloud)
+    async with signed_in(identity, fresh_cloud.issue_user_jwt(unique("wat"))):
+        first = await identity.workload_access_token()
+        second = await identity.workload_access_token()
+    await identity.aclose()
+    assert first == second and first.startswith("wat-")
+    assert (await calls(fresh_cloud))["GetWorkloadAccessTokenForJWT"] == 1
+
+
+async def test_twenty_concurrent_requests_share_one_call(fresh_cloud) -> None:
+    identity = identity_for(fresh_cloud)
+    await set_faults(fresh_cloud, latency_ms=100)
+    async with signed_in(identity, fresh_cloud.issue_user_jwt(unique("burst"))):
+        tokens = await asyncio.gather(*(identity.workload_access_token() for _ in range(20)))
+    await identity.aclose()
+    assert len(set(tokens)) == 1
+    assert (await calls(fresh_cloud))["GetWorkloadAccessTokenForJWT"] == 1
+
+
+async def test_each_user_gets_their_own_workload_token(fresh_cloud) -> None:
+    identity = identity_for(fresh_cloud)
+    async with signed_in(identity, fresh_cloud.issue_user_jwt(unique("u1"))):
+        one = await identity.workload_access_token()
+    async with signed_in(identity, fresh_cloud.issue_user_jwt(unique("u2"))):
+        two = await identity.workload_access_token()
+    await identity.aclose()
+    assert one != two
+
+
+async def test_authorization_link_is_reported_before_polling_then_the_token_arrives(fresh_cloud) -> None:
+    identity = identity_for(fresh_cloud)
+    seen_calls_at_link: list[int] = []
+
+    async def sink(event: object) -> None:
+        if isinstance(event, AuthorizationRequired):
+            seen_calls_at_link.append((await calls(fresh_cloud))["GetResourceOAuth2Token"])
+        events.append(event)
+
+    events: list[object] = []
+    async with signed_in(identity, fresh_cloud.issue_user_jwt(unique("flow"))) as _:
+        from identity.context import current_request_context
+        current_request_context().emit = sink
+        caller = current_request_context().caller
+        task = asyncio.create_task(identity.oauth2_token(provider=provider(fresh_cloud), scopes=SCOPES,
+                                                         purpose=PURPOSE))
+        while not events:
+            await asyncio.sleep(0.01)
+        link = events[0]
+        assert isinstance(link, AuthorizationRequired) and link.purpose == PURPOSE
+        assert seen_calls_at_link == [1]  # only the first GetResourceOAuth2Token: no poll before the link
+        redirect = await answer_consent(link.url)
+        await identity.complete_authorization(session_uri=redirect["session_uri"], caller=caller)
+        token = await asyncio.wait_for(task, 10)
+        assert fresh_cloud.dingtalk_tokens.get(token).valid
+        assert events[-1] == AuthorizationCompleted(purpose=PURPOSE, provider=provider(fresh_cloud))
+        # The vault now holds the token: the next ask needs no link.
+        assert await identity.oauth2_token(provider=provider(fresh_cloud), scopes=SCOPES, purpose=PURPOSE) == token
+    await identity.aclose()
+
+
+async def test_declined_at_the_provider_ends_the_wait(fresh_cloud) -> None:
+    identity = identity_for(fresh_cloud)
+    async with signed_in(identity, fresh_cloud.issue_user_jwt(unique("deny"))) as events:
+        task = asyncio.create_task(identity.oauth2_token(provider=provider(fresh_cloud), scopes=SCOPES,
+                                                         purpose=PURPOSE))
+        while not events:
+            await asyncio.sleep(0.01)
+        await answer_consent(events[0].url, "deny")
+        with pytest.raises(AuthorizationDeclined):
+            await asyncio.wait_for(task, 10)
+    await identity.aclose()
+
+
+async def test_waiting_times_out(fresh_cloud) -> None:
+    identity = identity_for(fresh_cloud, authorization_timeout_seconds=0.3)
+    async with signed_in(identity, fresh_cloud.issue_user_jwt(unique("slow"))) as events:
+        with pytest.raises(AuthorizationTimedOut) as raised:
+            await identity.oauth2_token(provider=provider(fresh_cloud), scopes=SCOPES, purpose=PURPOSE)
+    await identity.aclose()
+    assert isinstance(events[0], AuthorizationRequired)
+    assert "not completed in time" in raised.value.safe_message
+
+
+async def test_cancelled_wait_stops_at_once_and_the_link_is_reused(fresh_cloud) -> None:
+    identity = identity_for(fresh_cloud, poll_initial_seconds=30)
+    jwt = fresh_cloud.issue_user_jwt(unique("gone"))
+    async with signed_in(identity, jwt) as events:
+        task = asyncio.create_task(identity.oauth2_token(provider=provider(fresh_cloud), scopes=SCOPES,
+                                                         purpose=PURPOSE))
+        while not events:
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    async with signed_in(identity, jwt, wait=False):
+        with pytest.raises(AuthorizationPending) as pending:
+            await identity.oauth2_token(provider=provider(fresh_cloud), scopes=SCOPES, purpose=PURPOSE)
+    await identity.aclose()
+    assert pending.value.url == events[0].url
+    assert (await calls(fresh_cloud))["GetResourceOAuth2Token"] == 2  # the start, then one poll of that session
+
+
+async def test_non_stream_mode_raises_pending_and_the_next_request_gets_the_token(fresh_cloud) -> None:
+    identity = identity_for(fresh_cloud)
+    jwt = fresh_cloud.issue_user_jwt(unique("nonstream"))
+    async with signed_in(identity, jwt, wait=False) as events:
+        with pytest.raises(AuthorizationPending) as pending:
+            await identity.oauth2_token(provider=provider(fresh_cloud), scopes=SCOPES, purpose=PURPOSE)
+        assert events == [] and pending.value.purpose == PURPOSE
+        with pytest.raises(AuthorizationPending) as again:
+            await identity.oauth2_token(provider=provider(fresh_cloud), scopes=SCOPES, purpose=PURPOSE)
+        assert again.value.url == pending.value.url  # the same link, not a second authorization
+        redirect = await answer_consent(pending.value.url)
+        from identity.context import current_request_context
+        await identity.complete_authorization(session_uri=redirect["session_uri"],
+                                              caller=current_request_context().caller)
+        token = await identity.oauth2_token(provider=provider(fresh_cloud), scopes=SCOPES, purpose=PURPOSE)
+    await identity.aclose()
+    assert fresh_cloud.dingtalk_tokens.get(token).valid
+
+
+async def test_m2m_flow_needs_no_user_consent(fresh_cloud) -> None:
+    identity = identity_for(fresh_cloud)
+    async with signed_in(identity, fresh_cloud.issue_user_jwt(unique("m2m"))) as events:
+        token = await identity.oauth2_token(provider=provider(fresh_cloud), scopes=SCOPES, purpose=PURPOSE,
+                                            flow="M2M")
+    await identity.aclose()
+    assert token and events == []
+
+
+async def test_sts_credential_is_cached_and_refreshed_after_expiry(fresh_cloud) -> None:
+    clock = Clock()
+    identity = identity_for(fresh_cloud, clock=clock)
+    async with signed_in(identity, fresh_cloud.issue_user_jwt(unique("sts"))):
+        first = await identity.sts_credential(duration_seconds=900)
+        assert await identity.sts_credential(duration_seconds=900) is first
+        assert (await calls(fresh_cloud))["AssumeRoleForWorkloadIdentity"] == 1
+        clock.offset = first.expiration.timestamp() - clock._time() + 1
+        second = await identity.sts_credential(duration_seconds=900)
+    await identity.aclose()
+    assert second.access_key_id != first.access_key_id
+    assert (await calls(fresh_cloud))["AssumeRoleForWorkloadIdentity"] == 2
+    assert first.access_key_secret not in repr(first) and first.security_token not in repr(first)
+    assert fresh_cloud.sts_credentials.get(second.access_key_id).valid
+
+
+async def test_sts_credentials_sign_a_real_tea_client(fresh_cloud) -> None:
+    from alibabacloud_sts20150401.client import Client as StsClient
+    from alibabacloud_tea_openapi import models as open_api_models
+
+    identity = identity_for(fresh_cloud)
+    async with signed_in(identity, fresh_cloud.issue_user_jwt(unique("tea"))):
+        credential = await identity.sts_credential(policy='{"Version":"1","Statement":[]}')
+    await identity.aclose()
+    endpoint = fresh_cloud.env["STS_ENDPOINT"].removeprefix("http://")
+    sts = StsClient(open_api_models.Config(credential=credential.credential_client(), endpoint=endpoint,
+                                           protocol="http", region_id="cn-hangzhou"))
+    body = (await sts.get_caller_identity_async()).body
+    assert body.arn and "assumed-role" in body.arn
+
+
+@pytest.mark.parametrize("fault, expected", [
+    ({"fail_next": 1, "fail_kind": "throttle"}, IdentityThrottled),
+    ({"fail_next": 1, "fail_status": 503}, IdentityUnavailable),
+    ({"fail_next": 1, "fail_status": 500}, IdentityUnavailable),
+    ({"fail_next": 1, "fail_kind": "timeout", "timeout_s": 2}, IdentityUnavailable),
+])
+async def test_service_faults_become_typed_errors(fresh_cloud, fault, expected) -> None:
+    identity = identity_for(fresh_cloud, request_timeout_seconds=0.5)
+    jwt = fresh_cloud.issue_user_jwt(unique("fault"))
+    await set_faults(fresh_cloud, **fault)
+    async with signed_in(identity, jwt):
+        with pytest.raises(expected) as raised:
+            await identity.workload_access_token()
+        assert jwt not in str(raised.value)
+        # A failed call is not cached: the next one succeeds.
+        assert (await identity.workload_access_token()).startswith("wat-")
+    await identity.aclose()
+
+
+@pytest.mark.parametrize("env, call, expected", [
+    ({"AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME": "not-ours"}, "workload", ProviderMisconfigured),
+    ({"ALIBABA_CLOUD_ACCESS_KEY_SECRET": "wrong-secret"}, "workload", ProviderMisconfigured),
+    ({"AGENT_IDENTITY_DATA_ENDPOINT": "http://127.0.0.1:9"}, "workload", IdentityUnavailable),
+    ({"DINGTALK_CREDENTIAL_PROVIDER_NAME": "no-such-provider"}, "oauth2", ProviderMisconfigured),
+    ({"APP_REDIRECT_URI": "http://unregistered.example"}, "oauth2", ProviderMisconfigured),
+])
+async def test_configuration_errors_become_typed_errors(fresh_cloud, env, call, expected) -> None:
+    identity = identity_for(fresh_cloud, env=env)
+    jwt = fresh_cloud.issue_user_jwt(unique("conf"))
+    async with signed_in(identity, jwt):
+        with pytest.raises(expected) as raised:
+            if call == "workload":
+                await identity.workload_access_token()
+            else:
+                await identity.oauth2_token(provider={**fresh_cloud.env, **env}["DINGTALK_CREDENTIAL_PROVIDER_NAME"],
+                                            scopes=SCOPES, purpose=PURPOSE)
+    await identity.aclose()
+    assert jwt not in str(raised.value) and "wrong-secret" not in str(raised.value)
+    assert raised.value.__cause__ is None and raised.value.__suppress_context__
+
+
+async def test_a_jwt_the_service_rejects_is_an_invalid_caller(fresh_cloud) -> None:
+    import time
+    identity = identity_for(fresh_cloud, env={"INBOUND_JWKS_URL": ""}, jwt_leeway_seconds=3600)
+    jwt = fresh_cloud.issue_user_jwt(unique("old"), exp=int(time.time()) - 60)
+    async with signed_in(identity, jwt):
+        with pytest.raises(InvalidCallerToken):
+            await identity.workload_access_token()
+    await identity.aclose()
+
+
+async def test_event_loop_keeps_ticking_while_twenty_calls_wait(fresh_cloud) -> None:
+    identity = identity_for(fresh_cloud)
+    jwts = [fresh_cloud.issue_user_jwt(unique("loop")) for _ in range(20)]
+    await set_faults(fresh_cloud, latency_ms=500, match="GetWorkloadAccessTokenForJWT")
+    ticks = 0
+    stop = asyncio.Event()
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while not stop.is_set():
+            ticks += 1
+            await asyncio.sleep(0.01)
+
+    async def one(jwt: str) -> str:
+        async with signed_in(identity, jwt):
+            return await identity.workload_access_token()
+
+    ticking = asyncio.create_task(ticker())
+    tokens = await asyncio.gather(*(one(j) for j in jwts))
+    stop.set()
+    await ticking
+    await identity.aclose()
+    assert len(set(tokens)) == 20
+    assert ticks >= 20  # a blocking SDK call would freeze the ticker for 20 x 500 ms
+
+
+async def test_no_secret_reaches_the_logs(fresh_cloud, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    identity = identity_for(fresh_cloud)
+    jwt = fresh_cloud.issue_user_jwt(unique("logs"))
+    secrets_seen: list[str] = [jwt, fresh_cloud.env["ALIBABA_CLOUD_ACCESS_KEY_SECRET"],
+                               fresh_cloud.env["IDENTITY_STATE_SECRET"]]
+    async with signed_in(identity, jwt) as events:
+        from identity.context import current_request_context
+        caller = current_request_context().caller
+        secrets_seen.append(await identity.workload_access_token())
+        credential = await identity.sts_credential()
+        secrets_seen += [credential.access_key_secret, credential.security_token]
+        await set_faults(fresh_cloud, fail_next=1, fail_status=400, match="GetResourceOAuth2Token")
+        with pytest.raises(IdentityError):
+            await identity.oauth2_token(provider=provider(fresh_cloud), scopes=SCOPES, purpose=PURPOSE)
+        task = asyncio.create_task(identity.oauth2_token(provider=provider(fresh_cloud), scopes=SCOPES,
+                                                         purpose=PURPOSE))
+        while not events:
+            await asyncio.sleep(0.01)
+        redirect = await answer_consent(events[0].url)
+        await identity.complete_authorization(session_uri=redirect["session_uri"], caller=caller)
+        secrets_seen.append(await asyncio.wait_for(task, 10))
+    await identity.aclose()
+    assert caplog.records  # the flow did log (warnings for the fault, info for the link)
+    for secret in secrets_seen:
+        assert secret not in caplog.text
+
+
+from identity.errors import IdentityError  # noqa: E402
