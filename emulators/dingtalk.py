@@ -65,7 +65,8 @@ class DingTalkEmulator:
     def __init__(self, tokens: CredentialRegistry) -> None:
         self.tokens = tokens
         self.documents: dict[str, Document] = {}
-        self.app = emulator_app("dingtalk", self._routes(), dingtalk_error, on_expire_tokens=tokens.expire_all)
+        self.app = emulator_app("dingtalk", self._routes(), dingtalk_error,
+                                on_expire_tokens=tokens.expire_all)
 
     def _routes(self) -> list[Route]:
         return [
@@ -138,7 +139,7 @@ def _parse_body(raw: bytes) -> tuple[dict[str, Any], tuple[str, str] | None]:
 
 
 def dingtalk_error(status: int, code: str, message: str, **extra: Any) -> Response:
-    """DingTalk's error body; the request id is also sent as a header, as the real gateway does."""
+    """DingTalk's error body; the request id also goes in a header for clients that log headers only."""
     request_id = uuid.uuid4().hex.upper()
     body = {"code": FAULT_CODES.get(code, code), "requestid": request_id, "message": message, **extra}
     return JSONResponse(body, status_code=status, headers={"x-acs-request-id": request_id})

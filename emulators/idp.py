@@ -76,7 +76,8 @@ class LocalIdp:
             "id_token_signing_alg_values_supported": [ALGORITHM],
             "grant_types_supported": ["password"],
             "token_endpoint_auth_methods_supported": ["none", "client_secret_post"],
-            "claims_supported": ["iss", "aud", "sub", "iat", "exp", "jti", "azp", "name", "preferred_username"],
+            "claims_supported": ["iss", "aud", "sub", "iat", "exp", "jti", "azp", "name",
+                                 "preferred_username"],
             "scopes_supported": ["openid", "profile"],
         }
 
@@ -98,8 +99,8 @@ class LocalIdp:
         form = {k: v[0] for k, v in parse_qs((await request.body()).decode("utf-8", "replace")).items()}
         grant_type = form.get("grant_type", "")
         if grant_type != "password":
-            return _oauth2_error(400, "unsupported_grant_type", f"grant_type {grant_type!r} is not supported; "
-                                 "use 'password'.")
+            return _oauth2_error(400, "unsupported_grant_type",
+                                 f"grant_type {grant_type!r} is not supported; use 'password'.")
         username = form.get("username", "").strip()
         if not username:
             return _oauth2_error(400, "invalid_request", "username is required.")

@@ -35,10 +35,12 @@ from emulators.model_script import Reply, ToolCall, arguments_json, message_text
 
 MODELS = ("qwen-plus", "qwen-max", "qwen-turbo")
 ARGUMENT_PIECE_CHARS = 12  # tool arguments arrive split across chunks, as real models send them
-_PIECES = re.compile(r"[\u3000-\u9fff\uf900-\ufaff\uff00-\uffef]|[^\s\u3000-\u9fff\uf900-\ufaff\uff00-\uffef]+\s*|\s+")
-_ERROR_TYPES = {400: ("invalid_request_error", None), 401: ("invalid_request_error", "invalid_api_key"),
-                404: ("invalid_request_error", "model_not_found"), 429: ("rate_limit_error", "rate_limit_exceeded"),
-                504: ("timeout", "request_timeout")}
+# Stream pieces: one CJK character (or full-width punctuation) at a time, otherwise a word and its spaces.
+_WIDE = r"\u3000-\u9fff\uf900-\ufaff\uff00-\uffef"
+_PIECES = re.compile(rf"[{_WIDE}]|[^\s{_WIDE}]+\s*|\s+")
+# Faults injected by `emulator_app` use generic codes; OpenAI names them its own way.
+_FAULT_CODES = {"Throttling": "rate_limit_exceeded", "ServiceUnavailable": "server_error",
+                "RequestTimeout": "request_timeout"}
 
 
 class ModelEmulator:
@@ -68,7 +70,7 @@ class ModelEmulator:
             try:
                 self.token_delay_ms = max(0.0, float((await request.json())["token_delay_ms"]))
             except (ValueError, KeyError, TypeError):
-                return openai_error(400, "invalid_request_error", 'Send {"token_delay_ms": <number>}.')
+                return openai_error(400, None, 'Send {"token_delay_ms": <number>}.')
             return await get_stream_settings(request)
 
         return [
@@ -82,13 +84,15 @@ class ModelEmulator:
 
     def _authorized(self, request: Request) -> bool:
         scheme, _, key = request.headers.get("authorization", "").partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(key.strip().encode(), self._api_key.encode())
+        return scheme.lower() == "bearer" and hmac.compare_digest(key.strip().encode(),
+                                                                  self._api_key.encode())
 
     async def _models(self, request: Request) -> Response:
         if not self._authorized(request):
             return _invalid_api_key()
-        return JSONResponse({"object": "list", "data": [
-            {"id": name, "object": "model", "created": 1_700_000_000, "owned_by": "emulator"} for name in MODELS]})
+        models = [{"id": name, "object": "model", "created": 1_700_000_000, "owned_by": "emulator"}
+                  for name in MODELS]
+        return JSONResponse({"object": "list", "data": models})
 
     async def _chat_completions(self, request: Request) -> Response:
         raw = (await request.body()).decode("utf-8", "replace")
@@ -96,14 +100,14 @@ class ModelEmulator:
             body = json.loads(raw)
         except ValueError:
             self.requests.append(raw)
-            return openai_error(400, "invalid_request_error", "We could not parse the JSON body of your request.")
+            return openai_error(400, None, "We could not parse the JSON body of your request.")
         self.requests.append(body)
         if not self._authorized(request):
             return _invalid_api_key()
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list) or not body["messages"]:
-            return openai_error(400, "invalid_request_error", "'messages' must be a non-empty array.")
+            return openai_error(400, None, "'messages' must be a non-empty array.")
         if not body.get("model"):
-            return openai_error(400, "invalid_request_error", "you must provide a model parameter.")
+            return openai_error(400, None, "you must provide a model parameter.")
         completion = _Completion(body, plan_reply(body))
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
@@ -154,17 +158,19 @@ class _Completion:
         deltas += [{"content": piece} for piece in self.pieces]
         for index, (call_id, call) in enumerate(self.tool_calls):
             deltas += _tool_call_deltas(index, call_id, call)
-        chunks = [self._chunk([{"index": 0, "delta": d, "logprobs": None, "finish_reason": None}], usage_field)
-                  for d in deltas]
-        chunks.append(self._chunk([{"index": 0, "delta": {}, "logprobs": None,
-                                    "finish_reason": self.finish_reason}], usage_field))
+        chunks = [self._chunk([_choice(delta, None)], usage_field) for delta in deltas]
+        chunks.append(self._chunk([_choice({}, self.finish_reason)], usage_field))
         if include_usage:
             chunks.append(self._chunk([], {"usage": self.usage}))
         return chunks
 
     def _chunk(self, choices: list[dict[str, Any]], extra: dict[str, Any]) -> dict[str, Any]:
-        return {"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
-                "choices": choices, **extra}
+        return {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
+                "model": self.model, "choices": choices, **extra}
+
+
+def _choice(delta: dict[str, Any], finish_reason: str | None) -> dict[str, Any]:
+    return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
 
 
 def _tool_call_deltas(index: int, call_id: str, call: ToolCall) -> list[dict[str, Any]]:
@@ -172,8 +178,8 @@ def _tool_call_deltas(index: int, call_id: str, call: ToolCall) -> list[dict[str
     arguments = arguments_json(call)
     first = {"tool_calls": [{"index": index, "id": call_id, "type": "function",
                              "function": {"name": call.name, "arguments": ""}}]}
-    rest = [{"tool_calls": [{"index": index, "function": {"arguments": arguments[i:i + ARGUMENT_PIECE_CHARS]}}]}
-            for i in range(0, len(arguments), ARGUMENT_PIECE_CHARS)]
+    pieces = [arguments[i:i + ARGUMENT_PIECE_CHARS] for i in range(0, len(arguments), ARGUMENT_PIECE_CHARS)]
+    rest = [{"tool_calls": [{"index": index, "function": {"arguments": piece}}]} for piece in pieces]
     return [first, *rest]
 
 
@@ -189,11 +195,9 @@ def _invalid_api_key() -> Response:
     return openai_error(401, "invalid_api_key", "Incorrect API key provided.")
 
 
-def openai_error(status: int, code: str, message: str) -> Response:
-    """OpenAI's error body; injected faults (`Throttling`, `ServiceUnavailable`...) map to OpenAI's types."""
-    error_type, default_code = _ERROR_TYPES.get(status, ("server_error" if status >= 500 else
-                                                         "invalid_request_error", None))
-    if code in ("Throttling", "ServiceUnavailable", "RequestTimeout", "invalid_request_error"):
-        code = default_code or ("server_error" if status >= 500 else None)
-    return JSONResponse({"error": {"message": message, "type": error_type, "param": None, "code": code}},
-                        status_code=status)
+def openai_error(status: int, code: str | None, message: str) -> Response:
+    """OpenAI's error body: `type` follows the status, as OpenAI's own errors do."""
+    error_type = ("rate_limit_error" if status == 429 else "server_error" if status >= 500
+                  else "invalid_request_error")
+    body = {"message": message, "type": error_type, "param": None, "code": _FAULT_CODES.get(code or "", code)}
+    return JSONResponse({"error": body}, status_code=status)

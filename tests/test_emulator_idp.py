@@ -99,8 +99,8 @@ def test_client_id_becomes_azp_and_audience_stays_fixed(http: httpx.Client) -> N
 
 
 def test_expires_in_is_honoured_and_capped(http: httpx.Client) -> None:
-    short = http.post("/token", data={"grant_type": "password", "username": "dave", "expires_in": "60"}).json()
-    assert short["expires_in"] == 60
+    short = http.post("/token", data={"grant_type": "password", "username": "dave", "expires_in": "60"})
+    assert short.json()["expires_in"] == 60
     huge = http.post("/token", data={"grant_type": "password", "username": "dave", "expires_in": "999999"})
     assert huge.json()["expires_in"] == MAX_TTL_S
     claims = verify(huge.json()["id_token"], discover(http))
@@ -152,7 +152,8 @@ def test_cors_lets_a_local_page_call_token_and_discovery(http: httpx.Client) -> 
                                                 "Access-Control-Request-Headers": "content-type"})
     assert preflight.status_code == 200
     assert preflight.headers["access-control-allow-origin"] == origin
-    token = http.post("/token", data={"grant_type": "password", "username": "heidi"}, headers={"Origin": origin})
+    token = http.post("/token", data={"grant_type": "password", "username": "heidi"},
+                      headers={"Origin": origin})
     assert token.headers["access-control-allow-origin"] == origin
     discovery = http.get("/.well-known/openid-configuration", headers={"Origin": origin})
     assert discovery.headers["access-control-allow-origin"] == origin

@@ -1,4 +1,4 @@
-"""The scripted model, driven by the official `openai` SDK and langchain_openai's ChatOpenAI over real HTTP."""
+"""The scripted model over real HTTP, driven by the `openai` SDK and ChatOpenAI (langchain_openai)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ MODEL = "qwen-plus"
 ZH_WRITE = "帮我写入“Helloworld”到钉钉文档，文档ID：doc123"
 EN_WRITE = 'Write "Helloworld" to DingTalk document doc123'
 WRITE_ARGS = {"document_id": "doc123", "content": "Helloworld"}
+Running = tuple[ModelEmulator, str]  # the emulator and its base URL
 
 
 @tool
@@ -35,12 +36,13 @@ async def get_alibaba_cloud_caller_identity() -> str:
 
 
 TOOLS = [write_dingtalk_document, get_alibaba_cloud_caller_identity]
-OPENAI_TOOLS = [{"type": "function", "function": {"name": t.name, "description": t.description,
-                                                  "parameters": t.args_schema.model_json_schema()}} for t in TOOLS]
+OPENAI_TOOLS = [{"type": "function",
+                 "function": {"name": t.name, "description": t.description,
+                              "parameters": t.args_schema.model_json_schema()}} for t in TOOLS]
 
 
 @pytest.fixture(scope="module")
-def model() -> Iterator[tuple[ModelEmulator, str]]:
+def model() -> Iterator[Running]:
     group = ServerGroup()
     emulator = ModelEmulator(API_KEY)
     url = group.add("model", emulator.app)
@@ -52,7 +54,7 @@ def model() -> Iterator[tuple[ModelEmulator, str]]:
 
 
 @pytest.fixture
-async def control(model: tuple[ModelEmulator, str]) -> AsyncIterator[httpx.AsyncClient]:
+async def control(model: Running) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=model[1], timeout=5) as client:
         await client.post("/emulator/reset")
         await client.post("/emulator/requests/clear")
@@ -60,13 +62,13 @@ async def control(model: tuple[ModelEmulator, str]) -> AsyncIterator[httpx.Async
 
 
 @pytest.fixture
-async def client(model: tuple[ModelEmulator, str], control: httpx.AsyncClient) -> AsyncIterator[openai.AsyncOpenAI]:
+async def client(model: Running, control: httpx.AsyncClient) -> AsyncIterator[openai.AsyncOpenAI]:
     async with openai.AsyncOpenAI(base_url=f"{model[1]}/v1", api_key=API_KEY, max_retries=0) as sdk:
         yield sdk
 
 
 @pytest.fixture
-def chat(model: tuple[ModelEmulator, str], control: httpx.AsyncClient) -> ChatOpenAI:
+def chat(model: Running, control: httpx.AsyncClient) -> ChatOpenAI:
     return ChatOpenAI(model=MODEL, base_url=f"{model[1]}/v1", api_key=API_KEY, max_retries=0, timeout=5)
 
 
@@ -88,7 +90,8 @@ async def test_plain_reply_non_stream(client: openai.AsyncOpenAI) -> None:
     assert choice.message.role == "assistant"
     assert '"Hello there"' in choice.message.content
     assert choice.message.tool_calls is None
-    assert completion.usage.total_tokens == completion.usage.prompt_tokens + completion.usage.completion_tokens
+    usage = completion.usage
+    assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
 
 
 async def test_plain_reply_streams_word_by_word_in_openai_format(client: openai.AsyncOpenAI) -> None:
@@ -108,7 +111,7 @@ async def test_plain_reply_streams_word_by_word_in_openai_format(client: openai.
     assert all(c.usage is None for c in chunks[:-1])
 
 
-async def test_stream_ends_with_done_and_event_stream_headers(model: tuple[ModelEmulator, str],
+async def test_stream_ends_with_done_and_event_stream_headers(model: Running,
                                                               control: httpx.AsyncClient) -> None:
     body = {"model": MODEL, "messages": user("hi"), "stream": True}
     async with control.stream("POST", "/v1/chat/completions", json=body,
@@ -131,11 +134,13 @@ async def test_write_prompt_calls_the_dingtalk_tool_non_stream(chat: ChatOpenAI,
     assert message.response_metadata["finish_reason"] == "tool_calls"
 
 
-async def test_write_prompt_streams_the_tool_call_in_pieces(chat: ChatOpenAI, client: openai.AsyncOpenAI) -> None:
+async def test_write_prompt_streams_the_tool_call_in_pieces(chat: ChatOpenAI,
+                                                            client: openai.AsyncOpenAI) -> None:
     raw = await collect(await client.chat.completions.create(model=MODEL, messages=user(ZH_WRITE),
                                                             tools=OPENAI_TOOLS, stream=True))
     deltas = [c.choices[0].delta.tool_calls[0] for c in raw if c.choices and c.choices[0].delta.tool_calls]
-    assert deltas[0].id and deltas[0].type == "function" and deltas[0].function.name == "write_dingtalk_document"
+    assert deltas[0].id and deltas[0].type == "function"
+    assert deltas[0].function.name == "write_dingtalk_document"
     assert len(deltas) > 2, "arguments should be split across chunks"
     assert all(d.index == 0 and d.id is None for d in deltas[1:])
     assert json.loads("".join(d.function.arguments for d in deltas)) == WRITE_ARGS
@@ -156,7 +161,8 @@ async def test_identity_question_calls_the_caller_identity_tool(chat: ChatOpenAI
 
 async def test_tool_not_offered_means_no_tool_call(client: openai.AsyncOpenAI) -> None:
     only_identity = [t for t in OPENAI_TOOLS if t["function"]["name"] != "write_dingtalk_document"]
-    completion = await client.chat.completions.create(model=MODEL, messages=user(EN_WRITE), tools=only_identity)
+    completion = await client.chat.completions.create(model=MODEL, messages=user(EN_WRITE),
+                                                      tools=only_identity)
     assert completion.choices[0].message.tool_calls is None
     assert "write_dingtalk_document" in completion.choices[0].message.content
     chinese = await client.chat.completions.create(model=MODEL, messages=user("我在阿里云上的身份是什么？"))
@@ -170,7 +176,8 @@ async def test_tool_result_gets_a_final_answer_quoting_it(chat: ChatOpenAI, prom
     bound = chat.bind_tools(TOOLS)
     history = [HumanMessage(prompt)]
     call = await bound.ainvoke(history)
-    history += [call, ToolMessage("Document doc123 now contains: Helloworld", tool_call_id=call.tool_calls[0]["id"])]
+    result = ToolMessage("Document doc123 now contains: Helloworld", tool_call_id=call.tool_calls[0]["id"])
+    history += [call, result]
     answer = await bound.ainvoke(history)
     assert not answer.tool_calls
     assert answer.content.startswith(expected_start)
@@ -182,8 +189,8 @@ async def test_tool_result_gets_a_final_answer_quoting_it(chat: ChatOpenAI, prom
 
 async def test_content_parts_with_extra_fields_are_understood(client: openai.AsyncOpenAI) -> None:
     parts = [{"type": "text", "text": EN_WRITE, "user_id": "someone-else"}]
-    completion = await client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": parts}],
-                                                      tools=OPENAI_TOOLS)
+    completion = await client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": parts}], tools=OPENAI_TOOLS)
     call = completion.choices[0].message.tool_calls[0]
     assert json.loads(call.function.arguments) == WRITE_ARGS
 
@@ -203,7 +210,7 @@ async def test_max_tokens_truncates_with_finish_reason_length(client: openai.Asy
     assert chunks[-1].choices[0].finish_reason == "length"
 
 
-async def test_wrong_api_key_is_openai_401(model: tuple[ModelEmulator, str]) -> None:
+async def test_wrong_api_key_is_openai_401(model: Running) -> None:
     async with openai.AsyncOpenAI(base_url=f"{model[1]}/v1", api_key="sk-wrong", max_retries=0) as sdk:
         with pytest.raises(openai.AuthenticationError) as caught:
             await sdk.chat.completions.create(model=MODEL, messages=user("hi"))
@@ -238,19 +245,20 @@ async def test_bad_requests_are_openai_400(control: httpx.AsyncClient) -> None:
     assert not_json.status_code == 400 and set(not_json.json()["error"]) >= {"message", "type", "code"}
 
 
-async def test_every_request_body_is_recorded_in_order(model: tuple[ModelEmulator, str], control: httpx.AsyncClient,
+async def test_every_request_body_is_recorded_in_order(model: Running, control: httpx.AsyncClient,
                                                        client: openai.AsyncOpenAI) -> None:
     await client.chat.completions.create(model=MODEL, messages=user("first"))
     await collect(await client.chat.completions.create(model=MODEL, messages=user("second"), stream=True))
     recorded = (await control.get("/emulator/requests")).json()
     assert [r["messages"][0]["content"] for r in recorded] == ["first", "second"]
     assert recorded == model[0].requests
-    assert all(API_KEY not in json.dumps(r) for r in recorded), "the API key travels in a header, not the body"
+    assert all(API_KEY not in json.dumps(r) for r in recorded), "the key belongs in a header, not the body"
     await control.post("/emulator/requests/clear")
     assert (await control.get("/emulator/requests")).json() == []
 
 
-async def test_server_error_fault_is_an_openai_error(control: httpx.AsyncClient, client: openai.AsyncOpenAI) -> None:
+async def test_server_error_fault_is_an_openai_error(control: httpx.AsyncClient,
+                                                     client: openai.AsyncOpenAI) -> None:
     await control.post("/emulator/faults", json={"fail_next": 1, "fail_status": 500})
     with pytest.raises(openai.InternalServerError) as caught:
         await client.chat.completions.create(model=MODEL, messages=user("hi"))
@@ -267,9 +275,10 @@ async def test_throttle_fault_is_a_rate_limit_error(control: httpx.AsyncClient, 
 
 
 async def test_latency_fault_delays_the_first_token_past_a_client_timeout(control: httpx.AsyncClient,
-                                                                          model: tuple[ModelEmulator, str]) -> None:
+                                                                          model: Running) -> None:
     await control.post("/emulator/faults", json={"latency_ms": 3000, "match": "/v1/chat/completions"})
-    async with openai.AsyncOpenAI(base_url=f"{model[1]}/v1", api_key=API_KEY, max_retries=0, timeout=0.2) as sdk:
+    async with openai.AsyncOpenAI(base_url=f"{model[1]}/v1", api_key=API_KEY, max_retries=0,
+                                  timeout=0.2) as sdk:
         with pytest.raises(openai.APITimeoutError):
             await sdk.chat.completions.create(model=MODEL, messages=user("hi"), stream=True)
         assert MODEL in [m.id async for m in sdk.models.list()], "the fault matches only chat completions"
@@ -284,8 +293,10 @@ async def test_timeout_fault_answers_504(control: httpx.AsyncClient, client: ope
 
 async def test_token_delay_knob_is_set_streamed_with_and_reset(control: httpx.AsyncClient,
                                                                client: openai.AsyncOpenAI) -> None:
-    assert (await control.post("/emulator/stream", json={"token_delay_ms": 5})).json() == {"token_delay_ms": 5}
-    chunks = await collect(await client.chat.completions.create(model=MODEL, messages=user("hi"), stream=True))
+    knob = await control.post("/emulator/stream", json={"token_delay_ms": 5})
+    assert knob.json() == {"token_delay_ms": 5}
+    stream = await client.chat.completions.create(model=MODEL, messages=user("hi"), stream=True)
+    chunks = await collect(stream)
     assert chunks[-1].choices[0].finish_reason == "stop"
     assert (await control.post("/emulator/stream", json={"delay": 1})).status_code == 400
     await control.post("/emulator/reset")
