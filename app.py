@@ -234,6 +234,7 @@ def create_app(env: Mapping[str, str] | None = None) -> FastAPI:
     from agent.runner import AgentRunner
     from agent.schemas import RequestInvalid, parse_request, to_langchain_messages
     from agent.streaming import RunOutcome, collect, open_stream
+    from identity.callback import callback_router
     from identity.context import RequestContext, bind_request_context, reset_request_context
     from identity.service import AgentIdentity
     import tools
@@ -256,6 +257,7 @@ def create_app(env: Mapping[str, str] | None = None) -> FastAPI:
     app.state.model_provider = provider
     _install_error_handlers(app)
     app.add_middleware(RequestLogMiddleware)
+    app.include_router(callback_router(identity), prefix="/callback")
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -330,11 +332,17 @@ def _configure_logging(level: str) -> None:
 
 
 def main(argv: list[str]) -> int:
-    if argv[1:2] == ["callback"]:
-        from identity.callback import main as callback_main
-
-        return callback_main(argv[2:]) or 0
     env = load_env()
+    if argv[1:2] == ["callback"]:
+        from identity.callback import run_standalone_callback
+
+        _configure_logging(env.get("LOG_LEVEL", "INFO").upper())
+        try:
+            run_standalone_callback(env)
+        except ConfigError as error:
+            print(error, file=sys.stderr)
+            return 2
+        return 0
     try:
         settings = ServerSettings.from_env(env)
         _configure_logging(settings.log_level)
