@@ -5,7 +5,8 @@ Deterministic on purpose, so end-to-end tests can assert exact tool calls and an
 - "Who am I on Alibaba Cloud?" (or the Chinese form) calls `get_alibaba_cloud_caller_identity`;
 - a tool result as the last message gets a final answer quoting it, in the user's language;
 - anything else gets a plain reply saying what was understood.
-A tool is only called if the request offers it in `tools`; otherwise the model says it cannot.
+A tool is only called if the request offers it in `tools` (and `tool_choice` allows it); otherwise the model
+says it cannot.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ class Reply:
 def plan_reply(body: dict[str, Any]) -> Reply:
     """Decide the assistant's next turn from the offered tools and the last messages."""
     messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
-    offered = _offered_tools(body.get("tools"))
+    offered = _allowed_tools(body.get("tools"), body.get("tool_choice"))
     user_text = _last_user_text(messages)
     chinese = bool(_CJK.search(user_text))
     if messages and messages[-1].get("role") == "tool":
@@ -72,11 +73,16 @@ def message_text(content: Any) -> str:
     return ""
 
 
-def _offered_tools(tools: Any) -> set[str]:
+def _allowed_tools(tools: Any, tool_choice: Any) -> set[str]:
+    """Names of the offered tools the model may call: `tool_choice` "none" or a named function narrows it."""
     names = set()
     for tool in tools or []:
         if isinstance(tool, dict) and isinstance(tool.get("function"), dict):
             names.add(str(tool["function"].get("name", "")))
+    if tool_choice == "none":
+        return set()
+    if isinstance(tool_choice, dict) and isinstance(tool_choice.get("function"), dict):
+        return names & {str(tool_choice["function"].get("name", ""))}
     return names
 
 

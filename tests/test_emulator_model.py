@@ -170,6 +170,18 @@ async def test_tool_not_offered_means_no_tool_call(client: openai.AsyncOpenAI) -
     assert "抱歉" in chinese.choices[0].message.content
 
 
+async def test_tool_choice_none_or_another_function_prevents_the_call(client: openai.AsyncOpenAI) -> None:
+    other = {"type": "function", "function": {"name": "get_alibaba_cloud_caller_identity"}}
+    for choice in ("none", other):
+        completion = await client.chat.completions.create(model=MODEL, messages=user(EN_WRITE),
+                                                          tools=OPENAI_TOOLS, tool_choice=choice)
+        assert completion.choices[0].message.tool_calls is None
+    forced = {"type": "function", "function": {"name": "write_dingtalk_document"}}
+    completion = await client.chat.completions.create(model=MODEL, messages=user(EN_WRITE),
+                                                      tools=OPENAI_TOOLS, tool_choice=forced)
+    assert json.loads(completion.choices[0].message.tool_calls[0].function.arguments) == WRITE_ARGS
+
+
 @pytest.mark.parametrize(("prompt", "expected_start"), [(ZH_WRITE, "已完成"), (EN_WRITE, "Done.")])
 async def test_tool_result_gets_a_final_answer_quoting_it(chat: ChatOpenAI, prompt: str,
                                                           expected_start: str) -> None:
