@@ -73,7 +73,8 @@ class Principal:
 class SignatureVerifier:
     """Checks ACS3-HMAC-SHA256 and RPC (HMAC-SHA1) signatures against the known AccessKeys."""
 
-    def __init__(self, access_key_id: str, access_key_secret: str, sts_credentials: CredentialRegistry) -> None:
+    def __init__(self, access_key_id: str, access_key_secret: str,
+                 sts_credentials: CredentialRegistry) -> None:
         self._access_key_id = access_key_id
         self._access_key_secret = access_key_secret
         self._sts = sts_credentials
@@ -96,7 +97,8 @@ class SignatureVerifier:
                               request.headers.get("x-acs-signature-nonce"))
         payload_hash = hashlib.sha256(body).hexdigest()
         if request.headers.get("x-acs-content-sha256", payload_hash) != payload_hash:
-            raise AcsError(400, "SignatureDoesNotMatch", "The x-acs-content-sha256 header does not match the body.")
+            raise AcsError(400, "SignatureDoesNotMatch",
+                           "The x-acs-content-sha256 header does not match the body.")
         canonical_request = "\n".join([
             request.method,
             request.scope.get("raw_path", b"/").decode("latin-1") or "/",
@@ -176,7 +178,8 @@ def _parse_iso(value: str | None) -> float | None:
     try:
         return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
     except ValueError:
-        raise AcsError(400, "InvalidTimeStamp.Format", "Specified time stamp or date value is not well formatted.")
+        raise AcsError(400, "InvalidTimeStamp.Format",
+                       "Specified time stamp or date value is not well formatted.") from None
 
 
 # An RPC action handler: (form + query parameters, the signer or None when anonymous) -> response fields.

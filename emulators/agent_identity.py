@@ -165,8 +165,8 @@ class AgentIdentityEmulator:
             rpc_endpoint(verifier, actions, anonymous=frozenset({"AssumeRoleForWorkloadIdentity"})),
             Route("/oauth2/authorize", self._consent, methods=["GET", "POST"]),
         ]
-        self.app = emulator_app("agent_identity", routes, render_acs_error, on_expire_tokens=self.expire_tokens,
-                                faults=faults)
+        self.app = emulator_app("agent_identity", routes, render_acs_error,
+                                on_expire_tokens=self.expire_tokens, faults=faults)
 
     def expire_tokens(self) -> None:
         """Fault injection: every workload token, STS credential and vaulted provider token expires now."""
@@ -177,7 +177,8 @@ class AgentIdentityEmulator:
 
     # -- workload access tokens --------------------------------------------------------------------------
 
-    def _issue_grant(self, params: dict[str, str], user: str | None, user_jwt: str | None = None) -> dict[str, Any]:
+    def _issue_grant(self, params: dict[str, str], user: str | None,
+                     user_jwt: str | None = None) -> dict[str, Any]:
         name = _required(params, "WorkloadIdentityName")
         if name != self.workload.name:
             raise AcsError(404, "EntityNotExist.WorkloadIdentity",  # Chosen: code for an unknown identity.
@@ -189,7 +190,8 @@ class AgentIdentityEmulator:
     async def _get_workload_access_token(self, params: dict[str, str], _: Principal | None) -> dict[str, Any]:
         return self._issue_grant(params, user=None)
 
-    async def _get_workload_access_token_for_jwt(self, params: dict[str, str], _: Principal | None) -> dict[str, Any]:
+    async def _get_workload_access_token_for_jwt(self, params: dict[str, str],
+                                                 _: Principal | None) -> dict[str, Any]:
         user_jwt = _required(params, "UserToken")
         claims = self._users.validate(user_jwt)
         audience = claims.get("aud")
@@ -221,7 +223,8 @@ class AgentIdentityEmulator:
         provider = self._provider(params)
         scopes = _scopes(params.get("Scopes"), provider.default_scopes)
         if params.get("OAuth2Flow", "USER_FEDERATION") == "M2M":
-            return self._token_answer(self._vaulted_token(f"workload:{grant.workload}", provider, scopes, "M2M"))
+            app_token = self._vaulted_token(f"workload:{grant.workload}", provider, scopes, "M2M")
+            return self._token_answer(app_token)
         if params.get("OAuth2Flow", "USER_FEDERATION") != "USER_FEDERATION":
             raise AcsError(400, "InvalidParameter.OAuth2Flow", "OAuth2Flow must be USER_FEDERATION or M2M.")
         if grant.user is None:
@@ -242,7 +245,8 @@ class AgentIdentityEmulator:
                            "ResourceOAuth2ReturnURL is required to start a user authorization.")
         session = AuthSession(id=secrets.token_urlsafe(24), user=grant.user, workload=grant.workload,
                               provider=provider, scopes=scopes, return_url=return_url,
-                              custom_state=params.get("CustomState", ""), expires_at=time.time() + self.session_ttl_s)
+                              custom_state=params.get("CustomState", ""),
+                              expires_at=time.time() + self.session_ttl_s)
         self._sessions[session.id] = session
         return {"AuthorizationURL": f"{self.base_url}/oauth2/authorize?{urlencode({'session': session.id})}",
                 "SessionURI": session.uri, "SessionStatus": "IN_PROGRESS"}
@@ -270,7 +274,8 @@ class AgentIdentityEmulator:
         self._vault.pop(key, None)
         return None
 
-    def _store_new_token(self, key: tuple[str, str, tuple[str, ...]], provider: CredentialProvider) -> tuple[str, Issued]:
+    def _store_new_token(self, key: tuple[str, str, tuple[str, ...]],
+                         provider: CredentialProvider) -> tuple[str, Issued]:
         user, _, scopes = key
         token, record = self._provider_tokens.issue(user, provider.token_ttl_s, provider=provider.name,
                                                     scopes=list(scopes))
@@ -300,12 +305,14 @@ class AgentIdentityEmulator:
 
     def _session(self, session_uri: str) -> AuthSession:
         session = self._sessions.get(session_uri.removeprefix(SESSION_URI_PREFIX))
-        if session is None or not session_uri.startswith(SESSION_URI_PREFIX) or time.time() >= session.expires_at:
+        expired = session is None or time.time() >= session.expires_at
+        if expired or not session_uri.startswith(SESSION_URI_PREFIX):
             raise AcsError(400, "InvalidParameter.SessionURI",  # Chosen: code.
                            "The specified SessionURI does not exist or has expired.")
         return session
 
-    async def _complete_resource_token_auth(self, params: dict[str, str], _: Principal | None) -> dict[str, Any]:
+    async def _complete_resource_token_auth(self, params: dict[str, str],
+                                            _: Principal | None) -> dict[str, Any]:
         session = self._session(_required(params, "SessionURI"))
         if session.status == "completed":
             raise AcsError(400, "InvalidParameter.SessionURI", "The specified SessionURI was already used.")
@@ -348,13 +355,15 @@ class AgentIdentityEmulator:
             return HTMLResponse(notice_page("Already answered", "This authorization request was already "
                                             "answered. You can close this page."), status_code=409)
         if request.method == "GET":
-            return HTMLResponse(consent_page(action_url=str(request.url.path) + "?" + request.url.query,
-                                             app_name=session.workload, provider=session.provider.display_name,
-                                             scopes=session.scopes))
+            page = consent_page(action_url=f"{request.url.path}?{request.url.query}",
+                                app_name=session.workload, provider=session.provider.display_name,
+                                scopes=session.scopes)
+            return HTMLResponse(page)
         form = dict(parse_qsl((await request.body()).decode("utf-8", "replace")))
         decision = form.get("decision")
         if decision not in ("approve", "deny"):
-            return HTMLResponse(notice_page("Bad request", "decision must be approve or deny."), status_code=400)
+            return HTMLResponse(notice_page("Bad request", "decision must be approve or deny."),
+                                status_code=400)
         session.status = "consented" if decision == "approve" else "denied"
         outcome = {"session_uri": session.uri} if decision == "approve" else {"error": "access_denied"}
         return RedirectResponse(_with_query(session.return_url, {**outcome, "state": session.custom_state}),
@@ -379,19 +388,21 @@ class AgentIdentityEmulator:
             try:
                 json.loads(policy)
             except json.JSONDecodeError:
-                raise AcsError(400, "InvalidParameter.PolicyGrammar", "The Policy is not valid JSON.") from None
+                raise AcsError(400, "InvalidParameter.PolicyGrammar",
+                               "The Policy is not valid JSON.") from None
         wl = self.workload
         assumed_arn = f"acs:ram::{wl.account_id}:assumed-role/{wl.role_name.lower()}/{session_name}"
+        assumed_id = f"{wl.role_id}:{session_name}"
         key_id, record = self._sts.issue(
             grant.user or f"workload:{grant.workload}", duration, key="STS." + secrets.token_urlsafe(24),
-            security_token="CAIS" + secrets.token_urlsafe(96), role_arn=wl.role_arn, session_name=session_name,
-            policy=policy, account_id=wl.account_id, role_id=wl.role_id, assumed_role_arn=assumed_arn,
-            principal_id=f"{wl.role_id}:{session_name}")
+            security_token="CAIS" + secrets.token_urlsafe(96), role_arn=wl.role_arn,
+            session_name=session_name, policy=policy, account_id=wl.account_id, role_id=wl.role_id,
+            assumed_role_arn=assumed_arn, principal_id=assumed_id)
         return {
             "Credentials": {"AccessKeyId": key_id, "AccessKeySecret": record.secret,
                             "SecurityToken": record.details["security_token"],
                             "Expiration": iso_utc(record.expires_at)},
-            "AssumedRoleUser": {"Arn": assumed_arn, "AssumedRoleId": f"{wl.role_id}:{session_name}"},
+            "AssumedRoleUser": {"Arn": assumed_arn, "AssumedRoleId": assumed_id},
             "WorkloadContextInfo": {"WorkloadIdentityArn": wl.arn},
         }
 

@@ -18,7 +18,8 @@ from urllib.parse import urlencode
 
 from emulators._server import Faults, ServerGroup
 from emulators.acs import SignatureVerifier
-from emulators.agent_identity import AgentIdentityEmulator, CredentialProvider, UserJwtValidator, WorkloadIdentity
+from emulators.agent_identity import (AgentIdentityEmulator, CredentialProvider, UserJwtValidator,
+                                      WorkloadIdentity)
 from emulators.agentrun import AgentRunEmulator, ModelService
 from emulators.dingtalk import DingTalkEmulator
 from emulators.idp import LocalIdp
@@ -99,7 +100,7 @@ def start_local_cloud(return_urls: Iterable[str] = (),
     access_key_id = "LTAI" + "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(20))
     access_key_secret = secrets.token_urlsafe(22)[:30]
     model_api_key = "sk-local-" + secrets.token_hex(16)
-    account_id = str(10**15 + secrets.randbelow(9 * 10**15))
+    account_id = _digits(16)
     dingtalk_tokens = CredentialRegistry("dt-")
     sts_credentials = CredentialRegistry("STS.")
 
@@ -108,14 +109,14 @@ def start_local_cloud(return_urls: Iterable[str] = (),
 
     idp = LocalIdp(urls["idp"])
     workload = WorkloadIdentity(name=WORKLOAD_IDENTITY_NAME, return_urls=registered, account_id=account_id,
-                                role_name="AgentRunLocalAgentRole", role_id=str(3 * 10**18 + secrets.randbelow(10**18)),
-                                region=REGION)
+                                role_name="AgentRunLocalAgentRole", role_id=_digits(19), region=REGION)
     agent_identity = AgentIdentityEmulator(
-        urls["agent_identity"], verifier=verifier(), users=UserJwtValidator(idp.jwks, idp.issuer, idp.audience),
+        urls["agent_identity"], verifier=verifier(),
+        users=UserJwtValidator(idp.jwks, idp.issuer, idp.audience),
         workload=workload, providers=[CredentialProvider(DINGTALK_PROVIDER, "DingTalk", DINGTALK_SCOPES)],
         provider_tokens=dingtalk_tokens, sts_credentials=sts_credentials)
     sts = StsEmulator(verifier=verifier(), sts_credentials=sts_credentials,
-                      owner=RamUser(account_id, "agentrun-local", str(2 * 10**14 + secrets.randbelow(10**14))))
+                      owner=RamUser(account_id, "agentrun-local", _digits(15)))
     model = ModelEmulator(model_api_key)
     agentrun = AgentRunEmulator(verifier=verifier(), services=[
         ModelService(MODEL_SERVICE_NAME, f"{urls['model']}/v1", model_api_key, (MODEL_NAME,))])
@@ -165,6 +166,11 @@ def start_local_cloud(return_urls: Iterable[str] = (),
     group.start()
     return LocalCloud(group, info, idp=idp, agent_identity=agent_identity, model=model,
                       dingtalk_tokens=dingtalk_tokens, sts_credentials=sts_credentials)
+
+
+def _digits(n: int) -> str:
+    """A random n-digit id, the shape of Alibaba Cloud account, user and role ids."""
+    return str(10 ** (n - 1) + secrets.randbelow(9 * 10 ** (n - 1)))
 
 
 def _faults(name: str, spec: Mapping[str, Any]) -> Faults:

@@ -31,8 +31,9 @@ class StsEmulator:
                  faults: Faults | None = None) -> None:
         self.owner = owner
         self._sts = sts_credentials
-        self.app = emulator_app("sts", [rpc_endpoint(verifier, {"GetCallerIdentity": self._get_caller_identity})],
-                                render_acs_error, on_expire_tokens=sts_credentials.expire_all, faults=faults)
+        endpoint = rpc_endpoint(verifier, {"GetCallerIdentity": self._get_caller_identity})
+        self.app = emulator_app("sts", [endpoint], render_acs_error,
+                                on_expire_tokens=sts_credentials.expire_all, faults=faults)
 
     async def _get_caller_identity(self, _: dict[str, str], principal: Principal | None) -> dict[str, Any]:
         if principal is None:  # unreachable: the action is signed; kept so a wiring mistake cannot leak

@@ -42,16 +42,18 @@ def workload_token(data: DataClient, cloud, user_jwt: str) -> str:
 
 
 def resource_token_request(cloud, wat: str, **overrides) -> ai.GetResourceOAuth2TokenRequest:
-    fields = dict(resource_credential_provider_name=cloud.info["dingtalk_provider"], workload_access_token=wat,
-                  scopes=SCOPES, oauth2_flow="USER_FEDERATION", resource_oauth2_return_url=cloud.info["return_urls"][0],
-                  custom_state="state-123", force_authentication=False)
+    fields = dict(resource_credential_provider_name=cloud.info["dingtalk_provider"],
+                  workload_access_token=wat, scopes=SCOPES, oauth2_flow="USER_FEDERATION",
+                  resource_oauth2_return_url=cloud.info["return_urls"][0], custom_state="state-123",
+                  force_authentication=False)
     return ai.GetResourceOAuth2TokenRequest(**{**fields, **overrides})
 
 
 def sts_data_client(cloud, acs_config, wat: str) -> DataClient:
     """A data client signed with the STS credentials of AssumeRoleForWorkloadIdentity (USE_STS=true)."""
     identity = IdentityClient("cn-hangzhou", data_api_endpoint=cloud.url("agent_identity"))
-    creds = asyncio.run(identity.assume_role_for_workload_identity(workload_token=wat, role_session_name="tests"))
+    creds = asyncio.run(identity.assume_role_for_workload_identity(workload_token=wat,
+                                                                   role_session_name="tests"))
     return DataClient(acs_config("agent_identity", sts=creds))
 
 
@@ -82,7 +84,8 @@ def test_workload_token_for_jwt_reports_the_verified_claims(data, fresh_cloud, u
 
 
 def test_workload_tokens_without_jwt(data):
-    plain = data.get_workload_access_token(ai.GetWorkloadAccessTokenRequest(workload_identity_name="local-agent"))
+    plain = data.get_workload_access_token(
+        ai.GetWorkloadAccessTokenRequest(workload_identity_name="local-agent"))
     by_id = data.get_workload_access_token_for_user_id(ai.GetWorkloadAccessTokenForUserIdRequest(
         workload_identity_name="local-agent", user_id="u-42"))
     assert plain.body.workload_access_token != by_id.body.workload_access_token
@@ -124,7 +127,8 @@ def test_unknown_workload_identity(data, user):
 def test_wrong_secret_is_a_signature_mismatch(fresh_cloud, acs_config):
     client = DataClient(acs_config("agent_identity", access_key_secret="not-the-secret"))
     with pytest.raises(ClientException) as excinfo:
-        client.get_workload_access_token(ai.GetWorkloadAccessTokenRequest(workload_identity_name="local-agent"))
+        client.get_workload_access_token(
+            ai.GetWorkloadAccessTokenRequest(workload_identity_name="local-agent"))
     assert_acs_error(excinfo, 400, "SignatureDoesNotMatch")
 
 
@@ -166,7 +170,8 @@ def test_user_federation_flow_end_to_end(data, fresh_cloud, acs_config, user):
     assert first.authorization_url.startswith(fresh_cloud.url("agent_identity") + "/oauth2/authorize?")
     assert first.session_uri.startswith("urn:ietf:params:oauth:request_uri:")
 
-    pending = client.get_resource_oauth2_token(resource_token_request(fresh_cloud, wat, session_uri=first.session_uri))
+    polling = resource_token_request(fresh_cloud, wat, session_uri=first.session_uri)
+    pending = client.get_resource_oauth2_token(polling)
     assert pending.body.access_token is None and pending.body.session_status == "IN_PROGRESS"
 
     redirect = consent(first.authorization_url, "approve")
@@ -183,13 +188,14 @@ def test_user_federation_flow_end_to_end(data, fresh_cloud, acs_config, user):
     assert_acs_error(excinfo, 400, "InvalidParameter.UserIdentifier")
 
     complete = ai.CompleteResourceTokenAuthRequest(
-        session_uri=first.session_uri, user_identifier=ai.CompleteResourceTokenAuthRequestUserIdentifier(user_jwt=user_jwt))
+        session_uri=first.session_uri,
+        user_identifier=ai.CompleteResourceTokenAuthRequestUserIdentifier(user_jwt=user_jwt))
     assert client.complete_resource_token_auth(complete).body.request_id
     with pytest.raises(ClientException) as excinfo:
         client.complete_resource_token_auth(complete)
     assert_acs_error(excinfo, 400, "InvalidParameter.SessionURI")
 
-    done = client.get_resource_oauth2_token(resource_token_request(fresh_cloud, wat, session_uri=first.session_uri)).body
+    done = client.get_resource_oauth2_token(polling).body
     assert done.access_token.startswith("dt-") and 7000 < done.expires_in <= 7200
     again = client.get_resource_oauth2_token(resource_token_request(fresh_cloud, wat)).body
     assert again.access_token == done.access_token  # the vault remembers the user's token
@@ -205,8 +211,10 @@ def test_deny_redirects_with_access_denied_and_the_session_fails(data, fresh_clo
     first = data.get_resource_oauth2_token(resource_token_request(fresh_cloud, wat, custom_state="s-9")).body
     redirect = consent(first.authorization_url, "deny")
     assert redirect.status_code == 302
-    assert parse_qs(urlsplit(redirect.headers["location"]).query) == {"error": ["access_denied"], "state": ["s-9"]}
-    polled = data.get_resource_oauth2_token(resource_token_request(fresh_cloud, wat, session_uri=first.session_uri))
+    query = parse_qs(urlsplit(redirect.headers["location"]).query)
+    assert query == {"error": ["access_denied"], "state": ["s-9"]}
+    polled = data.get_resource_oauth2_token(
+        resource_token_request(fresh_cloud, wat, session_uri=first.session_uri))
     assert polled.body.access_token is None and polled.body.session_status == "FAILED"
     assert httpx.get(first.authorization_url).status_code == 409  # answered once, not twice
     with pytest.raises(ClientException):
@@ -244,12 +252,14 @@ def test_vault_refreshes_expired_tokens_and_reauthorizes_revoked_ones(data, fres
 def test_force_authentication_and_scopes_key_the_vault(data, fresh_cloud, user):
     wat = workload_token(data, fresh_cloud, user[1])
     token = authorize(data, fresh_cloud, wat, user[1])
-    forced = data.get_resource_oauth2_token(resource_token_request(fresh_cloud, wat, force_authentication=True))
+    forced = data.get_resource_oauth2_token(
+        resource_token_request(fresh_cloud, wat, force_authentication=True))
     assert forced.body.authorization_url and forced.body.access_token is None
     other_scopes = data.get_resource_oauth2_token(resource_token_request(fresh_cloud, wat, scopes=["openid"]))
     assert other_scopes.body.authorization_url
-    same_scopes_reordered = data.get_resource_oauth2_token(resource_token_request(fresh_cloud, wat, scopes=["corpid", "openid"]))
-    assert same_scopes_reordered.body.access_token == token
+    reordered = data.get_resource_oauth2_token(
+        resource_token_request(fresh_cloud, wat, scopes=["corpid", "openid"]))
+    assert reordered.body.access_token == token
 
 
 def test_unregistered_return_url_is_refused(data, fresh_cloud, user):
@@ -282,7 +292,8 @@ def test_sessions_expire(data, fresh_cloud, user):
         fresh_cloud.agent_identity.session_ttl_s = 600
     assert httpx.get(first.authorization_url).status_code == 404
     with pytest.raises(ClientException) as excinfo:
-        data.get_resource_oauth2_token(resource_token_request(fresh_cloud, wat, session_uri=first.session_uri))
+        data.get_resource_oauth2_token(
+            resource_token_request(fresh_cloud, wat, session_uri=first.session_uri))
     assert_acs_error(excinfo, 400, "InvalidParameter.SessionURI")
 
 
@@ -304,10 +315,10 @@ def test_identity_sdk_get_token_hands_over_the_authorization_url(data, fresh_clo
         creds = await identity.get_sts_credential_client(wat, None, user[1])
         urls: list[str] = []
         with pytest.raises(RuntimeError):
-            await identity.get_token(credential_provider_name=fresh_cloud.info["dingtalk_provider"], scopes=SCOPES,
-                                     workload_identity_token=wat, on_auth_url=urls.append, auth_flow="USER_FEDERATION",
-                                     callback_url=fresh_cloud.info["return_urls"][0], credential=creds,
-                                     poll_for_token=False)
+            await identity.get_token(
+                credential_provider_name=fresh_cloud.info["dingtalk_provider"], scopes=SCOPES,
+                workload_identity_token=wat, on_auth_url=urls.append, auth_flow="USER_FEDERATION",
+                callback_url=fresh_cloud.info["return_urls"][0], credential=creds, poll_for_token=False)
         return urls
 
     urls = asyncio.run(run())
@@ -319,8 +330,8 @@ def test_identity_sdk_get_token_hands_over_the_authorization_url(data, fresh_clo
 def test_assume_role_honours_duration_and_is_anonymous(data, fresh_cloud, user):
     wat = workload_token(data, fresh_cloud, user[1])
     identity = IdentityClient("cn-hangzhou", data_api_endpoint=fresh_cloud.url("agent_identity"))
-    creds = asyncio.run(identity.assume_role_for_workload_identity(workload_token=wat, role_session_name="s-1",
-                                                                   duration_seconds=900))
+    creds = asyncio.run(identity.assume_role_for_workload_identity(
+        workload_token=wat, role_session_name="s-1", duration_seconds=900))
     assert creds.access_key_id.startswith("STS.") and creds.security_token
     expires = time.mktime(time.strptime(creds.expiration, "%Y-%m-%dT%H:%M:%SZ")) - time.timezone
     assert 880 <= expires - time.time() <= 905

@@ -17,9 +17,9 @@ from alibabacloud_tea_openapi.exceptions import ClientException
 def assumed(fresh_cloud, acs_config):
     """STS credentials and the assumed-role user from AssumeRoleForWorkloadIdentity for a fresh user."""
     data = DataClient(acs_config("agent_identity"))
+    user_jwt = fresh_cloud.issue_user_jwt(f"u-{uuid.uuid4().hex[:8]}")
     wat = data.get_workload_access_token_for_jwt(ai.GetWorkloadAccessTokenForJWTRequest(
-        workload_identity_name="local-agent", user_token=fresh_cloud.issue_user_jwt(f"u-{uuid.uuid4().hex[:8]}"),
-    )).body.workload_access_token
+        workload_identity_name="local-agent", user_token=user_jwt)).body.workload_access_token
     body = data.assume_role_for_workload_identity(ai.AssumeRoleForWorkloadIdentityRequest(
         workload_access_token=wat, role_session_name="sts-test")).body
     return body.credentials, body.assumed_role_user

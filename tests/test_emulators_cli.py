@@ -22,11 +22,12 @@ ENV_VARS = {  # docs/architecture.md, "emulators/"
     "AGENT_IDENTITY_USE_STS", "ALIBABA_CLOUD_ACCESS_KEY_ID", "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
     "INBOUND_JWKS_URL", "INBOUND_JWT_ISSUER", "INBOUND_JWT_AUDIENCE", "DINGTALK_API_BASE",
     "DINGTALK_CREDENTIAL_PROVIDER_NAME", "STS_ENDPOINT", "MODEL_BASE_URL", "MODEL_API_KEY", "MODEL_NAME",
-    "AGENTRUN_CONTROL_ENDPOINT", "IDENTITY_STATE_SECRET", "APP_REDIRECT_URI", "ALIBABA_CLOUD_ECS_METADATA_DISABLED",
+    "AGENTRUN_CONTROL_ENDPOINT", "IDENTITY_STATE_SECRET", "APP_REDIRECT_URI",
+    "ALIBABA_CLOUD_ECS_METADATA_DISABLED",
 }
 INFO_KEYS = {"idp_url", "agent_identity_url", "sts_url", "dingtalk_url", "model_url", "agentrun_url",
-             "access_key_id", "access_key_secret", "workload_identity_name", "dingtalk_provider", "return_urls",
-             "idp_issuer", "idp_audience", "model_service_name", "env"}
+             "access_key_id", "access_key_secret", "workload_identity_name", "dingtalk_provider",
+             "return_urls", "idp_issuer", "idp_audience", "model_service_name", "env"}
 
 
 def start(tmp_path: Path, *args: str) -> subprocess.Popen:
@@ -49,7 +50,8 @@ def wait_for(path: Path, process: subprocess.Popen, limit_s: float = 30) -> dict
 def test_cli_writes_the_ready_file_and_stops_cleanly(tmp_path, stop_signal):
     ready = tmp_path / "out" / "ready.json"
     callback = "http://127.0.0.1:18765/callback"
-    process = start(tmp_path, "--ready-file", str(ready), "--return-url", callback, "--latency", "agent_identity=25")
+    process = start(tmp_path, "--ready-file", str(ready), "--return-url", callback,
+                    "--latency", "agent_identity=25")
     try:
         info = wait_for(ready, process)
         assert INFO_KEYS <= set(info) and ENV_VARS <= set(info["env"])
@@ -57,12 +59,14 @@ def test_cli_writes_the_ready_file_and_stops_cleanly(tmp_path, stop_signal):
         assert info["env"]["MODEL_BASE_URL"] == info["model_url"] + "/v1"
         assert httpx.get(f"{info['agent_identity_url']}/emulator/faults").json()["latency_ms"] == 25
 
-        data = DataClient(Config(access_key_id=info["access_key_id"], access_key_secret=info["access_key_secret"],
+        data = DataClient(Config(access_key_id=info["access_key_id"],
+                                 access_key_secret=info["access_key_secret"],
                                  endpoint=info["agent_identity_url"], region_id="cn-hangzhou"))
         user_jwt = httpx.post(f"{info['idp_url']}/token",
                               data={"grant_type": "password", "username": "cli-user"}).json()["id_token"]
         wat = data.get_workload_access_token_for_jwt(ai.GetWorkloadAccessTokenForJWTRequest(
-            workload_identity_name=info["workload_identity_name"], user_token=user_jwt)).body.workload_access_token
+            workload_identity_name=info["workload_identity_name"], user_token=user_jwt,
+        )).body.workload_access_token
         started = data.get_resource_oauth2_token(ai.GetResourceOAuth2TokenRequest(
             resource_credential_provider_name=info["dingtalk_provider"], workload_access_token=wat,
             oauth2_flow="USER_FEDERATION", resource_oauth2_return_url=callback)).body
