@@ -1,0 +1,135 @@
+"""Starts the emulated cloud and the real agent app wired to it, plus the chat page for a browser.
+
+The agent app is built by `app.create_app(env)` exactly as in production; only local extras are added here:
+the static chat page at `/chat/`, its configuration at `/sandbox/config`, and a read-only view of the emulated
+DingTalk documents (same origin, so the page needs no CORS). The OAuth2 callback is the app's own `/callback`,
+registered as a return URL, so a browser signed in on the chat page completes authorizations there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shlex
+import socket
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+
+from emulators import LocalCloud, start_local_cloud
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+DEMO_USER = "alice"
+DEMO_DOCUMENT = "doc123"
+EXAMPLE_PROMPT = f"帮我写入“Helloworld”到钉钉文档，文档ID：{DEMO_DOCUMENT}"
+
+
+@dataclass
+class Sandbox:
+    """A running sandbox: the agent's base URL, the emulators, and a fresh JWT for the demo user."""
+
+    base_url: str
+    cloud: LocalCloud
+    demo_user: str
+    demo_jwt: str
+    _server: uvicorn.Server
+    _thread: threading.Thread
+
+    @property
+    def chat_url(self) -> str:
+        return f"{self.base_url}/chat/"
+
+    def stop(self) -> None:
+        """Stop the agent server (finishing open streams briefly), then every emulator."""
+        self._server.should_exit = True
+        self._thread.join(timeout=15)
+        self.cloud.stop()
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+
+def example_curl(base_url: str, jwt: str, session_id: str = "demo-session-1") -> str:
+    """The product's documented call: streamed, with `?sessionId=`, the user's Bearer JWT, the DingTalk prompt."""
+    body = json.dumps({"model": "qwen-plus", "stream": True,
+                       "messages": [{"role": "user", "content": EXAMPLE_PROMPT}]}, ensure_ascii=False)
+    url = f"{base_url}/openai/v1/chat/completions?sessionId={session_id}"
+    return (f"curl -N {shlex.quote(url)} \\\n  -H 'Content-Type: application/json' \\\n"
+            f"  -H \"Authorization: Bearer {jwt}\" \\\n  -d {shlex.quote(body)}")
+
+
+def start_sandbox(port: int = 9000, demo_user: str = DEMO_USER, *, log_level: str = "warning") -> Sandbox:
+    """Start emulators and the agent server on 127.0.0.1:`port` (0: a free port); returns once both answer."""
+    sock = _bind(port)
+    base_url = f"http://localhost:{sock.getsockname()[1]}"
+    cloud = start_local_cloud(return_urls=[f"{base_url}/callback"])
+    try:
+        app = _build_app(cloud, base_url, demo_user)
+        config = uvicorn.Config(app, log_level=log_level, access_log=False, timeout_keep_alive=75,
+                                timeout_graceful_shutdown=3)
+        server = uvicorn.Server(config)
+        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # the caller owns Ctrl-C
+        thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])), name="agent-server",
+                                  daemon=True)
+        thread.start()
+        while not server.started:
+            if not thread.is_alive():
+                raise RuntimeError("the agent server failed to start; see the log above")
+            thread.join(0.01)
+        return Sandbox(base_url, cloud, demo_user, cloud.issue_user_jwt(demo_user), server, thread)
+    except BaseException:
+        cloud.stop()
+        sock.close()
+        raise
+
+
+def _bind(port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("127.0.0.1", port))
+    except OSError as error:
+        sock.close()
+        raise SystemExit(f"port {port} is busy ({error.strerror}); choose another with --port") from None
+    sock.listen(512)
+    return sock
+
+
+def _build_app(cloud: LocalCloud, base_url: str, demo_user: str) -> FastAPI:
+    """The production app over the emulators' env, plus the chat page and its two local helpers."""
+    from app import create_app
+
+    env = {**cloud.env, "APP_REDIRECT_URI": base_url, "HOST": "127.0.0.1", "LOG_LEVEL": "INFO"}
+    app = create_app(env)
+    dingtalk = cloud.url("dingtalk")
+    page_config: dict[str, Any] = {"idp_token_url": f"{cloud.url('idp')}/token", "demo_user": demo_user,
+                                   "example_prompt": EXAMPLE_PROMPT, "demo_document": DEMO_DOCUMENT,
+                                   "model": cloud.info["model_name"]}
+
+    @app.get("/sandbox/config", include_in_schema=False)
+    async def sandbox_config() -> dict[str, Any]:
+        return page_config
+
+    @app.get("/sandbox/documents/{doc_key}", include_in_schema=False)
+    async def document(doc_key: str) -> JSONResponse:
+        """The emulated DingTalk document as the API stored it (emulator state, no credential involved)."""
+        async with httpx.AsyncClient(trust_env=False, timeout=5) as client:
+            response = await client.get(f"{dingtalk}/emulator/documents/{doc_key}")
+        return JSONResponse(response.json(), status_code=response.status_code)
+
+    @app.get("/", include_in_schema=False)
+    async def home() -> RedirectResponse:
+        return RedirectResponse("/chat/")
+
+    app.mount("/chat", StaticFiles(directory=WEB_DIR, html=True), name="chat")
+    return app
