@@ -109,9 +109,15 @@ def local_cloud(return_urls: tuple[str, ...] = ()) -> Iterator[Cloud]:
         argv = [PYTHON, "-m", "emulators", "--ready-file", str(info_path)]
         for url in return_urls:
             argv += ["--return-url", url]
-        process = subprocess.Popen(argv, cwd=tmp, env=clean_env(), stdout=subprocess.DEVNULL)
+        log_path = Path(tmp) / "emulators.log"  # their banner and warnings; shown only if they fail to start
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen(argv, cwd=tmp, env=clean_env(), stdout=log, stderr=subprocess.STDOUT)
         try:
-            wait_for_file(info_path, process)
+            try:
+                wait_for_file(info_path, process)
+            except (RuntimeError, TimeoutError):
+                print(log_path.read_text(errors="replace"), file=sys.stderr)
+                raise
             time.sleep(0.05)  # the file is written in one go, but give the writer a moment to close it
             yield Cloud(json.loads(info_path.read_text()), info_path, process)
         finally:

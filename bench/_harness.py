@@ -172,9 +172,8 @@ def parse_sse_line(line: str, into: StreamTiming) -> None:
         into.done = True
         return
     chunk = json.loads(data)
-    if "error" in chunk and not chunk.get("choices"):
+    if chunk.get("error"):  # a mid-stream error: the OpenAI error object, on its own or on the last chunk
         into.error = chunk["error"]
-        return
     if chunk.get("agent_event"):
         into.events.append(chunk["agent_event"])
     for choice in chunk.get("choices") or []:
