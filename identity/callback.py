@@ -63,8 +63,8 @@ def callback_router(identity: AgentIdentity, *, standalone_user_jwt: str | None 
                                            "You can close this tab."))
         if error:
             return _provider_error(identity, used, signed, error)
-        if not session_uri:
-            return _html(400, failure_page("Authorization failed", "The link is incomplete (no session)."))
+        if not session_uri or not identity.session_matches_state(signed, session_uri):
+            return _html(400, failure_page("Authorization failed", "The link is incomplete or was altered."))
         try:
             caller = await caller_at_the_browser(request)
         except IdentityError:

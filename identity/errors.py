@@ -14,9 +14,11 @@ class IdentityError(Exception):
     http_status = 502
     default_message = "The identity service could not provide a credential."
 
-    def __init__(self, safe_message: str | None = None, *, request_id: str | None = None) -> None:
+    def __init__(self, safe_message: str | None = None, *, request_id: str | None = None,
+                 service_code: str | None = None) -> None:
         self.safe_message = safe_message or self.default_message
         self.request_id = request_id
+        self.service_code = service_code  # the identity service's error code, when it sent one
         text = self.safe_message + (f" (request id {request_id})" if request_id else "")
         super().__init__(text)
 

@@ -28,15 +28,15 @@ def translate(error: BaseException, action: str) -> IdentityError:
         status, code, request_id = error.status_code or 0, str(error.code or ""), error.request_id
         log.warning("Agent Identity %s failed: HTTP %s %s (request id %s)", action, status, code, request_id)
         if isinstance(error, ThrottlingException) or status == 429 or "Throttling" in code:
-            return IdentityThrottled(request_id=request_id)
+            return IdentityThrottled(request_id=request_id, service_code=code)
         if status >= 500 or status == 0:
-            return IdentityUnavailable(request_id=request_id)
+            return IdentityUnavailable(request_id=request_id, service_code=code)
         if "JsonWebToken" in code or "UserToken" in code or "UserJWT" in code:
             return InvalidCallerToken("The identity service did not accept your sign-in; please sign in again.",
-                                      request_id=request_id)
+                                      request_id=request_id, service_code=code)
         return ProviderMisconfigured(f"The identity service rejected {action} (code {code or status}); "
                                      "an operator must check the credential provider and workload identity.",
-                                     request_id=request_id)
+                                     request_id=request_id, service_code=code)
     if isinstance(error, CredentialException):
         log.warning("Agent Identity %s: the instance credentials are unavailable (%s)", action, type(error).__name__)
         return ProviderMisconfigured("The agent's own cloud credentials are missing or invalid.")

@@ -28,10 +28,11 @@ from alibabacloud_tea_openapi import models as open_api_models
 
 from identity.authorization import PendingAuthorization, PendingAuthorizations, PendingKey, pending_key
 from identity.cache import CachedFlights, token_key
-from identity.context import AuthorizationCompleted, AuthorizationRequired, Caller, current_request_context
+from identity.context import (AuthorizationCompleted, AuthorizationRequired, Caller, RequestContext,
+                              current_request_context)
 from identity.credentials import StsCredential, instance_credential_client, parse_expiration
-from identity.errors import (AuthorizationDeclined, AuthorizationPending, AuthorizationTimedOut, IdentityThrottled,
-                             IdentityUnavailable, ProviderMisconfigured)
+from identity.errors import (AuthorizationDeclined, AuthorizationPending, AuthorizationTimedOut, IdentityError,
+                             IdentityThrottled, IdentityUnavailable, ProviderMisconfigured)
 from identity.jwt_verifier import JwtVerifier
 from identity.sdk_errors import translate
 from identity.settings import IdentitySettings
@@ -48,6 +49,9 @@ UNDATED_TOKEN_TTL_SECONDS = 300.0  # JWTs without `exp` (only possible behind a 
 SIGNING_STS_SECONDS = 3600
 DECLINED_STATUSES = {"DECLINED", "DENIED", "REJECTED", "FAILED", "ACCESS_DENIED"}
 EXPIRED_STATUSES = {"EXPIRED", "TIMEOUT", "TIMED_OUT"}
+# The service no longer accepts a credential we cached (revoked or expired early): drop it and retry once.
+STALE_CREDENTIAL_CODES = {"InvalidParameter.WorkloadAccessToken", "InvalidSecurityToken.Expired",
+                          "InvalidAccessKeyId.NotFound"}
 
 
 class AgentIdentity:
@@ -101,13 +105,31 @@ class AgentIdentity:
         """STS credentials of the workload identity's role for the current caller, optionally narrowed by a
         session `policy`; cached until shortly before they expire, single flight."""
         caller = current_request_context().caller
-        workload_token = await self._workload_token_for(caller)
 
-        async def assume() -> tuple[StsCredential, float]:
-            credential = await self._assume_role(workload_token, caller, policy, duration_seconds)
-            return credential, self._refresh_time(credential, duration_seconds)
+        async def attempt() -> StsCredential:
+            workload_token = await self._workload_token_for(caller)
 
-        return await self._sts.get(token_key(workload_token, policy or "", str(duration_seconds)), assume)
+            async def assume() -> tuple[StsCredential, float]:
+                credential = await self._assume_role(workload_token, caller, policy, duration_seconds)
+                return credential, self._refresh_time(credential, duration_seconds)
+
+            return await self._sts.get(token_key(workload_token, policy or "", str(duration_seconds)), assume)
+
+        return await self._retry_if_stale(caller, attempt)
+
+    async def _retry_if_stale(self, caller: Caller, attempt: Callable[[], Awaitable[T]]) -> T:
+        try:
+            return await attempt()
+        except IdentityError as error:
+            if error.service_code not in STALE_CREDENTIAL_CODES:
+                raise
+        log.info("A cached credential was no longer accepted; exchanging the user token again")
+        workload_key = token_key(caller.token)
+        workload_token = self._workload_tokens.cache.get(workload_key)
+        if workload_token is not None:
+            self._signing_clients.invalidate(token_key("signing", workload_token))
+        self._workload_tokens.invalidate(workload_key)
+        return await attempt()
 
     async def _assume_role(self, workload_token: str, caller: Caller, policy: str | None,
                            duration_seconds: int) -> StsCredential:
@@ -153,6 +175,12 @@ class AgentIdentity:
         if flow not in FLOWS:
             raise ValueError(f"flow must be one of {FLOWS}")
         ctx = current_request_context()
+        return await self._retry_if_stale(ctx.caller, lambda: self._oauth2_token(
+            ctx, provider=provider, scopes=scopes, purpose=purpose, flow=flow,
+            force_authentication=force_authentication))
+
+    async def _oauth2_token(self, ctx: RequestContext, *, provider: str, scopes: Sequence[str], purpose: str,
+                            flow: str, force_authentication: bool) -> str:
         workload_token = await self._workload_token_for(ctx.caller)
         client = await self._resource_client(ctx.caller, workload_token)
         key = pending_key(self._signer.subject_hash(ctx.caller.sub), provider, scopes)
@@ -263,6 +291,11 @@ class AgentIdentity:
 
     def state_matches(self, state: SignedState, caller: Caller) -> bool:
         return state.user == self._signer.subject_hash(caller.sub)
+
+    def session_matches_state(self, state: SignedState, session_uri: str) -> bool:
+        """False when this process started the flow signed by `state` and it had another SessionURI."""
+        pending = self._pending.by_nonce(state.nonce)
+        return pending is None or pending.session_uri == session_uri
 
     def describe_pending(self, nonce: str) -> tuple[str, str] | None:
         """(provider, purpose) of the authorization signed with `nonce`, when this process started it."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import httpx
 import pytest
 
 from identity.context import AuthorizationCompleted, AuthorizationRequired
@@ -190,6 +191,22 @@ async def test_sts_credentials_sign_a_real_tea_client(fresh_cloud) -> None:
                                            protocol="http", region_id="cn-hangzhou"))
     body = (await sts.get_caller_identity_async()).body
     assert body.arn and "assumed-role" in body.arn
+
+
+async def test_credentials_the_service_stopped_accepting_are_exchanged_again(fresh_cloud) -> None:
+    identity = identity_for(fresh_cloud)
+    async with signed_in(identity, fresh_cloud.issue_user_jwt(unique("stale"))):
+        await identity.oauth2_token(provider=provider(fresh_cloud), scopes=SCOPES, purpose=PURPOSE, flow="M2M")
+        before = await identity.sts_credential()
+        async with httpx.AsyncClient() as http:
+            await http.post(f"{fresh_cloud.url('agent_identity')}/emulator/expire-tokens")
+        assert await identity.oauth2_token(provider=provider(fresh_cloud), scopes=SCOPES, purpose=PURPOSE,
+                                           flow="M2M")
+        after = await identity.sts_credential()  # keyed by the new workload token: assumed again
+        assert after.access_key_id != before.access_key_id
+        assert fresh_cloud.sts_credentials.get(after.access_key_id).valid
+    await identity.aclose()
+    assert (await calls(fresh_cloud))["GetWorkloadAccessTokenForJWT"] == 2
 
 
 @pytest.mark.parametrize("fault, expected", [
