@@ -1,0 +1,53 @@
+"""No secret escapes: after the end-to-end conversations (test_e2e_*, test_browser_* run before this file,
+and this file runs a full conversation of its own so it never checks an empty record), no user JWT,
+workload access token, DingTalk OAuth2 token, STS secret or security token, AccessKey secret, model API key
+or state secret appears in what the model was sent, in any response body a client read, or in any log line.
+"""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.e2e_harness import Product, User, document_content, shared_product
+
+MUST_HAVE_BEEN_ISSUED = ("user JWT", "workload access token", "DingTalk OAuth2 token",
+                         "STS secret or security token")
+
+
+@pytest.fixture(scope="module")
+def product(pytestconfig) -> Product:
+    return shared_product(pytestconfig)
+
+
+async def run_one_of_everything(product: Product) -> None:
+    """Stream with consent, a second write, the caller-identity tool, and a non-stream pending link."""
+    user = User(product, "leak-check")
+    newcomer = User(product, "leak-check-new")
+    try:
+        await user.chat_stream("帮我写入“Helloworld”到钉钉文档，文档ID：docLeak1", on_link=user.approve)
+        await user.chat_stream('Please write "again" to the DingTalk document ID: docLeak1')
+        await user.chat_stream("Who am I on Alibaba Cloud?")
+        await newcomer.chat("帮我写入“Helloworld”到钉钉文档，文档ID：docLeak2")
+    finally:
+        await user.aclose()
+        await newcomer.aclose()
+    assert await document_content(product, "docLeak1") == "again"
+
+
+async def test_no_secret_reaches_the_model_a_response_or_a_log(product):
+    await run_one_of_everything(product)
+    async with httpx.AsyncClient() as http:
+        model_requests = (await http.get(f"{product.cloud.url('model')}/emulator/requests")).text
+    secrets = product.issued_secrets()
+    for kind in MUST_HAVE_BEEN_ISSUED:
+        assert secrets[kind], f"no {kind} was issued: the conversations did not exercise it"
+
+    places = {"the model's requests": [model_requests],
+              "a response body": product.witness.bodies,
+              "a log line": product.witness.log_lines}
+    assert all(places.values())
+    leaks = [f"{kind} in {place}"
+             for kind, values in secrets.items() for value in values if len(value) >= 16
+             for place, texts in places.items() if any(value in text for text in texts)]
+    assert leaks == []
