@@ -110,7 +110,8 @@ class ModelEmulator:
             return openai_error(400, None, "you must provide a model parameter.")
         completion = _Completion(body, plan_reply(body))
         if body.get("stream"):
-            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            options = body.get("stream_options")
+            include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
             return StreamingResponse(self._sse(completion, include_usage), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         return JSONResponse(completion.whole())

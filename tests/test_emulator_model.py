@@ -253,6 +253,8 @@ async def test_bad_requests_are_openai_400(control: httpx.AsyncClient) -> None:
         response = await control.post("/v1/chat/completions", json=body, headers=auth)
         assert response.status_code == 400
         assert response.json()["error"]["type"] == "invalid_request_error"
+    odd_options = {"model": MODEL, "messages": user("hi"), "stream": True, "stream_options": "yes"}
+    assert (await control.post("/v1/chat/completions", json=odd_options, headers=auth)).status_code == 200
     not_json = await control.post("/v1/chat/completions", content=b"{", headers=auth)
     assert not_json.status_code == 400 and set(not_json.json()["error"]) >= {"message", "type", "code"}
 
