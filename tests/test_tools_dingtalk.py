@@ -148,3 +148,19 @@ def test_content_is_bounded_and_not_echoed_back():
     message = describe_validation_error(caught.value)
     assert "content" in message and too_long not in message and len(message) < 300
     assert WriteDocumentArgs(document_id="Z90D4da_-x", content="y" * MAX_CONTENT_CHARS).content
+
+
+async def test_a_token_without_the_write_permission_is_reauthorized(dingtalk, client):
+    url, tokens = dingtalk
+    narrow, _ = tokens.issue("erin", ttl_s=600, provider="dingtalk", permissions=[])
+    source = TokenSource(tokens, first=narrow)
+    await _write_with_reauthorization(source, client, "docB5", "now allowed")
+    assert source.calls == [False, True]
+    assert (await document(url, "docB5"))["content"] == "now allowed"
+
+
+def test_other_refusals_do_not_ask_the_user_to_authorize_again():
+    quota = DingTalkError(403, "Forbidden.AccessDenied.ApiCountLimitForOrg", "R1")
+    assert not quota.token_rejected and not quota.transient
+    assert _describe_failure(quota) == ("DingTalk denied access; the document was not written. "
+                                        "(code: Forbidden.AccessDenied.ApiCountLimitForOrg, requestid: R1)")

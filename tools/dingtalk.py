@@ -49,8 +49,9 @@ class DingTalkError(Exception):
 
     @property
     def token_rejected(self) -> bool:
-        """The user's token is expired, revoked or lacks a permission: a new authorization may fix it."""
-        return self.status in (401, 403)
+        """The user's token is expired, revoked or lacks a scope: a new authorization may fix it. Other 403s
+        (the org's API quota, no access to this document) would only show the user a pointless link."""
+        return self.status == 401 or (self.status == 403 and "AccessToken" in self.code)
 
     @property
     def transient(self) -> bool:
@@ -194,8 +195,10 @@ def _describe_failure(error: DingTalkError) -> str:
         what = "DingTalk is rate-limiting requests right now; the document was not written. Try again in a minute."
     elif error.status >= 500:
         what = "DingTalk had a server error; the document was not written. Try again later."
-    elif error.status in (401, 403):
-        what = "DingTalk refused access to this document even after a new authorization."
+    elif error.token_rejected:
+        what = "DingTalk refused the user's authorization even after it was renewed."
+    elif error.status == 403:
+        what = "DingTalk denied access; the document was not written."
     elif error.status == 404:
         what = "DingTalk could not find that document; check the document ID."
     else:

@@ -1,0 +1,57 @@
+"""ToolSettings from the environment, and how Alibaba Cloud SDK clients are pointed at an endpoint."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+from alibabacloud_sts20150401.client import Client as StsClient
+
+from config import ConfigError, EnvReader
+from identity.credentials import StsCredential
+from tools.aliyun import CloudSession
+from tools.settings import ToolSettings
+
+
+def test_defaults_follow_the_region():
+    settings = ToolSettings.from_env({"DINGTALK_CREDENTIAL_PROVIDER_NAME": "dt",
+                                      "AGENT_IDENTITY_REGION_ID": "cn-shanghai"})
+    assert settings == ToolSettings(dingtalk_provider="dt", dingtalk_api_base="https://api.dingtalk.com",
+                                    dingtalk_scopes=("openid", "corpid"), region_id="cn-shanghai",
+                                    sts_endpoint="sts.cn-shanghai.aliyuncs.com", http_timeout_seconds=10.0)
+
+
+def test_every_problem_is_named_at_once():
+    with pytest.raises(ConfigError) as caught:
+        ToolSettings.from_env({"DINGTALK_API_BASE": "api.dingtalk.com", "TOOLS_HTTP_TIMEOUT_SECONDS": "soon"})
+    text = str(caught.value)
+    for name in ("DINGTALK_CREDENTIAL_PROVIDER_NAME", "DINGTALK_API_BASE", "TOOLS_HTTP_TIMEOUT_SECONDS"):
+        assert name in text
+
+
+def test_a_shared_reader_collects_instead_of_raising():
+    reader = EnvReader({})
+    ToolSettings.from_env({}, reader)
+    assert reader.problems and "DINGTALK_CREDENTIAL_PROVIDER_NAME" in reader.problems[0]
+
+
+def test_scopes_and_urls_are_normalised():
+    settings = ToolSettings.from_env({"DINGTALK_CREDENTIAL_PROVIDER_NAME": "dt",
+                                      "DINGTALK_SCOPES": "openid,corpid  Contact.User.Read",
+                                      "DINGTALK_API_BASE": "http://127.0.0.1:9/",
+                                      "STS_ENDPOINT": "http://127.0.0.1:8/"})
+    assert settings.dingtalk_scopes == ("openid", "corpid", "Contact.User.Read")
+    assert (settings.dingtalk_api_base, settings.sts_endpoint) == ("http://127.0.0.1:9", "http://127.0.0.1:8")
+
+
+@pytest.mark.parametrize(("endpoint", "host", "protocol"), [
+    ("sts.cn-beijing.aliyuncs.com", "sts.cn-beijing.aliyuncs.com", "https"),
+    ("https://sts.aliyuncs.com", "sts.aliyuncs.com", "https"),
+    ("http://127.0.0.1:8123", "127.0.0.1:8123", "http"),
+])
+def test_sdk_clients_get_host_and_protocol_from_the_endpoint(endpoint, host, protocol):
+    credential = StsCredential(access_key_id="STS.example", access_key_secret="not-a-real-secret",
+                               security_token="not-a-real-token", expiration=datetime.now(timezone.utc))
+    settings = ToolSettings(dingtalk_provider="dt", http_timeout_seconds=2.5)
+    client = CloudSession(credential, settings).client(StsClient, endpoint)
+    assert (client._endpoint, client._protocol, client._read_timeout) == (host, protocol, 2500)
