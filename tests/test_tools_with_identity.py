@@ -178,3 +178,15 @@ async def test_timed_out_authorization_is_a_clear_answer(cloud, make_session):
     answer = await asyncio.wait_for(
         session.call("write_dingtalk_document", document_id="docT1", content="x"), 30)
     assert "not completed in time" in answer
+
+
+async def test_a_dingtalk_that_does_not_answer_in_time_is_a_clear_answer(cloud, make_session):
+    session = await make_session("hal", TOOLS_HTTP_TIMEOUT_SECONDS="0.3")
+    call = asyncio.create_task(session.call("write_dingtalk_document", document_id="docTo1", content="one"))
+    await approve(session, await asyncio.wait_for(session.links.get(), 10))
+    await asyncio.wait_for(call, 30)
+    async with httpx.AsyncClient() as http:
+        await http.post(f"{cloud.url('dingtalk')}/emulator/faults",
+                        json={"fail_next": 1, "fail_kind": "timeout", "timeout_s": 1.0, "match": "docTo1"})
+    answer = await session.call("write_dingtalk_document", document_id="docTo1", content="two")
+    assert answer.startswith("DingTalk did not answer in time")

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from langchain_core.tools import BaseTool
 
 from tools.aliyun import build_aliyun_tools
-from tools.dingtalk import DingTalkClient, make_write_document_tool
+from tools.dingtalk import DingTalkClient, aclose_opened_on_this_loop, make_write_document_tool
 from tools.settings import ToolSettings
 
 if TYPE_CHECKING:
@@ -19,17 +19,14 @@ if TYPE_CHECKING:
 
 __all__ = ["ToolSettings", "aclose", "build_tools"]
 
-_open_clients: list[DingTalkClient] = []
-
 
 def build_tools(identity: AgentIdentity, settings: ToolSettings) -> list[BaseTool]:
-    """Every tool the agent offers the model, sharing one DingTalk connection pool."""
+    """Every tool the agent offers the model; the DingTalk tool shares one connection pool."""
     dingtalk = DingTalkClient(settings.dingtalk_api_base, timeout_seconds=settings.http_timeout_seconds)
-    _open_clients.append(dingtalk)
     return [make_write_document_tool(identity, settings, dingtalk), *build_aliyun_tools(identity, settings)]
 
 
 async def aclose() -> None:
-    """Close the HTTP clients made by `build_tools` (each app builds its tools once)."""
-    while _open_clients:
-        await _open_clients.pop().aclose()
+    """Close the HTTP clients opened on this event loop (the app's shutdown runs on the loop it served on).
+    STS clients need no closing: the Alibaba SDK opens one connection per call."""
+    await aclose_opened_on_this_loop()

@@ -59,29 +59,50 @@ class DingTalkError(Exception):
 
 
 class DingTalkClient:
-    """A small async DingTalk client: one shared connection pool, bounded timeouts, typed errors."""
+    """A small async DingTalk client: one shared connection pool, bounded timeouts, typed errors.
 
-    def __init__(self, base_url: str, *, timeout_seconds: float = 10.0,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
-        self._http = httpx.AsyncClient(
-            base_url=base_url,
-            timeout=httpx.Timeout(timeout_seconds, connect=min(timeout_seconds, 5.0)),
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
-            headers={"Accept": "application/json"},
-            transport=transport,
-        )
+    The pool opens on first use, inside the event loop that serves requests (an httpx client belongs to
+    one loop), and `aclose_opened_on_this_loop()` closes the pools that loop opened: an app's shutdown
+    then never touches another app's clients in the same process (tests run several).
+    """
+
+    def __init__(self, base_url: str, *, timeout_seconds: float = 10.0) -> None:
+        self._base_url = base_url
+        self._timeout = httpx.Timeout(timeout_seconds, connect=min(timeout_seconds, 5.0))
+        self._http: httpx.AsyncClient | None = None
+
+    def _pool(self) -> httpx.AsyncClient:
+        if self._http is None or self._http.is_closed:
+            self._http = httpx.AsyncClient(base_url=self._base_url, timeout=self._timeout,
+                                           limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+                                           headers={"Accept": "application/json"})
+            _opened.append((asyncio.get_running_loop(), self))
+        return self._http
 
     async def overwrite_document(self, document_id: str, markdown: str, *, access_token: str) -> None:
         """Replace the whole document with `markdown` in one call (so nothing is ever half-written)."""
         path = f"/v2.0/doc/me/suites/documents/{quote(document_id, safe='')}/overwriteContent"
-        response = await self._http.post(path, json={"dataType": "markdown", "content": markdown},
-                                         headers={"x-acs-dingtalk-access-token": access_token})
+        response = await self._pool().post(path, json={"dataType": "markdown", "content": markdown},
+                                           headers={"x-acs-dingtalk-access-token": access_token})
         if response.is_success:
             return
         raise _error_from(response, access_token)
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._http is not None:
+            await self._http.aclose()
+
+
+_opened: list[tuple[asyncio.AbstractEventLoop, DingTalkClient]] = []
+
+
+async def aclose_opened_on_this_loop() -> None:
+    """Close every DingTalk connection pool opened on the running event loop."""
+    loop = asyncio.get_running_loop()
+    mine = [client for opened_on, client in _opened if opened_on is loop]
+    _opened[:] = [(opened_on, client) for opened_on, client in _opened if opened_on is not loop]
+    for client in mine:
+        await client.aclose()
 
 
 def _error_from(response: httpx.Response, access_token: str) -> DingTalkError:
@@ -132,8 +153,9 @@ def make_write_document_tool(identity: AgentIdentity, settings: ToolSettings, cl
         """Overwrite a DingTalk document with Markdown content, on behalf of the signed-in user.
 
         Use this when the user asks to write, put or save text into a DingTalk document and gives its
-        document ID. The whole document is replaced by `content`. The first time, the user is asked to
-        authorize access to their DingTalk documents; this tool waits for that and then writes.
+        document ID. The whole document is replaced by `content`. The first time, the user is shown a
+        link to authorize access to their DingTalk documents; if this tool answers with such a link,
+        pass the link on to the user exactly as given.
         """
         try:
             await _write_with_reauthorization(user_token, client, document_id, content)
