@@ -248,6 +248,7 @@ def create_app(env: Mapping[str, str] | None = None) -> FastAPI:
     async def lifespan(_: FastAPI):
         yield
         await tools.aclose()
+        await provider.aclose()
         await identity.aclose()
 
     app = FastAPI(title="AgentRun identity agent", lifespan=lifespan, docs_url=None, redoc_url=None,

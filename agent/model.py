@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from agent.settings import AgentSettings
 
@@ -40,6 +40,7 @@ class ModelProvider:
     def __init__(self, settings: AgentSettings) -> None:
         self.settings = settings
         self._model: ChatOpenAI | None = None
+        self._http: Any = None  # httpx.AsyncClient: our own, so it lives and dies with this app's event loop
         self._endpoint: ModelEndpoint | None = None
         self._lock = asyncio.Lock()
 
@@ -53,8 +54,16 @@ class ModelProvider:
     async def chat_model(self) -> ChatOpenAI:
         if self._model is None:
             endpoint = await self.endpoint()
-            self._model = build_chat_model(self.settings, endpoint)
+            import httpx
+
+            self._http = httpx.AsyncClient(timeout=self.settings.timeout_seconds,
+                                           limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
+            self._model = build_chat_model(self.settings, endpoint, self._http)
         return self._model
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
 
     async def model_names(self) -> tuple[str, ...]:
         """Names `GET /models` lists; the configured one first. Resolved only if already known."""
@@ -117,7 +126,7 @@ def _split_endpoint(endpoint: str) -> tuple[str, str]:
     return endpoint.rstrip("/"), "https"
 
 
-def build_chat_model(settings: AgentSettings, endpoint: ModelEndpoint) -> ChatOpenAI:
+def build_chat_model(settings: AgentSettings, endpoint: ModelEndpoint, http_client: Any = None) -> ChatOpenAI:
     from langchain_openai import ChatOpenAI
 
     return ChatOpenAI(
@@ -128,4 +137,5 @@ def build_chat_model(settings: AgentSettings, endpoint: ModelEndpoint) -> ChatOp
         max_retries=settings.max_retries,
         streaming=True,
         stream_usage=True,
+        http_async_client=http_client,
     )

@@ -181,9 +181,8 @@ def test_client_disconnect_cancels_the_run(server, auth, fresh_cloud, app_state)
     httpx.post(f"{fresh_cloud.url('model')}/emulator/stream", json={"token_delay_ms": 200})
     body = {"stream": True, "messages": [{"role": "user", "content": "hello there, a long answer please"}]}
     with httpx.stream("POST", f"{server}{CHAT}", json=body, headers=auth, timeout=30) as response:
-        for line in response.iter_lines():
-            if '"content":"I ' in line:
-                break
+        lines = response.iter_lines()  # keep a reference: a dropped iterator closes the response early
+        next(line for line in lines if '"content":"I ' in line)
         assert agent_runs(app_state) == 1
     for _ in range(200):  # the server notices the closed socket on its next write or receive
         if agent_runs(app_state) == 0:
