@@ -1,0 +1,26 @@
+"""Run every benchmark in turn (each prints its figures and how it measured them).
+
+    python -m bench.run_all [--quick]
+
+`--quick` uses fewer requests, for a smoke run; bench/RESULTS.md records full runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from bench import footprint, identity_calls, overhead, vs_naive
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    quick = parser.parse_args().quick
+    overhead.measure([1, 100], 3 if quick else 20)
+    vs_naive.measure([1, 10] if quick else [1, 10, 100])
+    identity_calls.measure(10 if quick else 100)
+    footprint.measure(100 if quick else 1000, with_zip=True)
+
+
+if __name__ == "__main__":
+    main()
