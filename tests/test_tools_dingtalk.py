@@ -162,5 +162,7 @@ async def test_a_token_without_the_write_permission_is_reauthorized(dingtalk, cl
 def test_other_refusals_do_not_ask_the_user_to_authorize_again():
     quota = DingTalkError(403, "Forbidden.AccessDenied.ApiCountLimitForOrg", "R1")
     assert not quota.token_rejected and not quota.transient
+    assert not DingTalkError(403, "Forbidden.AccessDenied.IpNotInWhiteList", "R2").token_rejected
+    assert DingTalkError(403, "Forbidden.AccessDenied.AccessTokenPermissionDenied", "R3").token_rejected
     assert _describe_failure(quota) == ("DingTalk denied access; the document was not written. "
                                         "(code: Forbidden.AccessDenied.ApiCountLimitForOrg, requestid: R1)")

@@ -32,6 +32,8 @@ MAX_CONTENT_CHARS = 50_000  # DingTalk's cap for document content
 DOCUMENT_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"  # DingTalk docKeys/dentryUuids: path-safe by construction
 MAX_RETRY_AFTER_SECONDS = 2.0  # wait this long at most before the single retry of a 429/5xx
 DEFAULT_RETRY_DELAY_SECONDS = 0.5
+# Parts of DingTalk 403 codes that a new user authorization cannot fix (ApiCountLimitForOrg, IpNotInWhiteList).
+NOT_ABOUT_THE_TOKEN = ("Limit", "WhiteList")
 
 
 @dataclass(eq=False)
@@ -49,9 +51,11 @@ class DingTalkError(Exception):
 
     @property
     def token_rejected(self) -> bool:
-        """The user's token is expired, revoked or lacks a scope: a new authorization may fix it. Other 403s
-        (the org's API quota, no access to this document) would only show the user a pointless link."""
-        return self.status == 401 or (self.status == 403 and "AccessToken" in self.code)
+        """The user's token is expired, revoked or lacks a scope: a new authorization may fix it. 403s that
+        are about quotas or IP allow-lists would only show the user a pointless link."""
+        if self.status == 403:
+            return not any(marker in self.code for marker in NOT_ABOUT_THE_TOKEN)
+        return self.status == 401
 
     @property
     def transient(self) -> bool:
