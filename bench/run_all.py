@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench import footprint, identity_calls, overhead, vs_naive
+from bench import footprint, identity_calls, isolation, overhead, vs_naive
 
 
 def main() -> None:
@@ -19,6 +19,7 @@ def main() -> None:
     overhead.measure([1, 100], 3 if quick else 20)
     vs_naive.measure([1, 10] if quick else [1, 10, 100])
     identity_calls.measure(10 if quick else 100)
+    isolation.measure(5 if quick else 20)
     footprint.measure(100 if quick else 1000, with_zip=True)
 
 
