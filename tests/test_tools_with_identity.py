@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from collections.abc import AsyncIterator
 from urllib.parse import parse_qs, urlsplit
 
@@ -190,3 +191,21 @@ async def test_a_dingtalk_that_does_not_answer_in_time_is_a_clear_answer(cloud, 
                         json={"fail_next": 1, "fail_kind": "timeout", "timeout_s": 1.0, "match": "docTo1"})
     answer = await session.call("write_dingtalk_document", document_id="docTo1", content="two")
     assert answer.startswith("DingTalk did not answer in time")
+
+
+async def test_an_unreachable_sts_is_a_clear_answer(cloud, make_session):
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    session = await make_session("ivy", STS_ENDPOINT=closed)
+    assert await session.call("get_alibaba_cloud_caller_identity") == \
+        "Alibaba Cloud could not be reached or did not answer in time; please try again later."
+
+
+async def test_a_slow_sts_is_a_clear_answer(fresh_cloud, make_session):
+    session = await make_session("jay", TOOLS_HTTP_TIMEOUT_SECONDS="0.3")
+    async with httpx.AsyncClient() as http:
+        await http.post(f"{fresh_cloud.url('sts')}/emulator/faults",
+                        json={"fail_next": 1, "fail_kind": "timeout", "timeout_s": 1.0})
+    assert await session.call("get_alibaba_cloud_caller_identity") == \
+        "Alibaba Cloud could not be reached or did not answer in time; please try again later."

@@ -125,7 +125,7 @@ def _as_langchain_tool(spec: AliyunToolSpec, identity: AgentIdentity, settings: 
             return _describe_failure(error)
         except (UnretryableException, DaraException) as error:
             log.warning("%s could not reach Alibaba Cloud: %s", spec.name, type(error).__name__)
-            return "Alibaba Cloud could not be reached; please try again later."
+            return "Alibaba Cloud could not be reached or did not answer in time; please try again later."
 
     return StructuredTool.from_function(
         coroutine=run,

@@ -8,6 +8,7 @@ token never leaves this module: not in a return value, an exception message or a
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -180,7 +181,7 @@ def make_write_document_tool(identity: AgentIdentity, settings: ToolSettings, cl
     return StructuredTool.from_function(
         coroutine=write_dingtalk_document,
         name="write_dingtalk_document",
-        description=write_dingtalk_document.__doc__,
+        description=inspect.getdoc(write_dingtalk_document),
         args_schema=WriteDocumentArgs,
         handle_validation_error=describe_validation_error,
     )
