@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Awaitable, Callable
-from contextlib import ExitStack
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import openai
@@ -67,10 +66,6 @@ class Product:
         self._urls = {name: f"http://127.0.0.1:{port}" for name, port in self._ports.items()}
         self.cloud: LocalCloud = self._stack.enter_context(
             start_local_cloud(return_urls=[f"{url}/callback" for url in self._urls.values()]))
-        root = logging.getLogger()
-        self._saved_level = root.level
-        root.setLevel(logging.DEBUG)
-        root.addHandler(self.witness)
         self._running: dict[str, str] = {}
         self.url = self.app_url("patient")
 
@@ -102,10 +97,21 @@ class Product:
                 "model API key": {self.cloud.env["MODEL_API_KEY"]},
                 "state secret": {self.cloud.env["IDENTITY_STATE_SECRET"]}}
 
-    def stop(self) -> None:
+    @contextmanager
+    def capturing_logs(self) -> Iterator[Product]:
+        """Record every log record (DEBUG and up) while the block runs: only during our own test modules,
+        so the rest of the suite keeps its logging untouched."""
         root = logging.getLogger()
-        root.removeHandler(self.witness)
-        root.setLevel(self._saved_level)
+        saved_level = root.level
+        root.setLevel(logging.DEBUG)
+        root.addHandler(self.witness)
+        try:
+            yield self
+        finally:
+            root.removeHandler(self.witness)
+            root.setLevel(saved_level)
+
+    def stop(self) -> None:
         self._stack.close()
 
 
@@ -113,7 +119,13 @@ _product: Product | None = None
 
 
 def shared_product(pytestconfig: Any) -> Product:
-    """The session's Product, started on first use and stopped when pytest finishes."""
+    """The session's Product, started on first use and stopped when pytest finishes. Test modules use it as
+
+        @pytest.fixture(scope="module")
+        def product(pytestconfig):
+            with shared_product(pytestconfig).capturing_logs() as product:
+                yield product
+    """
     global _product
     if _product is None:
         _product = Product()
@@ -205,10 +217,6 @@ class User:
 
     async def aclose(self) -> None:
         await self.client.close()
-
-
-def callback_query(location: str) -> dict[str, str]:
-    return {key: values[0] for key, values in parse_qs(urlsplit(location).query).items()}
 
 
 async def document_content(product: Product, doc_key: str) -> str | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+from collections.abc import Iterator
 
 import pytest
 
@@ -26,8 +27,9 @@ pytestmark = pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK),
 
 
 @pytest.fixture(scope="module")
-def product(pytestconfig) -> Product:
-    return shared_product(pytestconfig)
+def product(pytestconfig) -> Iterator[Product]:
+    with shared_product(pytestconfig).capturing_logs() as product:
+        yield product
 
 
 @pytest.fixture

@@ -8,7 +8,9 @@ own /callback. Each test uses its own user, so vaulted tokens never carry over b
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from tests.e2e_harness import Product, User, dingtalk_faults, document_content, shared_product
@@ -17,8 +19,9 @@ LINK_TEXT = "Please click the link to authorize Write to DingTalk document: "
 
 
 @pytest.fixture(scope="module")
-def product(pytestconfig) -> Product:
-    return shared_product(pytestconfig)
+def product(pytestconfig) -> Iterator[Product]:
+    with shared_product(pytestconfig).capturing_logs() as product:
+        yield product
 
 
 @pytest.fixture
@@ -99,7 +102,6 @@ async def test_timed_out_authorization_ends_with_a_clear_answer(product, user_na
 async def test_revoked_token_mid_session_asks_for_authorization_again(product, user_named):
     user = user_named("revoked-user")
     await authorized(user, "docRv1")
-    import httpx
     async with httpx.AsyncClient() as http:
         revoked = await http.post(f"{product.cloud.url('dingtalk')}/emulator/revoke", json={"subject": user.sub})
     assert revoked.json()["revoked"] >= 1

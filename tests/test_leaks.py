@@ -6,6 +6,8 @@ or state secret appears in what the model was sent, in any response body a clien
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import httpx
 import pytest
 
@@ -16,8 +18,9 @@ MUST_HAVE_BEEN_ISSUED = ("user JWT", "workload access token", "DingTalk OAuth2 t
 
 
 @pytest.fixture(scope="module")
-def product(pytestconfig) -> Product:
-    return shared_product(pytestconfig)
+def product(pytestconfig) -> Iterator[Product]:
+    with shared_product(pytestconfig).capturing_logs() as product:
+        yield product
 
 
 async def run_one_of_everything(product: Product) -> None:
