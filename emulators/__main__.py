@@ -29,6 +29,20 @@ def _latency(value: str) -> tuple[str, float]:
         raise argparse.ArgumentTypeError(f"latency for {name} must be a number of milliseconds") from None
 
 
+def _fault(value: str) -> tuple[str, dict[str, Any]]:
+    name, sep, spec = value.partition("=")
+    if not sep or name not in EMULATORS:
+        raise argparse.ArgumentTypeError(f"expected NAME=JSON with NAME in {', '.join(EMULATORS)}")
+    try:
+        fields = json.loads(spec)
+    except json.JSONDecodeError:
+        fields = None
+    if not isinstance(fields, dict):
+        raise argparse.ArgumentTypeError(f"faults for {name} must be a JSON object, "
+                                         'e.g. {"fail_next": 2}')
+    return name, fields
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m emulators", description=__doc__.splitlines()[0])
     parser.add_argument("--ready-file", type=Path, help="write the info JSON here once ready")
@@ -36,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="register another OAuth2 return URL on the workload identity (repeatable)")
     parser.add_argument("--latency", action="append", default=[], type=_latency, metavar="NAME=MS",
                         help="add latency to every call of one emulator, e.g. agent_identity=50 (repeatable)")
+    parser.add_argument("--fault", action="append", default=[], type=_fault, metavar="NAME=JSON",
+                        help='start with faults, e.g. sts=\'{"fail_next": 2, "fail_kind": "throttle"}\' '
+                             "(fields as POST /emulator/faults; repeatable)")
     return parser
 
 
@@ -53,8 +70,16 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    faults = {name: {"latency_ms": ms} for name, ms in args.latency}
-    cloud = start_local_cloud(return_urls=args.return_url, faults=faults)
+    faults: dict[str, dict[str, Any]] = {}
+    for name, fields in args.fault:
+        faults.setdefault(name, {}).update(fields)
+    for name, ms in args.latency:
+        faults.setdefault(name, {})["latency_ms"] = ms
+    try:
+        cloud = start_local_cloud(return_urls=args.return_url, faults=faults)
+    except ValueError as error:  # unknown fault fields
+        print(f"python -m emulators: {error}", file=sys.stderr)
+        return 2
     try:
         if args.ready_file:
             _write_atomically(args.ready_file, cloud.info)

@@ -51,13 +51,16 @@ def test_cli_writes_the_ready_file_and_stops_cleanly(tmp_path, stop_signal):
     ready = tmp_path / "out" / "ready.json"
     callback = "http://127.0.0.1:18765/callback"
     process = start(tmp_path, "--ready-file", str(ready), "--return-url", callback,
-                    "--latency", "agent_identity=25")
+                    "--latency", "agent_identity=25",
+                    "--fault", 'sts={"fail_next": 2, "fail_kind": "throttle"}')
     try:
         info = wait_for(ready, process)
         assert INFO_KEYS <= set(info) and ENV_VARS <= set(info["env"])
         assert info["return_urls"] == ["http://localhost:8090/callback", callback]
         assert info["env"]["MODEL_BASE_URL"] == info["model_url"] + "/v1"
         assert httpx.get(f"{info['agent_identity_url']}/emulator/faults").json()["latency_ms"] == 25
+        sts_faults = httpx.get(f"{info['sts_url']}/emulator/faults").json()
+        assert (sts_faults["fail_next"], sts_faults["fail_kind"]) == (2, "throttle")
 
         data = DataClient(Config(access_key_id=info["access_key_id"],
                                  access_key_secret=info["access_key_secret"],
@@ -81,7 +84,12 @@ def test_cli_writes_the_ready_file_and_stops_cleanly(tmp_path, stop_signal):
     assert oct(ready.stat().st_mode & 0o777) == "0o600"
 
 
-def test_cli_rejects_a_bad_latency(tmp_path):
-    process = start(tmp_path, "--latency", "nowhere=5")
+@pytest.mark.parametrize("args, complaint", [
+    (["--latency", "nowhere=5"], "NAME=MS"),
+    (["--fault", "sts=[1]"], "JSON object"),
+    (["--fault", 'sts={"fail_nxt": 1}'], "unknown fault fields"),
+])
+def test_cli_rejects_bad_arguments(tmp_path, args, complaint):
+    process = start(tmp_path, *args)
     _, stderr = process.communicate(timeout=30)
-    assert process.returncode == 2 and "NAME=MS" in stderr
+    assert process.returncode == 2 and complaint in stderr
