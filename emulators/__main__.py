@@ -44,7 +44,8 @@ def _fault(value: str) -> tuple[str, dict[str, Any]]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m emulators", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m emulators", description="Run every local emulator on 127.0.0.1 until SIGINT/SIGTERM.")
     parser.add_argument("--ready-file", type=Path, help="write the info JSON here once ready")
     parser.add_argument("--return-url", action="append", default=[], metavar="URL",
                         help="register another OAuth2 return URL on the workload identity (repeatable)")

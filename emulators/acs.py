@@ -36,6 +36,9 @@ from emulators.registry import CredentialRegistry, Issued
 
 ACS3_ALGORITHM = "ACS3-HMAC-SHA256"
 CLOCK_SKEW_S = 15 * 60  # requests dated further away are refused, and nonces are remembered this long
+# Headers an ACS3 signature must cover (what the SDK always signs); the security token too when sent.
+MUST_SIGN = frozenset({"host", "x-acs-action", "x-acs-version", "x-acs-date", "x-acs-signature-nonce",
+                       "x-acs-content-sha256"})
 
 
 class AcsError(Exception):
@@ -92,6 +95,12 @@ class SignatureVerifier:
         fields = _parse_acs3_authorization(authorization[len(ACS3_ALGORITHM) + 1:])
         access_key_id = fields.get("Credential", "")
         signed_headers = [h for h in fields.get("SignedHeaders", "").split(";") if h]
+        unsigned = MUST_SIGN - set(signed_headers)
+        if "x-acs-security-token" in request.headers and "x-acs-security-token" not in signed_headers:
+            unsigned.add("x-acs-security-token")
+        if unsigned:
+            raise AcsError(400, "IncompleteSignature",  # Chosen: code of the V3 signature docs.
+                           "The signature does not cover these headers: " + ", ".join(sorted(unsigned)))
         principal, secret = self._resolve(access_key_id, request.headers.get("x-acs-security-token"))
         self._check_freshness(_parse_iso(request.headers.get("x-acs-date")),
                               request.headers.get("x-acs-signature-nonce"))

@@ -383,3 +383,12 @@ def test_start_up_faults_and_expire_tokens():
             data.assume_role_for_workload_identity(ai.AssumeRoleForWorkloadIdentityRequest(
                 workload_access_token=wat, role_session_name="s-1"))
         assert_acs_error(excinfo, 400, "InvalidParameter.WorkloadAccessToken")
+
+
+def test_a_signature_must_cover_the_acs_headers(fresh_cloud):
+    """A hand-made request (no SDK signs this way): only `host` is signed, so nothing else is trusted."""
+    response = httpx.post(fresh_cloud.url("agent_identity"), data={"WorkloadIdentityName": "local-agent"}, headers={
+        "x-acs-action": "GetWorkloadAccessToken", "x-acs-version": "2025-11-27",
+        "Authorization": f"ACS3-HMAC-SHA256 Credential={fresh_cloud.info['access_key_id']},"
+                         "SignedHeaders=host,Signature=00"})
+    assert response.status_code == 400 and response.json()["Code"] == "IncompleteSignature"
