@@ -222,10 +222,13 @@ class AgentIdentityEmulator:
         grant = self._grant(params)
         provider = self._provider(params)
         scopes = _scopes(params.get("Scopes"), provider.default_scopes)
-        if params.get("OAuth2Flow", "USER_FEDERATION") == "M2M":
-            app_token = self._vaulted_token(f"workload:{grant.workload}", provider, scopes, "M2M")
-            return self._token_answer(app_token)
-        if params.get("OAuth2Flow", "USER_FEDERATION") != "USER_FEDERATION":
+        flow = params.get("OAuth2Flow") or "USER_FEDERATION"
+        if flow == "M2M":  # no user involved: a missing token is simply issued
+            app = f"workload:{grant.workload}"
+            stored = self._vaulted_token(app, provider, scopes)
+            stored = stored or self._store_new_token((app, provider.name, scopes), provider)
+            return self._token_answer(*stored)
+        if flow != "USER_FEDERATION":
             raise AcsError(400, "InvalidParameter.OAuth2Flow", "OAuth2Flow must be USER_FEDERATION or M2M.")
         if grant.user is None:
             raise AcsError(400, "InvalidParameter.WorkloadAccessToken",
@@ -237,9 +240,9 @@ class AgentIdentityEmulator:
         if params.get("SessionURI"):
             return self._poll_session(params["SessionURI"], grant)
         force = params.get("ForceAuthentication", "false").lower() == "true"
-        stored = None if force else self._vaulted_token(grant.user, provider, scopes, None)
+        stored = None if force else self._vaulted_token(grant.user, provider, scopes)
         if stored is not None:
-            return self._token_answer(stored)
+            return self._token_answer(*stored)
         if not return_url:
             raise AcsError(400, "MissingResourceOAuth2ReturnURL",
                            "ResourceOAuth2ReturnURL is required to start a user authorization.")
@@ -258,18 +261,15 @@ class AgentIdentityEmulator:
                            f"The credential provider {name!r} does not exist.")
         return self.providers[name]
 
-    def _vaulted_token(self, user: str, provider: CredentialProvider, scopes: tuple[str, ...],
-                       flow: str | None) -> tuple[str, Issued] | None:
-        """The stored token (refreshed if it merely expired); None if a user must authorize again.
-
-        For M2M (`flow="M2M"`) a missing token is simply issued: no user is involved.
-        """
+    def _vaulted_token(self, user: str, provider: CredentialProvider,
+                       scopes: tuple[str, ...]) -> tuple[str, Issued] | None:
+        """The stored token (refreshed if it merely expired); None if the user must authorize again."""
         key = (user, provider.name, scopes)
-        token = self._vault.get(key)
-        record = self._provider_tokens.get(token) if token else None
+        token = self._vault.get(key, "")
+        record = self._provider_tokens.get(token)
         if record is not None and record.valid:
-            return token, record  # type: ignore[return-value]
-        if (record is not None and not record.revoked) or flow == "M2M":
+            return token, record
+        if record is not None and not record.revoked:
             return self._store_new_token(key, provider)
         self._vault.pop(key, None)
         return None
@@ -283,9 +283,7 @@ class AgentIdentityEmulator:
         return token, record
 
     @staticmethod
-    def _token_answer(stored: tuple[str, Issued] | None) -> dict[str, Any]:
-        assert stored is not None
-        token, record = stored
+    def _token_answer(token: str, record: Issued) -> dict[str, Any]:
         return {"AccessToken": token, "ExpiresIn": max(0, int(record.expires_at - time.time()))}
 
     def _poll_session(self, session_uri: str, grant: WorkloadGrant) -> dict[str, Any]:
@@ -295,9 +293,9 @@ class AgentIdentityEmulator:
             raise AcsError(403, "Forbidden.SessionNotOwned",  # Chosen: code.
                            "The session was started for another user.")
         if session.status == "completed":
-            stored = self._vaulted_token(session.user, session.provider, session.scopes, None)
+            stored = self._vaulted_token(session.user, session.provider, session.scopes)
             if stored is not None:
-                return self._token_answer(stored)
+                return self._token_answer(*stored)
             return {"SessionURI": session.uri, "SessionStatus": "FAILED"}
         if session.status == "denied":
             return {"SessionURI": session.uri, "SessionStatus": "FAILED"}
