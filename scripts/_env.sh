@@ -14,8 +14,11 @@ ensure_venv() {
     echo "Creating .venv with $("$python" --version)" >&2
     "$python" -m venv .venv
   fi
-  local want; want="$(cat requirements*.txt | sha256sum | cut -d' ' -f1) $req"
-  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  # The stamp records the lock files' hash and what was installed; the dev set includes the runtime set,
+  # so a venv made for the tests also serves the sandbox and the packager without reinstalling.
+  local hash; hash="$(cat requirements*.txt | sha256sum | cut -d' ' -f1)"
+  local want="$hash $req" have; have="$(cat "$stamp" 2>/dev/null || true)"
+  if [ "$have" != "$want" ] && [ "$have" != "$hash requirements-dev.txt" ]; then
     echo "Installing $req into .venv" >&2
     .venv/bin/pip install --disable-pip-version-check -q -r "$req" 2>&1 | grep -v '^WARNING: Location' >&2 || true
     .venv/bin/python -c 'import fastapi, langchain, agent_identity_python_sdk' \
