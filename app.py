@@ -157,11 +157,24 @@ class RequestLogMiddleware:
         except asyncio.CancelledError:
             entry.error = entry.error or "client_disconnected"
             raise
-        except Exception:
-            entry.status, entry.error = 500, entry.error or "internal_error"  # answered by the 500 handler
-            raise
+        except Exception as error:
+            await self._answer_unexpected(error, entry, scope, receive, send_logged)
         finally:
             request_log.info(entry.line())
+
+    @staticmethod
+    async def _answer_unexpected(error: Exception, entry: RequestLog, scope: Scope, receive: Receive,
+                                 send: Send) -> None:
+        """The last line of defence: a 500 in the OpenAI shape if nothing was sent yet, and a log line naming
+        the exception types only (messages can carry secrets). Not re-raised, so no server traceback either;
+        a response already under way is left unfinished and the server closes the connection."""
+        from agent.errors import ApiError, describe
+
+        log.error("unhandled error on %s: %s", scope["path"], describe(error))
+        entry.error = entry.error or "internal_error"
+        if entry.status is None:
+            await error_response(ApiError(500, "Internal server error.", "server_error", "internal_error"))(
+                scope, receive, send)
 
 
 def _safe_id(value: str | None) -> str | None:
@@ -198,11 +211,6 @@ def _install_error_handlers(app: FastAPI) -> None:
         code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code)
         return error_response(ApiError(error.status_code, str(error.detail), "invalid_request_error", code))
 
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, error: Exception) -> Response:
-        log.error("unhandled error on %s", request.url.path, exc_info=error)
-        request.state.request_log.error = "internal_error"
-        return error_response(ApiError(500, "Internal server error.", "server_error", "internal_error"))
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -280,6 +288,9 @@ def create_app(env: Mapping[str, str] | None = None) -> FastAPI:
             body = json.loads(raw)
         except ValueError:
             raise ApiError(400, "The request body is not valid JSON.", "invalid_request_error",
+                           "invalid_json") from None
+        except RecursionError:
+            raise ApiError(400, "The request body is nested too deeply.", "invalid_request_error",
                            "invalid_json") from None
         try:
             chat = parse_request(body)

@@ -32,7 +32,39 @@ class ApiError(Exception):
 
 
 def classify(exc: BaseException) -> ApiError:
-    """The client-facing error for an exception raised while running the agent."""
+    """The client-facing error for an exception raised while running the agent.
+
+    Libraries wrap errors (langchain_openai re-raises `openai.InternalServerError` as its own subclass, LangGraph
+    may chain them), so the whole `__cause__`/`__context__` chain is searched for something we recognise.
+    """
+    for link in _chain(exc):
+        known = _classify_one(link)
+        if known is not None:
+            return known
+    log.error("unexpected error in agent run: %s", describe(exc))
+    return ApiError(500, "The agent failed unexpectedly.", "server_error", "internal_error")
+
+
+def describe(exc: BaseException) -> str:
+    """Exception types and where the innermost was raised, without messages (they can carry secrets)."""
+    import traceback
+
+    names = " <- ".join(type(link).__qualname__ for link in _chain(exc))
+    frames = traceback.extract_tb(exc.__traceback__)
+    return f"{names} at {frames[-1].filename}:{frames[-1].lineno}" if frames else names
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """`exc`, then what caused it, then what that was handling, ... (each once: chains can loop)."""
+    chain: list[BaseException] = []
+    link: BaseException | None = exc
+    while link is not None and not any(link is seen for seen in chain):
+        chain.append(link)
+        link = link.__cause__ or link.__context__
+    return chain
+
+
+def _classify_one(exc: BaseException) -> ApiError | None:
     if isinstance(exc, ApiError):
         return exc
     from agent.model import ModelUnavailable
@@ -41,14 +73,7 @@ def classify(exc: BaseException) -> ApiError:
         return ApiError(502, str(exc), "upstream_error", "model_unavailable")
     if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
         return ApiError(504, "The model did not answer in time.", "upstream_error", "model_timeout")
-    openai_error = _classify_openai(exc)
-    if openai_error is not None:
-        return openai_error
-    identity_error = _classify_identity(exc)
-    if identity_error is not None:
-        return identity_error
-    log.error("unexpected error in agent run", exc_info=exc)
-    return ApiError(500, "The agent failed unexpectedly.", "server_error", "internal_error")
+    return _classify_openai(exc) or _classify_identity(exc) or _classify_status(exc)
 
 
 def _classify_openai(exc: BaseException) -> ApiError | None:
@@ -59,10 +84,24 @@ def _classify_openai(exc: BaseException) -> ApiError | None:
     if isinstance(exc, openai.APIConnectionError):
         return ApiError(502, "The model could not be reached.", "upstream_error", "model_unreachable")
     if isinstance(exc, openai.APIStatusError):
-        log.warning("model returned HTTP %s", exc.status_code)
-        return ApiError(502, f"The model returned an error (HTTP {exc.status_code}).", "upstream_error",
-                        "model_error")
+        return _model_status_error(exc.status_code)
     return None
+
+
+def _classify_status(exc: BaseException) -> ApiError | None:
+    """Any other HTTP client error that carries the upstream status (e.g. `httpx.HTTPStatusError`)."""
+    response = getattr(exc, "response", None)
+    status = getattr(exc, "status_code", None) or getattr(response, "status_code", None)
+    if not isinstance(status, int) or not 400 <= status <= 599:
+        return None
+    log.warning("upstream call returned HTTP %s", status)
+    return ApiError(502, f"An upstream service returned an error (HTTP {status}).", "upstream_error",
+                    "upstream_error")
+
+
+def _model_status_error(status: int) -> ApiError:
+    log.warning("model returned HTTP %s", status)
+    return ApiError(502, f"The model returned an error (HTTP {status}).", "upstream_error", "model_error")
 
 
 def _classify_identity(exc: BaseException) -> ApiError | None:

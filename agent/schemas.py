@@ -6,6 +6,7 @@ fields (the product docs put a `user_id` in a text part): accepted and dropped, 
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -94,6 +95,9 @@ def parse_request(body: Any) -> ChatCompletionRequest:
     """Validate a decoded JSON body; raise `RequestInvalid` naming the field."""
     if not isinstance(body, dict):
         raise RequestInvalid("The request body must be a JSON object.", None)
+    if (param := _lone_surrogate_path(body)) is not None:
+        raise RequestInvalid(f"Invalid value for '{param}': the text contains a lone UTF-16 surrogate "
+                             "(an unpaired \\ud800-\\udfff escape), which is not valid Unicode.", param)
     try:
         return ChatCompletionRequest.model_validate(body)
     except ValidationError as exc:
@@ -101,6 +105,30 @@ def parse_request(body: Any) -> ChatCompletionRequest:
         first = max(exc.errors(include_url=False, include_input=False), key=lambda e: len(e["loc"]))
         param = _field_path(first["loc"])
         raise RequestInvalid(f"Invalid value for '{param}': {first['msg']}.", param) from None
+    except RecursionError:
+        raise RequestInvalid("The request body is nested too deeply.", None) from None
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _lone_surrogate_path(body: Any) -> str | None:
+    """Where a JSON `\\ud800`-style escape left a string that cannot be encoded (it would fail deep inside the
+    model call otherwise). Iterative, so a deeply nested body cannot exhaust the stack."""
+    pending: list[tuple[Any, str]] = [(body, "")]
+    while pending:
+        value, path = pending.pop()
+        if isinstance(value, str):
+            if not value.isascii() and _SURROGATE.search(value):
+                return path
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if not key.isascii() and _SURROGATE.search(key):
+                    return f"{path}.(key)" if path else "(key)"
+                pending.append((item, f"{path}.{key}" if path else key))
+        elif isinstance(value, list):
+            pending += [(item, f"{path}.{i}") for i, item in enumerate(value)]
+    return None
 
 
 def _field_path(loc: tuple[int | str, ...]) -> str:

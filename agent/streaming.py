@@ -36,6 +36,11 @@ async def open_stream(items: AsyncIterator[RunItem], writer: CompletionWriter, *
         first = await anext(items)
     except StopAsyncIteration:
         first = Finished("stop", None)
+    except Exception as exc:
+        await items.aclose()
+        error = classify(exc)
+        outcome.error_code = error.code
+        raise error from None
     return _sse(first, items, writer, include_usage, outcome)
 
 
@@ -58,7 +63,7 @@ async def _sse(first: RunItem, items: AsyncIterator[RunItem], writer: Completion
                 outcome.events.append(rendered.agent_event)
                 yield sse(writer.content(rendered.text, rendered.agent_event))
             item = await anext(items, None)
-    except Exception as exc:
+    except Exception as exc:  # whatever it is, the client gets an error chunk and [DONE], never a cut stream
         error = classify(exc)
         outcome.error_code = error.code
         yield sse(writer.error(error))

@@ -208,13 +208,7 @@ async def test_dingtalk_timeout_reports_and_recovers(cloud, fresh_cloud, server,
 
 # --- model faults ------------------------------------------------------------------------------------------
 
-MODEL_5XX_BUG = pytest.mark.xfail(
-    strict=True, reason="known bug: langchain_openai wraps openai.InternalServerError in OpenAIAPIError, which "
-    "agent/errors.classify does not recognise; the stream dies with 'Exception in ASGI application'")
-
-
-@pytest.mark.parametrize("fault", [pytest.param({"fail_status": 500}, marks=MODEL_5XX_BUG),
-                                   pytest.param({"fail_status": 503}, marks=MODEL_5XX_BUG),
+@pytest.mark.parametrize("fault", [{"fail_status": 500}, {"fail_status": 503},
                                    {"fail_kind": "timeout", "timeout_s": 4.0}], ids=["500", "503", "timeout"])
 async def test_model_fault_is_an_openai_error_then_recovers(cloud, fresh_cloud, server, client, fault):
     base_url, _ = server
