@@ -230,6 +230,41 @@ async def read_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
+# --- the OpenAPI schema ---------------------------------------------------------------------------------
+
+CHAT_BODY_OPENAPI = {"requestBody": {"required": True, "content": {"application/json": {
+    "schema": {"$ref": "#/components/schemas/ChatCompletionRequest"}}}}}
+CHAT_ERRORS_OPENAPI: dict[int | str, dict[str, Any]] = {
+    400: {"description": "Invalid JSON or an invalid field (`error.param` names it)."},
+    401: {"description": "Missing or invalid bearer token."},
+    413: {"description": "The body is larger than MAX_REQUEST_BYTES."},
+    502: {"description": "The model or an upstream service failed before any output."},
+    504: {"description": "The model did not answer in time."},
+}
+
+
+def _document_chat_body(app: FastAPI) -> None:
+    """Publish the chat body's model in `/openapi.json`.
+
+    FastAPI documents only bodies it parses itself; the chat route reads its own (the size limit applies
+    before parsing, and errors name the field in the OpenAI shape), so its schema is added here.
+    """
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            from agent.schemas import ChatCompletionRequest
+
+            document = generate()
+            body = ChatCompletionRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+            schemas = document.setdefault("components", {}).setdefault("schemas", {})
+            schemas.update(body.pop("$defs", {}))
+            schemas["ChatCompletionRequest"] = body
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 # --- the app --------------------------------------------------------------------------------------------
 
 
@@ -259,12 +294,12 @@ def create_app(env: Mapping[str, str] | None = None) -> FastAPI:
         await provider.aclose()
         await identity.aclose()
 
-    app = FastAPI(title="AgentRun identity agent", lifespan=lifespan, docs_url=None, redoc_url=None,
-                  openapi_url=None)
+    app = FastAPI(title="AgentRun identity agent", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.settings = settings
     app.state.identity = identity
     app.state.model_provider = provider
     _install_error_handlers(app)
+    _document_chat_body(app)
     app.add_middleware(RequestLogMiddleware)
     app.include_router(callback_router(identity), prefix="/callback")
 
@@ -277,7 +312,7 @@ def create_app(env: Mapping[str, str] | None = None) -> FastAPI:
         return {"object": "list", "data": [{"id": name, "object": "model", "created": 0, "owned_by": "agentrun"}
                                            for name in await provider.model_names()]}
 
-    @app.post(CHAT_PATH)
+    @app.post(CHAT_PATH, openapi_extra=CHAT_BODY_OPENAPI, responses=CHAT_ERRORS_OPENAPI)
     async def chat_completions(request: Request) -> Response:
         entry: RequestLog = request.state.request_log
         entry.session_id = request.query_params.get("sessionId") or request.headers.get("x-agentrun-session-id")

@@ -84,6 +84,16 @@ def test_model_error_before_output_is_a_502(server, auth, fresh_cloud):
                                         "type": "upstream_error", "code": "model_error", "param": None}
 
 
+@pytest.mark.parametrize("status", [500, 503])
+def test_streamed_model_error_before_output_is_a_502(server, auth, fresh_cloud, status):
+    model_faults(fresh_cloud, fail_next=1, fail_status=status)
+    response = httpx.post(f"{server}{CHAT}", headers=auth, timeout=30,
+                          json={"stream": True, "messages": [{"role": "user", "content": "hi"}]})
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "model_error"
+    assert httpx.get(f"{server}/health").status_code == 200
+
+
 def test_model_timeout_is_a_504(server, auth, fresh_cloud):
     model_faults(fresh_cloud, fail_next=1, fail_kind="timeout", timeout_s=3)
     response = httpx.post(f"{server}{CHAT}", json={"messages": [{"role": "user", "content": "hi"}]},
@@ -168,6 +178,17 @@ def test_unknown_route_and_method_use_the_openai_shape(server):
 def test_health(server):
     response = httpx.get(f"{server}/health")
     assert response.status_code == 200 and response.json() == {"status": "ok"}
+
+
+def test_openapi_describes_the_chat_body(server):
+    document = httpx.get(f"{server}/openapi.json").json()
+    operation = document["paths"][CHAT]["post"]
+    assert operation["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ChatCompletionRequest"}
+    body = document["components"]["schemas"]["ChatCompletionRequest"]
+    assert body["required"] == ["messages"] and body["properties"]["messages"]["items"] == {
+        "$ref": "#/components/schemas/ChatMessage"}
+    assert {"400", "401", "413"} <= set(operation["responses"])
 
 
 def agent_runs(app_state) -> int:
