@@ -29,11 +29,12 @@ class PendingAuthorization:
     wake: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
 
-PendingKey = tuple[str, str, tuple[str, ...]]
+PendingKey = tuple[str, str, tuple[str, ...], str]
 
 
-def pending_key(user_hash: str, provider: str, scopes: Sequence[str]) -> PendingKey:
-    return user_hash, provider, tuple(sorted(scopes))
+def pending_key(user_hash: str, provider: str, scopes: Sequence[str], flow: str) -> PendingKey:
+    """Per flow too: an unfinished USER_FEDERATION consent must not hold up an M2M token."""
+    return user_hash, provider, tuple(sorted(scopes)), flow
 
 
 class PendingAuthorizations:

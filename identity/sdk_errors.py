@@ -19,6 +19,17 @@ from identity.errors import (IdentityError, IdentityThrottled, IdentityUnavailab
 
 log = logging.getLogger(__name__)
 
+# Codes with which a service refuses temporary credentials it no longer accepts (expired or revoked before the
+# expiry we cached): a fresh credential fixes them, so callers drop theirs and retry once.
+REJECTED_CREDENTIAL_PREFIXES = ("InvalidSecurityToken.",)
+REJECTED_CREDENTIAL_CODES = {"InvalidAccessKeyId.NotFound", "InvalidAccessKeyId.Inactive"}
+
+
+def credential_rejected(code: str | None) -> bool:
+    """True for a service error code meaning "these STS credentials are no longer valid"."""
+    code = code or ""
+    return code in REJECTED_CREDENTIAL_CODES or code.startswith(REJECTED_CREDENTIAL_PREFIXES)
+
 
 def translate(error: BaseException, action: str) -> IdentityError:
     """The typed error for `error` raised by `action`; logs the safe fields once."""

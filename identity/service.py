@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from alibabacloud_agentidentitydata20251127.client import Client as DataClient
 from alibabacloud_agentidentitydata20251127.models import (
@@ -27,14 +27,14 @@ from alibabacloud_credentials.client import Client as CredentialClient
 from alibabacloud_tea_openapi import models as open_api_models
 
 from identity.authorization import PendingAuthorization, PendingAuthorizations, PendingKey, pending_key
-from identity.cache import CachedFlights, token_key
+from identity.cache import CachedFlights, ExpiringLru, token_key
 from identity.context import (AuthorizationCompleted, AuthorizationRequired, Caller, RequestContext,
                               current_request_context)
 from identity.credentials import StsCredential, instance_credential_client, parse_expiration
 from identity.errors import (AuthorizationDeclined, AuthorizationPending, AuthorizationTimedOut, IdentityError,
                              IdentityThrottled, IdentityUnavailable, ProviderMisconfigured)
 from identity.jwt_verifier import JwtVerifier
-from identity.sdk_errors import translate
+from identity.sdk_errors import credential_rejected, translate
 from identity.settings import IdentitySettings
 from identity.state import SignedState, StateSigner
 
@@ -46,12 +46,28 @@ T = TypeVar("T")
 FLOWS = ("USER_FEDERATION", "M2M")
 USER_TOKEN_MARGIN_SECONDS = 30.0  # stop using a workload token this long before the user's JWT expires
 UNDATED_TOKEN_TTL_SECONDS = 300.0  # JWTs without `exp` (only possible behind a gateway) are re-exchanged this often
-SIGNING_STS_SECONDS = 3600
+SIGNING_STS_SECONDS = 3600  # the same duration as sts_credential's default, so both share one credential
+OAUTH2_TOKEN_MARGIN_SECONDS = 60.0  # stop serving a cached OAuth2 token this long before its ExpiresIn
 DECLINED_STATUSES = {"DECLINED", "DENIED", "REJECTED", "FAILED", "ACCESS_DENIED"}
 EXPIRED_STATUSES = {"EXPIRED", "TIMEOUT", "TIMED_OUT"}
-# The service no longer accepts a credential we cached (revoked or expired early): drop it and retry once.
-STALE_CREDENTIAL_CODES = {"InvalidParameter.WorkloadAccessToken", "InvalidSecurityToken.Expired",
-                          "InvalidAccessKeyId.NotFound"}
+# The service no longer accepts a workload token we cached (revoked or expired early): drop it and retry once.
+# STS refusals (identity.sdk_errors.credential_rejected) are handled the same way.
+STALE_WORKLOAD_TOKEN_CODES = {"InvalidParameter.WorkloadAccessToken"}
+
+
+class IssuedToken(NamedTuple):
+    """An OAuth2 access token and its lifetime as the service reported it (`ExpiresIn`, seconds; None if absent)."""
+
+    token: str
+    expires_in: int | str | None
+
+
+class _ConsentNeeded(Exception):
+    """Internal: the vault had no token, the user must consent to `pending` (shared by a single flight)."""
+
+    def __init__(self, pending: PendingAuthorization) -> None:
+        super().__init__("consent needed")
+        self.pending = pending
 
 
 class AgentIdentity:
@@ -65,7 +81,8 @@ class AgentIdentity:
         self._instance_client = self._data_client(instance_credential_client(settings))
         self._workload_tokens: CachedFlights[str] = CachedFlights(settings.cache_size, clock)
         self._sts: CachedFlights[StsCredential] = CachedFlights(settings.cache_size, clock)
-        self._signing_clients: CachedFlights[DataClient] = CachedFlights(settings.cache_size, clock)
+        self._signing_clients: ExpiringLru[DataClient] = ExpiringLru(settings.cache_size, clock)
+        self._oauth2_tokens: CachedFlights[str] = CachedFlights(settings.cache_size, clock)
         self._pending = PendingAuthorizations(settings.cache_size, clock)
 
     # --- who is calling -------------------------------------------------------------------------------------
@@ -101,33 +118,60 @@ class AgentIdentity:
 
     # --- STS ------------------------------------------------------------------------------------------------
 
-    async def sts_credential(self, *, policy: str | None = None, duration_seconds: int = 3600) -> StsCredential:
+    async def sts_credential(self, *, policy: str | None = None, duration_seconds: int = 3600,
+                             rejected: StsCredential | None = None) -> StsCredential:
         """STS credentials of the workload identity's role for the current caller, optionally narrowed by a
-        session `policy`; cached until shortly before they expire, single flight."""
+        session `policy`; cached until shortly before they expire, single flight.
+
+        `rejected`: credentials a service just refused (InvalidSecurityToken.*, see
+        identity.sdk_errors.credential_rejected) although our cache still held them. They are dropped, unless a
+        concurrent request already replaced them, and fresh ones are returned: call this once, then give up."""
         caller = current_request_context().caller
 
         async def attempt() -> StsCredential:
             workload_token = await self._workload_token_for(caller)
-
-            async def assume() -> tuple[StsCredential, float]:
-                credential = await self._assume_role(workload_token, caller, policy, duration_seconds)
-                return credential, self._refresh_time(credential, duration_seconds)
-
-            return await self._sts.get(token_key(workload_token, policy or "", str(duration_seconds)), assume)
+            key = self._sts_key(workload_token, policy, duration_seconds)
+            if rejected is not None:
+                self._drop_sts(key, rejected)
+            return await self._sts_for(caller, workload_token, policy, duration_seconds)
 
         return await self._retry_if_stale(caller, attempt)
 
+    @staticmethod
+    def _sts_key(workload_token: str, policy: str | None, duration_seconds: int) -> str:
+        return token_key(workload_token, policy or "", str(duration_seconds))
+
+    async def _sts_for(self, caller: Caller, workload_token: str, policy: str | None,
+                       duration_seconds: int) -> StsCredential:
+        async def assume() -> tuple[StsCredential, float]:
+            credential = await self._assume_role(workload_token, caller, policy, duration_seconds)
+            return credential, self._refresh_time(credential, duration_seconds)
+
+        return await self._sts.get(self._sts_key(workload_token, policy, duration_seconds), assume)
+
+    def _drop_sts(self, key: str, rejected: StsCredential) -> None:
+        cached = self._sts.cache.get(key)
+        if cached is not None and cached.access_key_id == rejected.access_key_id:
+            log.info("Cached STS credentials were refused by a service; assuming the role again")
+            self._sts.invalidate(key)
+        self._signing_clients.pop(rejected.access_key_id)
+
     async def _retry_if_stale(self, caller: Caller, attempt: Callable[[], Awaitable[T]]) -> T:
+        """Run `attempt`; if the service refused a cached workload token or the STS credentials that signed the
+        call, drop both and run it once more (the user's JWT is exchanged again)."""
         try:
             return await attempt()
         except IdentityError as error:
-            if error.service_code not in STALE_CREDENTIAL_CODES:
+            if error.service_code not in STALE_WORKLOAD_TOKEN_CODES and not credential_rejected(error.service_code):
                 raise
         log.info("A cached credential was no longer accepted; exchanging the user token again")
         workload_key = token_key(caller.token)
         workload_token = self._workload_tokens.cache.get(workload_key)
         if workload_token is not None:
-            self._signing_clients.invalidate(token_key("signing", workload_token))
+            signing_key = self._sts_key(workload_token, None, SIGNING_STS_SECONDS)
+            signing = self._sts.cache.get(signing_key)
+            if signing is not None:
+                self._drop_sts(signing_key, signing)
         self._workload_tokens.invalidate(workload_key)
         return await attempt()
 
@@ -153,63 +197,113 @@ class AgentIdentity:
 
     async def _resource_client(self, caller: Caller, workload_token: str) -> DataClient:
         """The data client that signs GetResourceOAuth2Token: STS from the workload token (as the SDK) or the
-        instance's own AccessKey when AGENT_IDENTITY_USE_STS=false."""
+        instance's own AccessKey when AGENT_IDENTITY_USE_STS=false. The STS credentials are the very ones
+        `sts_credential()` (no policy, default duration) returns, so a tool asking for those costs no extra
+        AssumeRole; tools with a session policy get their own, narrower ones."""
         if not self.settings.use_sts:
             return self._instance_client
-
-        async def build() -> tuple[DataClient, float]:
-            credential = await self._assume_role(workload_token, caller, None, SIGNING_STS_SECONDS)
-            return (self._data_client(credential.credential_client()),
-                    self._refresh_time(credential, SIGNING_STS_SECONDS))
-
-        return await self._signing_clients.get(token_key("signing", workload_token), build)
+        credential = await self._sts_for(caller, workload_token, None, SIGNING_STS_SECONDS)
+        client = self._signing_clients.get(credential.access_key_id)
+        if client is None:
+            client = self._data_client(credential.credential_client())
+            self._signing_clients.put(credential.access_key_id, client,
+                                      self._refresh_time(credential, SIGNING_STS_SECONDS))
+        return client
 
     # --- OAuth2 resource tokens ----------------------------------------------------------------------------
 
     async def oauth2_token(self, *, provider: str, scopes: Sequence[str], purpose: str,
                            flow: str = "USER_FEDERATION", force_authentication: bool = False) -> str:
-        """An OAuth2 access token for `provider`. When the user must consent, the link is emitted to the
-        request's event sink at once (AuthorizationRequired), then the service is polled until the user
-        finishes (AuthorizationCompleted), declines, or AUTHORIZATION_TIMEOUT_SECONDS pass. In non-stream
-        mode AuthorizationPending is raised instead, and the next request re-uses the same link."""
+        """An OAuth2 access token for `provider`, cached per (user, provider, scopes, flow) until shortly before
+        its `ExpiresIn`. When the user must consent, the link is emitted to the request's event sink at once
+        (AuthorizationRequired), then the service is polled until the user finishes (AuthorizationCompleted),
+        declines, or AUTHORIZATION_TIMEOUT_SECONDS pass. In non-stream mode the link is emitted too, then
+        AuthorizationPending is raised, and the next request re-uses the same link. `force_authentication`
+        (the provider refused the token) drops the cached token and asks the user again."""
         if flow not in FLOWS:
             raise ValueError(f"flow must be one of {FLOWS}")
         ctx = current_request_context()
+        cache_key = token_key("oauth2", ctx.caller.sub, provider, flow, *sorted(scopes))
+        if force_authentication:
+            self._oauth2_tokens.invalidate(cache_key)
+        else:
+            cached = self._oauth2_tokens.cache.get(cache_key)
+            if cached is not None:
+                return cached
         return await self._retry_if_stale(ctx.caller, lambda: self._oauth2_token(
-            ctx, provider=provider, scopes=scopes, purpose=purpose, flow=flow,
+            ctx, cache_key, provider=provider, scopes=scopes, purpose=purpose, flow=flow,
             force_authentication=force_authentication))
 
-    async def _oauth2_token(self, ctx: RequestContext, *, provider: str, scopes: Sequence[str], purpose: str,
-                            flow: str, force_authentication: bool) -> str:
+    async def _oauth2_token(self, ctx: RequestContext, cache_key: str, *, provider: str, scopes: Sequence[str],
+                            purpose: str, flow: str, force_authentication: bool) -> str:
         workload_token = await self._workload_token_for(ctx.caller)
         client = await self._resource_client(ctx.caller, workload_token)
-        key = pending_key(self._signer.subject_hash(ctx.caller.sub), provider, scopes)
+        key = pending_key(self._signer.subject_hash(ctx.caller.sub), provider, scopes, flow)
+
+        async def start() -> IssuedToken | PendingAuthorization:
+            return await self._start(client, workload_token, ctx.caller, ctx.session_id, key, provider=provider,
+                                     scopes=scopes, purpose=purpose, flow=flow,
+                                     force_authentication=force_authentication)
 
         pending = None if force_authentication else self._pending.find(key)
         if pending is not None:
-            token = await self._poll_once(client, self._poll_request(workload_token, pending), pending, key)
-            if token:
+            issued = await self._poll_once(client, self._poll_request(workload_token, pending), pending, key)
+            if issued:
                 self._pending.forget(key, pending)
-                return token
+                return self._remember(cache_key, issued)
+        elif force_authentication:
+            started = await start()
+            if isinstance(started, IssuedToken):
+                return self._remember(cache_key, started)
+            pending = started
         else:
-            token, pending = await self._start(client, workload_token, ctx.caller, ctx.session_id, key,
-                                               provider=provider, scopes=scopes, purpose=purpose, flow=flow,
-                                               force_authentication=force_authentication)
-            if token:
-                return token
-        assert pending is not None
+            vaulted = await self._vault_token_or_consent(cache_key, start)
+            if isinstance(vaulted, str):
+                return vaulted
+            pending = vaulted
 
+        # Emitted in both modes, so a non-stream answer's `agent_events` carries the link too.
+        await ctx.emit(AuthorizationRequired(url=pending.url, purpose=purpose, provider=provider))
         if not ctx.wait_for_authorization:
             raise AuthorizationPending(pending.url, purpose)
-        await ctx.emit(AuthorizationRequired(url=pending.url, purpose=purpose, provider=provider))
-        token = await self._wait_for_user(client, workload_token, pending, key)
+        issued = await self._wait_for_user(client, workload_token, pending, key)
         await ctx.emit(AuthorizationCompleted(purpose=purpose, provider=provider))
-        return token
+        return self._remember(cache_key, issued)
+
+    async def _vault_token_or_consent(self, cache_key: str, start: Callable[[], Awaitable[IssuedToken |
+                                      PendingAuthorization]]) -> str | PendingAuthorization:
+        """One GetResourceOAuth2Token for every concurrent ask of the same user: the vaulted token (now cached),
+        or the authorization every one of them shows the user."""
+
+        async def load() -> tuple[str, float]:
+            started = await start()
+            if isinstance(started, PendingAuthorization):
+                raise _ConsentNeeded(started)
+            return started.token, self._oauth2_expiry(started)
+
+        try:
+            return await self._oauth2_tokens.get(cache_key, load)
+        except _ConsentNeeded as needed:
+            return needed.pending
+
+    def _remember(self, cache_key: str, issued: IssuedToken) -> str:
+        self._oauth2_tokens.cache.put(cache_key, issued.token, self._oauth2_expiry(issued))
+        return issued.token
+
+    def _oauth2_expiry(self, issued: IssuedToken) -> float:
+        """When to stop serving a cached token: shortly before ExpiresIn; at once (not cached) without one."""
+        try:
+            lifetime = float(issued.expires_in or 0)
+        except (TypeError, ValueError):
+            lifetime = 0.0
+        if lifetime <= 0:
+            return self._clock()
+        return self._clock() + lifetime - min(OAUTH2_TOKEN_MARGIN_SECONDS, lifetime / 5)
 
     async def _start(self, client: DataClient, workload_token: str, caller: Caller, session_id: str | None,
                      key: PendingKey, *, provider: str, scopes: Sequence[str], purpose: str, flow: str,
-                     force_authentication: bool) -> tuple[str | None, PendingAuthorization | None]:
-        """Ask for a token; returns (token, None) or (None, the new pending authorization)."""
+                     force_authentication: bool) -> IssuedToken | PendingAuthorization:
+        """Ask for a token; returns it, or the new pending authorization."""
         state, signed = self._signer.issue(sub=caller.sub, session_id=session_id, provider=provider,
                                            ttl_seconds=self.settings.authorization_timeout_seconds + 60)
         request = GetResourceOAuth2TokenRequest(resource_credential_provider_name=provider, scopes=list(scopes),
@@ -221,7 +315,7 @@ class AgentIdentity:
         response = await self._call("GetResourceOAuth2Token", client.get_resource_oauth2_token_async(request))
         body = response.body
         if body and body.access_token:
-            return body.access_token, None
+            return IssuedToken(body.access_token, body.expires_in)
         if not body or not body.authorization_url or not body.session_uri:
             raise ProviderMisconfigured("The identity service returned neither a token nor an authorization link "
                                         f"for provider {provider!r}.", request_id=body.request_id if body else None)
@@ -229,7 +323,7 @@ class AgentIdentity:
                                        provider=provider, purpose=purpose, scopes=tuple(scopes), flow=flow)
         self._pending.remember(key, pending, signed.expires_at)
         log.info("Authorization required for provider %s (%s)", provider, purpose)
-        return None, pending
+        return pending
 
     def _poll_request(self, workload_token: str, pending: PendingAuthorization) -> GetResourceOAuth2TokenRequest:
         return GetResourceOAuth2TokenRequest(
@@ -238,7 +332,7 @@ class AgentIdentity:
             resource_oauth2_return_url=self.settings.callback_url if pending.flow == "USER_FEDERATION" else None)
 
     async def _poll_once(self, client: DataClient, request: GetResourceOAuth2TokenRequest,
-                         pending: PendingAuthorization, key: PendingKey) -> str | None:
+                         pending: PendingAuthorization, key: PendingKey) -> IssuedToken | None:
         """The token if the user has finished; None while waiting (or on a transient service error)."""
         if pending.declined:
             self._pending.forget(key, pending)
@@ -249,7 +343,7 @@ class AgentIdentity:
             return None  # keep waiting: the user may still finish, and the next poll may succeed
         body = response.body
         if body and body.access_token:
-            return body.access_token
+            return IssuedToken(body.access_token, body.expires_in)
         status = (body.session_status or "").upper() if body else ""
         if status in DECLINED_STATUSES:
             self._pending.forget(key, pending)
@@ -260,7 +354,7 @@ class AgentIdentity:
         return None
 
     async def _wait_for_user(self, client: DataClient, workload_token: str, pending: PendingAuthorization,
-                             key: PendingKey) -> str:
+                             key: PendingKey) -> IssuedToken:
         """Poll with backoff until a token, a decline, or the timeout; wakes early when the callback completes.
         Cancellation (the client went away) propagates at once and keeps the pending link for the next ask."""
         loop = asyncio.get_running_loop()
@@ -277,10 +371,10 @@ class AgentIdentity:
             except TimeoutError:
                 pass
             pending.wake.clear()
-            token = await self._poll_once(client, request, pending, key)
-            if token:
+            issued = await self._poll_once(client, request, pending, key)
+            if issued:
                 self._pending.forget(key, pending)
-                return token
+                return issued
             delay = min(delay * 2, self.settings.poll_max_seconds)
 
     # --- the callback's side ---------------------------------------------------------------------------------
@@ -337,5 +431,5 @@ class AgentIdentity:
 
     async def aclose(self) -> None:
         await self._verifier.aclose()
-        for flights in (self._workload_tokens, self._sts, self._signing_clients):
+        for flights in (self._workload_tokens, self._sts, self._oauth2_tokens):
             await flights.aclose()

@@ -144,8 +144,12 @@ async def test_non_stream_answer_carries_the_link_and_reuses_it(product, user_na
     first = await user.chat(prompt)
     assert LINK_TEXT in first.text and "ask again" in first.text
     link = first.text.split(LINK_TEXT, 1)[1].split()[0]
+    # The machine-readable request too, once, naming the same link as the text.
+    assert [e for e in first.events if e["type"].startswith("authorization")] == [
+        {"type": "authorization_required", "url": link, "purpose": "Write to DingTalk document",
+         "provider": product.cloud.env["DINGTALK_CREDENTIAL_PROVIDER_NAME"]}]
     second = await user.chat(prompt)
-    assert link in second.text  # the pending authorization is reused, not started twice
+    assert link in second.text and second.link() == link  # the pending authorization is reused, not started twice
     await user.approve(link)
     third = await user.chat(prompt)
     assert "Wrote 10 characters" in third.text and "Please click" not in third.text

@@ -14,6 +14,7 @@ from identity.errors import (AuthorizationDeclined, AuthorizationPending, Author
 from tests.test_identity_support import answer_consent, calls, identity_for, set_faults, signed_in, unique
 
 SCOPES = ["openid", "corpid"]
+POLICY = '{"Version":"1","Statement":[{"Effect":"Allow","Action":["sts:GetCallerIdentity"],"Resource":"*"}]}'
 PURPOSE = "Write to DingTalk document"
 
 
@@ -140,10 +141,14 @@ async def test_non_stream_mode_raises_pending_and_the_next_request_gets_the_toke
     async with signed_in(identity, jwt, wait=False) as events:
         with pytest.raises(AuthorizationPending) as pending:
             await identity.oauth2_token(provider=provider(fresh_cloud), scopes=SCOPES, purpose=PURPOSE)
-        assert events == [] and pending.value.purpose == PURPOSE
+        # The link also goes to the event sink first, so a non-stream answer's agent_events carries it.
+        assert events == [AuthorizationRequired(url=pending.value.url, purpose=PURPOSE,
+                                                provider=provider(fresh_cloud))]
+        assert pending.value.purpose == PURPOSE
         with pytest.raises(AuthorizationPending) as again:
             await identity.oauth2_token(provider=provider(fresh_cloud), scopes=SCOPES, purpose=PURPOSE)
         assert again.value.url == pending.value.url  # the same link, not a second authorization
+        assert [e.url for e in events] == [pending.value.url] * 2
         redirect = await answer_consent(pending.value.url)
         from identity.context import current_request_context
         await identity.complete_authorization(session_uri=redirect["session_uri"],
@@ -200,13 +205,92 @@ async def test_credentials_the_service_stopped_accepting_are_exchanged_again(fre
         before = await identity.sts_credential()
         async with httpx.AsyncClient() as http:
             await http.post(f"{fresh_cloud.url('agent_identity')}/emulator/expire-tokens")
+        # Forced: the cached token is skipped, and the call signed with the expired STS credentials and workload
+        # token is refused once, then made again with freshly exchanged ones.
         assert await identity.oauth2_token(provider=provider(fresh_cloud), scopes=SCOPES, purpose=PURPOSE,
-                                           flow="M2M")
+                                           flow="M2M", force_authentication=True)
         after = await identity.sts_credential()  # keyed by the new workload token: assumed again
         assert after.access_key_id != before.access_key_id
         assert fresh_cloud.sts_credentials.get(after.access_key_id).valid
     await identity.aclose()
     assert (await calls(fresh_cloud))["GetWorkloadAccessTokenForJWT"] == 2
+
+
+async def test_rejected_sts_credentials_are_replaced_once_even_when_many_report_them(fresh_cloud) -> None:
+    identity = identity_for(fresh_cloud)
+    async with signed_in(identity, fresh_cloud.issue_user_jwt(unique("rejected"))):
+        before = await identity.sts_credential(policy=POLICY)
+        async with httpx.AsyncClient() as http:
+            await http.post(f"{fresh_cloud.url('agent_identity')}/emulator/expire-tokens")
+        fresh = await asyncio.gather(*(identity.sts_credential(policy=POLICY, rejected=before) for _ in range(5)))
+        # A request that reports the already-replaced credential gets the replacement, not a third one.
+        again = await identity.sts_credential(policy=POLICY, rejected=before)
+    await identity.aclose()
+    assert {c.access_key_id for c in fresh} == {again.access_key_id} != {before.access_key_id}
+    assert fresh_cloud.sts_credentials.get(again.access_key_id).valid
+    counted = await calls(fresh_cloud)
+    # The expired workload token is refused once, exchanged again, then one AssumeRole with the new one.
+    assert counted["GetWorkloadAccessTokenForJWT"] == 2
+    assert counted["AssumeRoleForWorkloadIdentity"] == 1 + 1 + 1
+
+
+async def test_oauth2_token_is_cached_until_shortly_before_it_expires(fresh_cloud) -> None:
+    clock = Clock()
+    identity = identity_for(fresh_cloud, clock=clock)
+    async with signed_in(identity, fresh_cloud.issue_user_jwt(unique("cached"), exp=int(clock()) + 86400)):
+        first = await identity.oauth2_token(provider=provider(fresh_cloud), scopes=SCOPES, purpose=PURPOSE,
+                                            flow="M2M")
+        same = await asyncio.gather(*(identity.oauth2_token(provider=provider(fresh_cloud),
+                                                            scopes=list(reversed(SCOPES)), purpose=PURPOSE,
+                                                            flow="M2M") for _ in range(10)))
+        assert set(same) == {first}
+        assert (await calls(fresh_cloud))["GetResourceOAuth2Token"] == 1
+        lifetime = fresh_cloud.dingtalk_tokens.get(first).expires_at - clock._time()
+        clock.offset = lifetime - 61  # the margin is 60 s: still served from the cache
+        assert await identity.oauth2_token(provider=provider(fresh_cloud), scopes=SCOPES, purpose=PURPOSE,
+                                           flow="M2M") == first
+        assert (await calls(fresh_cloud))["GetResourceOAuth2Token"] == 1
+        clock.offset = lifetime - 59
+        await identity.oauth2_token(provider=provider(fresh_cloud), scopes=SCOPES, purpose=PURPOSE, flow="M2M")
+        assert (await calls(fresh_cloud))["GetResourceOAuth2Token"] == 2
+    await identity.aclose()
+
+
+async def test_oauth2_token_cache_is_per_user_and_flow_and_forcing_skips_it(fresh_cloud) -> None:
+    identity = identity_for(fresh_cloud)
+    tokens = {}
+    for user in ("alice", "bob"):
+        async with signed_in(identity, fresh_cloud.issue_user_jwt(unique(user))):
+            tokens[user] = await identity.oauth2_token(provider=provider(fresh_cloud), scopes=SCOPES,
+                                                       purpose=PURPOSE, flow="M2M")
+            assert await identity.oauth2_token(provider=provider(fresh_cloud), scopes=SCOPES, purpose=PURPOSE,
+                                               flow="M2M") == tokens[user]
+    assert (await calls(fresh_cloud))["GetResourceOAuth2Token"] == 2  # one per user: never shared across users
+    carol = fresh_cloud.issue_user_jwt(unique("carol"))
+    async with signed_in(identity, carol, wait=False):
+        with pytest.raises(AuthorizationPending):  # the user's own token needs consent: nothing cached
+            await identity.oauth2_token(provider=provider(fresh_cloud), scopes=SCOPES, purpose=PURPOSE)
+        m2m = await identity.oauth2_token(provider=provider(fresh_cloud), scopes=SCOPES, purpose=PURPOSE,
+                                          flow="M2M")
+        assert m2m == tokens["alice"]  # the emulator's M2M token belongs to the workload, not the user
+        forced = await identity.oauth2_token(provider=provider(fresh_cloud), scopes=SCOPES, purpose=PURPOSE,
+                                             flow="M2M", force_authentication=True)
+        assert await identity.oauth2_token(provider=provider(fresh_cloud), scopes=SCOPES, purpose=PURPOSE,
+                                           flow="M2M") == forced
+    await identity.aclose()
+    assert (await calls(fresh_cloud))["GetResourceOAuth2Token"] == 2 + 1 + 1 + 1
+
+
+async def test_signing_credentials_are_the_ones_sts_credential_returns(fresh_cloud) -> None:
+    identity = identity_for(fresh_cloud)
+    async with signed_in(identity, fresh_cloud.issue_user_jwt(unique("shared"))):
+        await identity.oauth2_token(provider=provider(fresh_cloud), scopes=SCOPES, purpose=PURPOSE, flow="M2M")
+        unscoped = await identity.sts_credential()
+        scoped = await identity.sts_credential(policy=POLICY)
+    await identity.aclose()
+    assert scoped.access_key_id != unscoped.access_key_id
+    # One AssumeRole signed GetResourceOAuth2Token and is reused by sts_credential(); the scoped one is its own.
+    assert (await calls(fresh_cloud))["AssumeRoleForWorkloadIdentity"] == 2
 
 
 @pytest.mark.parametrize("fault, expected", [

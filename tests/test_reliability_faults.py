@@ -128,8 +128,6 @@ async def test_identity_fault_gives_a_clear_message_then_recovers(cloud, fresh_c
     assert recovered.done and "assumed-role" in recovered.text, recovered.text
 
 
-@pytest.mark.xfail(strict=True, reason="known bug: identity/ keeps serving cached STS credentials that the service "
-                   "rejects as InvalidSecurityToken.Expired; tools/aliyun.py does not drop them and retry once")
 async def test_sts_credentials_expiring_mid_session_are_replaced(cloud, fresh_cloud, server, client):
     base_url, _ = server
     jwt = new_user(cloud, "sts-expiry")

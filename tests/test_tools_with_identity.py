@@ -100,6 +100,22 @@ async def test_caller_identity_uses_sts_scoped_to_the_tool_s_actions(fresh_cloud
         assert record.secret not in answer and record.details["security_token"] not in answer
 
 
+async def test_sts_credentials_refused_before_their_expiry_are_replaced_once(fresh_cloud, make_session):
+    session = await make_session("cyd")
+    assert "assumed-role" in await session.call("get_alibaba_cloud_caller_identity")
+    async with httpx.AsyncClient() as http:  # STS credentials and workload tokens expire early, at the service
+        (await http.post(f"{fresh_cloud.url('agent_identity')}/emulator/expire-tokens")).raise_for_status()
+    fresh_cloud.reset()
+    answer = await session.call("get_alibaba_cloud_caller_identity")
+    assert "assumed-role" in answer, answer
+    async with httpx.AsyncClient() as http:
+        sts_calls = (await http.get(f"{fresh_cloud.url('sts')}/emulator/calls")).json()
+        identity_calls = (await http.get(f"{fresh_cloud.url('agent_identity')}/emulator/calls")).json()
+    assert sum(sts_calls.values()) == 2  # refused once, then answered with the fresh credentials
+    # The cached workload token is refused too: exchanged again, then one AssumeRole for the scoped policy.
+    assert identity_calls == {"AssumeRoleForWorkloadIdentity": 2, "GetWorkloadAccessTokenForJWT": 1}
+
+
 def test_session_policy_allows_only_the_declared_actions():
     policy = json.loads(session_policy(["sts:GetCallerIdentity", "oss:GetObject", "sts:GetCallerIdentity"]))
     assert policy == {"Version": "1", "Statement": [

@@ -23,6 +23,7 @@ from langchain_core.tools import BaseTool, StructuredTool
 from pydantic import BaseModel
 
 from identity.errors import IdentityError
+from identity.sdk_errors import credential_rejected
 from tools.settings import ToolSettings
 from tools.validation import describe_validation_error
 
@@ -115,8 +116,7 @@ def _as_langchain_tool(spec: AliyunToolSpec, identity: AgentIdentity, settings: 
 
     async def run(**arguments: Any) -> str:
         try:
-            credential = await identity.sts_credential(policy=policy)
-            return await spec.function(CloudSession(credential, settings), **arguments)
+            return await _call_with_fresh_credentials_once(spec, identity, settings, policy, arguments)
         except IdentityError as error:
             return error.safe_message
         except AlibabaCloudException as error:
@@ -134,6 +134,22 @@ def _as_langchain_tool(spec: AliyunToolSpec, identity: AgentIdentity, settings: 
         args_schema=spec.args_schema,
         handle_validation_error=describe_validation_error,
     )
+
+
+async def _call_with_fresh_credentials_once(spec: AliyunToolSpec, identity: AgentIdentity, settings: ToolSettings,
+                                            policy: str | None, arguments: dict[str, Any]) -> str:
+    """Run the tool; if the service refuses the cached STS credentials (expired or revoked early), run it once
+    more with fresh ones. A refused credential means the action itself never ran, so repeating it is safe."""
+    credential = await identity.sts_credential(policy=policy)
+    try:
+        return await spec.function(CloudSession(credential, settings), **arguments)
+    except AlibabaCloudException as error:
+        if not credential_rejected(error.code):
+            raise
+        log.info("%s: Alibaba Cloud refused the STS credentials (%s); retrying once with fresh ones",
+                 spec.name, error.code)
+    credential = await identity.sts_credential(policy=policy, rejected=credential)
+    return await spec.function(CloudSession(credential, settings), **arguments)
 
 
 def _describe_failure(error: AlibabaCloudException) -> str:
