@@ -5,6 +5,12 @@
 
 The server runs on its own event loop, so a test's loop and the server's never block each other; leaving
 the block shuts the server down (lifespan shutdown included) and joins the thread.
+
+It listens as `python app.py` does where that matters under load: idle keep-alive connections are kept 75 s,
+far longer than any client keeps them (httpx: 5 s). With uvicorn's default of 5 s the server and an httpx
+client expire the same idle connection at the same moment, and a request sent on it just as the server closes
+it fails with `ReadError` (connection reset) before any response. The accept backlog fits hundreds of clients
+connecting at once.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 import uvicorn
+
+KEEP_ALIVE_SECONDS = 75  # as app.main serves in production: longer than clients keep idle connections
 
 
 @contextmanager
@@ -32,10 +40,10 @@ def serve_app(env: Mapping[str, str], *, app_state: dict | None = None, port: in
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
-    sock.listen(128)
+    sock.listen(2048)
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
-                                          timeout_graceful_shutdown=5))
+                                          timeout_keep_alive=KEEP_ALIVE_SECONDS, timeout_graceful_shutdown=5))
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     loop = asyncio.new_event_loop()
     if app_state is not None:
