@@ -77,6 +77,8 @@ async def collect(items: AsyncIterator[RunItem], writer: CompletionWriter, outco
     from identity.errors import AuthorizationPending
 
     text: list[str] = []
+    # Authorization notices, shown before the answer unless the model's answer already quotes the link.
+    notices: list[tuple[str, str]] = []
     finish_reason = "stop"
     try:
         async for item in items:
@@ -87,17 +89,19 @@ async def collect(items: AsyncIterator[RunItem], writer: CompletionWriter, outco
             elif not isinstance(item, KeepAlive) and (rendered := render(item)) is not None:
                 outcome.events.append(rendered.agent_event)
                 if rendered.agent_event["type"].startswith("authorization"):
-                    text.append(rendered.text)
+                    notices.append((rendered.agent_event.get("url") or "", rendered.text))
     except AuthorizationPending as pending:
         # Nothing to stream the link to while waiting: answer with the link; the user asks again afterwards.
         if not any(e["type"] == "authorization_required" for e in outcome.events):
             outcome.events.append({"type": "authorization_required", "url": pending.url,
                                    "purpose": pending.purpose, "provider": None})
-            text.append(f"Please click the link to authorize {pending.purpose}: {pending.url} \n\n")
+            notices.append((pending.url, f"Please click the link to authorize {pending.purpose}: {pending.url} \n\n"))
     except Exception as exc:
         error: ApiError = classify(exc)
         outcome.error_code = error.code
         raise error from None
     finally:
         await items.aclose()
-    return writer.completion("".join(text), finish_reason, outcome.usage, outcome.events)
+    answer = "".join(text)
+    shown = "".join(notice for url, notice in notices if not (url and url in answer))
+    return writer.completion(shown + answer, finish_reason, outcome.usage, outcome.events)

@@ -144,6 +144,7 @@ async def test_non_stream_answer_carries_the_link_and_reuses_it(product, user_na
     first = await user.chat(prompt)
     assert LINK_TEXT in first.text and "ask again" in first.text
     link = first.text.split(LINK_TEXT, 1)[1].split()[0]
+    assert first.text.count(link) == 1  # shown once, though both the event and the model's answer carry it
     # The machine-readable request too, once, naming the same link as the text.
     assert [e for e in first.events if e["type"].startswith("authorization")] == [
         {"type": "authorization_required", "url": link, "purpose": "Write to DingTalk document",
