@@ -12,7 +12,8 @@ import asyncio
 import socket
 import threading
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -237,3 +238,15 @@ async def _as_coro(fn: Callable[[], Any]) -> Any:
     if asyncio.iscoroutine(result):
         result = await result
     return result
+
+
+@contextmanager
+def serving(name: str, app: Starlette) -> Iterator[str]:
+    """Serve one app on a free port for the length of a `with` block (tests); yields its base URL."""
+    group = ServerGroup()
+    url = group.add(name, app)
+    group.start()
+    try:
+        yield url
+    finally:
+        group.stop()

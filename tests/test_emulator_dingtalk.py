@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 
-from emulators._server import ServerGroup
+from emulators._server import serving
 from emulators.dingtalk import MAX_CONTENT_CHARS, DingTalkEmulator
 from emulators.registry import CredentialRegistry
 
@@ -18,14 +18,9 @@ Tokens = CredentialRegistry
 
 @pytest.fixture(scope="module")
 def dingtalk() -> Iterator[tuple[DingTalkEmulator, str]]:
-    group = ServerGroup()
     emulator = DingTalkEmulator(CredentialRegistry("dt-"))
-    url = group.add("dingtalk", emulator.app)
-    group.start()
-    try:
+    with serving("dingtalk", emulator.app) as url:
         yield emulator, url
-    finally:
-        group.stop()
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, Too
 from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
 
-from emulators._server import ServerGroup
+from emulators._server import serving
 from emulators.model import ModelEmulator
 
 API_KEY = "sk-emulator-test"
@@ -43,14 +43,9 @@ OPENAI_TOOLS = [{"type": "function",
 
 @pytest.fixture(scope="module")
 def model() -> Iterator[Running]:
-    group = ServerGroup()
     emulator = ModelEmulator(API_KEY)
-    url = group.add("model", emulator.app)
-    group.start()
-    try:
+    with serving("model", emulator.app) as url:
         yield emulator, url
-    finally:
-        group.stop()
 
 
 @pytest.fixture

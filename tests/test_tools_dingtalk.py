@@ -6,7 +6,7 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from emulators._server import ServerGroup
+from emulators._server import serving
 from emulators.dingtalk import DingTalkEmulator
 from emulators.registry import CredentialRegistry
 from tools.dingtalk import (MAX_CONTENT_CHARS, DingTalkClient, DingTalkError, WriteDocumentArgs,
@@ -19,11 +19,8 @@ def dingtalk():
     """The DingTalk emulator on a free port, with its token registry (what Agent Identity would issue into)."""
     tokens = CredentialRegistry("dt-")
     emulator = DingTalkEmulator(tokens)
-    group = ServerGroup()
-    url = group.add("dingtalk", emulator.app)
-    group.start()
-    yield url, tokens
-    group.stop()
+    with serving("dingtalk", emulator.app) as url:
+        yield url, tokens
 
 
 @pytest.fixture
