@@ -7,6 +7,7 @@ side in one run and reported as ratios.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import math
@@ -227,3 +228,18 @@ class Report:
 
 def ratio(ours: float, theirs: float) -> float:
     return ours / theirs if theirs else math.inf
+
+
+def read_worker_arguments(description: str) -> tuple[dict[str, Any], list[str], int]:
+    """The command line shared by the benchmark-2 worker processes: the emulators' ready-file, a JSON list of
+    user JWTs (one per simulated user) and the requests per user."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--info", required=True, help="the emulators' ready-file (JSON)")
+    parser.add_argument("--tokens", required=True, help="a JSON file with one user JWT per simulated user")
+    parser.add_argument("--requests-per-user", type=int, default=1)
+    args = parser.parse_args()
+    with open(args.info) as f:
+        info = json.load(f)
+    with open(args.tokens) as f:
+        tokens = json.load(f)
+    return info, tokens, args.requests_per_user

@@ -21,7 +21,6 @@ into the working directory on every call.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
@@ -129,20 +128,14 @@ async def run(info: dict[str, Any], user_tokens: list[str], requests_per_user: i
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--info", required=True, help="the emulators' ready-file (JSON)")
-    parser.add_argument("--tokens", required=True, help="a JSON file with one user JWT per simulated user")
-    parser.add_argument("--requests-per-user", type=int, default=1)
-    args = parser.parse_args()
-    with open(args.info) as f:
-        info = json.load(f)
-    with open(args.tokens) as f:
-        tokens = json.load(f)
+    from bench._harness import read_worker_arguments
+
+    info, tokens, requests_per_user = read_worker_arguments(__doc__.splitlines()[0])
     _prepare_environment(info)
     _point_sdk_at(info["agent_identity_url"])
     with tempfile.TemporaryDirectory(prefix="naive-sdk-") as workdir:
         os.chdir(workdir)  # the SDK writes .config.json into the working directory
-        outcome = asyncio.run(run(info, tokens, args.requests_per_user))
+        outcome = asyncio.run(run(info, tokens, requests_per_user))
     print("RESULT " + json.dumps(outcome), flush=True)
 
 

@@ -7,7 +7,6 @@ JWT, bind the request context (as app.py does), then invoke the agent's own `wri
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
@@ -52,16 +51,10 @@ async def run(info: dict[str, Any], user_tokens: list[str], requests_per_user: i
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--info", required=True, help="the emulators' ready-file (JSON)")
-    parser.add_argument("--tokens", required=True, help="a JSON file with one user JWT per simulated user")
-    parser.add_argument("--requests-per-user", type=int, default=1)
-    args = parser.parse_args()
-    with open(args.info) as f:
-        info = json.load(f)
-    with open(args.tokens) as f:
-        tokens = json.load(f)
-    outcome = asyncio.run(run(info, tokens, args.requests_per_user))
+    from bench._harness import read_worker_arguments
+
+    info, tokens, requests_per_user = read_worker_arguments(__doc__.splitlines()[0])
+    outcome = asyncio.run(run(info, tokens, requests_per_user))
     print("RESULT " + json.dumps(outcome), flush=True)
 
 
