@@ -16,9 +16,13 @@ import re
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from config import ConfigError
 
 from identity.cache import ExpiringLru
 from identity.context import Caller
@@ -138,7 +142,15 @@ def _html(status: int, body: str) -> HTMLResponse:
     return HTMLResponse(body, status_code=status, headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
 
 
-def standalone_callback_app(identity: AgentIdentity, user_jwt: str) -> FastAPI:
+def standalone_address(settings: IdentitySettings) -> tuple[int, str]:
+    """(port, path) the standalone callback serves, read from `${APP_REDIRECT_URI}/callback`: the provider
+    sends the browser exactly there, so the helper must listen on that URL's port and path (8090 when the
+    URL names no port, as the documented `http://localhost:8090`)."""
+    url = urlsplit(settings.callback_url)
+    return url.port or STANDALONE_PORT, url.path
+
+
+def standalone_callback_app(identity: AgentIdentity, user_jwt: str, *, path: str = "/callback") -> FastAPI:
     """The callback alone, for `python app.py callback` when the agent runs where the browser cannot reach."""
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -146,20 +158,42 @@ def standalone_callback_app(identity: AgentIdentity, user_jwt: str) -> FastAPI:
         await identity.aclose()
 
     app = FastAPI(title="Authorization callback", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
-    app.include_router(callback_router(identity, standalone_user_jwt=user_jwt), prefix="/callback")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, error: StarletteHTTPException) -> Response:
+        """Unknown paths and methods in the OpenAI error shape, as the agent's own routes answer them."""
+        code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
+        return JSONResponse({"error": {"message": str(error.detail), "type": "invalid_request_error", "code": code}},
+                            status_code=error.status_code, headers=error.headers)
+
+    app.include_router(callback_router(identity, standalone_user_jwt=user_jwt), prefix=path.rstrip("/"))
     return app
 
 
-def run_standalone_callback(env: Mapping[str, str], user_jwt: str | None = None, *, port: int = STANDALONE_PORT,
+def run_standalone_callback(env: Mapping[str, str], user_jwt: str | None = None, *, port: int | None = None,
                             host: str = "127.0.0.1") -> None:
-    """Serve the callback on http://host:port/callback until interrupted. The user's JWT comes from the
-    argument or CALLBACK_USER_JWT; it must be the JWT the agent was called with (CompleteResourceTokenAuth
-    accepts only that original token)."""
+    """Serve the callback at `${APP_REDIRECT_URI}/callback` (its port and path, on `host`) until interrupted.
+
+    The user's JWT comes from the argument or CALLBACK_USER_JWT; it must be the JWT the agent was called
+    with (CompleteResourceTokenAuth accepts only that original token). Every configuration problem is
+    reported at once, as the agent's own start-up does.
+    """
     import uvicorn
 
+    problems: list[str] = []
     token = user_jwt or (env.get("CALLBACK_USER_JWT") or "").strip()
     if not token:
-        from config import ConfigError
-        raise ConfigError(["CALLBACK_USER_JWT is required for the standalone callback (the user's JWT)"])
-    identity = AgentIdentity(IdentitySettings.from_env(env))
-    uvicorn.run(standalone_callback_app(identity, token), host=host, port=port, log_level="info")
+        problems.append("CALLBACK_USER_JWT is required for the standalone callback (the JWT of the user it "
+                        "completes authorizations for)")
+    try:
+        settings = IdentitySettings.from_env(env)
+    except ConfigError as error:
+        problems += error.problems
+    if problems:
+        raise ConfigError(problems)
+    listen_port, path = standalone_address(settings)
+    identity = AgentIdentity(settings)
+    log.info("Authorization callback on http://%s:%d%s", host, port or listen_port, path)
+    # No access log: its lines would carry the callback's query (session_uri, state).
+    uvicorn.run(standalone_callback_app(identity, token, path=path), host=host, port=port or listen_port,
+                log_level="info", access_log=False)
