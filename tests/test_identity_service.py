@@ -8,7 +8,7 @@ import logging
 import httpx
 import pytest
 
-from identity.context import AuthorizationCompleted, AuthorizationRequired
+from identity.context import AuthorizationCompleted, AuthorizationRequired, current_request_context
 from identity.errors import (AuthorizationDeclined, AuthorizationPending, AuthorizationTimedOut, IdentityThrottled,
                              IdentityUnavailable, InvalidCallerToken, ProviderMisconfigured)
 from tests.test_identity_support import answer_consent, calls, identity_for, set_faults, signed_in, unique
@@ -40,6 +40,24 @@ async def test_workload_token_is_fetched_once_then_cached(fresh_cloud) -> None:
     await identity.aclose()
     assert first == second and first.startswith("wat-")
     assert (await calls(fresh_cloud))["GetWorkloadAccessTokenForJWT"] == 1
+
+
+async def test_workload_token_is_exchanged_again_shortly_before_the_user_jwt_expires(fresh_cloud) -> None:
+    from identity.service import USER_TOKEN_MARGIN_SECONDS
+
+    clock = Clock()
+    identity = identity_for(fresh_cloud, clock=clock)
+    jwt = fresh_cloud.issue_user_jwt(unique("wat-expiry"))
+    async with signed_in(identity, jwt):
+        exp = current_request_context().caller.claims["exp"]
+        first = await identity.workload_access_token()
+        clock.offset = exp - USER_TOKEN_MARGIN_SECONDS - clock._time() - 1  # just inside the JWT's lifetime
+        assert await identity.workload_access_token() == first
+        clock.offset += 2  # within the margin: the cached token must not outlive the user's JWT
+        second = await identity.workload_access_token()
+    await identity.aclose()
+    assert second != first
+    assert (await calls(fresh_cloud))["GetWorkloadAccessTokenForJWT"] == 2
 
 
 async def test_twenty_concurrent_requests_share_one_call(fresh_cloud) -> None:
