@@ -1,12 +1,14 @@
-"""Assembles the agent: model + tools + system prompt, with per-request model settings.
+"""Assembles the agent: model + tools + system prompt, for one set of per-request model settings.
 
-The compiled agent is shared by all requests; what differs per request (model name, temperature, max tokens)
-travels in LangGraph's runtime context (`RunOptions`), never in globals.
+What differs per request (model name, temperature, max tokens) is set on the agent's own copy of the chat
+model, so the agent needs no per-call middleware: a model-call middleware costs every call a LangSmith
+`traceable` wrapper that hops to a worker thread twice, tracing on or off. Agents are compiled once per
+distinct `RunOptions` (`AgentRunner` keeps a few) and shared by the requests that use them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -20,31 +22,22 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class RunOptions:
-    """The request's model settings; None means the model's default."""
+    """The request's model settings; None means the model's default. Hashable: agents are cached by it."""
 
     model: str | None = None
     temperature: float | None = None
     max_tokens: int | None = None
 
-    def model_settings(self) -> dict[str, Any]:
-        settings = {"model": self.model, "temperature": self.temperature, "max_tokens": self.max_tokens}
-        return {k: v for k, v in settings.items() if v is not None}
+    def model_fields(self) -> dict[str, Any]:
+        """The settings as `ChatOpenAI` field names, the unset ones left out."""
+        fields = {"model_name": self.model, "temperature": self.temperature, "max_tokens": self.max_tokens}
+        return {k: v for k, v in fields.items() if v is not None}
 
 
-def build_agent(model: BaseChatModel, tools: Sequence[BaseTool]) -> CompiledStateGraph:
+def build_agent(model: BaseChatModel, tools: Sequence[BaseTool], options: RunOptions) -> CompiledStateGraph:
     from langchain.agents import create_agent
-    from langchain.agents.middleware import AgentMiddleware, ModelRequest, ModelResponse
 
-    class RequestModelSettings(AgentMiddleware):
-        """Applies the request's `RunOptions` to every model call of the run."""
-
-        async def awrap_model_call(self, request: ModelRequest,
-                                   handler: Callable[[ModelRequest], Awaitable[ModelResponse]]) -> Any:
-            options = request.runtime.context if request.runtime else None
-            if isinstance(options, RunOptions) and options.model_settings():
-                request = request.override(model_settings={**request.model_settings,
-                                                           **options.model_settings()})
-            return await handler(request)
-
-    return create_agent(model, list(tools), system_prompt=SYSTEM_PROMPT, middleware=[RequestModelSettings()],
-                        context_schema=RunOptions)
+    if fields := options.model_fields():
+        # A shallow copy: it shares the model's HTTP clients, only the request defaults differ.
+        model = model.model_copy(update=fields)
+    return create_agent(model, list(tools), system_prompt=SYSTEM_PROMPT)

@@ -1,15 +1,17 @@
 """Runs the agent for one request and yields what the client should see, in order.
 
-Two sources feed one queue: the LangGraph stream (model tokens, tool starts and ends, usage) and the
-request's event sink (authorization requests emitted by identity/ through `RequestContext.emit`). The
-consumer drains the queue, yielding `KEEPALIVE` whenever nothing arrived for a while so proxies keep the
-connection open. Closing or cancelling the consumer (client gone) cancels the run: no task outlives it.
+Three sources feed one queue: the model's text tokens (`agent.tokens`, as they are parsed), the LangGraph
+stream (tool starts and ends, usage, finish reason) and the request's event sink (authorization requests
+emitted by identity/ through `RequestContext.emit`). The consumer drains the queue, yielding `KEEPALIVE`
+whenever nothing arrived for a while so proxies keep the connection open. Closing or cancelling the
+consumer (client gone) cancels the run: no task outlives it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -58,18 +60,28 @@ class _Failed:
 _END = object()
 
 
+# Compiled agents kept, one per distinct model settings; building another takes about a millisecond.
+AGENT_CACHE_SIZE = 32
+
+
 class AgentRunner:
-    """The process-wide agent; builds it on first use (the model endpoint may need a lookup first)."""
+    """The process-wide agents; each built on first use (the model endpoint may need a lookup first)."""
 
     def __init__(self, provider: ModelProvider, tools: Sequence[BaseTool]) -> None:
         self.provider = provider
         self.tools = list(tools)
-        self._agent: Any = None
+        self._agents: OrderedDict[RunOptions, Any] = OrderedDict()  # least recently used first
 
-    async def agent(self) -> Any:
-        if self._agent is None:
-            self._agent = build_agent(await self.provider.chat_model(), self.tools)
-        return self._agent
+    async def agent(self, options: RunOptions) -> Any:
+        agent = self._agents.get(options)
+        if agent is None:
+            agent = build_agent(await self.provider.chat_model(), self.tools, options)
+            self._agents[options] = agent
+            if len(self._agents) > AGENT_CACHE_SIZE:
+                self._agents.popitem(last=False)
+        else:
+            self._agents.move_to_end(options)
+        return agent
 
     async def run(self, messages: list[BaseMessage], options: RunOptions, scope: RequestScope,
                   keepalive_seconds: float | None = None) -> AsyncIterator[RunItem]:
@@ -79,7 +91,8 @@ class AgentRunner:
         try:
             while True:
                 try:
-                    item = await asyncio.wait_for(queue.get(), keepalive_seconds)
+                    async with asyncio.timeout(keepalive_seconds):  # no task per item, unlike wait_for
+                        item = await queue.get()
                 except TimeoutError:
                     yield KEEPALIVE
                     continue
@@ -95,14 +108,16 @@ class AgentRunner:
 
     async def _produce(self, queue: asyncio.Queue[object], messages: list[BaseMessage], options: RunOptions,
                        scope: RequestScope) -> None:
+        from agent.tokens import ModelTokens
+
         tracker = _RunTracker()
+        tokens = ModelTokens(lambda text: queue.put_nowait(TextDelta(text)))
         try:
-            agent = await self.agent()
+            agent = await self.agent(options)
             with scope(queue.put):
-                stream = agent.astream({"messages": messages}, context=options,
-                                       stream_mode=["messages", "updates"])
-                async for mode, data in stream:
-                    for item in tracker.translate(mode, data):
+                stream = agent.astream({"messages": messages}, {"callbacks": [tokens]}, stream_mode="updates")
+                async for update in stream:
+                    for item in tracker.translate(update):
                         queue.put_nowait(item)
             queue.put_nowait(Finished(tracker.finish_reason, tracker.usage))
         except asyncio.CancelledError:
@@ -114,27 +129,14 @@ class AgentRunner:
 
 
 class _RunTracker:
-    """Turns LangGraph stream parts into run items; remembers usage and the last finish reason."""
+    """Turns LangGraph node updates into run items; remembers usage and the last finish reason."""
 
     def __init__(self) -> None:
         self.usage: Usage | None = None
         self.finish_reason = "stop"
 
-    def translate(self, mode: str, data: Any) -> list[object]:
-        if mode == "messages":
-            return self._token(*data)
-        if mode == "updates":
-            return [item for node, update in data.items() for item in self._update(node, update)]
-        return []
-
-    def _token(self, message: Any, metadata: dict[str, Any]) -> list[object]:
-        from langchain_core.messages import AIMessageChunk
-
-        # Only the model's own text: tool-call chunks are the agent's business, never the client's.
-        if metadata.get("langgraph_node") != "model" or not isinstance(message, AIMessageChunk):
-            return []
-        text = message.text
-        return [TextDelta(text)] if text else []
+    def translate(self, updates: dict[str, Any]) -> list[object]:
+        return [item for node, update in updates.items() for item in self._update(node, update)]
 
     def _update(self, node: str, update: Any) -> list[object]:
         messages = [m for part in _as_list(update) if isinstance(part, dict) for m in part.get("messages", ())]
