@@ -187,8 +187,8 @@ def _safe_id(value: str | None) -> str | None:
 # --- errors ---------------------------------------------------------------------------------------------
 
 
-def error_response(error: Any) -> JSONResponse:
-    return JSONResponse(error.body(), status_code=error.status)
+def error_response(error: Any, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(error.body(), status_code=error.status, headers=headers)
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -209,7 +209,8 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, error: StarletteHTTPException) -> Response:
         code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code)
-        return error_response(ApiError(error.status_code, str(error.detail), "invalid_request_error", code))
+        api = ApiError(error.status_code, str(error.detail), "invalid_request_error", code)
+        return error_response(api, headers=error.headers)  # e.g. 405's Allow
 
 
 
@@ -307,6 +308,8 @@ def create_app(env: Mapping[str, str] | None = None) -> FastAPI:
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
+    app.add_api_route("/health", health, methods=["HEAD"], include_in_schema=False)  # probes use HEAD too
+
     @app.get("/openai/v1/models")
     async def models() -> dict[str, Any]:
         return {"object": "list", "data": [{"id": name, "object": "model", "created": 0, "owned_by": "agentrun"}
@@ -391,7 +394,7 @@ def main(argv: list[str]) -> int:
             return 2
         return 0
     try:
-        settings = ServerSettings.from_env(env)
+        settings = Settings.from_env(env).server  # every package's settings, so one message names every problem
         _configure_logging(settings.log_level)
         app = create_app(env)
     except ConfigError as error:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 if TYPE_CHECKING:
     from langchain_core.messages import BaseMessage
@@ -68,8 +68,10 @@ class StreamOptions(_Lenient):
 class ChatCompletionRequest(_Lenient):
     messages: list[ChatMessage] = Field(min_length=1)
     model: str | None = None
-    stream: bool = False
+    stream: StrictBool = False
     stream_options: StreamOptions | None = None
+    # One choice per request: the agent acts (writes documents), so n > 1 would act n times.
+    n: Literal[1] | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)

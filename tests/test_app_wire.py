@@ -139,6 +139,8 @@ def test_invalid_json_is_400(server, auth):
     ({"messages": [{"role": "user", "content": [{"type": "text"}]}]}, "messages.0.content.0.text"),
     ({"messages": [{"role": "user", "content": "hi"}], "temperature": 7}, "temperature"),
     ({"messages": [{"role": "user", "content": "hi"}], "stream": "yes please"}, "stream"),
+    ({"messages": [{"role": "user", "content": "hi"}], "stream": "yes"}, "stream"),  # no lax "yes" -> True
+    ({"messages": [{"role": "user", "content": "hi"}], "n": 2}, "n"),  # one answer: the agent acts once
     ([1, 2], None),
 ])
 def test_schema_errors_name_the_field(server, auth, body, param):
@@ -172,12 +174,14 @@ def test_unknown_route_and_method_use_the_openai_shape(server):
     missing = httpx.get(f"{server}/openai/v1/nothing")
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
     wrong = httpx.get(f"{server}{CHAT}")
-    assert wrong.status_code == 405 and "error" in wrong.json()
+    assert wrong.status_code == 405 and wrong.json()["error"]["code"] == "method_not_allowed"
+    assert wrong.headers["allow"] == "POST"
 
 
 def test_health(server):
     response = httpx.get(f"{server}/health")
     assert response.status_code == 200 and response.json() == {"status": "ok"}
+    assert httpx.head(f"{server}/health").status_code == 200  # load balancers probe with HEAD too
 
 
 def test_openapi_describes_the_chat_body(server):
