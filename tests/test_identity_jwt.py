@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from emulators._server import ServerGroup
 from identity.errors import InvalidCallerToken
-from identity.jwt_verifier import JwksKeys, JwtVerifier
+from identity.jwt_verifier import JwksKeys, JwtVerifier, VerifiedClaims
 from identity.settings import IdentitySettings
 
 ISSUER = "https://idp.test"
@@ -193,4 +193,75 @@ async def test_without_jwks_a_well_formed_jwt_passes_and_a_warning_is_logged_onc
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "INBOUND_JWKS_URL" in r.getMessage()]
     assert len(warnings) == 1
     assert other not in caplog.text
+    await verifier.aclose()
+
+
+class FakeClock:
+    """Wall-clock seconds a test moves by hand (the verified-claims cache compares them with `exp`)."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def signature_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Counts pyjwt's full decodes (signature + claims), passing each through to the real one."""
+    calls: list[str] = []
+    real_decode = jwt.decode
+
+    def counting_decode(token: str, *args, **kwargs):
+        calls.append(token)
+        return real_decode(token, *args, **kwargs)
+
+    monkeypatch.setattr(jwt, "decode", counting_decode)
+    return calls
+
+
+async def test_a_verified_token_is_not_verified_again_within_a_minute(
+        settings: IdentitySettings, signature_checks: list[str]) -> None:
+    clock = FakeClock()
+    verifier = JwtVerifier(settings, verified=VerifiedClaims(clock=clock))
+    token = sign(claims(email="a@example.com"))
+    first = await verifier.authenticate(f"Bearer {token}")
+    clock.now += 59
+    again = await verifier.authenticate(f"Bearer {token}")
+    assert len(signature_checks) == 1
+    assert (again.sub, again.claims, again.token) == (first.sub, first.claims, token)
+    clock.now += 2  # past verified + 60 s: checked again
+    await verifier.authenticate(f"Bearer {token}")
+    assert len(signature_checks) == 2
+    await verifier.aclose()
+
+
+async def test_a_token_expiring_within_the_minute_is_cached_only_until_its_exp(
+        settings: IdentitySettings, signature_checks: list[str]) -> None:
+    clock = FakeClock()
+    verifier = JwtVerifier(settings, verified=VerifiedClaims(clock=clock))
+    token = sign(claims(exp=int(clock.now) + 20))
+    await verifier.authenticate(f"Bearer {token}")
+    clock.now += 21  # past exp: the cache answers no more (pyjwt then judges it by the real clock)
+    await verifier.authenticate(f"Bearer {token}")
+    assert len(signature_checks) == 2
+    await verifier.aclose()
+
+
+async def test_rejected_tokens_are_never_cached_and_the_cache_is_bounded(
+        settings: IdentitySettings, signature_checks: list[str]) -> None:
+    cache = VerifiedClaims(max_entries=2)
+    verifier = JwtVerifier(settings, verified=cache)
+    for _ in range(2):
+        with pytest.raises(InvalidCallerToken):
+            await verifier.authenticate(ATTACKS["bad signature"]())
+    assert len(cache) == 0
+    tokens = [sign(claims(sub=name)) for name in ("a", "b", "c")]
+    for token in tokens:
+        await verifier.authenticate(f"Bearer {token}")
+    assert len(cache) == 2
+    checks = len(signature_checks)
+    await verifier.authenticate(f"Bearer {tokens[2]}")  # still cached
+    await verifier.authenticate(f"Bearer {tokens[0]}")  # the least recently used one was dropped
+    assert len(signature_checks) == checks + 1
     await verifier.aclose()
