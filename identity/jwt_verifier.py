@@ -7,16 +7,15 @@ logged at debug level as an exception class name only (never the token or its cl
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
 import jwt
 
+from identity.cache import ExpiringLru, token_key
 from identity.context import Caller
 from identity.errors import IdentityUnavailable, InvalidCallerToken
 from identity.settings import IdentitySettings
@@ -107,38 +106,18 @@ class VerifiedClaims:
 
     def __init__(self, *, max_entries: int = VERIFIED_CACHE_SIZE, max_age_seconds: float = VERIFIED_CACHE_SECONDS,
                  clock: Callable[[], float] = time.time) -> None:
-        self._entries: OrderedDict[bytes, tuple[float, dict[str, Any]]] = OrderedDict()
-        self._max_entries = max_entries
+        self._entries: ExpiringLru[dict[str, Any]] = ExpiringLru(max_entries, clock)  # keyed by token hash
         self._max_age = max_age_seconds
         self._clock = clock  # wall clock: compared with the token's `exp`
 
-    @staticmethod
-    def _key(token: str) -> bytes:
-        return hashlib.sha256(token.encode()).digest()  # the token itself is never kept as a key
-
     def get(self, token: str) -> dict[str, Any] | None:
-        key = self._key(token)
-        entry = self._entries.get(key)
-        if entry is None:
-            return None
-        valid_until, claims = entry
-        if self._clock() >= valid_until:
-            del self._entries[key]
-            return None
-        self._entries.move_to_end(key)
-        return claims
+        return self._entries.get(token_key(token))
 
     def put(self, token: str, claims: dict[str, Any]) -> None:
         exp = claims.get("exp")
         now = self._clock()
         valid_until = min(float(exp), now + self._max_age) if isinstance(exp, (int, float)) else now
-        if valid_until <= now:
-            return
-        key = self._key(token)
-        self._entries[key] = (valid_until, claims)
-        self._entries.move_to_end(key)
-        while len(self._entries) > self._max_entries:
-            self._entries.popitem(last=False)
+        self._entries.put(token_key(token), claims, valid_until)  # already expired: not stored
 
     def __len__(self) -> int:
         return len(self._entries)
