@@ -134,7 +134,7 @@ def test_wrong_secret_is_a_signature_mismatch(fresh_cloud, acs_config):
 
 def test_unknown_access_key_is_refused(fresh_cloud, acs_config):
     config = acs_config("agent_identity")
-    config.access_key_id = "LTAIunknownunknown00"
+    config.access_key_id = "unknown-access-key-id"  # fake: no such key exists
     with pytest.raises(ClientException) as excinfo:
         DataClient(config).get_workload_access_token(
             ai.GetWorkloadAccessTokenRequest(workload_identity_name="local-agent"))
