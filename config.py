@@ -8,6 +8,7 @@ clear message instead of a traceback.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from urllib.parse import urlsplit
 
 
 class ConfigError(Exception):
@@ -82,3 +83,12 @@ class EnvReader:
         """Raise ConfigError naming every problem collected so far."""
         if self.problems:
             raise ConfigError(self.problems)
+
+
+def sdk_endpoint(value: str) -> tuple[str, str]:
+    """An endpoint setting as the Alibaba Cloud SDKs' `Config` wants it: (host[:port], protocol).
+
+    `host` and `https://host` mean HTTPS; `http://127.0.0.1:PORT` reaches a local emulator (the SDKs take the
+    scheme only through `protocol`, never inside `endpoint`)."""
+    parts = urlsplit(value.strip() if "://" in value else f"https://{value.strip()}")
+    return parts.netloc, parts.scheme

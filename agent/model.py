@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from agent.settings import AgentSettings
+from config import sdk_endpoint
 
 if TYPE_CHECKING:
     from langchain_openai import ChatOpenAI
@@ -83,24 +84,20 @@ class ModelProvider:
 async def fetch_model_service(settings: AgentSettings) -> ModelEndpoint:
     """Look up the model service's OpenAI-compatible URL and key with AgentRun `GetModelService`.
 
-    Signed with the default credentials chain (on AgentRun: the instance role's STS keys in the environment).
+    Signed with the instance's credential (on AgentRun: the instance role's STS keys in the environment).
     """
     from alibabacloud_agentrun20250910.client import Client
     from alibabacloud_tea_openapi.utils_models import Config
 
+    from identity.credentials import instance_credential_client
+
     name = settings.model_service_name
     assert name is not None
-    config = Config(region_id=settings.region_id, read_timeout=10_000, connect_timeout=5_000)
-    if settings.access_key_id and settings.access_key_secret:
-        config.access_key_id = settings.access_key_id
-        config.access_key_secret = settings.access_key_secret
-        config.security_token = settings.security_token or None
-    else:
-        from alibabacloud_credentials.client import Client as CredentialClient
-
-        config.credential = CredentialClient()
+    credential = instance_credential_client(settings.access_key_id, settings.access_key_secret,
+                                            settings.security_token)
+    config = Config(region_id=settings.region_id, read_timeout=10_000, connect_timeout=5_000, credential=credential)
     if settings.control_endpoint:
-        config.endpoint, config.protocol = _split_endpoint(settings.control_endpoint)
+        config.endpoint, config.protocol = sdk_endpoint(settings.control_endpoint)
     try:
         response = await Client(config).get_model_service_async(name)
     except Exception as exc:  # SDK errors carry request details; keep only the code
@@ -115,15 +112,6 @@ async def fetch_model_service(settings: AgentSettings) -> ModelEndpoint:
     if not api_key:
         raise ModelUnavailable(f"Model service {name!r} has no API key; set MODEL_API_KEY.")
     return ModelEndpoint(provider.base_url.rstrip("/"), api_key, tuple(provider.model_names or ()))
-
-
-def _split_endpoint(endpoint: str) -> tuple[str, str]:
-    """`http://127.0.0.1:8080` -> (`127.0.0.1:8080`, `http`); a bare host keeps HTTPS."""
-    for scheme in ("http", "https"):
-        prefix = f"{scheme}://"
-        if endpoint.startswith(prefix):
-            return endpoint[len(prefix):].rstrip("/"), scheme
-    return endpoint.rstrip("/"), "https"
 
 
 def build_chat_model(settings: AgentSettings, endpoint: ModelEndpoint, http_client: Any = None) -> ChatOpenAI:

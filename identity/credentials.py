@@ -13,18 +13,19 @@ from datetime import datetime, timezone
 from alibabacloud_credentials.client import Client as CredentialClient
 from alibabacloud_credentials.models import Config as CredentialConfig
 
-from identity.settings import IdentitySettings
 
-
-def instance_credential_client(settings: IdentitySettings) -> CredentialClient:
-    """Built once per process; makes no network call until a request is signed."""
-    if settings.access_key_id and settings.access_key_secret:
-        if settings.security_token:
-            return CredentialClient(CredentialConfig(type="sts", access_key_id=settings.access_key_id,
-                                                     access_key_secret=settings.access_key_secret,
-                                                     security_token=settings.security_token))
-        return CredentialClient(CredentialConfig(type="access_key", access_key_id=settings.access_key_id,
-                                                 access_key_secret=settings.access_key_secret))
+def instance_credential_client(access_key_id: str, access_key_secret: str, security_token: str = "") \
+        -> CredentialClient:
+    """The instance's own credential from the ALIBABA_CLOUD_* values of the settings' env mapping, or the
+    default chain when they are absent. Build it once per process; it makes no network call until a request
+    is signed."""
+    if access_key_id and access_key_secret:
+        if security_token:
+            return CredentialClient(CredentialConfig(type="sts", access_key_id=access_key_id,
+                                                     access_key_secret=access_key_secret,
+                                                     security_token=security_token))
+        return CredentialClient(CredentialConfig(type="access_key", access_key_id=access_key_id,
+                                                 access_key_secret=access_key_secret))
     return CredentialClient()
 
 

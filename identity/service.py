@@ -26,6 +26,7 @@ from alibabacloud_agentidentitydata20251127.models import (
 from alibabacloud_credentials.client import Client as CredentialClient
 from alibabacloud_tea_openapi import models as open_api_models
 
+from config import sdk_endpoint
 from identity.authorization import PendingAuthorization, PendingAuthorizations, PendingKey, pending_key
 from identity.cache import CachedFlights, ExpiringLru, token_key
 from identity.context import (AuthorizationCompleted, AuthorizationRequired, Caller, RequestContext,
@@ -78,7 +79,8 @@ class AgentIdentity:
         self._clock = clock
         self._verifier = JwtVerifier(settings)
         self._signer = StateSigner(settings.state_secret, clock)
-        self._instance_client = self._data_client(instance_credential_client(settings))
+        self._instance_client = self._data_client(instance_credential_client(
+            settings.access_key_id, settings.access_key_secret, settings.security_token))
         self._workload_tokens: CachedFlights[str] = CachedFlights(settings.cache_size, clock)
         self._sts: CachedFlights[StsCredential] = CachedFlights(settings.cache_size, clock)
         self._signing_clients: ExpiringLru[DataClient] = ExpiringLru(settings.cache_size, clock)
@@ -420,10 +422,7 @@ class AgentIdentity:
             raise translate(error, action) from None
 
     def _data_client(self, credential: CredentialClient) -> DataClient:
-        endpoint, protocol = self.settings.data_endpoint.rstrip("/"), "https"
-        for scheme in ("http", "https"):
-            if endpoint.startswith(f"{scheme}://"):
-                endpoint, protocol = endpoint[len(scheme) + 3:], scheme
+        endpoint, protocol = sdk_endpoint(self.settings.data_endpoint)
         timeout_ms = int(self.settings.request_timeout_seconds * 1000)
         return DataClient(open_api_models.Config(credential=credential, region_id=self.settings.region_id,
                                                  endpoint=endpoint, protocol=protocol,

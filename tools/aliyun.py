@@ -13,7 +13,6 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlsplit
 
 from alibabacloud_sts20150401.client import Client as StsClient
 from alibabacloud_tea_openapi.exceptions import AlibabaCloudException, ThrottlingException
@@ -22,6 +21,7 @@ from darabonba.exceptions import DaraException, UnretryableException
 from langchain_core.tools import BaseTool, StructuredTool
 from pydantic import BaseModel
 
+from config import sdk_endpoint
 from identity.errors import IdentityError
 from identity.sdk_errors import credential_rejected
 from tools.settings import ToolSettings
@@ -45,12 +45,12 @@ class CloudSession:
 
     def client(self, client_class: Callable[[OpenApiConfig], SdkClient], endpoint: str) -> SdkClient:
         """An SDK client for `endpoint` (`host`, `https://host` or `http://host:port` for local emulators)."""
-        parts = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
+        host, protocol = sdk_endpoint(endpoint)
         timeout_ms = int(self.settings.http_timeout_seconds * 1000)
         return client_class(OpenApiConfig(
             credential=self._credential.credential_client(),
-            endpoint=parts.netloc,
-            protocol=parts.scheme,
+            endpoint=host,
+            protocol=protocol,
             region_id=self.settings.region_id,
             read_timeout=timeout_ms,
             connect_timeout=min(timeout_ms, 5000),
