@@ -286,12 +286,13 @@ def create_app(env: Mapping[str, str] | None = None) -> FastAPI:
     settings = Settings.from_env(load_env() if env is None else env)
     identity = AgentIdentity(settings.identity)
     provider = ModelProvider(settings.agent)
-    runner = AgentRunner(provider, tools.build_tools(identity, settings.tools))
+    toolbox = tools.Toolbox(identity, settings.tools)
+    runner = AgentRunner(provider, toolbox.tools)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
         yield
-        await tools.aclose()
+        await toolbox.aclose()
         await provider.aclose()
         await identity.aclose()
 

@@ -28,7 +28,8 @@ async def run(info: dict[str, Any], user_tokens: list[str], requests_per_user: i
 
     env = info["env"]
     identity = AgentIdentity(IdentitySettings.from_env(env))
-    by_name = {tool.name: tool for tool in tools.build_tools(identity, ToolSettings.from_env(env))}
+    toolbox = tools.Toolbox(identity, ToolSettings.from_env(env))
+    by_name = {tool.name: tool for tool in toolbox.tools}
     write_tool, identity_tool = by_name[WRITE_TOOL], by_name[IDENTITY_TOOL]
 
     async def one_user_request(user: int, n: int) -> None:
@@ -45,7 +46,7 @@ async def run(info: dict[str, Any], user_tokens: list[str], requests_per_user: i
     try:
         result = await drive(len(user_tokens), one_user_request, requests_per_user=requests_per_user)
     finally:
-        await tools.aclose()
+        await toolbox.aclose()
         await identity.aclose()
     return {"latencies_s": result.latencies_s, "errors": result.errors, "wall_s": result.wall_s}
 

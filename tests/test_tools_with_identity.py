@@ -52,18 +52,21 @@ class Session:
 async def make_session(cloud) -> AsyncIterator:
     """Build a Session for a user; every identity and tool client made here is closed afterwards."""
     made: list[AgentIdentity] = []
+    toolboxes: list[tools.Toolbox] = []
 
     async def make(user: str, *, stream: bool = True, **env_overrides: str) -> Session:
         env = {**cloud.env, **env_overrides}
         identity = AgentIdentity(IdentitySettings.from_env(env))
         made.append(identity)
         caller = await identity.authenticate(f"Bearer {cloud.issue_user_jwt(user)}")
-        return Session(identity, tools.build_tools(identity, ToolSettings.from_env(env)), caller, stream=stream)
+        toolboxes.append(tools.Toolbox(identity, ToolSettings.from_env(env)))
+        return Session(identity, toolboxes[-1].tools, caller, stream=stream)
 
     yield make
     for identity in made:
         await identity.aclose()
-    await tools.aclose()
+    for toolbox in toolboxes:
+        await toolbox.aclose()
 
 
 async def answer_consent(url: str, decision: str) -> dict[str, str]:

@@ -67,8 +67,7 @@ class DingTalkClient:
     """A small async DingTalk client: one shared connection pool, bounded timeouts, typed errors.
 
     The pool opens on first use, inside the event loop that serves requests (an httpx client belongs to
-    one loop), and `aclose_opened_on_this_loop()` closes the pools that loop opened: an app's shutdown
-    then never touches another app's clients in the same process (tests run several).
+    one loop); its owner (`tools.Toolbox`) closes it on that loop at shutdown.
     """
 
     def __init__(self, base_url: str, *, timeout_seconds: float = 10.0) -> None:
@@ -81,7 +80,6 @@ class DingTalkClient:
             self._http = httpx.AsyncClient(base_url=self._base_url, timeout=self._timeout,
                                            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
                                            headers={"Accept": "application/json"})
-            _opened.append((asyncio.get_running_loop(), self))
         return self._http
 
     async def overwrite_document(self, document_id: str, markdown: str, *, access_token: str) -> None:
@@ -96,18 +94,6 @@ class DingTalkClient:
     async def aclose(self) -> None:
         if self._http is not None:
             await self._http.aclose()
-
-
-_opened: list[tuple[asyncio.AbstractEventLoop, DingTalkClient]] = []
-
-
-async def aclose_opened_on_this_loop() -> None:
-    """Close every DingTalk connection pool opened on the running event loop."""
-    loop = asyncio.get_running_loop()
-    mine = [client for opened_on, client in _opened if opened_on is loop]
-    _opened[:] = [(opened_on, client) for opened_on, client in _opened if opened_on is not loop]
-    for client in mine:
-        await client.aclose()
 
 
 def _error_from(response: httpx.Response, access_token: str) -> DingTalkError:
