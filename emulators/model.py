@@ -50,10 +50,14 @@ class ModelEmulator:
         self._api_key = api_key
         self.requests: list[Any] = []
         self.token_delay_ms = 0.0
+        # Streams end with an error event after this many chunks (None: never). Chosen: OpenAI's in-stream
+        # shape, `data: {"error": {...}}` and no `[DONE]`, which the openai SDK raises as `APIError`.
+        self.error_after_chunks: int | None = None
         self.app = emulator_app("model", self._routes(), openai_error, on_reset=self._reset_knobs)
 
     def _reset_knobs(self) -> None:
         self.token_delay_ms = 0.0
+        self.error_after_chunks = None
 
     def _routes(self) -> list[Route]:
         async def list_requests(_: Request) -> Response:
@@ -64,13 +68,21 @@ class ModelEmulator:
             return JSONResponse({"cleared": True})
 
         async def get_stream_settings(_: Request) -> Response:
-            return JSONResponse({"token_delay_ms": self.token_delay_ms})
+            return JSONResponse({"token_delay_ms": self.token_delay_ms,
+                                 "error_after_chunks": self.error_after_chunks})
 
         async def set_stream_settings(request: Request) -> Response:
             try:
-                self.token_delay_ms = max(0.0, float((await request.json())["token_delay_ms"]))
-            except (ValueError, KeyError, TypeError):
-                return openai_error(400, None, 'Send {"token_delay_ms": <number>}.')
+                settings = await request.json()
+                if not settings or set(settings) - {"token_delay_ms", "error_after_chunks"}:
+                    raise ValueError(settings)
+                delay = max(0.0, float(settings.get("token_delay_ms", self.token_delay_ms)))
+                error_after = settings.get("error_after_chunks", self.error_after_chunks)
+                error_after = None if error_after is None else max(0, int(error_after))
+            except (ValueError, AttributeError, TypeError):
+                return openai_error(400, None, 'Send {"token_delay_ms": <number>, "error_after_chunks": '
+                                               '<number or null>}.')
+            self.token_delay_ms, self.error_after_chunks = delay, error_after
             return await get_stream_settings(request)
 
         return [
@@ -117,7 +129,13 @@ class ModelEmulator:
         return JSONResponse(completion.whole())
 
     async def _sse(self, completion: _Completion, include_usage: bool) -> AsyncIterator[str]:
+        error_after = self.error_after_chunks
         for index, chunk in enumerate(completion.chunks(include_usage)):
+            if index == error_after:
+                error = {"message": "The server had an error while processing your request.",
+                         "type": "server_error", "param": None, "code": "server_error"}
+                yield f"data: {json.dumps({'error': error})}\n\n"
+                return
             if index > 1 and self.token_delay_ms:  # the first two (role, first piece) go out together
                 await asyncio.sleep(self.token_delay_ms / 1000)
             yield f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n"

@@ -303,10 +303,26 @@ async def test_timeout_fault_answers_504(control: httpx.AsyncClient, client: ope
 async def test_token_delay_knob_is_set_streamed_with_and_reset(control: httpx.AsyncClient,
                                                                client: openai.AsyncOpenAI) -> None:
     knob = await control.post("/emulator/stream", json={"token_delay_ms": 5})
-    assert knob.json() == {"token_delay_ms": 5}
+    assert knob.json() == {"token_delay_ms": 5, "error_after_chunks": None}
     stream = await client.chat.completions.create(model=MODEL, messages=user("hi"), stream=True)
     chunks = await collect(stream)
     assert chunks[-1].choices[0].finish_reason == "stop"
     assert (await control.post("/emulator/stream", json={"delay": 1})).status_code == 400
     await control.post("/emulator/reset")
-    assert (await control.get("/emulator/stream")).json() == {"token_delay_ms": 0}
+    assert (await control.get("/emulator/stream")).json() == {"token_delay_ms": 0, "error_after_chunks": None}
+
+
+async def test_error_after_chunks_ends_the_stream_with_an_openai_error_event(control: httpx.AsyncClient,
+                                                                            client: openai.AsyncOpenAI) -> None:
+    knob = await control.post("/emulator/stream", json={"error_after_chunks": 2})
+    assert knob.json() == {"token_delay_ms": 0, "error_after_chunks": 2}
+    stream = await client.chat.completions.create(model=MODEL, messages=user("hello there"), stream=True)
+    received = []
+    with pytest.raises(openai.APIError) as caught:
+        async for chunk in stream:
+            received.append(chunk)
+    assert len(received) == 2 and received[1].choices[0].delta.content == "I "
+    assert caught.value.body["code"] == "server_error"
+    assert (await control.post("/emulator/stream", json={"error_after_chunks": "x"})).status_code == 400
+    await control.post("/emulator/reset")
+    assert (await control.get("/emulator/stream")).json()["error_after_chunks"] is None
