@@ -85,6 +85,9 @@ def _classify_openai(exc: BaseException) -> ApiError | None:
         return ApiError(502, "The model could not be reached.", "upstream_error", "model_unreachable")
     if isinstance(exc, openai.APIStatusError):
         return _model_status_error(exc.status_code)
+    if isinstance(exc, openai.APIError):  # an error event inside a stream that had started well
+        log.warning("model stream ended with an error event")
+        return ApiError(502, "The model reported an error while answering.", "upstream_error", "model_error")
     return None
 
 

@@ -42,6 +42,12 @@ def test_a_model_error_found_down_the_cause_chain():
     assert (classify(outer).status, classify(outer).code) == (504, "model_timeout")
 
 
+def test_an_error_event_inside_the_model_stream_is_a_502_without_its_text():
+    event = openai.APIError(f"overloaded {SECRET}", request=model_response(500).request, body={"code": "x"})
+    error = classify(raised(RuntimeError("During task with name 'model'"), cause=raised(event)))
+    assert (error.status, error.code) == (502, "model_error") and SECRET not in error.message
+
+
 def test_an_upstream_status_on_any_http_error_is_a_502():
     error = classify(raised(httpx.HTTPStatusError("bad", request=model_response(503).request,
                                                   response=model_response(503))))
