@@ -11,13 +11,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from agent.settings import AgentSettings
 from config import sdk_endpoint
 
 if TYPE_CHECKING:
     from langchain_openai import ChatOpenAI
+    from openai import AsyncOpenAI
+
+# Connections to the model kept open: one per concurrent stream, up to this many.
+MAX_MODEL_CONNECTIONS = 200
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +45,7 @@ class ModelProvider:
     def __init__(self, settings: AgentSettings) -> None:
         self.settings = settings
         self._model: ChatOpenAI | None = None
-        self._http: Any = None  # httpx.AsyncClient: our own, so it lives and dies with this app's event loop
+        self._client: AsyncOpenAI | None = None  # our own: it lives and dies with this app's event loop
         self._endpoint: ModelEndpoint | None = None
         self._lock = asyncio.Lock()
 
@@ -54,17 +58,13 @@ class ModelProvider:
 
     async def chat_model(self) -> ChatOpenAI:
         if self._model is None:
-            endpoint = await self.endpoint()
-            import httpx
-
-            self._http = httpx.AsyncClient(timeout=self.settings.timeout_seconds,
-                                           limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
-            self._model = build_chat_model(self.settings, endpoint, self._http)
+            self._client = model_client(self.settings, await self.endpoint())
+            self._model = build_chat_model(self.settings, self._client)
         return self._model
 
     async def aclose(self) -> None:
-        if self._http is not None:
-            await self._http.aclose()
+        if self._client is not None:
+            await self._client.close()
 
     async def model_names(self) -> tuple[str, ...]:
         """Names `GET /models` lists; the configured one first. Resolved only if already known."""
@@ -114,16 +114,36 @@ async def fetch_model_service(settings: AgentSettings) -> ModelEndpoint:
     return ModelEndpoint(provider.base_url.rstrip("/"), api_key, tuple(provider.model_names or ()))
 
 
-def build_chat_model(settings: AgentSettings, endpoint: ModelEndpoint, http_client: Any = None) -> ChatOpenAI:
+def model_client(settings: AgentSettings, endpoint: ModelEndpoint) -> AsyncOpenAI:
+    """The openai SDK client for the model, on the SDK's aiohttp transport.
+
+    The default httpx transport costs about 2 ms more per streamed call on this product's requests (bench/
+    RESULTS.md, benchmark 1); aiohttp is already installed for the Alibaba Cloud SDKs.
+    """
+    import httpx2
+    from openai import AsyncOpenAI, DefaultAioHttpClient
+
+    http = DefaultAioHttpClient(timeout=settings.timeout_seconds,
+                                limits=httpx2.Limits(max_connections=MAX_MODEL_CONNECTIONS,
+                                                     max_keepalive_connections=MAX_MODEL_CONNECTIONS // 4))
+    return AsyncOpenAI(base_url=endpoint.base_url, api_key=endpoint.api_key, timeout=settings.timeout_seconds,
+                       max_retries=settings.max_retries, http_client=http)
+
+
+def build_chat_model(settings: AgentSettings, client: AsyncOpenAI) -> ChatOpenAI:
+    """A streaming `ChatOpenAI` whose streamed calls skip the SDK's typed round trip (`agent.completions`)."""
     from langchain_openai import ChatOpenAI
+
+    from agent.completions import JsonChatCompletions
 
     return ChatOpenAI(
         model=settings.model_name,
-        base_url=endpoint.base_url,
-        api_key=endpoint.api_key,
+        base_url=str(client.base_url),
+        api_key=client.api_key,
         timeout=settings.timeout_seconds,
         max_retries=settings.max_retries,
         streaming=True,
         stream_usage=True,
-        http_async_client=http_client,
+        root_async_client=client,
+        async_client=JsonChatCompletions(client),
     )

@@ -23,7 +23,9 @@ def app_state():
 
 @pytest.fixture(scope="module")
 def server(cloud, app_state):
-    env = cloud.env | {"STREAM_KEEPALIVE_SECONDS": "0.05", "MODEL_MAX_RETRIES": "0",
+    # Keep-alives start after 0.15 s: well before the slow-model tests' 300-400 ms, yet late enough that an
+    # immediate model error still arrives first (and becomes a real HTTP status) on a busy machine.
+    env = cloud.env | {"STREAM_KEEPALIVE_SECONDS": "0.15", "MODEL_MAX_RETRIES": "0",
                        "MODEL_TIMEOUT_SECONDS": "1", "MAX_REQUEST_BYTES": "4096"}
     with serve_app(env, app_state=app_state) as base_url:
         yield base_url
@@ -115,6 +117,20 @@ def test_error_after_the_stream_started_is_a_final_error_chunk(server, auth, fre
     assert last["error"]["code"] == "model_error" and last["error"]["type"] == "upstream_error"
     assert last["agent_event"] == {"type": "error", "code": "model_error"}
     assert b'"finish_reason":"stop"' not in b"".join(frames)
+
+
+def test_model_error_event_after_some_text_ends_the_stream_with_an_error_chunk(server, auth, fresh_cloud):
+    httpx.post(f"{fresh_cloud.url('model')}/emulator/stream", json={"error_after_chunks": 3}).raise_for_status()
+    body = {"stream": True, "messages": [{"role": "user", "content": "hello there"}]}
+    with httpx.stream("POST", f"{server}{CHAT}", json=body, headers=auth, timeout=30) as response:
+        assert response.status_code == 200
+        frames = [f for f in events(response.read()) if not f.startswith(b":")]
+    chunks = [json.loads(f.removeprefix(b"data: ")) for f in frames[:-1]]
+    assert frames[-1] == b"data: [DONE]"
+    assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks[:-1]) == "I understood "
+    assert chunks[-1]["choices"][0]["finish_reason"] == "error"
+    assert chunks[-1]["error"]["code"] == "model_error"
+    assert httpx.post(f"{server}{CHAT}", json=body | {"stream": False}, headers=auth, timeout=30).status_code == 502
 
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Basic YWxpY2U6cHc="}, {"Authorization": "Bearer"},
