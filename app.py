@@ -30,7 +30,7 @@ from dataclasses import dataclass, field  # noqa: E402
 from typing import Any, Self  # noqa: E402
 
 from fastapi import FastAPI, Request  # noqa: E402
-from fastapi.responses import JSONResponse, Response, StreamingResponse  # noqa: E402
+from fastapi.responses import JSONResponse, Response  # noqa: E402
 from starlette.exceptions import HTTPException as StarletteHTTPException  # noqa: E402
 from starlette.types import ASGIApp, Message, Receive, Scope, Send  # noqa: E402
 
@@ -277,7 +277,7 @@ def create_app(env: Mapping[str, str] | None = None) -> FastAPI:
     from agent.model import ModelProvider
     from agent.runner import AgentRunner
     from agent.schemas import RequestInvalid, parse_request, to_langchain_messages
-    from agent.streaming import RunOutcome, collect, open_stream
+    from agent.streaming import EventStreamResponse, RunOutcome, collect
     from identity.callback import callback_router
     from identity.context import RequestContext, bind_request_context, reset_request_context
     from identity.service import AgentIdentity
@@ -355,23 +355,18 @@ def create_app(env: Mapping[str, str] | None = None) -> FastAPI:
         outcome = RunOutcome()
         items = runner.run(to_langchain_messages(chat.messages), options, request_scope,
                            settings.server.keepalive_seconds if chat.stream else None)
+
+        def log_outcome(outcome: RunOutcome) -> None:
+            entry.tokens = outcome.usage.as_dict() if outcome.usage else None
+            entry.error = entry.error or outcome.error_code
+
         if not chat.stream:
             try:
                 return JSONResponse(await collect(items, writer, outcome))
             finally:
-                entry.tokens = outcome.usage.as_dict() if outcome.usage else None
-
-        chunks = await open_stream(items, writer, include_usage=chat.include_usage, outcome=outcome)
-
-        async def logged_chunks():
-            try:
-                async for chunk in chunks:
-                    yield chunk
-            finally:
-                entry.tokens = outcome.usage.as_dict() if outcome.usage else None
-                entry.error = entry.error or outcome.error_code
-
-        return StreamingResponse(logged_chunks(), media_type="text/event-stream", headers=SSE_HEADERS)
+                log_outcome(outcome)
+        return EventStreamResponse(items, writer, include_usage=chat.include_usage, outcome=outcome,
+                                   headers=SSE_HEADERS, on_close=log_outcome)
 
     return app
 

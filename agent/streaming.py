@@ -1,16 +1,20 @@
 """Run items -> the client's response: SSE bytes for `stream: true`, one `chat.completion` otherwise.
 
-A failure before anything useful was produced is raised (the route answers with a real 502/504); once the
+A failure before anything useful was produced is answered with a real error status (502, 504, ...); once the
 stream has started, a failure becomes a final chunk with `finish_reason: "error"` and an `error` object,
 followed by `[DONE]`, so a client never mistakes a broken answer for a complete one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
 
 from agent.chunks import DONE, KEEPALIVE, CompletionWriter, Usage, sse
 from agent.errors import ApiError, classify
@@ -29,19 +33,62 @@ class RunOutcome:
     events: list[dict[str, Any]] = field(default_factory=list)
 
 
-async def open_stream(items: AsyncIterator[RunItem], writer: CompletionWriter, *, include_usage: bool,
-                      outcome: RunOutcome) -> AsyncIterator[bytes]:
-    """Wait for the run's first item, raising its error if it failed at once; then stream SSE bytes."""
-    try:
-        first = await anext(items)
-    except StopAsyncIteration:
-        first = Finished("stop", None)
-    except Exception as exc:
-        await items.aclose()
-        error = classify(exc)
-        outcome.error_code = error.code
-        raise error from None
-    return _sse(first, items, writer, include_usage, outcome)
+class EventStreamResponse(Response):
+    """The ASGI response of a streamed run.
+
+    The status waits for the run's first item: a run that fails before producing anything is answered with a
+    real error status (502, 504, ...) in the OpenAI shape; after that, a failure is the final error chunk.
+    Everything else the stream needs, the disconnect watch included, is set up while the model is still
+    thinking, so the first token has only to be written (Starlette's StreamingResponse sets up after the
+    route returns, i.e. after the first token). A client that goes away, before or during the stream,
+    cancels the run. `on_close(outcome)` runs once the response is over, whichever way it ended.
+    """
+
+    def __init__(self, items: AsyncIterator[RunItem], writer: CompletionWriter, *, include_usage: bool,
+                 outcome: RunOutcome, headers: Mapping[str, str],
+                 on_close: Callable[[RunOutcome], None] | None = None) -> None:
+        # No body, so no Content-Length (as StreamingResponse).
+        self.status_code, self.media_type, self.background = 200, "text/event-stream", None
+        self.init_headers(headers)
+        self.items, self.writer, self.include_usage, self.outcome = items, writer, include_usage, outcome
+        self.on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        respond = asyncio.create_task(self._respond(scope, receive, send), name="sse-response")
+        disconnected = asyncio.create_task(_until_disconnect(receive), name="sse-disconnect-watch")
+        try:
+            done, _ = await asyncio.wait((respond, disconnected), return_when=asyncio.FIRST_COMPLETED)
+            if respond in done:
+                respond.result()  # what the response raised, if anything, goes on up as it is
+            else:  # the client left first
+                self.outcome.error_code = self.outcome.error_code or "client_disconnected"
+        finally:
+            for task in (respond, disconnected):
+                task.cancel()
+            await asyncio.gather(respond, disconnected, return_exceptions=True)
+            await self.items.aclose()  # cancels the run if it is still going
+            if self.on_close is not None:
+                self.on_close(self.outcome)
+
+    async def _respond(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            first = await anext(self.items)
+        except StopAsyncIteration:
+            first = Finished("stop", None)
+        except Exception as exc:
+            error = classify(exc)
+            self.outcome.error_code = error.code
+            await JSONResponse(error.body(), status_code=error.status)(scope, receive, send)
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        async for chunk in _sse(first, self.items, self.writer, self.include_usage, self.outcome):
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+
+async def _until_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 async def _sse(first: RunItem, items: AsyncIterator[RunItem], writer: CompletionWriter, include_usage: bool,

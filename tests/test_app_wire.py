@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 import time
 
 import httpx
@@ -230,6 +231,51 @@ def test_client_disconnect_cancels_the_run(server, auth, fresh_cloud, app_state)
             break
         time.sleep(0.02)
     assert agent_runs(app_state) == 0
+
+
+def test_client_leaving_before_the_response_starts_cancels_the_run(server, auth, fresh_cloud, app_state,
+                                                                   caplog):
+    caplog.set_level(logging.INFO, logger="app.request")
+    model_faults(fresh_cloud, latency_ms=900)  # under MODEL_TIMEOUT_SECONDS, over the keep-alive interval
+    body = json.dumps({"stream": True, "messages": [{"role": "user", "content": "hi"}]}).encode()
+    url = httpx.URL(server)
+    with socket.create_connection((url.host, url.port)) as raw:  # gone before anything is sent back
+        raw.sendall(b"POST " + CHAT.encode() + b" HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+                    b"Authorization: " + auth["Authorization"].encode() + b"\r\n"
+                    b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        time.sleep(0.05)
+        assert agent_runs(app_state) == 1
+    started = time.monotonic()
+    while agent_runs(app_state) and time.monotonic() - started < 0.5:
+        time.sleep(0.01)
+    assert agent_runs(app_state) == 0, "the run should stop with the client, not when the model answers"
+    for _ in range(100):
+        lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "app.request"]
+        if lines:
+            break
+        time.sleep(0.01)
+    assert lines[-1]["error"] == "client_disconnected"
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_streamed_requests_are_logged_with_their_tokens_or_error(server, auth, fresh_cloud, caplog, fails):
+    caplog.set_level(logging.INFO, logger="app.request")
+    if fails:
+        model_faults(fresh_cloud, fail_next=1, fail_status=500)
+    body = {"stream": True, "messages": [{"role": "user", "content": "hello there"}]}
+    response = httpx.post(f"{server}{CHAT}", json=body, headers=auth, timeout=30)
+    assert response.status_code == (502 if fails else 200)
+    for _ in range(100):
+        lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "app.request"]
+        if lines:
+            break
+        time.sleep(0.01)
+    line = lines[-1]
+    assert line["status"] == response.status_code and line["request_id"] == response.headers["x-request-id"]
+    if fails:
+        assert line["error"] == "model_error" and "tokens" not in line
+    else:
+        assert line["tokens"]["total_tokens"] > 0 and "error" not in line
 
 
 def test_one_json_log_line_per_request_without_secrets(server, fresh_cloud, caplog):
