@@ -81,7 +81,11 @@ class EventStreamResponse(Response):
             await JSONResponse(error.body(), status_code=error.status)(scope, receive, send)
             return
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-        async for chunk in _sse(first, self.items, self.writer, self.include_usage, self.outcome):
+        chunks = _sse(first, self.items, self.writer, self.include_usage, self.outcome)
+        # The role chunk and the first item's chunk leave in one write: the client wakes once for both.
+        opening = await anext(chunks) + await anext(chunks, b"")
+        await send({"type": "http.response.body", "body": opening, "more_body": True})
+        async for chunk in chunks:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
 
