@@ -17,6 +17,7 @@ from agent.settings import AgentSettings
 from config import sdk_endpoint
 
 if TYPE_CHECKING:
+    import aiohttp
     from langchain_openai import ChatOpenAI
     from openai import AsyncOpenAI
 
@@ -45,7 +46,7 @@ class ModelProvider:
     def __init__(self, settings: AgentSettings) -> None:
         self.settings = settings
         self._model: ChatOpenAI | None = None
-        self._client: AsyncOpenAI | None = None  # our own: it lives and dies with this app's event loop
+        self._clients: ModelClients | None = None  # our own: they live and die with this app's event loop
         self._endpoint: ModelEndpoint | None = None
         self._lock = asyncio.Lock()
 
@@ -58,13 +59,13 @@ class ModelProvider:
 
     async def chat_model(self) -> ChatOpenAI:
         if self._model is None:
-            self._client = model_client(self.settings, await self.endpoint())
-            self._model = build_chat_model(self.settings, self._client)
+            self._clients = model_clients(self.settings, await self.endpoint())
+            self._model = build_chat_model(self.settings, self._clients)
         return self._model
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.close()
+        if self._clients is not None:
+            await self._clients.aclose()
 
     async def model_names(self) -> tuple[str, ...]:
         """Names `GET /models` lists; the configured one first. Resolved only if already known."""
@@ -114,36 +115,51 @@ async def fetch_model_service(settings: AgentSettings) -> ModelEndpoint:
     return ModelEndpoint(provider.base_url.rstrip("/"), api_key, tuple(provider.model_names or ()))
 
 
-def model_client(settings: AgentSettings, endpoint: ModelEndpoint) -> AsyncOpenAI:
-    """The openai SDK client for the model, on the SDK's aiohttp transport.
+@dataclass
+class ModelClients:
+    """The model's HTTP clients: aiohttp for streamed calls (`agent.completions`), the openai SDK for the rest."""
 
-    The default httpx transport costs about 2 ms more per streamed call on this product's requests (bench/
-    RESULTS.md, benchmark 1); aiohttp is already installed for the Alibaba Cloud SDKs.
-    """
-    import httpx2
-    from openai import AsyncOpenAI, DefaultAioHttpClient
+    sdk: AsyncOpenAI
+    http: aiohttp.ClientSession
 
-    http = DefaultAioHttpClient(timeout=settings.timeout_seconds,
-                                limits=httpx2.Limits(max_connections=MAX_MODEL_CONNECTIONS,
-                                                     max_keepalive_connections=MAX_MODEL_CONNECTIONS // 4))
-    return AsyncOpenAI(base_url=endpoint.base_url, api_key=endpoint.api_key, timeout=settings.timeout_seconds,
-                       max_retries=settings.max_retries, http_client=http)
+    async def aclose(self) -> None:
+        await self.http.close()
+        await self.sdk.close()
 
 
-def build_chat_model(settings: AgentSettings, client: AsyncOpenAI) -> ChatOpenAI:
-    """A streaming `ChatOpenAI` whose streamed calls skip the SDK's typed round trip (`agent.completions`)."""
+def model_clients(settings: AgentSettings, endpoint: ModelEndpoint) -> ModelClients:
+    """Clients for `endpoint`; call from the event loop that will use them (aiohttp binds to it)."""
+    import ssl
+
+    import aiohttp
+    import certifi
+    from openai import AsyncOpenAI
+
+    sdk = AsyncOpenAI(base_url=endpoint.base_url, api_key=endpoint.api_key, timeout=settings.timeout_seconds,
+                      max_retries=settings.max_retries)
+    # As the SDK's httpx client: certifi's CA bundle, proxies from the environment.
+    connector = aiohttp.TCPConnector(limit=MAX_MODEL_CONNECTIONS,
+                                     ssl=ssl.create_default_context(cafile=certifi.where()))
+    return ModelClients(sdk, aiohttp.ClientSession(connector=connector, trust_env=True))
+
+
+def build_chat_model(settings: AgentSettings, clients: ModelClients) -> ChatOpenAI:
+    """A streaming `ChatOpenAI` whose streamed calls go straight over aiohttp (`agent.completions`)."""
     from langchain_openai import ChatOpenAI
 
     from agent.completions import JsonChatCompletions
 
+    completions = JsonChatCompletions(clients.sdk, clients.http, timeout_seconds=settings.timeout_seconds,
+                                      max_retries=settings.max_retries)
     return ChatOpenAI(
         model=settings.model_name,
-        base_url=str(client.base_url),
-        api_key=client.api_key,
+        base_url=str(clients.sdk.base_url),
+        api_key=clients.sdk.api_key,
         timeout=settings.timeout_seconds,
         max_retries=settings.max_retries,
         streaming=True,
         stream_usage=True,
-        root_async_client=client,
-        async_client=JsonChatCompletions(client),
+        stream_chunk_timeout=None,  # JsonChatCompletions bounds the silence between events itself
+        root_async_client=clients.sdk,
+        async_client=completions,
     )

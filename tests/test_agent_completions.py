@@ -1,9 +1,12 @@
-"""`JsonChatCompletions` under `ChatOpenAI`, against the model emulator: the same requests and answers as the
-SDK's own typed path, with the SDK's retries and errors."""
+"""`JsonChatCompletions` under `ChatOpenAI`, against the model emulator and a raw SSE server: the same requests
+and answers as the SDK's own path, the SDK's retries and errors, SSE parsed as the SDK parses it."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 
 import httpx
 import openai
@@ -13,7 +16,7 @@ from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
 
 from agent.completions import JsonChatCompletions
-from agent.model import ModelEndpoint, build_chat_model, model_client
+from agent.model import ModelClients, ModelEndpoint, build_chat_model, model_clients
 from agent.settings import AgentSettings
 from emulators._server import serving
 from emulators.model import ModelEmulator
@@ -43,20 +46,28 @@ async def control(model) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-def settings(url: str, retries: int = 0) -> AgentSettings:
+def settings(url: str, retries: int = 0, timeout_s: float = 5) -> AgentSettings:
     return AgentSettings.from_env({"MODEL_BASE_URL": f"{url}/v1", "MODEL_API_KEY": API_KEY,
-                                   "MODEL_MAX_RETRIES": str(retries), "MODEL_TIMEOUT_SECONDS": "5"})
+                                   "MODEL_MAX_RETRIES": str(retries), "MODEL_TIMEOUT_SECONDS": str(timeout_s)})
+
+
+@asynccontextmanager
+async def product_model(url: str, retries: int = 0, timeout_s: float = 5,
+                        api_key: str = API_KEY) -> AsyncIterator[ChatOpenAI]:
+    """The product's chat model, as `agent.model` builds it, with its clients closed afterwards."""
+    s = settings(url, retries, timeout_s)
+    clients: ModelClients = model_clients(s, ModelEndpoint(s.base_url, api_key))
+    try:
+        yield build_chat_model(s, clients)
+    finally:
+        await clients.aclose()
 
 
 @pytest.fixture
 async def ours(model, control) -> AsyncIterator[ChatOpenAI]:
-    """The product's chat model, as `agent.model` builds it."""
-    s = settings(model[1])
-    client = model_client(s, ModelEndpoint(s.base_url, API_KEY))
-    chat = build_chat_model(s, client)
-    assert isinstance(chat.async_client, JsonChatCompletions)
-    yield chat
-    await client.close()
+    async with product_model(model[1]) as chat:
+        assert isinstance(chat.async_client, JsonChatCompletions)
+        yield chat
 
 
 def sdk_typed(url: str, **fields) -> ChatOpenAI:
@@ -98,44 +109,51 @@ async def test_same_request_body_and_same_answer_as_the_sdk_path(model, control,
 
 async def test_extra_body_is_sent_as_the_sdk_sends_it(model, control) -> None:
     emulator, url = model
-    s = settings(url)
-    client = model_client(s, ModelEndpoint(s.base_url, API_KEY))
-    try:
+    async with product_model(url) as chat:
         # Qwen's switches (e.g. enable_thinking) travel in extra_body.
-        chat = build_chat_model(s, client).model_copy(update={"extra_body": {"enable_thinking": False}})
-        await merged(chat, [HumanMessage("hi")])
-        await merged(sdk_typed(url, extra_body={"enable_thinking": False}), [HumanMessage("hi")])
-    finally:
-        await client.close()
+        await merged(chat.model_copy(update={"extra_body": {"enable_thinking": False}}), [HumanMessage("hi")])
+    await merged(sdk_typed(url, extra_body={"enable_thinking": False}), [HumanMessage("hi")])
     ours_body, sdk_body = emulator.requests[-2:]
     assert ours_body["enable_thinking"] is False and ours_body == sdk_body
 
 
 async def test_http_errors_are_the_sdks_errors(model, control, ours) -> None:
     await control.post("/emulator/faults", json={"fail_next": 1, "fail_status": 500})
-    with pytest.raises(openai.InternalServerError):
+    with pytest.raises(openai.InternalServerError) as server_error:
         await merged(ours, [HumanMessage("hi")])
-    s = settings(model[1])
-    client = model_client(s, ModelEndpoint(s.base_url, "sk-wrong"))
-    try:
-        wrong_key = build_chat_model(s, client)
+    assert server_error.value.status_code == 500 and server_error.value.body["message"]
+    async with product_model(model[1], api_key="sk-wrong") as wrong_key:
         with pytest.raises(openai.AuthenticationError) as caught:
             await merged(wrong_key, [HumanMessage("hi")])
-        assert "sk-wrong" not in str(caught.value)
-    finally:
-        await client.close()
+    assert "sk-wrong" not in str(caught.value)
 
 
-async def test_the_sdks_retries_still_apply(model, control) -> None:
-    s = settings(model[1], retries=1)
-    client = model_client(s, ModelEndpoint(s.base_url, API_KEY))
-    try:
-        await control.post("/emulator/faults", json={"fail_next": 1, "fail_status": 503})
-        answer = await merged(build_chat_model(s, client), [HumanMessage("hello there")])
-    finally:
-        await client.close()
+@pytest.mark.parametrize("fault", [{"fail_status": 503}, {"fail_kind": "throttle"}])
+async def test_the_sdks_retries_still_apply(model, control, fault) -> None:
+    await control.post("/emulator/faults", json={"fail_next": 1, **fault})
+    async with product_model(model[1], retries=1) as chat:
+        answer = await merged(chat, [HumanMessage("hello there")])
     assert answer.content.startswith('I understood your message: "hello there"')
     assert (await control.get("/emulator/calls")).json()["POST /v1/chat/completions"] == 2
+
+
+async def test_a_model_that_does_not_answer_in_time_is_a_timeout(model, control) -> None:
+    await control.post("/emulator/faults", json={"fail_next": 1, "fail_kind": "timeout", "timeout_s": 2})
+    async with product_model(model[1], timeout_s=0.3) as chat:
+        with pytest.raises(openai.APITimeoutError):
+            await merged(chat, [HumanMessage("hi")])
+
+
+async def test_an_unreachable_model_is_a_connection_error(control) -> None:
+    import socket
+
+    with socket.socket() as unused:  # bound, never listening: connections are refused
+        unused.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{unused.getsockname()[1]}"
+        async with product_model(url) as chat:
+            with pytest.raises(openai.APIConnectionError) as caught:
+                await merged(chat, [HumanMessage("hi")])
+    assert not isinstance(caught.value, openai.APITimeoutError)
 
 
 async def test_an_error_event_in_the_stream_raises_after_the_text_so_far(model, control, ours) -> None:
@@ -153,3 +171,77 @@ async def test_calls_that_are_not_streamed_go_to_the_sdk(model, control, ours) -
     assert isinstance(completion, openai.types.chat.ChatCompletion)
     assert completion.choices[0].message.content.startswith("I understood")
     assert ours.async_client.with_raw_response is ours.root_async_client.chat.completions.with_raw_response
+
+
+# --- the SSE wire, byte by byte, from a server that sends exactly what a test says ------------------------
+
+def chunk_event(text: str) -> bytes:
+    return b"data: " + json.dumps({"id": "c1", "object": "chat.completion.chunk", "created": 0, "model": MODEL,
+                                   "choices": [{"index": 0, "delta": {"content": text},
+                                                "finish_reason": None}]}).encode()
+
+
+class RawSse:
+    """Serves each POST the next script: a list of (pause seconds, bytes) pieces. Records client ports."""
+
+    def __init__(self) -> None:
+        self.scripts: list[list[tuple[float, bytes]]] = []
+        self.client_ports: list[int] = []
+
+    def app(self):
+        from starlette.applications import Starlette
+        from starlette.requests import Request
+        from starlette.responses import StreamingResponse
+        from starlette.routing import Route
+
+        async def completions(request: Request) -> StreamingResponse:
+            await request.body()
+            self.client_ports.append(request.client.port)
+            script = self.scripts.pop(0)
+
+            async def pieces():
+                for pause, piece in script:
+                    await asyncio.sleep(pause)
+                    yield piece
+
+            return StreamingResponse(pieces(), media_type="text/event-stream")
+
+        return Starlette(routes=[Route("/v1/chat/completions", completions, methods=["POST"])])
+
+
+@pytest.fixture(scope="module")
+def raw_sse() -> Iterator[tuple[RawSse, str]]:
+    server = RawSse()
+    with serving("raw-sse", server.app()) as url:
+        yield server, url
+
+
+async def test_events_split_anywhere_with_crlf_comments_and_no_final_blank_line(raw_sse) -> None:
+    server, url = raw_sse
+    wire = (b": keep-alive\r\n\r\n" + chunk_event("Hello") + b"\r\n\r\nevent: message\r\n" + chunk_event(", ")
+            + b"\r\n\r\n" + chunk_event("world") + b"\n\n" + chunk_event("!"))  # the last one unterminated
+    server.scripts.append([(0, wire[i:i + 7]) for i in range(0, len(wire), 7)])  # 7-byte pieces split CRLFs
+    async with product_model(url) as chat:
+        answer = await merged(chat, [HumanMessage("hi")])
+    assert answer.content == "Hello, world!"
+
+
+async def test_keep_alive_comments_do_not_hide_a_silent_model(raw_sse) -> None:
+    server, url = raw_sse
+    server.scripts.append([(0, chunk_event("Hel") + b"\n\n")] + [(0.1, b": keep-alive\n\n")] * 10)
+    received = []
+    async with product_model(url, timeout_s=0.35) as chat:
+        with pytest.raises(openai.APITimeoutError):
+            async for chunk in chat.astream([HumanMessage("hi")]):
+                received.append(chunk.content)
+    assert "".join(received) == "Hel"
+
+
+async def test_the_connection_is_reused_after_done(raw_sse) -> None:
+    server, url = raw_sse
+    for _ in range(3):
+        server.scripts.append([(0, chunk_event("ok") + b"\n\n"), (0, b"data: [DONE]\n\n")])
+    async with product_model(url) as chat:
+        for _ in range(3):
+            assert (await merged(chat, [HumanMessage("hi")])).content == "ok"
+    assert len(set(server.client_ports[-3:])) == 1
