@@ -42,10 +42,11 @@ RETRYABLE_STATUSES = frozenset({408, 409, 429})
 class JsonChatCompletions:
     """Stands in for `AsyncOpenAI(...).chat.completions` as `ChatOpenAI(async_client=...)`."""
 
-    def __init__(self, client: AsyncOpenAI, session: aiohttp.ClientSession, *, timeout_seconds: float,
-                 max_retries: int) -> None:
+    def __init__(self, client: AsyncOpenAI, session: aiohttp.ClientSession, *, proxy: str | None = None,
+                 timeout_seconds: float, max_retries: int) -> None:
         self._sdk = client.chat.completions
         self._session = session
+        self._proxy = proxy
         self._url = f"{str(client.base_url).rstrip('/')}/chat/completions"
         # Built once: the SDK's User-Agent and platform headers plus its Authorization header.
         self._headers = {k: v for k, v in {**client.default_headers, **client.auth_headers}.items()
@@ -76,7 +77,7 @@ class JsonChatCompletions:
             retries_left = self._max_retries - attempt
             try:
                 response = await self._session.post(self._url, data=data, headers=headers, params=params or None,
-                                                    timeout=timeout)
+                                                    proxy=self._proxy, timeout=timeout)
             except (TimeoutError, aiohttp.ClientError) as exc:
                 if not retries_left:
                     raise _transport_error(exc, self._url) from None

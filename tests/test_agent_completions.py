@@ -245,3 +245,17 @@ async def test_the_connection_is_reused_after_done(raw_sse) -> None:
         for _ in range(3):
             assert (await merged(chat, [HumanMessage("hi")])).content == "ok"
     assert len(set(server.client_ports[-3:])) == 1
+
+
+def test_the_model_connection_takes_its_proxy_from_the_environment_once(monkeypatch) -> None:
+    from agent.model import environment_proxy
+
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy", "ALL_PROXY",
+                 "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    assert environment_proxy("https://dashscope.example/v1") is None
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    assert environment_proxy("https://dashscope.example/v1") == "http://proxy.example:3128"
+    assert environment_proxy("http://dashscope.example/v1") is None  # no HTTP_PROXY
+    monkeypatch.setenv("NO_PROXY", "dashscope.example")
+    assert environment_proxy("https://dashscope.example/v1") is None
