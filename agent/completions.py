@@ -23,7 +23,7 @@ import logging
 import math
 import random
 from collections.abc import AsyncIterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 if TYPE_CHECKING:
     import aiohttp
@@ -70,7 +70,6 @@ class JsonChatCompletions:
                     timeout_s: float) -> aiohttp.ClientResponse:
         """POST with the SDK's retries; returns a response whose status is below 400."""
         import aiohttp
-        import openai
 
         timeout = aiohttp.ClientTimeout(total=None, connect=timeout_s, sock_read=timeout_s)
         for attempt in range(self._max_retries + 1):
@@ -115,7 +114,7 @@ class EventStream:
         self._url = url
         self._silence_s = silence_s
 
-    async def __aenter__(self) -> EventStream:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
