@@ -81,7 +81,7 @@ class JsonChatCompletions:
                 if not retries_left:
                     raise _transport_error(exc, self._url) from None
                 log.info("model request failed (%s); retrying", type(exc).__name__)
-                await asyncio.sleep(backoff_seconds(attempt))
+                await asyncio.sleep(retry_delay_seconds(attempt, None))
                 continue
             if response.status < 400:
                 return response
@@ -90,8 +90,7 @@ class JsonChatCompletions:
             delay = server_delay_seconds(response.headers)
             if retries_left and should_retry(response.status, response.headers, delay):
                 log.info("model returned HTTP %s; retrying", response.status)
-                await asyncio.sleep(delay if delay is not None and 0 < delay <= MAX_RETRY_AFTER_S
-                                    else backoff_seconds(attempt))
+                await asyncio.sleep(retry_delay_seconds(attempt, delay))
                 continue
             raise status_error(response.status, response.headers, payload, self._url)
         raise AssertionError("unreachable: the last attempt returns or raises")
@@ -155,14 +154,11 @@ class EventStream:
 
     async def _read(self, deadline: float) -> bytes:
         import aiohttp
-        import openai
 
         try:
             async with asyncio.timeout_at(deadline):
                 return await self._response.content.readany()
-        except TimeoutError:
-            raise openai.APITimeoutError(request=_request(self._url)) from None
-        except aiohttp.ClientError as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             raise _transport_error(exc, self._url) from None
 
     async def _drain(self, deadline: float) -> None:
@@ -207,8 +203,11 @@ def server_delay_seconds(headers: Mapping[str, str]) -> float | None:
     return None
 
 
-def backoff_seconds(attempt: int) -> float:
-    """0.5 s doubling per attempt up to 8 s, less up to a quarter at random (the SDK's jitter)."""
+def retry_delay_seconds(attempt: int, server_delay: float | None) -> float:
+    """The server's delay when it gave one up to MAX_RETRY_AFTER_S; otherwise 0.5 s doubling per attempt up to
+    8 s, less up to a quarter at random (the SDK's jitter)."""
+    if server_delay is not None and 0 < server_delay <= MAX_RETRY_AFTER_S:
+        return server_delay
     return min(INITIAL_RETRY_DELAY_S * 2.0 ** min(attempt, 16), MAX_RETRY_DELAY_S) * (1 - 0.25 * random.random())
 
 
@@ -232,6 +231,7 @@ def status_error(status: int, headers: Mapping[str, str], payload: bytes, url: s
 
 
 def _transport_error(exc: BaseException, url: str) -> Exception:
+    """A timeout (ours or aiohttp's) or any other aiohttp failure, as the SDK's exception."""
     import openai
 
     if isinstance(exc, TimeoutError):
