@@ -5,8 +5,9 @@ Two requests through the real server (`python app.py`) against the emulators (mo
 - chat: a plain question: one model call. Overhead = first content byte - 200 ms, and total - 200 ms.
 - tool: "write ... to the DingTalk document": model call, tool (stored token, identity cached), model call.
   Overhead = total - (200 + 100 + 200) ms.
-The same chat request sent straight to the model emulator is measured alongside: its time above 200 ms is
-what the emulator and the client cost by themselves, so "net" = ours - direct. The two chat series are
+The request the agent sends the model for that chat (system prompt and tool schemas included) is sent
+straight to the model emulator alongside: its time above 200 ms is what the emulator and the client cost by
+themselves, so "net" = ours - direct. The two chat series are
 interleaved (each user alternates a direct and an "ours" stream, swapping the order every pair) so that
 drift on a shared machine hits both alike; 20 samples gave p50s that moved by ~1 ms between runs, hence 200
 at 1 user. Every user sends one warm-up pair first (JWKS, token caches and connection pools filled).
@@ -41,28 +42,44 @@ def write_prompt(user: int, n: int) -> str:
     return f'Write "benchmark note {user}-{n}" to the DingTalk document ID bench{user}'
 
 
-async def checked_stream(client: Any, url: str, prompt: str, bearer: str) -> StreamTiming:
+async def checked_stream(client: Any, url: str, body: dict[str, Any], bearer: str) -> StreamTiming:
     """One stream; it must end in `[DONE]` without an error, or it counts as failed."""
-    timing = await timed_stream(client, url, chat_body(prompt), {"Authorization": f"Bearer {bearer}"})
+    timing = await timed_stream(client, url, body, {"Authorization": f"Bearer {bearer}"})
     if timing.status != 200 or timing.error or not timing.done:
         raise RuntimeError(f"HTTP {timing.status}, error {timing.error}, done {timing.done}")
     return timing
 
 
+async def agent_model_request(client: Any, app: AppServer, cloud: Cloud, bearer: str) -> dict[str, Any]:
+    """The body the agent sends the model for CHAT_PROMPT, as the model emulator received it.
+
+    The direct series sends exactly this (system prompt and tool schemas included): the emulator takes
+    0.1-0.3 ms longer over it than over the bare question, and that is the emulator's time, not ours.
+    """
+    await checked_stream(client, app.chat_url, chat_body(CHAT_PROMPT), bearer)
+    received = await client.get(f"{cloud.url('model')}/emulator/requests")
+    received.raise_for_status()
+    return received.json()[-1]
+
+
 async def paired_chat_load(app: AppServer, cloud: Cloud, tokens: list[str], users: int,
                            requests_per_user: int) -> tuple[list[StreamTiming], list[StreamTiming], LoadResult]:
-    """`users` concurrent loops, each sending pairs: the chat straight to the model emulator and through the
-    app, in alternating order. Returns the direct and our timings (successful pairs only) and the load result."""
+    """`users` concurrent loops, each sending pairs: the agent's own model request straight to the model
+    emulator, and the chat through the app, in alternating order. Returns the direct and our timings
+    (successful pairs only) and the load result."""
     model_url = f"{cloud.url('model')}/v1/chat/completions"
     model_key = cloud.env["MODEL_API_KEY"]
     async with local_client() as client:
+        direct_body = await agent_model_request(client, app, cloud, tokens[0])
+        ours_body = chat_body(CHAT_PROMPT)
+
         async def pair(user: int, n: int) -> tuple[StreamTiming, StreamTiming]:
             if n % 2:
-                ours = await checked_stream(client, app.chat_url, CHAT_PROMPT, tokens[user])
-                direct = await checked_stream(client, model_url, CHAT_PROMPT, model_key)
+                ours = await checked_stream(client, app.chat_url, ours_body, tokens[user])
+                direct = await checked_stream(client, model_url, direct_body, model_key)
             else:
-                direct = await checked_stream(client, model_url, CHAT_PROMPT, model_key)
-                ours = await checked_stream(client, app.chat_url, CHAT_PROMPT, tokens[user])
+                direct = await checked_stream(client, model_url, direct_body, model_key)
+                ours = await checked_stream(client, app.chat_url, ours_body, tokens[user])
             return direct, ours
 
         await drive(users, pair, requests_per_user=1)  # warm-up
@@ -73,7 +90,7 @@ async def paired_chat_load(app: AppServer, cloud: Cloud, tokens: list[str], user
 async def tool_load(app: AppServer, tokens: list[str], users: int, requests_per_user: int) -> LoadResult:
     async with local_client() as client:
         async def one(user: int, n: int) -> StreamTiming:
-            return await checked_stream(client, app.chat_url, write_prompt(user, n), tokens[user])
+            return await checked_stream(client, app.chat_url, chat_body(write_prompt(user, n)), tokens[user])
 
         await drive(users, one, requests_per_user=1)  # warm-up
         return await drive(users, one, requests_per_user=requests_per_user)
@@ -130,9 +147,9 @@ def measure(users_counts: list[int], requests_per_user: int | None = None, *, to
     shown = ", ".join(f"{n} at {users} user{'s' if users > 1 else ''}" for users, n in counts.items())
     report = Report("Benchmark 1: overhead above the emulators' latencies",
                     "streamed chat completions against python app.py; model TTFT 200 ms, DingTalk 100 ms, "
-                    "identity 50 ms; overhead = measured - configured latency; direct = same stream straight "
-                    "to the model emulator, interleaved with ours; chat pairs per user after one warm-up: "
-                    f"{shown}; {tool_requests} tool turns per user; {runs} run(s)")
+                    "identity 50 ms; overhead = measured - configured latency; direct = the agent's own model "
+                    "request straight to the model emulator, interleaved with ours; chat pairs per user after "
+                    f"one warm-up: {shown}; {tool_requests} tool turns per user; {runs} run(s)")
     with local_cloud() as cloud:
         tokens = [cloud.user_jwt(f"overhead-user-{i}") for i in range(max(users_counts))]
         asyncio.run(authorize_users(cloud.env, tokens))
