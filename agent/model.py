@@ -160,14 +160,14 @@ def environment_proxy(url: str) -> str | None:
 
 
 def build_chat_model(settings: AgentSettings, clients: ModelClients) -> ChatOpenAI:
-    """A streaming `ChatOpenAI` whose streamed calls go straight over aiohttp (`agent.completions`)."""
-    from langchain_openai import ChatOpenAI
-
+    """A streaming `ChatOpenAI` whose streamed calls go straight over aiohttp (`agent.completions`) and whose
+    tool binding is reused (`agent.tool_binding`)."""
     from agent.completions import JsonChatCompletions
+    from agent.tool_binding import ToolBindingChatOpenAI
 
     completions = JsonChatCompletions(clients.sdk, clients.http, proxy=clients.proxy,
                                       timeout_seconds=settings.timeout_seconds, max_retries=settings.max_retries)
-    return ChatOpenAI(
+    return ToolBindingChatOpenAI(
         model=settings.model_name,
         base_url=str(clients.sdk.base_url),
         api_key=clients.sdk.api_key,
