@@ -381,8 +381,9 @@ def create_app(env: Mapping[str, str] | None = None) -> FastAPI:
 
     # A plain Starlette route: the route reads and checks its own request, so FastAPI's request handling
     # (dependency solving, parameter checks) would only add its cost, ~0.1 ms of cold-cache time to first
-    # token (bench/RESULTS.md, benchmark 1). Exception handlers apply as to any route.
-    app.router.routes.append(Route(CHAT_PATH, chat_completions, methods=["POST"]))
+    # token (bench/RESULTS.md, benchmark 1). Exception handlers apply as to any route. First in the table:
+    # the router tries routes in order, and this one serves nearly every request.
+    app.router.routes.insert(0, Route(CHAT_PATH, chat_completions, methods=["POST"]))
     return app
 
 

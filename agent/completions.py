@@ -25,6 +25,8 @@ import random
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any, Self
 
+from agent.tokens import deliver_text
+
 if TYPE_CHECKING:
     import aiohttp
     import httpx2
@@ -106,6 +108,7 @@ class EventStream:
     Server-sent events are parsed as the SDK parses them (`data:` lines joined until a blank line, comments
     skipped, `[DONE]` ends the stream). No event for `silence_s` seconds, keep-alive comments or not, is a
     timeout; an event carrying `error` raises `openai.APIError` after the events before it were yielded.
+    The text of each read's events goes to the run's text sink (`agent.tokens`) before any of them is yielded.
     """
 
     def __init__(self, response: aiohttp.ClientResponse, url: str, silence_s: float) -> None:
@@ -136,17 +139,19 @@ class EventStream:
                 received = await self._read(deadline)
                 buffer += received or b"\n\n"  # at the end, a last event without its blank line still counts
                 *lines, buffer = buffer.split(b"\n")
-                for line in lines:
-                    line = line.removesuffix(b"\r")
-                    if line.startswith(b"data:"):
-                        data.append(line[6:] if line[5:6] == b" " else line[5:])
-                    elif not line and data:  # a blank line ends the event; comments and other fields are skipped
-                        event, data = b"\n".join(data), []
-                        if event.startswith(b"[DONE]"):
-                            await self._drain(deadline)
-                            return
-                        yield self._decode(event)
-                        deadline = loop.time() + self._silence_s
+                events, done = _complete_events(lines, data)
+                payloads, error = self._decode_all(events)
+                if deliver_text(payloads):
+                    await asyncio.sleep(0)  # the response writer sends the text before LangChain goes on
+                for payload in payloads:
+                    yield payload
+                if events:
+                    deadline = loop.time() + self._silence_s
+                if error is not None:
+                    raise error
+                if done:
+                    await self._drain(deadline)
+                    return
                 if not received:
                     return
         finally:
@@ -171,6 +176,16 @@ class EventStream:
         except (TimeoutError, aiohttp.ClientError):
             pass  # the connection is closed instead of reused
 
+    def _decode_all(self, events: list[bytes]) -> tuple[list[dict[str, Any]], Exception | None]:
+        """The events up to the first that fails to decode or carries an error, and that failure."""
+        payloads = []
+        for event in events:
+            try:
+                payloads.append(self._decode(event))
+            except Exception as exc:  # raised once the events before it have been yielded
+                return payloads, exc
+        return payloads, None
+
     def _decode(self, event: bytes) -> dict[str, Any]:
         import openai
 
@@ -181,6 +196,24 @@ class EventStream:
             raise openai.APIError(message if isinstance(message, str) and message
                                   else "An error occurred during streaming", _request(self._url), body=error)
         return payload
+
+
+def _complete_events(lines: list[bytes], data: list[bytes]) -> tuple[list[bytes], bool]:
+    """The events these whole lines complete, and whether `[DONE]` came. `data` holds the `data:` lines of an
+    event still open; it carries over to the next read. Parsed as the SDK parses: `data:` lines are joined
+    until a blank line, comments and other fields are skipped."""
+    events: list[bytes] = []
+    for line in lines:
+        line = line.removesuffix(b"\r")
+        if line.startswith(b"data:"):
+            data.append(line[6:] if line[5:6] == b" " else line[5:])
+        elif not line and data:
+            event = b"\n".join(data)
+            data.clear()
+            if event.startswith(b"[DONE]"):
+                return events, True
+            events.append(event)
+    return events, False
 
 
 def should_retry(status: int, headers: Mapping[str, str], delay: float | None) -> bool:

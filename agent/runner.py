@@ -1,6 +1,6 @@
 """Runs the agent for one request and yields what the client should see, in order.
 
-Three sources feed one queue: the model's text tokens (`agent.tokens`, as they are parsed), the LangGraph
+Three sources feed one queue: the model's text (`agent.tokens`, as it comes off the wire), the LangGraph
 stream (tool starts and ends, usage, finish reason) and the request's event sink (authorization requests
 emitted by identity/ through `RequestContext.emit`). The consumer drains the queue, yielding `KEEPALIVE`
 whenever nothing arrived for a while so proxies keep the connection open. Closing or cancelling the
@@ -21,6 +21,7 @@ from agent.chunks import Usage
 from agent.events import ToolFinished, ToolStarted
 from agent.graph import RunOptions, build_agent
 from agent.model import ModelProvider
+from agent.tokens import model_text_to
 
 if TYPE_CHECKING:
     from langchain_core.messages import BaseMessage
@@ -108,14 +109,11 @@ class AgentRunner:
 
     async def _produce(self, queue: asyncio.Queue[object], messages: list[BaseMessage], options: RunOptions,
                        scope: RequestScope) -> None:
-        from agent.tokens import ModelTokens
-
         tracker = _RunTracker()
-        tokens = ModelTokens(lambda text: queue.put_nowait(TextDelta(text)))
         try:
             agent = await self.agent(options)
-            with scope(queue.put):
-                stream = agent.astream({"messages": messages}, {"callbacks": [tokens]}, stream_mode="updates")
+            with scope(queue.put), model_text_to(lambda text: queue.put_nowait(TextDelta(text))):
+                stream = agent.astream({"messages": messages}, stream_mode="updates")
                 async for update in stream:
                     for item in tracker.translate(update):
                         queue.put_nowait(item)

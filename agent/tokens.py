@@ -1,43 +1,59 @@
-"""The model's text, straight from the model call to the response.
+"""The model's text, straight from the wire to the response.
 
-A LangChain callback on the agent's model call puts each text token on the run's queue as it is parsed, and
-then yields to the event loop once, so the response writer sends it before the next token is parsed. Going
-through LangGraph's "messages" stream instead adds its own queue and task hops, and when a model sends a
-burst of tokens at once the first one reached the client only after the whole burst had been processed.
+`agent.completions` parses the model's server-sent events and hands the text of each read's events to the
+sink the run bound here, before LangChain sees them, then yields to the event loop once so the response
+writer sends the text before LangChain processes anything. The sink is a context variable, so it reaches the
+model call that LangGraph runs in a task of its own, and only the calls of the run that bound it.
+
+A LangChain callback handler did this before: any handler on a run makes LangChain and LangGraph dispatch
+every chain's start and end to it, and the first token then waited for LangChain's handling of the chunks
+before it (0.3-0.4 ms of a cold request's time to first token, bench/RESULTS.md, benchmark 1). LangGraph's
+"messages" stream mode is such a handler too, plus a queue and task hops of its own.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
-from uuid import UUID
 
-from langchain_core.callbacks import AsyncCallbackHandler
+TextSink = Callable[[str], None]
+
+_sink: ContextVar[TextSink | None] = ContextVar("model_text_sink", default=None)
 
 
-class ModelTokens(AsyncCallbackHandler):
-    """Passes the text tokens of the agent's "model" node to `deliver`; tool-call chunks carry no text."""
+@contextmanager
+def model_text_to(sink: TextSink) -> Iterator[None]:
+    """Send the text of every streamed model call made inside this block (and its tasks) to `sink`."""
+    token = _sink.set(sink)
+    try:
+        yield
+    finally:
+        _sink.reset(token)
 
-    run_inline = True  # awaited in the model call itself, not gathered in a task of its own
 
-    def __init__(self, deliver: Callable[[str], None]) -> None:
-        self.deliver = deliver
-        self._model_runs: set[UUID] = set()
+def deliver_text(events: Iterable[dict[str, Any]]) -> bool:
+    """Hand the text deltas of these chat-completion chunks to the bound sink; True if any text went.
 
-    async def on_chat_model_start(self, serialized: dict[str, Any], messages: Any, *, run_id: UUID,
-                                  metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:
-        if (metadata or {}).get("langgraph_node") == "model":
-            self._model_runs.add(run_id)
+    Tool-call deltas, reasoning and usage carry no `content` and are left to LangChain.
+    """
+    sink = _sink.get()
+    if sink is None:
+        return False
+    delivered = False
+    for event in events:
+        text = _content(event)
+        if text:
+            sink(text)
+            delivered = True
+    return delivered
 
-    async def on_llm_new_token(self, token: str, *, run_id: UUID, chunk: Any = None, **kwargs: Any) -> None:
-        text = chunk.message.text if chunk is not None else token
-        if text and run_id in self._model_runs:
-            self.deliver(text)
-            await asyncio.sleep(0)  # let the response writer send it now
 
-    async def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        self._model_runs.discard(run_id)
-
-    async def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        self._model_runs.discard(run_id)
+def _content(event: dict[str, Any]) -> str | None:
+    choices = event.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        return None
+    delta = choices[0].get("delta")
+    text = delta.get("content") if isinstance(delta, dict) else None
+    return text if isinstance(text, str) else None

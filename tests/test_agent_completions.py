@@ -18,6 +18,7 @@ from langchain_openai import ChatOpenAI
 from agent.completions import JsonChatCompletions
 from agent.model import ModelClients, ModelEndpoint, build_chat_model, model_clients
 from agent.settings import AgentSettings
+from agent.tokens import model_text_to
 from emulators._server import serving
 from emulators.model import ModelEmulator
 
@@ -259,3 +260,52 @@ def test_the_model_connection_takes_its_proxy_from_the_environment_once(monkeypa
     assert environment_proxy("http://dashscope.example/v1") is None  # no HTTP_PROXY
     monkeypatch.setenv("NO_PROXY", "dashscope.example")
     assert environment_proxy("https://dashscope.example/v1") is None
+
+
+# --- the model's text, handed to the run's sink as it comes off the wire -----------------------------------
+
+def role_event() -> bytes:
+    return b"data: " + json.dumps({"id": "c1", "object": "chat.completion.chunk", "created": 0, "model": MODEL,
+                                   "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
+                                                "finish_reason": None}]}).encode()
+
+
+async def test_a_reads_text_reaches_the_sink_before_langchain_sees_its_first_event(raw_sse) -> None:
+    server, url = raw_sse
+    first_read = role_event() + b"\n\n" + chunk_event("Hel") + b"\n\n" + chunk_event("lo") + b"\n\n"
+    server.scripts.append([(0, first_read), (0.05, chunk_event(" you") + b"\n\ndata: [DONE]\n\n")])
+    delivered: list[str] = []
+    seen_by_langchain: list[tuple[str, list[str]]] = []
+    async with product_model(url) as chat:
+        with model_text_to(delivered.append):
+            async for chunk in chat.astream([HumanMessage("hi")]):
+                seen_by_langchain.append((chunk.content, list(delivered)))
+    assert delivered == ["Hel", "lo", " you"]
+    assert seen_by_langchain[0] == ("", ["Hel", "lo"])  # the role chunk: its read's text had already gone
+    assert "".join(content for content, _ in seen_by_langchain) == "Hello you"
+
+
+async def test_text_before_an_error_event_is_delivered_and_none_after_it(raw_sse) -> None:
+    server, url = raw_sse
+    error = b'data: {"error": {"message": "overloaded", "code": "server_error"}}'
+    server.scripts.append([(0, chunk_event("Hel") + b"\n\n" + error + b"\n\n" + chunk_event("never") + b"\n\n")])
+    delivered: list[str] = []
+    received: list[str] = []
+    async with product_model(url) as chat:
+        with model_text_to(delivered.append), pytest.raises(openai.APIError):
+            async for chunk in chat.astream([HumanMessage("hi")]):
+                received.append(chunk.content)
+    assert delivered == received == ["Hel"]
+
+
+async def test_concurrent_calls_each_deliver_to_their_own_sink(model, control, ours) -> None:
+    async def call(prompt: str) -> tuple[str, str]:
+        delivered: list[str] = []
+        with model_text_to(delivered.append):
+            answer = await merged(ours, [HumanMessage(prompt)])
+        return "".join(delivered), answer.content
+
+    results = await asyncio.gather(*(call(f"note number {n}") for n in range(4)))
+    for n, (delivered, answer) in enumerate(results):
+        assert f"note number {n}" in answer
+        assert delivered == answer

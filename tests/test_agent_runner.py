@@ -1,16 +1,11 @@
-"""The runner's compiled-agent cache and the model-token callback, driven directly (no model call needed)."""
-
-import uuid
-
-from langchain_core.messages import AIMessageChunk
-from langchain_core.outputs import ChatGenerationChunk
+"""The runner's compiled-agent cache and the model-text sink, driven directly (no model call needed)."""
 
 from agent import runner as runner_module
 from agent.graph import RunOptions
 from agent.model import ModelProvider
 from agent.runner import AgentRunner
 from agent.settings import AgentSettings
-from agent.tokens import ModelTokens
+from agent.tokens import deliver_text, model_text_to
 
 ENV = {"MODEL_BASE_URL": "http://127.0.0.1:9/v1", "MODEL_API_KEY": "test-key", "MODEL_NAME": "qwen-plus"}
 
@@ -35,21 +30,19 @@ async def test_agents_are_built_once_per_distinct_settings_and_bounded(monkeypat
         await provider.aclose()
 
 
-async def test_model_tokens_delivers_only_the_model_nodes_text():
+def test_text_goes_only_to_the_sink_bound_around_the_call():
     delivered: list[str] = []
-    tokens = ModelTokens(delivered.append)
-    model_run, other_run = uuid.uuid4(), uuid.uuid4()
-    await tokens.on_chat_model_start({}, [], run_id=model_run, metadata={"langgraph_node": "model"})
-    await tokens.on_chat_model_start({}, [], run_id=other_run, metadata={"langgraph_node": "tools"})
 
-    def chunk(**fields):
-        return ChatGenerationChunk(message=AIMessageChunk(**fields))
+    def chunk(delta):
+        return {"id": "c1", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta}]}
 
-    await tokens.on_llm_new_token("Hel", run_id=model_run, chunk=chunk(content="Hel"))
-    await tokens.on_llm_new_token("", run_id=model_run, chunk=chunk(content="", tool_call_chunks=[
-        {"name": "get_alibaba_cloud_caller_identity", "args": "", "id": "call_1", "index": 0}]))
-    await tokens.on_llm_new_token("secret", run_id=other_run, chunk=chunk(content="secret"))
-    await tokens.on_llm_new_token("lo", run_id=model_run, chunk=chunk(content="lo"))
-    await tokens.on_llm_end(None, run_id=model_run)
-    await tokens.on_llm_new_token("late", run_id=model_run, chunk=chunk(content="late"))
+    events = [chunk({"role": "assistant", "content": ""}), chunk({"content": "Hel"}),
+              chunk({"tool_calls": [{"index": 0, "id": "call_1", "function": {"name": "who", "arguments": ""}}]}),
+              chunk({"reasoning_content": "thinking"}), {"choices": [], "usage": {"total_tokens": 3}},
+              chunk({"content": "lo"})]
+    assert deliver_text(events) is False  # nothing bound: nowhere to go
+    with model_text_to(delivered.append):
+        assert deliver_text(events) is True
+        assert deliver_text(events[2:5]) is False
+    assert deliver_text(events) is False
     assert delivered == ["Hel", "lo"]
