@@ -178,11 +178,13 @@ class EventStream:
 
     def _decode_all(self, events: list[bytes]) -> tuple[list[dict[str, Any]], Exception | None]:
         """The events up to the first that fails to decode or carries an error, and that failure."""
+        import openai
+
         payloads = []
         for event in events:
             try:
                 payloads.append(self._decode(event))
-            except Exception as exc:  # raised once the events before it have been yielded
+            except (ValueError, openai.APIError) as exc:  # raised once the events before it were yielded
                 return payloads, exc
         return payloads, None
 
