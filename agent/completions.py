@@ -108,7 +108,8 @@ class EventStream:
     Server-sent events are parsed as the SDK parses them (`data:` lines joined until a blank line, comments
     skipped, `[DONE]` ends the stream). No event for `silence_s` seconds, keep-alive comments or not, is a
     timeout; an event carrying `error` raises `openai.APIError` after the events before it were yielded.
-    The text of each read's events goes to the run's text sink (`agent.tokens`) before any of them is yielded.
+    The text of each event goes to the run's text sink (`agent.tokens`) as soon as it is decoded, before
+    LangChain sees any event of the same read.
     """
 
     def __init__(self, response: aiohttp.ClientResponse, url: str, silence_s: float) -> None:
@@ -140,9 +141,7 @@ class EventStream:
                 buffer += received or b"\n\n"  # at the end, a last event without its blank line still counts
                 *lines, buffer = buffer.split(b"\n")
                 events, done = _complete_events(lines, data)
-                payloads, error = self._decode_all(events)
-                if deliver_text(payloads):
-                    await asyncio.sleep(0)  # the response writer sends the text before LangChain goes on
+                payloads, error = await self._decode_delivering_text(events)
                 for payload in payloads:
                     yield payload
                 if events:
@@ -176,16 +175,20 @@ class EventStream:
         except (TimeoutError, aiohttp.ClientError):
             pass  # the connection is closed instead of reused
 
-    def _decode_all(self, events: list[bytes]) -> tuple[list[dict[str, Any]], Exception | None]:
-        """The events up to the first that fails to decode or carries an error, and that failure."""
+    async def _decode_delivering_text(self, events: list[bytes]) -> tuple[list[dict[str, Any]], Exception | None]:
+        """Decode `events` in order, handing each one's text to the run's sink (`agent.tokens`) and letting the
+        response writer send it at once. Stops at the first event that fails or carries an error and returns
+        that error with the events before it, which are yielded first."""
         import openai
 
-        payloads = []
+        payloads: list[dict[str, Any]] = []
         for event in events:
             try:
                 payloads.append(self._decode(event))
-            except (ValueError, openai.APIError) as exc:  # raised once the events before it were yielded
+            except (ValueError, openai.APIError) as exc:
                 return payloads, exc
+            if deliver_text(payloads[-1]):
+                await asyncio.sleep(0)
         return payloads, None
 
     def _decode(self, event: bytes) -> dict[str, Any]:

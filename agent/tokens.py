@@ -1,9 +1,9 @@
 """The model's text, straight from the wire to the response.
 
-`agent.completions` parses the model's server-sent events and hands the text of each read's events to the
-sink the run bound here, before LangChain sees them, then yields to the event loop once so the response
-writer sends the text before LangChain processes anything. The sink is a context variable, so it reaches the
-model call that LangGraph runs in a task of its own, and only the calls of the run that bound it.
+`agent.completions` parses the model's server-sent events and hands the text of each to the sink the run
+bound here as soon as it is decoded, then yields to the event loop once so the response writer sends it
+before LangChain processes anything. The sink is a context variable, so it reaches the model call that
+LangGraph runs in a task of its own, and only the calls of the run that bound it.
 
 A LangChain callback handler did this before: any handler on a run makes LangChain and LangGraph dispatch
 every chain's start and end to it, and the first token then waited for LangChain's handling of the chunks
@@ -13,7 +13,7 @@ before it (0.3-0.4 ms of a cold request's time to first token, bench/RESULTS.md,
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -33,21 +33,17 @@ def model_text_to(sink: TextSink) -> Iterator[None]:
         _sink.reset(token)
 
 
-def deliver_text(events: Iterable[dict[str, Any]]) -> bool:
-    """Hand the text deltas of these chat-completion chunks to the bound sink; True if any text went.
+def deliver_text(event: dict[str, Any]) -> bool:
+    """Hand the text delta of this chat-completion chunk to the bound sink; True if there was text to hand.
 
     Tool-call deltas, reasoning and usage carry no `content` and are left to LangChain.
     """
     sink = _sink.get()
-    if sink is None:
+    text = _content(event) if sink is not None else None
+    if not text:
         return False
-    delivered = False
-    for event in events:
-        text = _content(event)
-        if text:
-            sink(text)
-            delivered = True
-    return delivered
+    sink(text)
+    return True
 
 
 def _content(event: dict[str, Any]) -> str | None:

@@ -40,9 +40,8 @@ def test_text_goes_only_to_the_sink_bound_around_the_call():
               chunk({"tool_calls": [{"index": 0, "id": "call_1", "function": {"name": "who", "arguments": ""}}]}),
               chunk({"reasoning_content": "thinking"}), {"choices": [], "usage": {"total_tokens": 3}},
               chunk({"content": "lo"})]
-    assert deliver_text(events) is False  # nothing bound: nowhere to go
+    assert not any(deliver_text(event) for event in events)  # nothing bound: nowhere to go
     with model_text_to(delivered.append):
-        assert deliver_text(events) is True
-        assert deliver_text(events[2:5]) is False
-    assert deliver_text(events) is False
+        assert [deliver_text(event) for event in events] == [False, True, False, False, False, True]
+    assert not any(deliver_text(event) for event in events)
     assert delivered == ["Hel", "lo"]
