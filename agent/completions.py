@@ -25,7 +25,7 @@ import random
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any, Self
 
-from agent.tokens import deliver_text
+from agent.tokens import TextSink, agent_text_sink, delta_text
 
 if TYPE_CHECKING:
     import aiohttp
@@ -65,8 +65,9 @@ class JsonChatCompletions:
         timeout_s = float(timeout) if isinstance(timeout, (int, float)) else self._timeout_s
         extra_body = kwargs.pop("extra_body", None) or {}
         data = json.dumps({**kwargs, **extra_body}, ensure_ascii=False, separators=(",", ":")).encode()
+        text_sink = agent_text_sink()
         response = await self._post(data, headers, params, timeout_s)
-        return EventStream(response, self._url, timeout_s)
+        return EventStream(response, self._url, timeout_s, text_sink)
 
     async def _post(self, data: bytes, headers: dict[str, str], params: dict[str, str],
                     timeout_s: float) -> aiohttp.ClientResponse:
@@ -108,14 +109,16 @@ class EventStream:
     Server-sent events are parsed as the SDK parses them (`data:` lines joined until a blank line, comments
     skipped, `[DONE]` ends the stream). No event for `silence_s` seconds, keep-alive comments or not, is a
     timeout; an event carrying `error` raises `openai.APIError` after the events before it were yielded.
-    The text of each event goes to the run's text sink (`agent.tokens`) as soon as it is decoded, before
-    LangChain sees any event of the same read.
+    With a `text_sink` (the run's, for the agent's own calls: `agent.tokens`), each event's text goes to it as
+    soon as it is decoded, before LangChain sees any event of the same read.
     """
 
-    def __init__(self, response: aiohttp.ClientResponse, url: str, silence_s: float) -> None:
+    def __init__(self, response: aiohttp.ClientResponse, url: str, silence_s: float,
+                 text_sink: TextSink | None = None) -> None:
         self._response = response
         self._url = url
         self._silence_s = silence_s
+        self._text_sink = text_sink
 
     async def __aenter__(self) -> Self:
         return self
@@ -176,9 +179,9 @@ class EventStream:
             pass  # the connection is closed instead of reused
 
     async def _decode_delivering_text(self, events: list[bytes]) -> tuple[list[dict[str, Any]], Exception | None]:
-        """Decode `events` in order, handing each one's text to the run's sink (`agent.tokens`) and letting the
-        response writer send it at once. Stops at the first event that fails or carries an error and returns
-        that error with the events before it, which are yielded first."""
+        """Decode `events` in order, handing each one's text to the text sink and letting the response writer
+        send it at once. Stops at the first event that fails or carries an error and returns that error with
+        the events before it, which are yielded first."""
         import openai
 
         payloads: list[dict[str, Any]] = []
@@ -187,7 +190,8 @@ class EventStream:
                 payloads.append(self._decode(event))
             except (ValueError, openai.APIError) as exc:
                 return payloads, exc
-            if deliver_text(payloads[-1]):
+            if self._text_sink is not None and (text := delta_text(payloads[-1])):
+                self._text_sink(text)
                 await asyncio.sleep(0)
         return payloads, None
 

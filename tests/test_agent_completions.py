@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
+from typing import Any, TypedDict
 
 import httpx
 import openai
@@ -14,11 +15,13 @@ import pytest
 from langchain_core.messages import AIMessageChunk, HumanMessage, SystemMessage
 from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
+from langgraph.graph import START, StateGraph
 
 from agent.completions import JsonChatCompletions
+from agent.graph import RunOptions, build_agent
 from agent.model import ModelClients, ModelEndpoint, build_chat_model, model_clients
 from agent.settings import AgentSettings
-from agent.tokens import model_text_to
+from agent.tokens import AGENT_MODEL_NODE, model_text_to
 from emulators._server import serving
 from emulators.model import ModelEmulator
 
@@ -264,6 +267,24 @@ def test_the_model_connection_takes_its_proxy_from_the_environment_once(monkeypa
 
 # --- the model's text, handed to the run's sink as it comes off the wire -----------------------------------
 
+class _NodeState(TypedDict, total=False):
+    done: bool
+
+
+async def in_graph_node(name: str, call: Callable[[], Awaitable[Any]]) -> Any:
+    """Await `call` inside a LangGraph node called `name`, as `create_agent` runs its model calls (in "model")
+    and its tools (in "tools")."""
+    results = []
+
+    async def node(_: _NodeState) -> _NodeState:
+        results.append(await call())
+        return {"done": True}
+
+    graph = StateGraph(_NodeState).add_node(name, node).add_edge(START, name).compile()
+    await graph.ainvoke({"done": False})
+    return results[0]
+
+
 def role_event() -> bytes:
     return b"data: " + json.dumps({"id": "c1", "object": "chat.completion.chunk", "created": 0, "model": MODEL,
                                    "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
@@ -276,10 +297,14 @@ async def test_a_reads_text_reaches_the_sink_before_langchain_sees_its_first_eve
     server.scripts.append([(0, first_read), (0.05, chunk_event(" you") + b"\n\ndata: [DONE]\n\n")])
     delivered: list[str] = []
     seen_by_langchain: list[tuple[str, list[str]]] = []
+
+    async def call() -> None:
+        async for chunk in chat.astream([HumanMessage("hi")]):
+            seen_by_langchain.append((chunk.content, list(delivered)))
+
     async with product_model(url) as chat:
         with model_text_to(delivered.append):
-            async for chunk in chat.astream([HumanMessage("hi")]):
-                seen_by_langchain.append((chunk.content, list(delivered)))
+            await in_graph_node(AGENT_MODEL_NODE, call)
     assert delivered == ["Hel", "lo", " you"]
     assert seen_by_langchain[0] == ("", ["Hel", "lo"])  # the role chunk: its read's text had already gone
     assert "".join(content for content, _ in seen_by_langchain) == "Hello you"
@@ -291,21 +316,55 @@ async def test_text_before_an_error_event_is_delivered_and_none_after_it(raw_sse
     server.scripts.append([(0, chunk_event("Hel") + b"\n\n" + error + b"\n\n" + chunk_event("never") + b"\n\n")])
     delivered: list[str] = []
     received: list[str] = []
+
+    async def call() -> None:
+        async for chunk in chat.astream([HumanMessage("hi")]):
+            received.append(chunk.content)
+
     async with product_model(url) as chat:
         with model_text_to(delivered.append), pytest.raises(openai.APIError):
-            async for chunk in chat.astream([HumanMessage("hi")]):
-                received.append(chunk.content)
+            await in_graph_node(AGENT_MODEL_NODE, call)
     assert delivered == received == ["Hel"]
 
 
-async def test_concurrent_calls_each_deliver_to_their_own_sink(model, control, ours) -> None:
-    async def call(prompt: str) -> tuple[str, str]:
+async def test_concurrent_runs_each_get_their_own_models_text(model, control, ours) -> None:
+    async def run(prompt: str) -> tuple[str, str]:
         delivered: list[str] = []
         with model_text_to(delivered.append):
-            answer = await merged(ours, [HumanMessage(prompt)])
+            answer = await in_graph_node(AGENT_MODEL_NODE, lambda: merged(ours, [HumanMessage(prompt)]))
         return "".join(delivered), answer.content
 
-    results = await asyncio.gather(*(call(f"note number {n}") for n in range(4)))
+    results = await asyncio.gather(*(run(f"note number {n}") for n in range(4)))
     for n, (delivered, answer) in enumerate(results):
         assert f"note number {n}" in answer
         assert delivered == answer
+
+
+async def test_only_the_agents_own_model_calls_reach_the_sink(model, control, ours) -> None:
+    delivered: list[str] = []
+    with model_text_to(delivered.append):
+        outside = await merged(ours, [HumanMessage("outside any graph")])
+        in_tool = await in_graph_node("tools", lambda: merged(ours, [HumanMessage("inside a tool")]))
+    assert "outside any graph" in outside.content and "inside a tool" in in_tool.content
+    assert delivered == []
+
+
+async def test_a_tools_own_model_call_is_not_streamed_to_the_user(model, control) -> None:
+    """Through the real agent: the tool's model call answers the tool, the user sees only the agent's text."""
+    async with product_model(model[1]) as chat:
+
+        @tool("write_dingtalk_document")
+        async def summarising_writer(document_id: str, content: str) -> str:
+            """Overwrite a DingTalk document with markdown content."""
+            summary = await chat.ainvoke([HumanMessage("tool-internal words")])
+            assert "tool-internal words" in summary.content
+            return "written"
+
+        agent = build_agent(chat, [summarising_writer], RunOptions())
+        delivered: list[str] = []
+        with model_text_to(delivered.append):
+            async for _ in agent.astream({"messages": [HumanMessage('Write "Helloworld" to DingTalk document '
+                                                                    "doc123")]}, stream_mode="updates"):
+                pass
+    streamed = "".join(delivered)
+    assert streamed and "tool-internal words" not in streamed

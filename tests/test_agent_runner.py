@@ -5,7 +5,7 @@ from agent.graph import RunOptions
 from agent.model import ModelProvider
 from agent.runner import AgentRunner
 from agent.settings import AgentSettings
-from agent.tokens import deliver_text, model_text_to
+from agent.tokens import agent_text_sink, delta_text, model_text_to
 
 ENV = {"MODEL_BASE_URL": "http://127.0.0.1:9/v1", "MODEL_API_KEY": "test-key", "MODEL_NAME": "qwen-plus"}
 
@@ -30,18 +30,19 @@ async def test_agents_are_built_once_per_distinct_settings_and_bounded(monkeypat
         await provider.aclose()
 
 
-def test_text_goes_only_to_the_sink_bound_around_the_call():
-    delivered: list[str] = []
-
+def test_a_chunks_text_is_its_content_delta_only():
     def chunk(delta):
         return {"id": "c1", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta}]}
 
     events = [chunk({"role": "assistant", "content": ""}), chunk({"content": "Hel"}),
               chunk({"tool_calls": [{"index": 0, "id": "call_1", "function": {"name": "who", "arguments": ""}}]}),
               chunk({"reasoning_content": "thinking"}), {"choices": [], "usage": {"total_tokens": 3}},
-              chunk({"content": "lo"})]
-    assert not any(deliver_text(event) for event in events)  # nothing bound: nowhere to go
-    with model_text_to(delivered.append):
-        assert [deliver_text(event) for event in events] == [False, True, False, False, False, True]
-    assert not any(deliver_text(event) for event in events)
-    assert delivered == ["Hel", "lo"]
+              chunk({"content": None}), {"choices": "odd"}, chunk({"content": "lo"})]
+    assert [delta_text(event) for event in events] == [None, "Hel", None, None, None, None, None, "lo"]
+
+
+def test_no_sink_outside_a_run_or_outside_the_agents_model_node():
+    assert agent_text_sink() is None
+    with model_text_to(print):
+        assert agent_text_sink() is None  # bound, but this is no graph node (test_agent_completions: in one)
+    assert agent_text_sink() is None
