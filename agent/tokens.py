@@ -38,17 +38,20 @@ def model_text_to(sink: TextSink) -> Iterator[None]:
 
 
 def agent_text_sink() -> TextSink | None:
-    """For the model call being made now: the run's sink if the call is the agent's own, else None."""
+    """For the model call being made now: the run's sink if the call is the agent's own (its graph's "model"
+    node, not one of a graph nested in it), else None."""
     sink = _sink.get()
     if sink is None:
         return None
     from langgraph.config import get_config
 
     try:
-        node = get_config().get("metadata", {}).get("langgraph_node")
+        metadata = get_config().get("metadata", {})
     except RuntimeError:  # not inside a graph node
         return None
-    return sink if node == AGENT_MODEL_NODE else None
+    # A nested graph's namespace is "parent:<task>|node:<task>": a sub-agent run by a tool has a "model" node too.
+    top_level = "|" not in metadata.get("langgraph_checkpoint_ns", "")
+    return sink if metadata.get("langgraph_node") == AGENT_MODEL_NODE and top_level else None
 
 
 def delta_text(event: dict[str, Any]) -> str | None:

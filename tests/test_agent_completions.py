@@ -345,7 +345,10 @@ async def test_only_the_agents_own_model_calls_reach_the_sink(model, control, ou
     with model_text_to(delivered.append):
         outside = await merged(ours, [HumanMessage("outside any graph")])
         in_tool = await in_graph_node("tools", lambda: merged(ours, [HumanMessage("inside a tool")]))
+        sub_agent = await in_graph_node("tools", lambda: in_graph_node(
+            AGENT_MODEL_NODE, lambda: merged(ours, [HumanMessage("a sub-agent's model")])))
     assert "outside any graph" in outside.content and "inside a tool" in in_tool.content
+    assert "a sub-agent's model" in sub_agent.content
     assert delivered == []
 
 
