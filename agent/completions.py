@@ -178,7 +178,8 @@ class EventStream:
         except (TimeoutError, aiohttp.ClientError):
             pass  # the connection is closed instead of reused
 
-    async def _decode_delivering_text(self, events: list[bytes]) -> tuple[list[dict[str, Any]], Exception | None]:
+    async def _decode_delivering_text(self, events: list[bytes]
+                                      ) -> tuple[list[dict[str, Any]], Exception | None]:
         """Decode `events` in order, handing each one's text to the text sink and letting the response writer
         send it at once. Stops at the first event that fails or carries an error and returns that error with
         the events before it, which are yielded first."""

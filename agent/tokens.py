@@ -49,7 +49,7 @@ def agent_text_sink() -> TextSink | None:
         metadata = get_config().get("metadata", {})
     except RuntimeError:  # not inside a graph node
         return None
-    # A nested graph's namespace is "parent:<task>|node:<task>": a sub-agent run by a tool has a "model" node too.
+    # A nested graph's namespace reads "parent:<task>|node:<task>"; a tool's sub-agent has a "model" node.
     top_level = "|" not in metadata.get("langgraph_checkpoint_ns", "")
     return sink if metadata.get("langgraph_node") == AGENT_MODEL_NODE and top_level else None
 

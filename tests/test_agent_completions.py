@@ -313,7 +313,8 @@ async def test_a_reads_text_reaches_the_sink_before_langchain_sees_its_first_eve
 async def test_text_before_an_error_event_is_delivered_and_none_after_it(raw_sse) -> None:
     server, url = raw_sse
     error = b'data: {"error": {"message": "overloaded", "code": "server_error"}}'
-    server.scripts.append([(0, chunk_event("Hel") + b"\n\n" + error + b"\n\n" + chunk_event("never") + b"\n\n")])
+    wire = chunk_event("Hel") + b"\n\n" + error + b"\n\n" + chunk_event("never") + b"\n\n"
+    server.scripts.append([(0, wire)])
     delivered: list[str] = []
     received: list[str] = []
 

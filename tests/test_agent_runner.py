@@ -35,7 +35,7 @@ def test_a_chunks_text_is_its_content_delta_only():
         return {"id": "c1", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta}]}
 
     events = [chunk({"role": "assistant", "content": ""}), chunk({"content": "Hel"}),
-              chunk({"tool_calls": [{"index": 0, "id": "call_1", "function": {"name": "who", "arguments": ""}}]}),
+              chunk({"tool_calls": [{"index": 0, "id": "call_1", "function": {"name": "who"}}]}),
               chunk({"reasoning_content": "thinking"}), {"choices": [], "usage": {"total_tokens": 3}},
               chunk({"content": None}), {"choices": "odd"}, chunk({"content": "lo"})]
     assert [delta_text(event) for event in events] == [None, "Hel", None, None, None, None, None, "lo"]
