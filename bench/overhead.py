@@ -9,7 +9,8 @@ The request the agent sends the model for that chat (system prompt and tool sche
 straight to the model emulator alongside: its time above 200 ms is what the emulator and the client cost by
 themselves, so "net" = ours - direct. The two chat series are interleaved (each user alternates a direct and
 an "ours" stream, swapping the order every pair) so that drift on a shared machine hits both alike; 20
-samples gave p50s that moved by ~1 ms between runs, hence 200 at 1 user. Every user sends one warm-up pair first (JWKS, token caches and connection pools filled).
+samples gave p50s that moved by ~1 ms between runs, hence 200 at 1 user. Every user sends one warm-up pair
+first (JWKS, token caches and connection pools filled).
 
     python -m bench.overhead [--users 1 100] [--requests N] [--tool-requests N] [--runs N]
 """
