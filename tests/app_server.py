@@ -26,20 +26,36 @@ import uvicorn
 KEEP_ALIVE_SECONDS = 75  # as app.main serves in production: longer than clients keep idle connections
 
 
+def bound_socket() -> socket.socket:
+    """A TCP socket bound to a free 127.0.0.1 port, held until the server listens on it.
+
+    Reserving a port by binding and closing a probe is racy: any later `bind(0)` (an emulator starting) may be
+    handed the same port before the app binds it. Holding the socket keeps the port ours.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
 @contextmanager
-def serve_app(env: Mapping[str, str], *, app_state: dict | None = None, port: int = 0) -> Iterator[str]:
+def serve_app(env: Mapping[str, str], *, app_state: dict | None = None,
+              sock: socket.socket | None = None) -> Iterator[str]:
     """Yield the base URL (`http://127.0.0.1:PORT`) of a running app built from `env`.
 
-    `port` (default: a free one) lets a test register the app's callback URL before the app exists.
+    `sock` (default: a new `bound_socket()`) lets a test register the app's callback URL before the app
+    exists; it is closed when the block ends.
 
     `app_state`, when given, receives `app` and `loop` so a test can inspect the server (e.g. its tasks).
     """
     from app import create_app
 
-    app = create_app(dict(env))
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", port))
+    sock = sock or bound_socket()
+    try:
+        app = create_app(dict(env))
+    except BaseException:
+        sock.close()
+        raise
     sock.listen(2048)
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",

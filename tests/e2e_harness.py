@@ -11,7 +11,6 @@ issued, so test_leaks.py can prove none of them escaped.
 from __future__ import annotations
 
 import logging
-import socket
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ import httpx
 import openai
 
 from emulators import LocalCloud, start_local_cloud
-from tests.app_server import serve_app
+from tests.app_server import bound_socket, serve_app
 
 PATIENT_TIMEOUT_SECONDS = "30"
 IMPATIENT_TIMEOUT_SECONDS = "1"
@@ -50,20 +49,18 @@ class Witness(logging.Handler):
         return body
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 class Product:
     """The emulators and the app, wired so the consent redirect reaches the app's real /callback."""
 
     def __init__(self) -> None:
         self.witness = Witness()
         self._stack = ExitStack()
-        self._ports = {"patient": _free_port(), "impatient": _free_port()}
-        self._urls = {name: f"http://127.0.0.1:{port}" for name, port in self._ports.items()}
+        # Both ports are held from now on: the cloud starting next must not be handed either of them.
+        self._sockets = {"patient": bound_socket(), "impatient": bound_socket()}
+        for sock in self._sockets.values():
+            self._stack.callback(sock.close)  # for an app never started; closing twice is harmless
+        self._urls = {name: "http://127.0.0.1:%d" % sock.getsockname()[1]
+                      for name, sock in self._sockets.items()}
         self.cloud: LocalCloud = self._stack.enter_context(
             start_local_cloud(return_urls=[f"{url}/callback" for url in self._urls.values()]))
         self._running: dict[str, str] = {}
@@ -75,7 +72,7 @@ class Product:
             timeout = PATIENT_TIMEOUT_SECONDS if name == "patient" else IMPATIENT_TIMEOUT_SECONDS
             env = {**self.cloud.env, "APP_REDIRECT_URI": self._urls[name],
                    "AUTHORIZATION_TIMEOUT_SECONDS": timeout, "STREAM_KEEPALIVE_SECONDS": "0.5"}
-            self._running[name] = self._stack.enter_context(serve_app(env, port=self._ports[name]))
+            self._running[name] = self._stack.enter_context(serve_app(env, sock=self._sockets[name]))
         return self._running[name]
 
     def user_jwt(self, sub: str) -> str:
