@@ -12,7 +12,8 @@ yields each event as a dict, which langchain-openai takes as it is. What the SDK
 - the same errors: `openai.APIStatusError` subclasses, `APIConnectionError`, `APITimeoutError`, and `APIError`
   for an error event inside the stream, so langchain-openai and `agent.errors` see no difference;
 - a bound on the silence between events (what langchain-openai's `stream_chunk_timeout` did).
-Calls that are not streamed go to the SDK as they are.
+Calls that are not streamed go to the SDK as they are. A run's first streamed request may have been posted
+before the agent's model node made it (`agent.early_call`); the node's call then takes that response.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import random
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any, Self
 
+from agent.early_call import WireRequest, post_or_take
 from agent.tokens import TextSink, agent_text_sink, delta_text
 
 if TYPE_CHECKING:
@@ -65,9 +67,9 @@ class JsonChatCompletions:
         timeout_s = float(timeout) if isinstance(timeout, (int, float)) else self._timeout_s
         extra_body = kwargs.pop("extra_body", None) or {}
         data = json.dumps({**kwargs, **extra_body}, ensure_ascii=False, separators=(",", ":")).encode()
-        text_sink = agent_text_sink()
-        response = await self._post(data, headers, params, timeout_s)
-        return EventStream(response, self._url, timeout_s, text_sink)
+        request = WireRequest(data, tuple(headers.items()), tuple(params.items()), timeout_s)
+        response = await post_or_take(request, lambda: self._post(data, headers, params, timeout_s))
+        return EventStream(response, self._url, timeout_s, agent_text_sink())
 
     async def _post(self, data: bytes, headers: dict[str, str], params: dict[str, str],
                     timeout_s: float) -> aiohttp.ClientResponse:

@@ -1,6 +1,7 @@
 """Runs the agent for one request and yields what the client should see, in order.
 
-Three sources feed one queue: the model's text (`agent.tokens`, as it comes off the wire), the LangGraph
+The run's first model request is posted before the graph starts (`agent.early_call`). Three sources feed
+one queue: the model's text (`agent.tokens`, as it comes off the wire), the LangGraph
 stream (tool starts and ends, usage, finish reason) and the request's event sink (authorization requests
 emitted by identity/ through `RequestContext.emit`). The consumer drains the queue, yielding `KEEPALIVE`
 whenever nothing arrived for a while so proxies keep the connection open. Closing or cancelling the
@@ -18,8 +19,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from agent.chunks import Usage
+from agent.early_call import EarlyStart
 from agent.events import ToolFinished, ToolStarted
-from agent.graph import RunOptions, build_agent
+from agent.graph import Agent, RunOptions, build_agent
 from agent.model import ModelProvider
 from agent.tokens import model_text_to
 
@@ -71,9 +73,10 @@ class AgentRunner:
     def __init__(self, provider: ModelProvider, tools: Sequence[BaseTool]) -> None:
         self.provider = provider
         self.tools = list(tools)
-        self._agents: OrderedDict[RunOptions, Any] = OrderedDict()  # least recently used first
+        self._agents: OrderedDict[RunOptions, Agent] = OrderedDict()  # least recently used first
+        self.early_start = EarlyStart()
 
-    async def agent(self, options: RunOptions) -> Any:
+    async def agent(self, options: RunOptions) -> Agent:
         agent = self._agents.get(options)
         if agent is None:
             agent = build_agent(await self.provider.chat_model(), self.tools, options)
@@ -113,10 +116,11 @@ class AgentRunner:
         try:
             agent = await self.agent(options)
             with scope(queue.put), model_text_to(lambda text: queue.put_nowait(TextDelta(text))):
-                stream = agent.astream({"messages": messages}, stream_mode="updates")
-                async for update in stream:
-                    for item in tracker.translate(update):
-                        queue.put_nowait(item)
+                async with self.early_start.first_call(*agent.first_call(messages)):
+                    stream = agent.graph.astream({"messages": messages}, stream_mode="updates")
+                    async for update in stream:
+                        for item in tracker.translate(update):
+                            queue.put_nowait(item)
             queue.put_nowait(Finished(tracker.finish_reason, tracker.usage))
         except asyncio.CancelledError:
             raise

@@ -59,7 +59,7 @@ class Product:
         self._sockets = {"patient": bound_socket(), "impatient": bound_socket()}
         for sock in self._sockets.values():
             self._stack.callback(sock.close)  # for an app never started; closing twice is harmless
-        self._urls = {name: "http://127.0.0.1:%d" % sock.getsockname()[1]
+        self._urls = {name: f"http://127.0.0.1:{sock.getsockname()[1]}"
                       for name, sock in self._sockets.items()}
         self.cloud: LocalCloud = self._stack.enter_context(
             start_local_cloud(return_urls=[f"{url}/callback" for url in self._urls.values()]))

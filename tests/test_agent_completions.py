@@ -366,9 +366,9 @@ async def test_a_tools_own_model_call_is_not_streamed_to_the_user(model, control
 
         agent = build_agent(chat, [summarising_writer], RunOptions())
         delivered: list[str] = []
+        request = [HumanMessage('Write "Helloworld" to DingTalk document doc123')]
         with model_text_to(delivered.append):
-            async for _ in agent.astream({"messages": [HumanMessage('Write "Helloworld" to DingTalk document '
-                                                                    "doc123")]}, stream_mode="updates"):
+            async for _ in agent.graph.astream({"messages": request}, stream_mode="updates"):
                 pass
     streamed = "".join(delivered)
     assert streamed and "tool-internal words" not in streamed
