@@ -24,7 +24,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import aclosing, asynccontextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
@@ -42,11 +42,12 @@ TURNS_TO_SEND = 1 if sys.version_info >= (3, 12) else 2
 
 @dataclass(frozen=True)
 class WireRequest:
-    """What makes two streamed model requests the same request."""
+    """What makes two streamed model requests the same request. Never printed: the headers carry the model's
+    API key and the body the conversation."""
 
-    body: bytes
-    headers: tuple[tuple[str, str], ...]
-    params: tuple[tuple[str, str], ...]
+    body: bytes = field(repr=False)
+    headers: tuple[tuple[str, str], ...] = field(repr=False)
+    params: tuple[tuple[str, str], ...] = field(repr=False)
     timeout_s: float
 
 

@@ -18,6 +18,7 @@ from agent.early_call import EarlyStart, Outcome
 from agent.graph import Agent, RunOptions, build_agent
 from agent.model import ModelProvider
 from agent.runner import AgentRunner, Finished, TextDelta
+from agent.schemas import parse_request, to_langchain_messages
 from agent.tokens import model_text_to
 from tests.test_agent_completions import (
     control,
@@ -83,6 +84,34 @@ async def test_every_run_of_the_runner_sends_its_first_request_early(model, cont
     finally:
         await provider.aclose()
     assert len(emulator.requests) == 3 and runner.early_start.outcomes == {Outcome.TAKEN: 3}
+
+
+PIXEL = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+CONVERSATION = {"model": "qwen-plus", "messages": [
+    {"role": "system", "content": "Answer in one line."},
+    {"role": "user", "content": [{"type": "text", "text": "Who am I on Alibaba Cloud?"}, PIXEL]},
+    {"role": "assistant", "content": None, "tool_calls": [{"id": "call_1", "type": "function", "function": {
+        "name": "write_dingtalk_document", "arguments": '{"document_id": "d1", "content": "x"}'}}]},
+    {"role": "tool", "tool_call_id": "call_1", "content": "written"},
+    {"role": "assistant", "content": "Done."},
+    {"role": "user", "content": "And now what?", "name": "ann"}]}
+
+
+async def test_a_whole_conversation_as_the_app_parses_it_is_taken_early(model, control):
+    """Client-side system prompt, content parts, an earlier tool call and its result: the graph's state holds
+    them as LangGraph made them, and the node's request is still the early one."""
+    emulator, url = model
+    provider = ModelProvider(settings(url))
+    runner = AgentRunner(provider, [write_dingtalk_document])
+    messages = to_langchain_messages(parse_request(CONVERSATION).messages)
+    try:
+        items = [item async for item in runner.run(messages, RunOptions(temperature=0.2, max_tokens=50),
+                                                   lambda emit: contextlib.nullcontext())]
+    finally:
+        await provider.aclose()
+    assert isinstance(items[-1], Finished) and runner.early_start.outcomes == {Outcome.TAKEN: 1}
+    sent = emulator.requests[0]
+    assert len(emulator.requests) == 1 and sent["temperature"] == 0.2 and len(sent["messages"]) == 7
 
 
 async def test_a_tool_turn_takes_only_the_first_request_early(model, control):
