@@ -1,11 +1,11 @@
 """Runs the agent for one request and yields what the client should see, in order.
 
 The run's first model request is posted before the graph starts (`agent.early_call`). Three sources feed
-one queue: the model's text (`agent.tokens`, as it comes off the wire), the LangGraph
-stream (tool starts and ends, usage, finish reason) and the request's event sink (authorization requests
-emitted by identity/ through `RequestContext.emit`). The consumer drains the queue, yielding `KEEPALIVE`
-whenever nothing arrived for a while so proxies keep the connection open. Closing or cancelling the
-consumer (client gone) cancels the run: no task outlives it.
+one queue: the model's text (`agent.tokens`, as it comes off the wire), the LangGraph stream (tool starts and
+ends, usage, finish reason) and the request's event sink (authorization requests emitted by identity/
+through `RequestContext.emit`). The consumer drains the queue, yielding `KEEPALIVE` whenever nothing arrived
+for a while so proxies keep the connection open. Closing or cancelling the consumer (client gone) cancels
+the run: no task outlives it.
 """
 
 from __future__ import annotations
