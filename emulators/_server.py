@@ -136,12 +136,15 @@ async def _fail(faults: Faults, render_error: ErrorRenderer) -> Response:
     return render_error(faults.fail_status, "ServiceUnavailable", "The emulator failed on purpose.")
 
 
-def _bind_free_port(host: str = "127.0.0.1") -> socket.socket:
-    # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY only on sockets that say so, and accepted sockets
-    # inherit it. Without it every response waits ~40 ms (Nagle vs delayed ACK between headers and body).
+def listening_socket(port: int = 0, host: str = "127.0.0.1") -> socket.socket:
+    """A socket listening on `port` (0: a free one), to hand to a server that starts later: the port is held
+    from now on, so nothing else that binds meanwhile can be given it.
+
+    proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY only on sockets that say so, and accepted sockets
+    inherit it. Without it every response waits ~40 ms (Nagle vs delayed ACK between headers and body)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, 0))
+    sock.bind((host, port))
     sock.listen(2048)
     sock.setblocking(False)
     return sock
@@ -161,7 +164,7 @@ class ServerGroup:
     def reserve(self, name: str, port: int = 0) -> str:
         """Bind a port for `name` now, so every emulator can know every URL before any app is built."""
         if name not in self._sockets:
-            sock = _bind_free_port() if port == 0 else _bind_port(port)
+            sock = listening_socket(port)
             self._sockets[name] = sock
             self.urls[name] = "http://127.0.0.1:%d" % sock.getsockname()[1]
         return self.urls[name]
@@ -222,15 +225,6 @@ class ServerGroup:
         for sock in self._sockets.values():
             sock.close()
         self._thread = None
-
-
-def _bind_port(port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", port))
-    sock.listen(2048)
-    sock.setblocking(False)
-    return sock
 
 
 async def _as_coro(fn: Callable[[], Any]) -> Any:

@@ -23,19 +23,9 @@ from contextlib import contextmanager
 
 import uvicorn
 
+from emulators._server import listening_socket
+
 KEEP_ALIVE_SECONDS = 75  # as app.main serves in production: longer than clients keep idle connections
-
-
-def bound_socket() -> socket.socket:
-    """A TCP socket bound to a free 127.0.0.1 port, held until the server listens on it.
-
-    Reserving a port by binding and closing a probe is racy: any later `bind(0)` (an emulator starting) may be
-    handed the same port before the app binds it. Holding the socket keeps the port ours.
-    """
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    return sock
 
 
 @contextmanager
@@ -43,20 +33,19 @@ def serve_app(env: Mapping[str, str], *, app_state: dict | None = None,
               sock: socket.socket | None = None) -> Iterator[str]:
     """Yield the base URL (`http://127.0.0.1:PORT`) of a running app built from `env`.
 
-    `sock` (default: a new `bound_socket()`) lets a test register the app's callback URL before the app
-    exists; it is closed when the block ends.
+    `sock` (default: a new `emulators._server.listening_socket()`) lets a test register the app's callback
+    URL before the app exists; it is closed when the block ends.
 
     `app_state`, when given, receives `app` and `loop` so a test can inspect the server (e.g. its tasks).
     """
     from app import create_app
 
-    sock = sock or bound_socket()
+    sock = sock or listening_socket()
     try:
         app = create_app(dict(env))
     except BaseException:
         sock.close()
         raise
-    sock.listen(2048)
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
                                           timeout_keep_alive=KEEP_ALIVE_SECONDS, timeout_graceful_shutdown=5))

@@ -20,7 +20,8 @@ import httpx
 import openai
 
 from emulators import LocalCloud, start_local_cloud
-from tests.app_server import bound_socket, serve_app
+from emulators._server import listening_socket
+from tests.app_server import serve_app
 
 PATIENT_TIMEOUT_SECONDS = "30"
 IMPATIENT_TIMEOUT_SECONDS = "1"
@@ -56,7 +57,7 @@ class Product:
         self.witness = Witness()
         self._stack = ExitStack()
         # Both ports are held from now on: the cloud starting next must not be handed either of them.
-        self._sockets = {"patient": bound_socket(), "impatient": bound_socket()}
+        self._sockets = {"patient": listening_socket(), "impatient": listening_socket()}
         for sock in self._sockets.values():
             self._stack.callback(sock.close)  # for an app never started; closing twice is harmless
         self._urls = {name: f"http://127.0.0.1:{sock.getsockname()[1]}"
