@@ -63,6 +63,10 @@ class Outcome(Enum):
     NOT_SENT = "not sent"  # the model answered without posting its request through `create`
 
 
+# A first call that differed, or a model that does not post through `create`: it would happen again every run.
+SWITCHES_OFF = (Outcome.DIFFERED, Outcome.NOT_SENT)
+
+
 class _Posted(Exception):
     """Ends the early build once its request is posted (raised in `create`, caught by `EarlyCall.send`)."""
 
@@ -145,8 +149,11 @@ class EarlyStart:
     """Sends each run's first model request early until one run's first call differs from it."""
 
     def __init__(self) -> None:
-        self.enabled = True
         self.outcomes: Counter[Outcome] = Counter()  # how the runs' early requests ended
+
+    @property
+    def enabled(self) -> bool:
+        return not any(self.outcomes[outcome] for outcome in SWITCHES_OFF)
 
     @asynccontextmanager
     async def first_call(self, model: RunnableBinding,
@@ -166,7 +173,6 @@ class EarlyStart:
             early.settle()
             _current.reset(token)
             self.outcomes[early.outcome] += 1
-            if early.outcome in (Outcome.DIFFERED, Outcome.NOT_SENT):
-                self.enabled = False
+            if early.outcome in SWITCHES_OFF:
                 log.warning("the agent's first model request could not be sent early (%s); "
                             "early start is off for this process", early.outcome.value)
