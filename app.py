@@ -1,7 +1,7 @@
 """The OpenAI-compatible agent server: app factory, routes and entry point.
 
     python app.py            serve on HOST:FC_CUSTOM_LISTEN_PORT|PORT|9000
-    python app.py callback   run identity's standalone OAuth2 callback server
+    python app.py callback   serve only the OAuth2 authorization callback (same host and port variables)
 
 Routes only: validation, authentication and the request context happen here; running the agent and shaping
 its output is agent/'s job. Heavy libraries (LangChain, the Alibaba SDKs) load lazily, so start-up is fast.
@@ -290,7 +290,7 @@ def create_app(env: Mapping[str, str] | None = None) -> FastAPI:
     from agent.runner import AgentRunner
     from agent.schemas import RequestInvalid, parse_request, to_langchain_messages
     from agent.streaming import EventStreamResponse, RunOutcome, collect
-    from identity.callback import callback_router
+    from identity.callback import CallbackRoutes
     from identity.context import RequestContext, bind_request_context, reset_request_context
     from identity.service import AgentIdentity
     import tools
@@ -300,12 +300,14 @@ def create_app(env: Mapping[str, str] | None = None) -> FastAPI:
     provider = ModelProvider(settings.agent)
     toolbox = tools.Toolbox(identity, settings.tools)
     runner = AgentRunner(provider, toolbox.tools)
+    callback = CallbackRoutes(identity)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
         yield
         await toolbox.aclose()
         await provider.aclose()
+        await callback.aclose()
         await identity.aclose()
 
     app = FastAPI(title="AgentRun identity agent", lifespan=lifespan, docs_url=None, redoc_url=None)
@@ -315,7 +317,7 @@ def create_app(env: Mapping[str, str] | None = None) -> FastAPI:
     _install_error_handlers(app)
     _document_chat_route(app)
     app.add_middleware(RequestLogMiddleware)
-    app.include_router(callback_router(identity), prefix="/callback")
+    app.include_router(callback.router, prefix="/callback")
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -411,22 +413,38 @@ def tune_garbage_collector() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
+def _callback_server(env: Mapping[str, str]) -> tuple[ServerSettings, FastAPI]:
+    """`python app.py callback`: the authorization callback alone, for many users, where browsers reach it
+    without a bearer token. It needs the server's and identity's variables only (no model, no tools)."""
+    from identity.callback import callback_app
+    from identity.service import AgentIdentity
+    from identity.settings import IdentitySettings
+
+    problems: list[str] = []
+    server = identity = None
+    try:
+        server = ServerSettings.from_env(env)
+    except ConfigError as error:
+        problems += error.problems
+    try:
+        identity = IdentitySettings.from_env(env, callback_only=True)
+    except ConfigError as error:
+        problems += error.problems
+    if problems or server is None or identity is None:
+        raise ConfigError(problems)
+    _configure_logging(server.log_level)
+    return server, callback_app(AgentIdentity(identity))
+
+
 def main(argv: list[str]) -> int:
     env = load_env()
-    if argv[1:2] == ["callback"]:
-        from identity.callback import run_standalone_callback
-
-        _configure_logging(env.get("LOG_LEVEL", "INFO").upper())
-        try:
-            run_standalone_callback(env)
-        except ConfigError as error:
-            print(error, file=sys.stderr)
-            return 2
-        return 0
     try:
-        settings = Settings.from_env(env).server  # every package's settings, so one message names every problem
-        _configure_logging(settings.log_level)
-        app = create_app(env)
+        if argv[1:2] == ["callback"]:
+            settings, app = _callback_server(env)
+        else:
+            settings = Settings.from_env(env).server  # every package's settings: one message names every problem
+            _configure_logging(settings.log_level)
+            app = create_app(env)
     except ConfigError as error:
         print(error, file=sys.stderr)
         return 2

@@ -48,7 +48,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m emulators", description="Run every local emulator on 127.0.0.1 until SIGINT/SIGTERM.")
     parser.add_argument("--ready-file", type=Path, help="write the info JSON here once ready")
     parser.add_argument("--return-url", action="append", default=[], metavar="URL",
-                        help="register another OAuth2 return URL on the workload identity (repeatable)")
+                        help="register another OAuth2 return URL on the workload identity, and its browser "
+                             "sign-in redirect (URL/signed-in) on the IdP's OAuth client (repeatable)")
     parser.add_argument("--latency", action="append", default=[], type=_latency, metavar="NAME=MS",
                         help="add latency to every call of one emulator, e.g. agent_identity=50 (repeatable)")
     parser.add_argument("--fault", action="append", default=[], type=_fault, metavar="NAME=JSON",

@@ -40,6 +40,7 @@ from emulators.registry import CredentialRegistry, Issued
 SESSION_URI_PREFIX = "urn:ietf:params:oauth:request_uri:"
 WORKLOAD_TOKEN_TTL_S = 3600     # Chosen: lifetime of a workload access token (not documented).
 SESSION_TTL_S = 600             # Chosen: an authorization session must be completed within 10 minutes.
+MAX_CUSTOM_STATE = 4096         # Chosen: AWS documents 4,096 characters for the same field.
 STS_MIN_S, STS_MAX_S, STS_DEFAULT_S = 900, 43200, 3600  # STS AssumeRole's documented DurationSeconds range
 ROLE_SESSION_NAME = re.compile(r"^[A-Za-z0-9._@-]{2,64}$")  # STS AssumeRole's documented pattern
 
@@ -96,6 +97,8 @@ class AuthSession:
     return_url: str
     custom_state: str
     expires_at: float
+    user_jwt: str | None = field(default=None, repr=False)  # the JWT the workload token was issued for
+    opened: bool = False  # the authorization URL works once (Alibaba Cloud's "Obtain an OAuth access token")
     status: str = "pending"  # pending -> consented | denied -> completed
 
     @property
@@ -150,6 +153,7 @@ class AgentIdentityEmulator:
         self._users = users
         self._provider_tokens = provider_tokens
         self._sts = sts_credentials
+        self.return_urls = set(workload.return_urls)
         self._grants: dict[str, WorkloadGrant] = {}
         self._sessions: dict[str, AuthSession] = {}
         self._vault: dict[tuple[str, str, tuple[str, ...]], str] = {}
@@ -234,7 +238,7 @@ class AgentIdentityEmulator:
             raise AcsError(400, "InvalidParameter.WorkloadAccessToken",
                            "USER_FEDERATION needs a workload access token obtained for a user.")
         return_url = params.get("ResourceOAuth2ReturnURL")
-        if return_url and return_url not in self.workload.return_urls:
+        if return_url and return_url not in self.return_urls:
             raise AcsError(400, "InvalidParameter.ResourceOAuth2ReturnURL",  # Chosen: code (not documented).
                            "The ResourceOAuth2ReturnURL is not registered on the workload identity.")
         if params.get("SessionURI"):
@@ -246,10 +250,13 @@ class AgentIdentityEmulator:
         if not return_url:
             raise AcsError(400, "MissingResourceOAuth2ReturnURL",
                            "ResourceOAuth2ReturnURL is required to start a user authorization.")
+        custom_state = params.get("CustomState", "")
+        if len(custom_state) > MAX_CUSTOM_STATE:
+            raise AcsError(400, "InvalidParameter.CustomState",  # Chosen: code and limit (AWS's limit).
+                           f"CustomState must be at most {MAX_CUSTOM_STATE} characters.")
         session = AuthSession(id=secrets.token_urlsafe(24), user=grant.user, workload=grant.workload,
-                              provider=provider, scopes=scopes, return_url=return_url,
-                              custom_state=params.get("CustomState", ""),
-                              expires_at=time.time() + self.session_ttl_s)
+                              provider=provider, scopes=scopes, return_url=return_url, custom_state=custom_state,
+                              expires_at=time.time() + self.session_ttl_s, user_jwt=grant.user_jwt)
         self._sessions[session.id] = session
         return {"AuthorizationURL": f"{self.base_url}/oauth2/authorize?{urlencode({'session': session.id})}",
                 "SessionURI": session.uri, "SessionStatus": "IN_PROGRESS"}
@@ -317,19 +324,20 @@ class AgentIdentityEmulator:
         if session.status != "consented":
             raise AcsError(400, "InvalidParameter.SessionURI",
                            "The user has not approved this authorization session.")
-        if self._identified_user(params.get("UserIdentifier", "")) != session.user:
+        if not self._identifies(params.get("UserIdentifier", ""), session):
             raise AcsError(400, "InvalidParameter.UserIdentifier",  # Chosen: code.
                            "The UserIdentifier does not identify the user who started the session.")
         session.status = "completed"
         self._store_new_token((session.user, session.provider.name, session.scopes), session.provider)
         return {}
 
-    def _identified_user(self, raw_identifier: str) -> str | None:
-        """The user named by `UserIdentifier` (`{"UserJWT": ..}` or `{"UserId": ..}`).
+    @staticmethod
+    def _identifies(raw_identifier: str, session: AuthSession) -> bool:
+        """Whether `UserIdentifier` (`{"UserJWT": ..}` or `{"UserId": ..}`) names the session's user.
 
-        Chosen: a UserJWT counts when its signature and issuer are valid and its `sub` is the session's
-        user; it may have expired meanwhile (it identifies, it does not authenticate the call). FACTS §3
-        notes that the AWS equivalent accepts only the original JWT; the product passes the original.
+        Chosen, the strict reading of the SDK's and AWS's documentation: a UserJWT counts only if it is the
+        very JWT the session's workload access token was obtained with (a fresh JWT of the same user does
+        not); a UserId only for a workload token obtained for that user id.
         """
         try:
             identifier = json.loads(raw_identifier or "{}")
@@ -338,9 +346,9 @@ class AgentIdentityEmulator:
         if not isinstance(identifier, dict) or not (identifier.get("UserJWT") or identifier.get("UserId")):
             raise AcsError(400, "InvalidParameter.UserIdentifier",
                            "UserIdentifier must be a JSON object with UserJWT or UserId.")
-        if identifier.get("UserJWT"):
-            return self._users.validate(str(identifier["UserJWT"]), check_expiry=False)["sub"]
-        return str(identifier["UserId"])
+        if session.user_jwt is not None:
+            return secrets.compare_digest(str(identifier.get("UserJWT") or "").encode(), session.user_jwt.encode())
+        return str(identifier.get("UserId") or "") == session.user
 
     # -- the consent page ----------------------------------------------------------------------------------
 
@@ -352,11 +360,17 @@ class AgentIdentityEmulator:
         if session.status != "pending":
             return HTMLResponse(notice_page("Already answered", "This authorization request was already "
                                             "answered. You can close this page."), status_code=409)
+        if request.method == "GET" and session.opened:
+            return HTMLResponse(notice_page("Link already used", "This authorization link can be used only once. "
+                                            "Ask the assistant again for a new one."), status_code=400)
         if request.method == "GET":
+            session.opened = True
             page = consent_page(action_url=f"{request.url.path}?{request.url.query}",
                                 app_name=session.workload, provider=session.provider.display_name,
                                 scopes=session.scopes)
             return HTMLResponse(page)
+        if not session.opened:
+            return HTMLResponse(notice_page("Bad request", "Open the authorization link first."), status_code=400)
         form = dict(parse_qsl((await request.body()).decode("utf-8", "replace")))
         decision = form.get("decision")
         if decision not in ("approve", "deny"):

@@ -36,6 +36,8 @@ DINGTALK_PROVIDER = "dingtalk-oauth"
 DINGTALK_SCOPES = ("openid", "corpid")  # FACTS §6
 MODEL_SERVICE_NAME = "local-qwen"
 MODEL_NAME = "qwen-plus"
+CALLBACK_CLIENT_ID = "agentrun-callback"  # the IdP OAuth client the callback signs browsers in with
+SIGNED_IN_PATH = "/signed-in"  # below a return URL: that callback's browser sign-in redirect URI
 
 # Urllib without proxies: a loopback call must never go through HTTP_PROXY.
 _http = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -58,6 +60,13 @@ class LocalCloud:
 
     def url(self, name: str) -> str:
         return self._group.urls[name]
+
+    def register_return_url(self, url: str) -> None:
+        """Allow another callback: on the workload identity, and its sign-in redirect on the IdP's client."""
+        self.agent_identity.return_urls.add(url)
+        self.idp.register_client(CALLBACK_CLIENT_ID, self.env["CALLBACK_OIDC_CLIENT_SECRET"],
+                                 [url + SIGNED_IN_PATH])
+        self.info["return_urls"] = sorted(self.agent_identity.return_urls)
 
     def reset(self) -> None:
         """Clear faults and call counters of every emulator (issued credentials stay valid)."""
@@ -108,6 +117,8 @@ def start_local_cloud(return_urls: Iterable[str] = (),
         return SignatureVerifier(access_key_id, access_key_secret, sts_credentials)
 
     idp = LocalIdp(urls["idp"])
+    callback_client_secret = secrets.token_urlsafe(24)
+    idp.register_client(CALLBACK_CLIENT_ID, callback_client_secret, [url + SIGNED_IN_PATH for url in registered])
     workload = WorkloadIdentity(name=WORKLOAD_IDENTITY_NAME, return_urls=registered, account_id=account_id,
                                 role_name="AgentRunLocalAgentRole", role_id=_digits(19), region=REGION)
     agent_identity = AgentIdentityEmulator(
@@ -147,6 +158,8 @@ def start_local_cloud(return_urls: Iterable[str] = (),
         "AGENTRUN_CONTROL_ENDPOINT": urls["agentrun"],
         "IDENTITY_STATE_SECRET": secrets.token_urlsafe(32),
         "APP_REDIRECT_URI": APP_REDIRECT_URI,
+        "CALLBACK_OIDC_CLIENT_ID": CALLBACK_CLIENT_ID,
+        "CALLBACK_OIDC_CLIENT_SECRET": callback_client_secret,
     }
     info = {
         **{f"{name}_url": url for name, url in urls.items()},

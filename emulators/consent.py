@@ -1,8 +1,9 @@
-"""The HTML consent page behind Agent Identity's `AuthorizationURL`.
+"""The emulators' HTML pages: the consent page behind Agent Identity's `AuthorizationURL`, and the IdP's sign-in.
 
-It stands in for DingTalk's login and consent screen: the user sees which app asks for which scopes and
-answers with a form POST of `decision=approve` or `decision=deny` to the same URL. Browser tests click the
-buttons by their text, so "Approve" and "Deny" are part of the contract.
+The consent page stands in for DingTalk's login and consent screen: the user sees which app asks for which
+scopes and answers with a form POST of `decision=approve` or `decision=deny` to the same URL. The sign-in
+page asks for a user name. Browser tests click buttons by their text, so "Approve", "Deny", "Sign in" and
+"Cancel" are part of the contract.
 """
 
 from __future__ import annotations
@@ -50,3 +51,18 @@ with these permissions:</p>
 def notice_page(title: str, message: str) -> str:
     """A dead end: the link expired, was already used, or never existed."""
     return _page(title, f"<h1>{escape(title)}</h1><p>{escape(message)}</p>")
+
+
+def sign_in_page(*, action_url: str, issuer: str, problem: str = "") -> str:
+    """The IdP's sign-in form: a user name only (any name signs in), "Sign in" or "Cancel"."""
+    notice = f"<p><strong>{escape(problem)}</strong></p>" if problem else ""
+    return _page("Sign in", f"""
+<h1>Sign in</h1>
+<p>Sign in to <code>{escape(issuer)}</code> to continue.</p>{notice}
+<form method="post" action="{escape(action_url, quote=True)}">
+  <label>User name <input name="username" autocomplete="username" autofocus></label>
+  <div class="actions">
+    <button type="submit" name="action" value="cancel">Cancel</button>
+    <button type="submit" name="action" value="sign-in" class="approve">Sign in</button>
+  </div>
+</form>""")

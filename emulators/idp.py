@@ -1,42 +1,75 @@
-"""A local OpenID Connect identity provider that signs RS256 id_tokens for the product's users.
+"""A local OpenID Connect identity provider that signs RS256 ID tokens for the product's users.
 
 Stands in for the customer's IdP: the agent (and AgentRun's inbound JWT check) trust it through its JWKS,
-exactly as they would trust a real one. The RSA key is generated at start-up and lives only in memory, so
-every run has a fresh key and nothing secret is ever written to disk.
+exactly as they would trust a real one, and the authorization callback signs browsers in with it. The RSA key
+is generated at start-up and lives only in memory, so every run has a fresh key and nothing secret is ever
+written to disk.
 
 Routes:
 - `GET /.well-known/openid-configuration`: the discovery document.
 - `GET /jwks`: the public key set (one RSA key with `kid`, `use`, `alg`).
-- `POST /token`: form `grant_type=password&username=<sub>` (optional `password`, `client_id`,
-  `expires_in`) -> `{"id_token","access_token","token_type":"Bearer","expires_in"}`. The password is not
-  checked: this IdP signs in whoever asks, which is the point of a local stand-in. `client_id`, when given,
-  becomes the `azp` claim; `aud` is always the configured audience, the value the agent verifies.
+- `GET /authorize`: the authorization code flow (OIDC Core 3.1, PKCE per RFC 7636). As a real provider it
+  checks the client, the exact `redirect_uri` (an unknown one gets an error page, never a redirect),
+  `response_type=code`, the `openid` scope and an S256 `code_challenge` (PKCE is required), then shows a
+  sign-in page that asks for a user name only ("Sign in", or "Cancel" for `error=access_denied`). Any name
+  signs in, as with the password grant: this is the point of a local stand-in.
+- `POST /token`: `grant_type=authorization_code` (client authenticated with `client_secret_basic` or
+  `client_secret_post`; the code works once, within 60 s, for the same client and `redirect_uri`, with the
+  matching `code_verifier`; the ID token carries `aud` = client id and the `nonce`), or
+  `grant_type=password&username=<sub>` (optional `client_id`, `expires_in`) for tests and the chat page:
+  `{"id_token","access_token","token_type":"Bearer","expires_in"}` with `aud` = the configured audience.
 Discovery and token routes answer CORS requests from localhost origins, so a chat page served from another
 local port can sign in by calling `/token` from the browser.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import secrets
 import time
+from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from emulators._server import emulator_app
+from emulators.consent import notice_page, sign_in_page
 
 ALGORITHM = "RS256"
 MIN_TTL_S = 1
 MAX_TTL_S = 24 * 3600  # a longer-lived id_token would hide expiry bugs in the product
 DEFAULT_TTL_S = 3600
 LOCAL_ORIGINS = r"https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?"
+CODE_TTL_S = 60  # Chosen: authorization codes are short-lived (RFC 6749 10.5 recommends at most 10 minutes)
+
+
+@dataclass
+class OidcClient:
+    """A registered relying party: its secret and its exact redirect URIs."""
+
+    client_id: str
+    secret: str = field(repr=False)
+    redirect_uris: set[str] = field(default_factory=set)
+
+
+@dataclass
+class AuthorizationCode:
+    client_id: str
+    redirect_uri: str
+    sub: str
+    nonce: str | None
+    challenge: str
+    expires_at: float
+    used: bool = False
 
 
 class LocalIdp:
@@ -47,9 +80,16 @@ class LocalIdp:
         self.audience = audience
         self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self._kid = "local-" + secrets.token_hex(8)
+        self.clients: dict[str, OidcClient] = {}
+        self._codes: dict[str, AuthorizationCode] = {}
         self.app = emulator_app("idp", self._routes(), _oauth2_error)
         self.app.add_middleware(CORSMiddleware, allow_origin_regex=LOCAL_ORIGINS,
                                 allow_methods=["GET", "POST", "OPTIONS"], allow_headers=["Content-Type"])
+
+    def register_client(self, client_id: str, secret: str, redirect_uris: list[str] | tuple[str, ...] = ()) -> None:
+        """Register (or extend) an OAuth client, as an operator does in the IdP's console."""
+        client = self.clients.setdefault(client_id, OidcClient(client_id, secret))
+        client.redirect_uris.update(redirect_uris)
 
     def jwks(self) -> dict[str, Any]:
         """The public key set: only public numbers, with the metadata JWT verifiers look for."""
@@ -70,13 +110,16 @@ class LocalIdp:
         return {
             "issuer": self.issuer,
             "jwks_uri": f"{self.issuer}/jwks",
+            "authorization_endpoint": f"{self.issuer}/authorize",
             "token_endpoint": f"{self.issuer}/token",
-            "response_types_supported": ["id_token"],  # no authorization endpoint: sign-in is via /token
+            "response_types_supported": ["code"],
+            "response_modes_supported": ["query"],
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": [ALGORITHM],
-            "grant_types_supported": ["password"],
-            "token_endpoint_auth_methods_supported": ["none", "client_secret_post"],
-            "claims_supported": ["iss", "aud", "sub", "iat", "exp", "jti", "azp", "name",
+            "grant_types_supported": ["authorization_code", "password"],
+            "code_challenge_methods_supported": ["S256"],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "claims_supported": ["iss", "aud", "sub", "iat", "exp", "jti", "azp", "nonce", "name",
                                  "preferred_username"],
             "scopes_supported": ["openid", "profile"],
         }
@@ -91,16 +134,56 @@ class LocalIdp:
         return [
             Route("/.well-known/openid-configuration", openid_configuration, methods=["GET"]),
             Route("/jwks", jwks, methods=["GET"]),
+            Route("/authorize", self._authorize, methods=["GET", "POST"]),
             Route("/token", self._token, methods=["POST"]),
         ]
 
+    async def _authorize(self, request: Request) -> Response:
+        """The authorization endpoint: GET shows the sign-in page, its form POSTs back here."""
+        query = request.query_params
+        client = self.clients.get(query.get("client_id", ""))
+        redirect_uri = query.get("redirect_uri", "")
+        if client is None or redirect_uri not in client.redirect_uris:
+            # RFC 6749 4.1.2.1: never redirect to an unverified URI; tell the user instead.
+            return HTMLResponse(notice_page("Sign-in error", "The application's client_id or redirect_uri is not "
+                                            "registered with this identity provider."), status_code=400)
+        state = query.get("state")
+
+        def back(**params: str) -> Response:
+            params.update({"state": state} if state else {})
+            return RedirectResponse(f"{redirect_uri}?{urlencode(params)}", status_code=302)
+
+        if query.get("response_type") != "code":
+            return back(error="unsupported_response_type")
+        if "openid" not in query.get("scope", "").split():
+            return back(error="invalid_scope", error_description="the openid scope is required")
+        challenge = query.get("code_challenge", "")
+        if query.get("code_challenge_method") != "S256" or not 43 <= len(challenge) <= 128:
+            return back(error="invalid_request", error_description="PKCE with S256 is required")
+        if request.method == "GET":
+            return HTMLResponse(sign_in_page(action_url=f"{request.url.path}?{request.url.query}",
+                                             issuer=self.issuer), headers={"Cache-Control": "no-store"})
+        form = {k: v[0] for k, v in parse_qs((await request.body()).decode("utf-8", "replace")).items()}
+        username = form.get("username", "").strip()
+        if form.get("action") == "cancel":
+            return back(error="access_denied")
+        if not username:
+            return HTMLResponse(sign_in_page(action_url=f"{request.url.path}?{request.url.query}",
+                                             issuer=self.issuer, problem="Enter a user name."), status_code=400)
+        code = secrets.token_urlsafe(32)
+        self._codes[code] = AuthorizationCode(client.client_id, redirect_uri, username, query.get("nonce"),
+                                              challenge, time.time() + CODE_TTL_S)
+        return back(code=code)
+
     async def _token(self, request: Request) -> Response:
-        """Resource-owner password grant: enough for tests and the local chat page to get a user JWT."""
+        """The token endpoint: the authorization code grant, and the password grant for tests and the chat page."""
         form = {k: v[0] for k, v in parse_qs((await request.body()).decode("utf-8", "replace")).items()}
         grant_type = form.get("grant_type", "")
+        if grant_type == "authorization_code":
+            return self._code_grant(form, request.headers.get("authorization", ""))
         if grant_type != "password":
             return _oauth2_error(400, "unsupported_grant_type",
-                                 f"grant_type {grant_type!r} is not supported; use 'password'.")
+                                 f"grant_type {grant_type!r} is not supported.")
         username = form.get("username", "").strip()
         if not username:
             return _oauth2_error(400, "invalid_request", "username is required.")
@@ -115,6 +198,36 @@ class LocalIdp:
             "access_token": self.issue(username, ttl_s, scope="openid profile", **extra),
             "token_type": "Bearer",
             "expires_in": ttl_s,
+        }, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+
+
+    def _code_grant(self, form: dict[str, str], authorization: str) -> Response:
+        """RFC 6749 4.1.3 with RFC 7636 4.6: the client, the single-use code, the redirect URI and the verifier."""
+        client_id, secret = form.get("client_id", ""), form.get("client_secret", "")
+        if authorization.lower().startswith("basic "):
+            try:
+                client_id, _, secret = base64.b64decode(authorization[6:]).decode().partition(":")
+            except ValueError:
+                return _oauth2_error(401, "invalid_client", "Malformed Basic credentials.")
+        client = self.clients.get(client_id)
+        if client is None or not hmac.compare_digest(secret.encode(), client.secret.encode()):
+            return _oauth2_error(401, "invalid_client", "Client authentication failed.")
+        grant = self._codes.get(form.get("code", ""))
+        if grant is None or grant.used or time.time() >= grant.expires_at or grant.client_id != client_id:
+            return _oauth2_error(400, "invalid_grant", "The authorization code is invalid, expired or used.")
+        grant.used = True  # single use, whatever happens next (RFC 6749 4.1.2)
+        if form.get("redirect_uri") != grant.redirect_uri:
+            return _oauth2_error(400, "invalid_grant", "redirect_uri does not match the authorization request.")
+        verifier = form.get("code_verifier", "")
+        expected = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+        if not verifier or not hmac.compare_digest(expected, grant.challenge):
+            return _oauth2_error(400, "invalid_grant", "The code_verifier does not match the code_challenge.")
+        nonce = {"nonce": grant.nonce} if grant.nonce else {}
+        return JSONResponse({
+            "id_token": self.issue(grant.sub, DEFAULT_TTL_S, aud=client_id, azp=client_id, **nonce),
+            "access_token": self.issue(grant.sub, DEFAULT_TTL_S, scope="openid", azp=client_id),
+            "token_type": "Bearer",
+            "expires_in": DEFAULT_TTL_S,
         }, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
 
 

@@ -1,63 +1,46 @@
-"""In-process bookkeeping of OAuth2 authorizations the users have not finished yet.
+"""In-process bookkeeping of the OAuth2 authorizations this process is waiting for.
 
-Two jobs: (1) remember a pending session per (user, provider, scopes) so a user who asks again gets the same
-link instead of a second authorization, and (2) let the callback talk to a waiting poll: "completed" makes
-it poll at once, "declined" ends it with AuthorizationDeclined. Both live only in this process; across
-instances the poll still ends on its own (token or timeout).
+It only speeds things up and carries what the callback saw: a callback served by this same process wakes
+the waiting poll at once ("completed"), or ends it with the refusal or error the provider reported. Nothing
+here is needed for correctness across instances: a waiting poll also asks Agent Identity, which is the state
+every instance shares (see identity/service.py, `_wait_for_user`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from identity.cache import ExpiringLru
+from identity.errors import IdentityError
 
 
 @dataclass
 class PendingAuthorization:
     url: str
     session_uri: str
-    nonce: str
+    flow_id: str
     provider: str
     purpose: str
     scopes: tuple[str, ...]
     flow: str
-    declined: bool = False
+    outcome: IdentityError | None = None  # set by this process's callback: the provider refused or failed
     wake: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
-
-
-PendingKey = tuple[str, str, tuple[str, ...], str]
-
-
-def pending_key(user_hash: str, provider: str, scopes: Sequence[str], flow: str) -> PendingKey:
-    """Per flow too: an unfinished USER_FEDERATION consent must not hold up an M2M token."""
-    return user_hash, provider, tuple(sorted(scopes)), flow
 
 
 class PendingAuthorizations:
     def __init__(self, max_size: int, clock: Callable[[], float] = time.time) -> None:
-        self._by_key: ExpiringLru[PendingAuthorization] = ExpiringLru(max_size, clock)
-        self._by_nonce: ExpiringLru[PendingAuthorization] = ExpiringLru(max_size, clock)
+        self._by_flow: ExpiringLru[PendingAuthorization] = ExpiringLru(max_size, clock)
         self._by_session: ExpiringLru[PendingAuthorization] = ExpiringLru(max_size, clock)
 
-    def remember(self, key: PendingKey, pending: PendingAuthorization, expires_at: float) -> None:
-        self._by_key.put(key, pending, expires_at)
-        self._by_nonce.put(pending.nonce, pending, expires_at)
+    def remember(self, pending: PendingAuthorization, expires_at: float) -> None:
+        self._by_flow.put(pending.flow_id, pending, expires_at)
         self._by_session.put(pending.session_uri, pending, expires_at)
 
-    def find(self, key: PendingKey) -> PendingAuthorization | None:
-        return self._by_key.get(key)
-
-    def by_nonce(self, nonce: str) -> PendingAuthorization | None:
-        return self._by_nonce.get(nonce)
-
-    def forget(self, key: PendingKey, pending: PendingAuthorization) -> None:
-        if self._by_key.get(key) is pending:
-            self._by_key.pop(key)
-        self._by_nonce.pop(pending.nonce)
+    def forget(self, pending: PendingAuthorization) -> None:
+        self._by_flow.pop(pending.flow_id)
         self._by_session.pop(pending.session_uri)
 
     def completed(self, session_uri: str) -> None:
@@ -66,11 +49,11 @@ class PendingAuthorizations:
         if pending is not None:
             pending.wake.set()
 
-    def declined(self, nonce: str) -> bool:
-        """The provider reported access_denied for the flow signed with `nonce`."""
-        pending = self._by_nonce.get(nonce)
+    def ended(self, flow_id: str, outcome: IdentityError) -> bool:
+        """The provider sent the user back with an error for the flow `flow_id`: end its wait with `outcome`."""
+        pending = self._by_flow.get(flow_id)
         if pending is None:
             return False
-        pending.declined = True
+        pending.outcome = outcome
         pending.wake.set()
         return True

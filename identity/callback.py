@@ -1,160 +1,169 @@
 """The OAuth2 authorization callback: `${APP_REDIRECT_URI}/callback?session_uri=..&state=..`.
 
 After consent the provider sends the browser here. Anyone holding the link could open it, so before asking
-Agent Identity to release the token (CompleteResourceTokenAuth) we check that the signed state is ours and
-fresh, that it was not used before, and that the person here is the user who started the flow: their JWT
-(session cookie, Bearer header, or in standalone mode the JWT given at start) must carry the state's `sub`.
+Agent Identity to release the token (CompleteResourceTokenAuth) the callback checks that the sealed state is
+ours and fresh and that the person at the browser is the user who started the flow. A browser that follows a
+redirect carries no bearer token, so one that is not signed in yet is sent to the users' own IdP first
+(identity/oidc.py) and comes back to `/callback/signed-in`, which finishes the same callback. A provider's
+`error=` counts only for the signed-in owner of the flow, like an approval.
 
-Browsers get the cookie from `POST /callback/session` with `Authorization: Bearer <jwt>` (the local chat page
-calls it once after sign-in); it is HttpOnly, SameSite=Lax and scoped to the callback path.
+The same routes serve mounted in the agent (`app.py`) and alone (`python app.py callback`, `callback_app`),
+which is how it runs where AgentRun's gateway asks every request for a JWT: a second deployment of the same
+zip, reachable by browsers. Nothing here keeps state between requests except a small replay guard: the flow
+travels sealed in `state`, the sign-in in cookies, the rest at Agent Identity, so any instance can answer.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from urllib.parse import urlsplit
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from config import ConfigError
-
+from identity.browser_session import BrowserSessions
 from identity.cache import ExpiringLru
-from identity.context import Caller
-from identity.errors import IdentityError, InvalidCallerToken
+from identity.errors import IdentityError
+from identity.oidc import OidcSignIn, SignInFailed
 from identity.pages import failure_page, success_page
 from identity.service import AgentIdentity
-from identity.settings import IdentitySettings
-from identity.state import InvalidState, SignedState
+from identity.settings import SIGNED_IN_PATH
+from identity.state import FlowState, InvalidState
 
 log = logging.getLogger(__name__)
 
-SESSION_COOKIE = "agent_session"
-STANDALONE_PORT = 8090
 _ERROR_CODE = re.compile(r"^[a-z_]{1,40}$")
+MAX_PARAMETER_LENGTH = 8192
 
 
-def callback_router(identity: AgentIdentity, *, standalone_user_jwt: str | None = None) -> APIRouter:
-    """Routes for `app.py` to mount at `/callback`. With `standalone_user_jwt`, that JWT identifies the user."""
-    router = APIRouter()
-    used: ExpiringLru[bool] = ExpiringLru(identity.settings.cache_size * 4)
+class CallbackRoutes:
+    """The callback's routes for one process; `router` is mounted at `/callback`."""
 
-    async def caller_at_the_browser(request: Request) -> Caller:
-        if standalone_user_jwt:
-            return await identity.authenticate(f"Bearer {standalone_user_jwt}")
-        header = request.headers.get("authorization")
-        if header:
-            return await identity.authenticate(header)
-        cookie = request.cookies.get(SESSION_COOKIE)
-        if cookie:
-            return await identity.authenticate(f"Bearer {cookie}")
-        raise InvalidCallerToken()
+    def __init__(self, identity: AgentIdentity) -> None:
+        settings = identity.settings
+        self.identity = identity
+        self.sessions = BrowserSessions(settings.state_secret, settings.callback_url)
+        self.sign_in = OidcSignIn(settings, identity.verifier) if settings.signin_client_id else None
+        self._used: ExpiringLru[bool] = ExpiringLru(settings.cache_size * 4)
+        self.router = APIRouter()
+        for path in ("", "/"):
+            self.router.add_api_route(path, self.callback, methods=["GET"], include_in_schema=False)
+        self.router.add_api_route(SIGNED_IN_PATH, self.signed_in, methods=["GET"], include_in_schema=False)
 
-    async def callback(request: Request, state: str = "", session_uri: str = "", error: str = "") -> HTMLResponse:
+    async def callback(self, request: Request, state: str = "", session_uri: str = "", error: str = "") -> Response:
+        """The provider's redirect: finish the flow for the signed-in user, or sign the browser in first."""
+        if max(len(state), len(session_uri), len(error)) > MAX_PARAMETER_LENGTH:
+            return _page(400, "Authorization failed", "The link is malformed.")
         try:
-            signed = identity.verify_state(state)
+            flow = self.identity.open_state(state)
         except InvalidState as invalid:
             log.info("Authorization callback rejected: invalid state")
-            return _html(400, failure_page("Authorization failed", str(invalid)))
-        if used.get(signed.nonce) or (session_uri and used.get(session_uri)):
-            log.info("Authorization callback rejected: replayed")
-            return _html(409, failure_page("Link already used", "This authorization was already completed. "
-                                           "You can close this tab."))
-        if error:
-            return _provider_error(identity, used, signed, error)
-        if not session_uri or not identity.session_matches_state(signed, session_uri):
-            return _html(400, failure_page("Authorization failed", "The link is incomplete or was altered."))
+            return _page(400, "Authorization failed", str(invalid))
+        if self._used.get(flow.flow_id):
+            return _already_used()
+        sub = await self._signed_in_sub(request)
+        if sub is not None:
+            return await self._finish(flow, sub, session_uri=session_uri, error=error)
+        if self.sign_in is None:
+            return _page(401, "Sign-in needed", "This callback cannot sign your browser in: the operator has not set "
+                         "CALLBACK_OIDC_CLIENT_ID. Ask the operator, or ask the assistant again later.")
+        resume = {"state": state, "session_uri": session_uri, "error": error}
         try:
-            caller = await caller_at_the_browser(request)
-        except IdentityError:
-            return _html(401, failure_page("Sign-in needed", "Open this link in the browser where you are signed "
-                                           "in to the assistant, or sign in again and ask the assistant again."))
-        if not identity.state_matches(signed, caller):
+            url, transaction = await self.sign_in.begin(resume)
+        except SignInFailed as failed:
+            return _page(503 if failed.unavailable else 502, "Sign-in unavailable", str(failed))
+        response = RedirectResponse(url, status_code=302, headers=_NO_STORE)
+        self.sessions.start_sign_in(response, transaction)
+        return response
+
+    async def signed_in(self, request: Request, code: str = "", state: str = "", error: str = "") -> Response:
+        """The IdP's redirect back: prove who is at the browser, then finish the callback it interrupted."""
+        transaction = self.sessions.pending_sign_in(request)
+        if transaction is None or not state or state != transaction.csrf:
+            log.info("Browser sign-in rejected: no matching sign-in in this browser")
+            return _page(400, "Sign-in expired", "This sign-in was not started in this browser or took too long. "
+                         "Open the authorization link from the assistant again, or ask it for a new one.")
+        if error or not code or self.sign_in is None:
+            return _page(401, "Sign-in failed", "You were not signed in at the identity provider, so the "
+                         "authorization was not completed. Ask the assistant again to retry.")
+        try:
+            sub = await self.sign_in.finish(code=code, transaction=transaction)
+        except SignInFailed as failed:
+            return _page(503 if failed.unavailable else 401, "Sign-in failed", str(failed))
+        resume = transaction.resume
+        try:
+            flow = self.identity.open_state(resume.get("state", ""))
+        except InvalidState as invalid:
+            response = _page(400, "Authorization failed", str(invalid))
+        else:
+            response = (_already_used() if self._used.get(flow.flow_id) else
+                        await self._finish(flow, sub, session_uri=resume.get("session_uri", ""),
+                                           error=resume.get("error", "")))
+        self.sessions.end_sign_in(response)
+        self.sessions.sign_in(response, sub)
+        return response
+
+    async def _signed_in_sub(self, request: Request) -> str | None:
+        """Who is at the browser: the session cookie, or a bearer JWT (a client that replays the link)."""
+        if request.headers.get("authorization"):
+            try:
+                return (await self.identity.authenticate(request.headers["authorization"])).sub
+            except IdentityError:
+                return None
+        return self.sessions.signed_in_sub(request)
+
+    async def _finish(self, flow: FlowState, sub: str, *, session_uri: str, error: str) -> Response:
+        if sub != flow.sub:
             log.warning("Authorization callback rejected: the signed-in user did not start this authorization")
-            return _html(403, failure_page("Wrong user", "This authorization was started by a different user. "
-                                           "Sign in as that user, or ask the assistant again yourself."))
-        used.put(signed.nonce, True, signed.expires_at)  # before the call: a concurrent replay must not pass
-        used.put(session_uri, True, signed.expires_at)
+            return _page(403, "Wrong user", "This authorization was started by a different user. Sign in as that "
+                         "user, or ask the assistant again yourself.")
+        if error:
+            self._used.put(flow.flow_id, True, flow.expires_at)
+            code = error if _ERROR_CODE.match(error) else "unrecognised_error"
+            outcome = self.identity.provider_refused(flow, code)
+            if code == "access_denied":
+                return _page(200, "Authorization declined", "You declined the request; the assistant will not get "
+                             "access. You can close this tab.")
+            return _page(502, "Authorization failed", outcome.safe_message)
+        if not session_uri:
+            return _page(400, "Authorization failed", "The link is incomplete or was altered.")
+        self._used.put(flow.flow_id, True, flow.expires_at)  # before the call: a concurrent replay must not pass
         try:
-            await identity.complete_authorization(session_uri=session_uri, caller=caller)
+            await self.identity.complete_authorization(session_uri=session_uri, flow=flow)
         except IdentityError as failure:
-            used.pop(signed.nonce)  # the same user may retry after a transient failure
-            used.pop(session_uri)
-            return _html(failure.http_status if failure.http_status >= 400 else 502,
-                         failure_page("Authorization failed", failure.safe_message))
-        return _html(200, success_page(_what(identity, signed)))
+            self._used.pop(flow.flow_id)  # the same user may retry after a transient failure
+            return _page(failure.http_status if failure.http_status >= 400 else 502, "Authorization failed",
+                         failure.safe_message)
+        log.info("Authorization completed for provider %s", flow.provider)
+        return HTMLResponse(success_page(f"{flow.purpose} ({flow.provider})"), headers=_NO_STORE)
 
-    async def start_session(request: Request) -> Response:
-        """Set the HttpOnly session cookie the callback identifies the browser's user by."""
-        try:
-            caller = await identity.authenticate(request.headers.get("authorization"))
-        except InvalidCallerToken as invalid:
-            return JSONResponse({"error": {"message": invalid.safe_message, "type": "invalid_request_error",
-                                           "code": invalid.code}}, status_code=401)
-        response = JSONResponse({"ok": True})
-        exp = caller.claims.get("exp")
-        max_age = int(exp - time.time()) if isinstance(exp, int | float) else 3600
-        response.set_cookie(SESSION_COOKIE, caller.token, max_age=max(max_age, 0), httponly=True, samesite="lax",
-                            secure=request.url.scheme == "https", path=_callback_path(request))
-        return response
-
-    async def end_session(request: Request) -> Response:
-        response = JSONResponse({"ok": True})
-        response.delete_cookie(SESSION_COOKIE, path=_callback_path(request))
-        return response
-
-    for path in ("", "/"):
-        router.add_api_route(path, callback, methods=["GET"], response_class=HTMLResponse, include_in_schema=False)
-    router.add_api_route("/session", start_session, methods=["POST"], include_in_schema=False)
-    router.add_api_route("/session", end_session, methods=["DELETE"], include_in_schema=False)
-    return router
+    async def aclose(self) -> None:
+        if self.sign_in is not None:
+            await self.sign_in.aclose()
 
 
-def _provider_error(identity: AgentIdentity, used: ExpiringLru[bool], signed: SignedState, error: str) -> HTMLResponse:
-    """The provider sent the user back with an error; access_denied ends the waiting tool as declined."""
-    code = error if _ERROR_CODE.match(error) else "unknown_error"
-    used.put(signed.nonce, True, signed.expires_at)
-    if code == "access_denied":
-        identity.decline_authorization(signed.nonce)
-        return _html(200, failure_page("Authorization declined", "You declined the request; the assistant will "
-                                       "not get access. You can close this tab."))
-    return _html(400, failure_page("Authorization failed", f"The provider reported an error ({code})."))
+_NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 
 
-def _what(identity: AgentIdentity, signed: SignedState) -> str | None:
-    described = identity.describe_pending(signed.nonce)
-    if described:
-        provider, purpose = described
-        return f"{purpose} ({provider})"
-    return signed.provider or None
+def _page(status: int, title: str, message: str) -> HTMLResponse:
+    return HTMLResponse(failure_page(title, message), status_code=status, headers=_NO_STORE)
 
 
-def _callback_path(request: Request) -> str:
-    return request.url.path.rsplit("/session", 1)[0] or "/"
+def _already_used() -> HTMLResponse:
+    return _page(409, "Link already used", "This authorization was already answered. You can close this tab.")
 
 
-def _html(status: int, body: str) -> HTMLResponse:
-    return HTMLResponse(body, status_code=status, headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+def callback_app(identity: AgentIdentity) -> FastAPI:
+    """The callback alone, for `python app.py callback`: `/callback` (as mounted in the agent) and `/health`."""
+    routes = CallbackRoutes(identity)
 
-
-def standalone_address(settings: IdentitySettings) -> tuple[int, str]:
-    """(port, path) the standalone callback serves, read from `${APP_REDIRECT_URI}/callback`: the provider
-    sends the browser exactly there, so the helper must listen on that URL's port and path (8090 when the
-    URL names no port, as the documented `http://localhost:8090`)."""
-    url = urlsplit(settings.callback_url)
-    return url.port or STANDALONE_PORT, url.path
-
-
-def standalone_callback_app(identity: AgentIdentity, user_jwt: str, *, path: str = "/callback") -> FastAPI:
-    """The callback alone, for `python app.py callback` when the agent runs where the browser cannot reach."""
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
+        await routes.aclose()
         await identity.aclose()
 
     app = FastAPI(title="Authorization callback", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
@@ -166,34 +175,10 @@ def standalone_callback_app(identity: AgentIdentity, user_jwt: str, *, path: str
         return JSONResponse({"error": {"message": str(error.detail), "type": "invalid_request_error", "code": code}},
                             status_code=error.status_code, headers=error.headers)
 
-    app.include_router(callback_router(identity, standalone_user_jwt=user_jwt), prefix=path.rstrip("/"))
+    @app.get("/health")
+    async def health() -> Mapping[str, str]:
+        return {"status": "ok"}
+
+    app.add_api_route("/health", health, methods=["HEAD"], include_in_schema=False)
+    app.include_router(routes.router, prefix="/callback")
     return app
-
-
-def run_standalone_callback(env: Mapping[str, str], user_jwt: str | None = None, *, port: int | None = None,
-                            host: str = "127.0.0.1") -> None:
-    """Serve the callback at `${APP_REDIRECT_URI}/callback` (its port and path, on `host`) until interrupted.
-
-    The user's JWT comes from the argument or CALLBACK_USER_JWT; it must be the JWT the agent was called
-    with (CompleteResourceTokenAuth accepts only that original token). Every configuration problem is
-    reported at once, as the agent's own start-up does.
-    """
-    import uvicorn
-
-    problems: list[str] = []
-    token = user_jwt or (env.get("CALLBACK_USER_JWT") or "").strip()
-    if not token:
-        problems.append("CALLBACK_USER_JWT is required for the standalone callback (the JWT of the user it "
-                        "completes authorizations for)")
-    try:
-        settings = IdentitySettings.from_env(env)
-    except ConfigError as error:
-        problems += error.problems
-    if problems:
-        raise ConfigError(problems)
-    listen_port, path = standalone_address(settings)
-    identity = AgentIdentity(settings)
-    log.info("Authorization callback on http://%s:%d%s", host, port or listen_port, path)
-    # No access log: its lines would carry the callback's query (session_uri, state).
-    uvicorn.run(standalone_callback_app(identity, token, path=path), host=host, port=port or listen_port,
-                log_level="info", access_log=False)

@@ -57,6 +57,18 @@ class AuthorizationDeclined(IdentityError):
     default_message = "The user declined the authorization request."
 
 
+class AuthorizationFailed(IdentityError):
+    """The provider sent the user back with an error other than a refusal (e.g. `server_error`)."""
+
+    code = "authorization_failed"
+    http_status = 502
+    default_message = "The provider could not complete the authorization. Ask again to get a new link."
+
+    def __init__(self, provider_error: str) -> None:
+        super().__init__(f"The provider could not complete the authorization ({provider_error}). "
+                         "Ask again to get a new link.")
+
+
 class AuthorizationTimedOut(IdentityError):
     code = "authorization_timed_out"
     http_status = 408

@@ -155,18 +155,45 @@ class JwtVerifier:
             raise InvalidCallerToken()
         return Caller(sub=sub, claims=claims, token=token)
 
-    async def _verified(self, token: str, header: Mapping[str, Any], algorithm: str) -> dict[str, Any]:
-        assert self._keys is not None
+    @property
+    def inbound_keys(self) -> JwksKeys | None:
+        """The INBOUND_JWKS_URL key set (None when the gateway verifies), for callers that trust the same IdP."""
+        return self._keys
+
+    async def id_token_claims(self, token: str, *, audience: str, keys: JwksKeys) -> dict[str, Any]:
+        """The claims of an OpenID Connect ID token (the callback's browser sign-in): checked like an inbound
+        JWT (allowed algorithm, signature, issuer, expiry, `sub`) but for `aud` = our client id, with `keys`
+        from the IdP's discovery document. Raises InvalidCallerToken."""
+        try:
+            header = jwt.get_unverified_header(token)
+            claims = await self._verified(token, header, header.get("alg"), keys=keys, audience=audience)
+        except (jwt.PyJWTError, ValueError, TypeError, KeyError) as error:
+            log.info("ID token rejected (%s)", type(error).__name__)
+            raise InvalidCallerToken() from None
+        if not isinstance(claims.get("sub"), str) or not claims["sub"]:
+            raise InvalidCallerToken()
+        return claims
+
+    async def _verified(self, token: str, header: Mapping[str, Any], algorithm: str, *, keys: JwksKeys | None = None,
+                        audience: str | None = None) -> dict[str, Any]:
+        if algorithm not in self._algorithms:
+            raise jwt.InvalidAlgorithmError("algorithm not allowed")
+        inbound = keys is None
+        keys = keys or self._keys
+        assert keys is not None
         kid = header.get("kid")
-        jwk = await self._keys.find(kid if isinstance(kid, str) else None)
+        jwk = await keys.find(kid if isinstance(kid, str) else None)
         if jwk is None:
             raise jwt.InvalidKeyError("unknown kid")
         if jwk.get("alg") not in (None, algorithm):
             raise jwt.InvalidAlgorithmError("algorithm does not match the key")
         key = jwt.PyJWK(jwk, algorithm=algorithm)
-        claims = jwt.decode(token, key=key, algorithms=[algorithm], **self._claim_checks(),
-                            options={"require": ["exp", "sub"], "verify_aud": bool(self._settings.jwt_audience)})
-        if isinstance(claims.get("sub"), str) and claims["sub"]:
+        checks = self._claim_checks()
+        if audience is not None:
+            checks["audience"] = audience
+        claims = jwt.decode(token, key=key, algorithms=[algorithm], **checks,
+                            options={"require": ["exp", "sub"], "verify_aud": "audience" in checks})
+        if inbound and isinstance(claims.get("sub"), str) and claims["sub"]:
             self._verified_claims.put(token, claims)
         return claims
 

@@ -27,17 +27,17 @@ from alibabacloud_credentials.client import Client as CredentialClient
 from alibabacloud_tea_openapi import models as open_api_models
 
 from config import sdk_endpoint
-from identity.authorization import PendingAuthorization, PendingAuthorizations, PendingKey, pending_key
+from identity.authorization import PendingAuthorization, PendingAuthorizations
 from identity.cache import CachedFlights, ExpiringLru, token_key
 from identity.context import (AuthorizationCompleted, AuthorizationRequired, Caller, RequestContext,
                               current_request_context)
 from identity.credentials import StsCredential, instance_credential_client, parse_expiration
-from identity.errors import (AuthorizationDeclined, AuthorizationPending, AuthorizationTimedOut, IdentityError,
-                             IdentityThrottled, IdentityUnavailable, ProviderMisconfigured)
+from identity.errors import (AuthorizationDeclined, AuthorizationFailed, AuthorizationPending, AuthorizationTimedOut,
+                             IdentityError, IdentityThrottled, IdentityUnavailable, ProviderMisconfigured)
 from identity.jwt_verifier import JwtVerifier
 from identity.sdk_errors import credential_rejected, translate
 from identity.settings import IdentitySettings
-from identity.state import SignedState, StateSigner
+from identity.state import FlowState, FlowStates
 
 __all__ = ["AgentIdentity", "StsCredential"]
 
@@ -54,6 +54,9 @@ EXPIRED_STATUSES = {"EXPIRED", "TIMEOUT", "TIMED_OUT"}
 # The service no longer accepts a workload token we cached (revoked or expired early): drop it and retry once.
 # STS refusals (identity.sdk_errors.credential_rejected) are handled the same way.
 STALE_WORKLOAD_TOKEN_CODES = {"InvalidParameter.WorkloadAccessToken"}
+# While waiting, every this many polls of its own session a flow also asks the vault (GetResourceOAuth2Token
+# without SessionURI): the user may have approved another link for the same token, on another instance.
+VAULT_PROBE_EVERY_POLLS = 3
 
 
 class IssuedToken(NamedTuple):
@@ -78,7 +81,7 @@ class AgentIdentity:
         self.settings = settings
         self._clock = clock
         self._verifier = JwtVerifier(settings)
-        self._signer = StateSigner(settings.state_secret, clock)
+        self._states = FlowStates(settings.state_secret, clock)
         self._instance_client = self._data_client(instance_credential_client(
             settings.access_key_id, settings.access_key_secret, settings.security_token))
         self._workload_tokens: CachedFlights[str] = CachedFlights(settings.cache_size, clock)
@@ -88,6 +91,11 @@ class AgentIdentity:
         self._pending = PendingAuthorizations(settings.cache_size, clock)
 
     # --- who is calling -------------------------------------------------------------------------------------
+
+    @property
+    def verifier(self) -> JwtVerifier:
+        """The inbound JWT verifier (the callback's browser sign-in verifies ID tokens with it too)."""
+        return self._verifier
 
     async def authenticate(self, authorization_header: str | None) -> Caller:
         """The verified caller of an inbound request; raises InvalidCallerToken (-> 401)."""
@@ -220,8 +228,9 @@ class AgentIdentity:
         its `ExpiresIn`. When the user must consent, the link is emitted to the request's event sink at once
         (AuthorizationRequired), then the service is polled until the user finishes (AuthorizationCompleted),
         declines, or AUTHORIZATION_TIMEOUT_SECONDS pass. In non-stream mode the link is emitted too, then
-        AuthorizationPending is raised, and the next request re-uses the same link. `force_authentication`
-        (the provider refused the token) drops the cached token and asks the user again."""
+        AuthorizationPending is raised. Every ask that finds no token gets a new link: an authorization URL
+        works once, so a link shown before is never shown again. `force_authentication` (the provider refused
+        the token) drops the cached token and asks the user again."""
         if flow not in FLOWS:
             raise ValueError(f"flow must be one of {FLOWS}")
         ctx = current_request_context()
@@ -240,26 +249,19 @@ class AgentIdentity:
                             purpose: str, flow: str, force_authentication: bool) -> str:
         workload_token = await self._workload_token_for(ctx.caller)
         client = await self._resource_client(ctx.caller, workload_token)
-        key = pending_key(self._signer.subject_hash(ctx.caller.sub), provider, scopes, flow)
 
-        async def start() -> IssuedToken | PendingAuthorization:
-            return await self._start(client, workload_token, ctx.caller, ctx.session_id, key, provider=provider,
-                                     scopes=scopes, purpose=purpose, flow=flow,
-                                     force_authentication=force_authentication)
+        async def ask(remember: bool = True) -> IssuedToken | PendingAuthorization:
+            return await self._start(client, workload_token, ctx.caller, provider=provider, scopes=scopes,
+                                     purpose=purpose, flow=flow, force_authentication=force_authentication,
+                                     remember=remember)
 
-        pending = None if force_authentication else self._pending.find(key)
-        if pending is not None:
-            issued = await self._poll_once(client, self._poll_request(workload_token, pending), pending, key)
-            if issued:
-                self._pending.forget(key, pending)
-                return self._remember(cache_key, issued)
-        elif force_authentication:
-            started = await start()
+        if force_authentication:
+            started = await ask()
             if isinstance(started, IssuedToken):
                 return self._remember(cache_key, started)
             pending = started
         else:
-            vaulted = await self._vault_token_or_consent(cache_key, start)
+            vaulted = await self._vault_token_or_consent(cache_key, ask)
             if isinstance(vaulted, str):
                 return vaulted
             pending = vaulted
@@ -268,7 +270,9 @@ class AgentIdentity:
         await ctx.emit(AuthorizationRequired(url=pending.url, purpose=purpose, provider=provider))
         if not ctx.wait_for_authorization:
             raise AuthorizationPending(pending.url, purpose)
-        issued = await self._wait_for_user(client, workload_token, pending, key)
+        # A forced flow never asks the vault while waiting: it still holds the token the provider refused.
+        vault = None if force_authentication else (lambda: ask(remember=False))
+        issued = await self._wait_for_user(client, workload_token, pending, vault)
         await ctx.emit(AuthorizationCompleted(purpose=purpose, provider=provider))
         return self._remember(cache_key, issued)
 
@@ -302,11 +306,11 @@ class AgentIdentity:
             return self._clock()
         return self._clock() + lifetime - min(OAUTH2_TOKEN_MARGIN_SECONDS, lifetime / 5)
 
-    async def _start(self, client: DataClient, workload_token: str, caller: Caller, session_id: str | None,
-                     key: PendingKey, *, provider: str, scopes: Sequence[str], purpose: str, flow: str,
-                     force_authentication: bool) -> IssuedToken | PendingAuthorization:
-        """Ask for a token; returns it, or the new pending authorization."""
-        state, signed = self._signer.issue(sub=caller.sub, session_id=session_id, provider=provider,
+    async def _start(self, client: DataClient, workload_token: str, caller: Caller, *, provider: str,
+                     scopes: Sequence[str], purpose: str, flow: str, force_authentication: bool,
+                     remember: bool = True) -> IssuedToken | PendingAuthorization:
+        """Ask for a token; returns it, or a new pending authorization (kept for the callback if `remember`)."""
+        state, signed = self._states.issue(sub=caller.sub, user_jwt=caller.token, provider=provider, purpose=purpose,
                                            ttl_seconds=self.settings.authorization_timeout_seconds + 60)
         request = GetResourceOAuth2TokenRequest(resource_credential_provider_name=provider, scopes=list(scopes),
                                                 oauth2_flow=flow, workload_access_token=workload_token)
@@ -321,10 +325,12 @@ class AgentIdentity:
         if not body or not body.authorization_url or not body.session_uri:
             raise ProviderMisconfigured("The identity service returned neither a token nor an authorization link "
                                         f"for provider {provider!r}.", request_id=body.request_id if body else None)
-        pending = PendingAuthorization(url=body.authorization_url, session_uri=body.session_uri, nonce=signed.nonce,
-                                       provider=provider, purpose=purpose, scopes=tuple(scopes), flow=flow)
-        self._pending.remember(key, pending, signed.expires_at)
-        log.info("Authorization required for provider %s (%s)", provider, purpose)
+        pending = PendingAuthorization(url=body.authorization_url, session_uri=body.session_uri,
+                                       flow_id=signed.flow_id, provider=provider, purpose=purpose,
+                                       scopes=tuple(scopes), flow=flow)
+        if remember:
+            self._pending.remember(pending, signed.expires_at)
+            log.info("Authorization required for provider %s (%s)", provider, purpose)
         return pending
 
     def _poll_request(self, workload_token: str, pending: PendingAuthorization) -> GetResourceOAuth2TokenRequest:
@@ -334,11 +340,10 @@ class AgentIdentity:
             resource_oauth2_return_url=self.settings.callback_url if pending.flow == "USER_FEDERATION" else None)
 
     async def _poll_once(self, client: DataClient, request: GetResourceOAuth2TokenRequest,
-                         pending: PendingAuthorization, key: PendingKey) -> IssuedToken | None:
+                         pending: PendingAuthorization) -> IssuedToken | None:
         """The token if the user has finished; None while waiting (or on a transient service error)."""
-        if pending.declined:
-            self._pending.forget(key, pending)
-            raise AuthorizationDeclined()
+        if pending.outcome is not None:
+            raise pending.outcome
         try:
             response = await self._call("GetResourceOAuth2Token", client.get_resource_oauth2_token_async(request))
         except (IdentityUnavailable, IdentityThrottled):
@@ -348,67 +353,71 @@ class AgentIdentity:
             return IssuedToken(body.access_token, body.expires_in)
         status = (body.session_status or "").upper() if body else ""
         if status in DECLINED_STATUSES:
-            self._pending.forget(key, pending)
             raise AuthorizationDeclined()
         if status in EXPIRED_STATUSES:
-            self._pending.forget(key, pending)
             raise AuthorizationTimedOut()
         return None
 
+    @staticmethod
+    async def _probe_vault(ask: Callable[[], Awaitable[IssuedToken | PendingAuthorization]]) -> IssuedToken | None:
+        """The vaulted token, if the user approved another link meanwhile (an answer with a new link means no)."""
+        try:
+            answer = await ask()
+        except (IdentityUnavailable, IdentityThrottled):
+            return None
+        return answer if isinstance(answer, IssuedToken) else None
+
     async def _wait_for_user(self, client: DataClient, workload_token: str, pending: PendingAuthorization,
-                             key: PendingKey) -> IssuedToken:
-        """Poll with backoff until a token, a decline, or the timeout; wakes early when the callback completes.
-        Cancellation (the client went away) propagates at once and keeps the pending link for the next ask."""
+                             vault: Callable[[], Awaitable[IssuedToken | PendingAuthorization]] | None) -> IssuedToken:
+        """Poll with backoff until a token, a refusal, or the timeout; wakes early when this process's callback
+        completes the flow. Every few polls it also asks the `vault`, so a flow ends as soon as the user
+        approved any link for the same token, whichever instance served it. Cancellation (the client went
+        away) propagates at once."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.authorization_timeout_seconds
         delay = self.settings.poll_initial_seconds
         request = self._poll_request(workload_token, pending)
-        while True:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                self._pending.forget(key, pending)
-                raise AuthorizationTimedOut()
-            try:
-                await asyncio.wait_for(pending.wake.wait(), timeout=min(delay, remaining))
-            except TimeoutError:
-                pass
-            pending.wake.clear()
-            issued = await self._poll_once(client, request, pending, key)
-            if issued:
-                self._pending.forget(key, pending)
-                return issued
-            delay = min(delay * 2, self.settings.poll_max_seconds)
+        polls = 0
+        try:
+            while True:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    raise AuthorizationTimedOut()
+                try:
+                    await asyncio.wait_for(pending.wake.wait(), timeout=min(delay, remaining))
+                except TimeoutError:
+                    pass
+                pending.wake.clear()
+                polls += 1
+                issued = await self._poll_once(client, request, pending)
+                if issued is None and vault is not None and polls % VAULT_PROBE_EVERY_POLLS == 0:
+                    issued = await self._probe_vault(vault)
+                if issued:
+                    return issued
+                delay = min(delay * 2, self.settings.poll_max_seconds)
+        finally:
+            self._pending.forget(pending)
 
     # --- the callback's side ---------------------------------------------------------------------------------
 
-    def verify_state(self, value: str) -> SignedState:
-        """The signed CustomState of a callback; raises identity.state.InvalidState."""
-        return self._signer.verify(value)
+    def open_state(self, value: str) -> FlowState:
+        """The flow a callback's `state` stands for; raises identity.state.InvalidState."""
+        return self._states.open(value)
 
-    def state_matches(self, state: SignedState, caller: Caller) -> bool:
-        return state.user == self._signer.subject_hash(caller.sub)
-
-    def session_matches_state(self, state: SignedState, session_uri: str) -> bool:
-        """False when this process started the flow signed by `state` and it had another SessionURI."""
-        pending = self._pending.by_nonce(state.nonce)
-        return pending is None or pending.session_uri == session_uri
-
-    def describe_pending(self, nonce: str) -> tuple[str, str] | None:
-        """(provider, purpose) of the authorization signed with `nonce`, when this process started it."""
-        pending = self._pending.by_nonce(nonce)
-        return (pending.provider, pending.purpose) if pending else None
-
-    async def complete_authorization(self, *, session_uri: str, caller: Caller) -> None:
-        """CompleteResourceTokenAuth with the caller's ORIGINAL JWT (the one the workload token came from)."""
+    async def complete_authorization(self, *, session_uri: str, flow: FlowState) -> None:
+        """CompleteResourceTokenAuth with the flow's ORIGINAL JWT (the one its workload token came from)."""
         request = CompleteResourceTokenAuthRequest(
             session_uri=session_uri,
-            user_identifier=CompleteResourceTokenAuthRequestUserIdentifier(user_jwt=caller.token))
+            user_identifier=CompleteResourceTokenAuthRequestUserIdentifier(user_jwt=flow.user_jwt))
         await self._call("CompleteResourceTokenAuth", self._instance_client.complete_resource_token_auth_async(request))
         self._pending.completed(session_uri)
 
-    def decline_authorization(self, nonce: str) -> bool:
-        """The provider said access_denied: end the poll waiting on this flow with AuthorizationDeclined."""
-        return self._pending.declined(nonce)
+    def provider_refused(self, flow: FlowState, error: str) -> IdentityError:
+        """The provider sent the flow's owner back with `error`: end the wait of that flow (when this process
+        runs it) at once. Returns what the waiting tool reports."""
+        outcome: IdentityError = AuthorizationDeclined() if error == "access_denied" else AuthorizationFailed(error)
+        self._pending.ended(flow.flow_id, outcome)
+        return outcome
 
     # --- plumbing --------------------------------------------------------------------------------------------
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Self
+from urllib.parse import urlsplit
 
 from config import EnvReader
 
 # Asymmetric algorithms only: HS* with a published key is the classic key-confusion attack, `none` is no check.
 DEFAULT_JWT_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
 MIN_STATE_SECRET_LENGTH = 16
+SIGNED_IN_PATH = "/signed-in"  # below the callback: the browser sign-in's redirect URI
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,10 @@ class IdentitySettings:
     jwt_issuer: str = ""
     jwt_audience: str = ""
     jwt_algorithms: tuple[str, ...] = DEFAULT_JWT_ALGORITHMS
+    # The callback's browser sign-in (OIDC code flow with PKCE) at the INBOUND_JWT_ISSUER IdP; off when unset.
+    signin_client_id: str = ""
+    signin_client_secret: str = field(default="", repr=False)
+    signin_scopes: tuple[str, ...] = ("openid",)
     # Instance credentials found in the env mapping (the runtime sets them); empty -> the SDK's default chain.
     access_key_id: str = ""
     access_key_secret: str = field(default="", repr=False)
@@ -42,30 +48,54 @@ class IdentitySettings:
         """Where the provider sends the browser back: `${APP_REDIRECT_URI}/callback`."""
         return self.redirect_uri.rstrip("/") + "/callback"
 
+    @property
+    def signin_redirect_url(self) -> str:
+        """Where the IdP sends the browser back after sign-in; register it on the OIDC client."""
+        return self.callback_url + SIGNED_IN_PATH
+
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> Self:
+    def from_env(cls, env: Mapping[str, str], *, callback_only: bool = False) -> Self:
+        """`callback_only`: for `python app.py callback`, which acts as no workload identity."""
         read = EnvReader(env)
         region = read.str("AGENT_IDENTITY_REGION_ID", "cn-beijing")
         algorithms = tuple(read.list("INBOUND_JWT_ALGORITHMS", list(DEFAULT_JWT_ALGORITHMS)))
         unsafe = [a for a in algorithms if a.lower() == "none" or a.upper().startswith("HS")]
         if unsafe:
             read.problems.append(f"INBOUND_JWT_ALGORITHMS must list asymmetric algorithms only, got {unsafe}")
-        secret = read.str("IDENTITY_STATE_SECRET", required=True, why="HMAC key for the OAuth2 CustomState")
+        secret = read.str("IDENTITY_STATE_SECRET", required=True,
+                          why="the key that seals the OAuth2 state and the callback's cookies")
         if secret and len(secret) < MIN_STATE_SECRET_LENGTH:
             read.problems.append(f"IDENTITY_STATE_SECRET must be at least {MIN_STATE_SECRET_LENGTH} characters")
+        signin_client_id = read.str("CALLBACK_OIDC_CLIENT_ID")
+        issuer = read.str("INBOUND_JWT_ISSUER")
+        if signin_client_id and not issuer:
+            read.problems.append("INBOUND_JWT_ISSUER is required with CALLBACK_OIDC_CLIENT_ID (the callback "
+                                 "discovers the sign-in endpoints at ${INBOUND_JWT_ISSUER}/.well-known/"
+                                 "openid-configuration)")
+        scopes = tuple(read.list("CALLBACK_OIDC_SCOPES", ["openid"]))
+        if "openid" not in scopes:
+            read.problems.append(f"CALLBACK_OIDC_SCOPES must include openid, got {' '.join(scopes)!r}")
+        redirect_uri = read.str("APP_REDIRECT_URI", "http://localhost:8090").rstrip("/")
+        redirect_parts = urlsplit(redirect_uri)
+        if redirect_parts.scheme not in ("http", "https") or not redirect_parts.netloc or redirect_parts.query \
+                or redirect_parts.fragment:
+            read.problems.append(f"APP_REDIRECT_URI must be an http(s) base URL without query, got {redirect_uri!r}")
         settings = cls(
-            workload_identity_name=read.str("AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME", required=True,
+            workload_identity_name=read.str("AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME", required=not callback_only,
                                             why="the workload identity this agent acts as; never created at run time"),
             state_secret=secret,
             region_id=region,
             data_endpoint=read.str("AGENT_IDENTITY_DATA_ENDPOINT", f"agentidentitydata.{region}.aliyuncs.com"),
             use_sts=read.bool("AGENT_IDENTITY_USE_STS", True),
-            redirect_uri=read.str("APP_REDIRECT_URI", "http://localhost:8090"),
+            redirect_uri=redirect_uri,
             authorization_timeout_seconds=read.float("AUTHORIZATION_TIMEOUT_SECONDS", 300.0, minimum=0.1),
             jwks_url=read.str("INBOUND_JWKS_URL"),
-            jwt_issuer=read.str("INBOUND_JWT_ISSUER"),
+            jwt_issuer=issuer,
             jwt_audience=read.str("INBOUND_JWT_AUDIENCE"),
             jwt_algorithms=algorithms,
+            signin_client_id=signin_client_id,
+            signin_client_secret=read.str("CALLBACK_OIDC_CLIENT_SECRET"),
+            signin_scopes=scopes,
             access_key_id=read.str("ALIBABA_CLOUD_ACCESS_KEY_ID"),
             access_key_secret=read.str("ALIBABA_CLOUD_ACCESS_KEY_SECRET"),
             security_token=read.str("ALIBABA_CLOUD_SECURITY_TOKEN"),

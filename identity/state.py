@@ -1,23 +1,23 @@
-"""The OAuth2 `CustomState`: a short HMAC-signed value that ties a callback to the user who started the flow.
+"""The OAuth2 `CustomState`: everything the callback needs to finish a flow, sealed into the link itself.
 
-The state travels through the provider and the browser's address bar, so it holds no secret and no raw
-identifiers: the user's `sub` and the session id appear only as short keyed hashes. The callback recomputes
-the hash of the `sub` it verified itself and compares.
+Agent Identity hands the state back unchanged, with `session_uri`, on the return URL. The callback may run on
+another instance or as its own service, so the state carries the flow whole: who started it (`sub`), what
+for, and the user's ORIGINAL JWT, which CompleteResourceTokenAuth requires (the JWT the workload access token
+was obtained with). It is encrypted and authenticated (identity/sealed.py), so the address bar shows nothing
+of it, and expires shortly after the agent stops waiting. Its length is about 1.34 x the JWT's plus ~200
+characters, under the 4,096 characters AWS documents for the same field while the JWT stays under ~2.9 KB.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import json
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-_VERSION = "s1"
-_MAC_BYTES = 16
+from identity.sealed import Sealer, Unsealable
+
+MAX_STATE_LENGTH = 4096
 
 
 class InvalidState(Exception):
@@ -25,55 +25,41 @@ class InvalidState(Exception):
 
 
 @dataclass(frozen=True)
-class SignedState:
-    user: str  # keyed hash of the user's sub
-    session: str  # keyed hash of the chat session id ("" when none)
+class FlowState:
+    """One user-federation flow, as the callback will see it."""
+
+    sub: str
     provider: str
-    nonce: str
+    purpose: str
+    flow_id: str  # random; names the flow in logs and in this process's bookkeeping
+    user_jwt: str = field(repr=False)
     expires_at: int
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+class FlowStates:
+    """Issues and opens sealed CustomState values."""
 
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-class StateSigner:
     def __init__(self, secret: str, clock: Callable[[], float] = time.time) -> None:
-        self._key = hashlib.sha256(b"identity-state\0" + secret.encode()).digest()
-        self._clock = clock
+        self._sealer = Sealer(secret, "oauth2-custom-state", clock)
 
-    def subject_hash(self, value: str) -> str:
-        """A short keyed hash: equal values match, yet the state reveals nothing about them."""
-        return _b64(hmac.new(self._key, b"id\0" + value.encode(), hashlib.sha256).digest()[:12])
+    def issue(self, *, sub: str, user_jwt: str, provider: str, purpose: str,
+              ttl_seconds: float) -> tuple[str, FlowState]:
+        flow_id = secrets.token_urlsafe(12)
+        value = self._sealer.seal({"sub": sub, "jwt": user_jwt, "prv": provider, "pur": purpose, "fid": flow_id},
+                                  ttl_seconds)
+        return value, self.open(value)
 
-    def issue(self, *, sub: str, session_id: str | None, provider: str, ttl_seconds: float) -> tuple[str, SignedState]:
-        state = SignedState(user=self.subject_hash(sub), session=self.subject_hash(session_id) if session_id else "",
-                            provider=provider, nonce=_b64(secrets.token_bytes(12)),
-                            expires_at=int(self._clock() + ttl_seconds))
-        payload = _b64(json.dumps([state.user, state.session, state.provider, state.nonce, state.expires_at],
-                                  separators=(",", ":")).encode())
-        return f"{_VERSION}.{payload}.{self._mac(payload)}", state
-
-    def verify(self, value: str) -> SignedState:
-        """The decoded state; raises InvalidState unless the signature matches (constant time) and it has not expired."""
-        parts = value.split(".") if value and len(value) < 2048 else []
-        if len(parts) != 3 or parts[0] != _VERSION:
-            raise InvalidState("The authorization state is malformed.")
-        payload, mac = parts[1], parts[2]
-        if not hmac.compare_digest(mac.encode(), self._mac(payload).encode()):
-            raise InvalidState("The authorization state is not valid.")
+    def open(self, value: str) -> FlowState:
+        """The flow; raises InvalidState (with a message fit for the user) unless it is ours and fresh."""
         try:
-            user, session, provider, nonce, expires_at = json.loads(_unb64(payload))
-            state = SignedState(str(user), str(session), str(provider), str(nonce), int(expires_at))
-        except (ValueError, TypeError):
-            raise InvalidState("The authorization state is malformed.") from None
-        if self._clock() >= state.expires_at:
-            raise InvalidState("The authorization link has expired. Ask the agent again for a new one.")
-        return state
-
-    def _mac(self, payload: str) -> str:
-        return _b64(hmac.new(self._key, f"{_VERSION}.{payload}".encode(), hashlib.sha256).digest()[:_MAC_BYTES])
+            document = self._sealer.open(value)
+            return FlowState(sub=str(document["sub"]), provider=str(document["prv"]),
+                             purpose=str(document["pur"]), flow_id=str(document["fid"]),
+                             user_jwt=str(document["jwt"]), expires_at=int(document["exp"]))
+        except Unsealable as failure:
+            if failure.expired:
+                raise InvalidState("The authorization link has expired. Ask the assistant again for a new one.") \
+                    from None
+            raise InvalidState("The authorization state is not valid.") from None
+        except (KeyError, TypeError, ValueError):
+            raise InvalidState("The authorization state is not valid.") from None

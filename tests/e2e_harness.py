@@ -218,8 +218,13 @@ class User:
 
 
 async def document_content(product: Product, doc_key: str) -> str | None:
-    async with httpx.AsyncClient() as http:
-        response = await http.get(f"{product.cloud.url('dingtalk')}/emulator/documents/{doc_key}")
+    return await document_content_at(product.cloud, doc_key)
+
+
+async def document_content_at(cloud: LocalCloud, doc_key: str) -> str | None:
+    """What the emulated DingTalk holds for `doc_key` (None if never written)."""
+    async with httpx.AsyncClient(trust_env=False) as http:
+        response = await http.get(f"{cloud.url('dingtalk')}/emulator/documents/{doc_key}")
     return response.json()["content"] if response.status_code == 200 else None
 
 

@@ -1,6 +1,7 @@
-"""The authorization flow in a real browser: headless Chromium opens the streamed link, clicks Approve on
-the consent page, follows the redirect to the app's /callback and lands on the success page; meanwhile the
-same chat stream waits, then finishes with the document written.
+"""The consent journey as it runs in production, in a real browser: the agent and the callback are two
+processes (`python app.py`, `python app.py callback`), and headless Chromium starts with no cookie. It only
+follows the streamed link, clicks Approve at the provider and signs in at the IdP; the callback then
+completes the flow and the same chat stream goes on and writes the document.
 
 Chromium is Debian's `chromium` package (scripts/test installs it), driven by Playwright with
 `executable_path`, so no browser download is needed. Without Chromium the test is skipped, saying why.
@@ -15,7 +16,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e_harness import Product, User, document_content, shared_product
+from tests.deployment import DINGTALK_PROMPT, Deployment, deployment, stream_chat
+from tests.e2e_harness import document_content_at
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -27,9 +29,9 @@ pytestmark = pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK),
 
 
 @pytest.fixture(scope="module")
-def product(pytestconfig) -> Iterator[Product]:
-    with shared_product(pytestconfig).capturing_logs() as product:
-        yield product
+def production() -> Iterator[Deployment]:
+    with deployment() as running:
+        yield running
 
 
 @pytest.fixture
@@ -43,35 +45,30 @@ async def browser():
             await chromium.close()
 
 
-async def test_consent_in_chromium_continues_the_same_stream(product, browser):
-    user = User(product, "browser-user")
-    context = await browser.new_context()
+async def test_a_new_browser_approves_signs_in_and_the_same_stream_goes_on(production, browser):
+    jwt = production.cloud.issue_user_jwt("browser-user")
+    context = await browser.new_context()  # no cookie, no header: only what a person's browser has
+    seen: dict[str, str] = {}
     try:
-        # Sign the browser in to the callback: the app sets its HttpOnly session cookie from the user's JWT.
-        signed_in = await context.request.post(f"{user.app_url}/callback/session",
-                                               headers={"Authorization": f"Bearer {user.jwt}"})
-        assert signed_in.ok
         page = await context.new_page()
-        seen: dict[str, str] = {}
 
         async def approve_in_browser(url: str) -> None:
             await page.goto(url)
             await page.get_by_role("button", name="Approve").click()
-            await page.wait_for_url(f"{user.app_url}/callback**")
+            await page.get_by_label("User name").fill("browser-user")  # the IdP's sign-in page
+            seen["signin"] = page.url
+            await page.get_by_role("button", name="Sign in").click()
             await page.get_by_text("Authorization complete").wait_for()
-            seen["landing"] = page.url
-            seen["text"] = product.witness.saw(await page.content())
+            seen["landing"], seen["text"] = page.url, await page.content()
 
-        reply = await asyncio.wait_for(
-            user.chat_stream("帮我写入“Helloworld”到钉钉文档，文档ID：docBrowser1", on_link=approve_in_browser),
-            timeout=60)
+        reply = await asyncio.wait_for(stream_chat(production.agent_url, jwt, DINGTALK_PROMPT.format(
+            text="Helloworld", doc="docBrowser1"), on_link=approve_in_browser), timeout=90)
     finally:
         await context.close()
-        await user.aclose()
 
-    assert seen["landing"].startswith(f"{user.app_url}/callback?")
+    assert seen["signin"].startswith(production.cloud.url("idp") + "/authorize?")
+    assert seen["landing"].startswith(f"{production.public_url}/callback/signed-in?")
     assert "Write to DingTalk document" in seen["text"]
-    types = reply.event_types()
-    assert types.index("authorization_required") < types.index("authorization_completed")
-    assert reply.finish_reason == "stop" and "Wrote 10 characters" in reply.text
-    assert await document_content(product, "docBrowser1") == "Helloworld"
+    assert reply["types"].index("authorization_required") < reply["types"].index("authorization_completed")
+    assert "Wrote 10 characters" in reply["text"]
+    assert await document_content_at(production.cloud, "docBrowser1") == "Helloworld"
