@@ -87,15 +87,22 @@ class BrowserSessions:
                          SESSION_SECONDS)
 
     def start_sign_in(self, response: Response, transaction: SignInTransaction) -> None:
-        resume = _FIELD_SEPARATOR.join(quote(transaction.resume.get(k, ""), safe="") for k in RESUME_FIELDS)
-        sealed = self._sign_ins.seal({"v": transaction.verifier, "n": transaction.nonce, "c": transaction.csrf,
-                                      "r": _digest(resume)}, SIGN_IN_SECONDS)
-        self.cookies.set(response, self.cookies.sign_in_name, f"{sealed}{_PART_SEPARATOR}{resume}",
-                         SIGN_IN_SECONDS)
+        self.cookies.set(response, self.cookies.sign_in_name, self.seal_sign_in(transaction), SIGN_IN_SECONDS)
 
     def pending_sign_in(self, request: Request) -> SignInTransaction | None:
         """The sign-in this browser started here (intact and unexpired), or None."""
-        sealed, _, resume = request.cookies.get(self.cookies.sign_in_name, "").partition(_PART_SEPARATOR)
+        return self.open_sign_in(request.cookies.get(self.cookies.sign_in_name, ""))
+
+    def seal_sign_in(self, transaction: SignInTransaction) -> str:
+        """The sign-in cookie's value: the sealed secrets, then the resume query in the clear (it is only the
+        provider's redirect, already in the browser's history), bound to them by a digest."""
+        resume = _FIELD_SEPARATOR.join(quote(transaction.resume.get(k, ""), safe="") for k in RESUME_FIELDS)
+        sealed = self._sign_ins.seal({"v": transaction.verifier, "n": transaction.nonce, "c": transaction.csrf,
+                                      "r": _digest(resume)}, SIGN_IN_SECONDS)
+        return f"{sealed}{_PART_SEPARATOR}{resume}"
+
+    def open_sign_in(self, value: str) -> SignInTransaction | None:
+        sealed, _, resume = value.partition(_PART_SEPARATOR)
         try:
             document = self._sign_ins.open(sealed)
         except Unsealable:

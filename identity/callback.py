@@ -26,7 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from identity.browser_session import BrowserSessions
 from identity.cache import ExpiringLru
-from identity.errors import IdentityError
+from identity.errors import IdentityError, ProviderMisconfigured
 from identity.oidc import OidcSignIn, SignInFailed
 from identity.pages import failure_page, success_page
 from identity.service import AgentIdentity
@@ -133,6 +133,11 @@ class CallbackRoutes:
         self._used.put(flow.flow_id, True, flow.expires_at)  # before the call: a concurrent replay must not pass
         try:
             await self.identity.complete_authorization(session_uri=session_uri, flow=flow)
+        except ProviderMisconfigured as refused:  # the service answered 4xx: most often a used or expired session
+            log.info("Authorization callback: CompleteResourceTokenAuth refused (%s)", refused.service_code)
+            return _page(400, "Authorization failed", f"Agent Identity did not accept this authorization "
+                         f"({refused.service_code or 'refused'}): the link may have been used already or have "
+                         "expired. Ask the assistant again for a new link.")
         except IdentityError as failure:
             self._used.pop(flow.flow_id)  # the same user may retry after a transient failure
             return _page(failure.http_status if failure.http_status >= 400 else 502, "Authorization failed",

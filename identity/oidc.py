@@ -15,6 +15,7 @@ import secrets
 from typing import Any
 
 import httpx
+import httpx2
 from authlib.integrations.httpx_client import AsyncOAuth2Client, OAuthError
 
 from identity.browser_session import SignInTransaction
@@ -68,7 +69,7 @@ class OidcSignIn:
             log.info("Browser sign-in: the IdP refused the code (%s)", _short(error.error))
             raise SignInFailed("The identity provider did not accept this sign-in. Ask the assistant again "
                                "for a new authorization link.") from None
-        except (httpx.HTTPError, ValueError) as error:
+        except (httpx2.HTTPError, ValueError) as error:  # authlib's client is built on httpx2
             log.warning("Browser sign-in: the token endpoint failed (%s)", type(error).__name__)
             raise SignInFailed("The identity provider is unavailable right now; try again shortly.",
                                unavailable=True) from None

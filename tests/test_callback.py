@@ -1,31 +1,78 @@
-"""The authorization callback over real HTTP (uvicorn on this test's loop), against the emulators."""
+"""The authorization callback over real HTTP against the emulators: browser sign-in at the IdP (OIDC code flow
+with PKCE), the sealed session cookie, completion with the flow's original JWT, and every bad input a
+browser or an attacker can bring, each answered with a clear page and nothing completed.
+
+The callback is served on this test's loop (uvicorn), with its own AgentIdentity beside the one that waits,
+as a separate callback deployment would have. The browser is `LinkFollowingBrowser`: it follows redirects,
+keeps cookies and submits forms, and sends no header a person's browser would not.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import time
+import dataclasses
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
-from identity.callback import SESSION_COOKIE, callback_router, standalone_callback_app
-from identity.context import current_request_context
-from identity.errors import AuthorizationDeclined
-from identity.state import StateSigner
-from tests.test_identity_support import answer_consent, calls, identity_for, serving, signed_in, unique
+from identity.browser_session import BrowserSessions
+from identity.callback import CallbackRoutes
+from identity.errors import AuthorizationDeclined, AuthorizationFailed
+from identity.service import AgentIdentity
+from identity.state import FlowStates
+from tests.deployment import LinkFollowingBrowser, page_title
+from tests.test_identity_support import answer_consent, calls, identity_for, serving, set_faults, signed_in, unique
 
 SCOPES = ["openid", "corpid"]
 PURPOSE = "Write to DingTalk document"
 
 
-def app_with_callback(identity) -> FastAPI:
+@dataclass
+class Callback:
+    """A served callback and the identity of the agent that waits for it (two AgentIdentity instances)."""
+
+    base: str
+    routes: CallbackRoutes
+    waiting: AgentIdentity
+
+    @property
+    def url(self) -> str:
+        return f"{self.base}/callback"
+
+
+@asynccontextmanager
+async def callback_for(cloud, public_url: str | None = None, *, same_process: bool = False,
+                       **waiting_overrides) -> AsyncIterator[Callback]:
+    """A served callback. `same_process`: it shares the waiting identity, as the callback mounted in the agent
+    does (so what it sees reaches a waiting tool at once)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    public = public_url or base
+    cloud.register_return_url(f"{public}/callback")
+    env = {"APP_REDIRECT_URI": public}
+    waiting = identity_for(cloud, env=env, **waiting_overrides)
+    callback_identity = waiting if same_process else identity_for(cloud, env=env)
+    routes = CallbackRoutes(callback_identity)
     app = FastAPI()
-    app.include_router(callback_router(identity), prefix="/callback")
-    return app
+    app.include_router(routes.router, prefix="/callback")
+    try:
+        async with serving(app, sock) as served:
+            yield Callback(served, routes, waiting)
+    finally:
+        await routes.aclose()
+        await waiting.aclose()
+        if callback_identity is not waiting:
+            await callback_identity.aclose()
 
 
-async def start_flow(identity, cloud, jwt: str):
+async def start_flow(identity: AgentIdentity, cloud, jwt: str):
     """Begin an authorization in a task; returns (task, the link event) once the link was emitted."""
     async with signed_in(identity, jwt) as events:
         task = asyncio.create_task(identity.oauth2_token(
@@ -39,140 +86,267 @@ async def completions(cloud) -> int:
     return (await calls(cloud)).get("CompleteResourceTokenAuth", 0)
 
 
-async def test_bearer_user_completes_and_the_waiting_tool_gets_its_token(fresh_cloud) -> None:
-    identity = identity_for(fresh_cloud, poll_initial_seconds=30)  # only the callback's wake-up can end the wait
-    jwt = fresh_cloud.issue_user_jwt(unique("cb"))
-    task, link = await start_flow(identity, fresh_cloud, jwt)
-    redirect = await answer_consent(link.url)
-    async with serving(app_with_callback(identity)) as base, httpx.AsyncClient() as http:
-        page = await http.get(f"{base}/callback", params=redirect, headers={"Authorization": f"Bearer {jwt}"})
-    token = await asyncio.wait_for(task, 10)
-    await identity.aclose()
-    assert page.status_code == 200
-    assert "Authorization complete" in page.text and "you can close this tab" in page.text.lower()
-    assert PURPOSE in page.text
+async def test_a_browser_signs_in_at_the_idp_and_the_flow_completes_with_the_original_jwt(fresh_cloud) -> None:
+    user = unique("signin")
+    async with callback_for(fresh_cloud) as callback:
+        jwt = fresh_cloud.issue_user_jwt(user)
+        task, link = await start_flow(callback.waiting, fresh_cloud, jwt)
+        browser = LinkFollowingBrowser()
+        consent = await browser.open(link.url)
+        idp_page = await browser.submit(consent, "approve")
+        hops = [str(r.url) for r in idp_page.history] + [str(idp_page.url)]
+        done = await browser.submit(idp_page, "sign-in", username=user)
+        await browser.aclose()
+        token = await asyncio.wait_for(task, 10)
+
+    # The provider's redirect reached the callback, which sent the browser to the IdP with PKCE and a nonce.
+    assert hops[1].startswith(f"{callback.url}?") and hops[2].startswith(fresh_cloud.url("idp") + "/authorize?")
+    authorize = {k: v[0] for k, v in parse_qs(urlsplit(hops[2]).query).items()}
+    assert authorize["code_challenge_method"] == "S256" and len(authorize["code_challenge"]) == 43
+    assert authorize["redirect_uri"] == f"{callback.url}/signed-in" and authorize["nonce"]
+    assert authorize["client_id"] == fresh_cloud.env["CALLBACK_OIDC_CLIENT_ID"] and "openid" in authorize["scope"]
+    assert str(done.url).startswith(f"{callback.url}/signed-in?")
+    assert done.status_code == 200 and page_title(done) == "Authorization complete" and PURPOSE in done.text
     assert fresh_cloud.dingtalk_tokens.get(token).valid
+    # The Agent Identity emulator accepts only the JWT the workload token came from: the sealed state's.
     assert await completions(fresh_cloud) == 1
 
 
-async def test_session_cookie_identifies_the_browser_user(fresh_cloud) -> None:
-    identity = identity_for(fresh_cloud)
-    jwt = fresh_cloud.issue_user_jwt(unique("cookie"))
-    task, link = await start_flow(identity, fresh_cloud, jwt)
-    redirect = await answer_consent(link.url)
-    async with serving(app_with_callback(identity)) as base, httpx.AsyncClient() as http:
-        session = await http.post(f"{base}/callback/session", headers={"Authorization": f"Bearer {jwt}"})
-        set_cookie = session.headers["set-cookie"].lower()
-        page = await http.get(f"{base}/callback", params=redirect)  # the client sends the cookie back
-    await asyncio.wait_for(task, 10)
-    await identity.aclose()
-    assert session.status_code == 200 and SESSION_COOKIE in set_cookie
-    assert "httponly" in set_cookie and "samesite=lax" in set_cookie and "path=/callback" in set_cookie
-    assert page.status_code == 200 and "Authorization complete" in page.text
+async def test_the_session_cookie_is_sealed_short_lived_and_scoped_to_the_public_callback(fresh_cloud) -> None:
+    user = unique("cookie")
+    async with callback_for(fresh_cloud) as callback:
+        browser = LinkFollowingBrowser()
+        for doc in range(2):  # the second flow needs no new sign-in: the session cookie says who this is
+            waiting = identity_for(fresh_cloud, env={"APP_REDIRECT_URI": callback.base})  # a new agent process
+            task, link = await start_flow(waiting, fresh_cloud, fresh_cloud.issue_user_jwt(user))
+            consent = await browser.open(link.url)
+            landing = await browser.submit(consent, "approve")
+            if doc == 0:
+                signin_cookie = landing.history[-1].headers["set-cookie"]  # the callback's 302 to the IdP
+                landing = await browser.submit(landing, "sign-in", username=user)
+                session_cookie = ", ".join(landing.headers.get_list("set-cookie"))
+            assert page_title(landing) == "Authorization complete"
+            await asyncio.wait_for(task, 10)
+            await waiting.aclose()
+            await set_vault_empty(fresh_cloud, user)
+        await browser.aclose()
+    cookies = callback.routes.sessions.cookies
+    assert cookies.sign_in_name in signin_cookie and cookies.session_name in session_cookie
+    for header in (signin_cookie.lower(), session_cookie.lower()):
+        assert "httponly" in header and "samesite=lax" in header and "path=/callback" in header
+        assert "secure" not in header  # a plain-http public URL (local runs)
+    value = session_cookie.split(f"{cookies.session_name}=", 1)[1].split(";", 1)[0]
+    assert value.startswith("v1.") and "eyJ" not in value and "max-age=900" in session_cookie.lower()
 
 
-async def test_session_route_rejects_an_invalid_token_in_the_openai_error_shape(fresh_cloud) -> None:
-    identity = identity_for(fresh_cloud)
-    async with serving(app_with_callback(identity)) as base, httpx.AsyncClient() as http:
-        response = await http.post(f"{base}/callback/session", headers={"Authorization": "Bearer a.b.c"})
-    await identity.aclose()
-    assert response.status_code == 401
-    assert set(response.json()["error"]) == {"message", "type", "code"}
-    assert "set-cookie" not in response.headers
+async def set_vault_empty(cloud, user: str) -> None:
+    """Revoke the user's DingTalk token, so the next ask needs a new authorization."""
+    async with httpx.AsyncClient(trust_env=False) as http:
+        (await http.post(f"{cloud.url('dingtalk')}/emulator/revoke", json={"subject": user})).raise_for_status()
+
+
+def test_over_https_cookies_are_secure_host_prefixed_and_named_for_the_public_url() -> None:
+    public = "https://1234.agentrun-data.cn-hangzhou.aliyuncs.com/agent-runtimes/a/endpoints/e/invocations/callback"
+    other = public.replace("/a/", "/b/")
+    policy = BrowserSessions("k" * 32, public).cookies
+    assert policy.secure and policy.path == "/"
+    assert policy.session_name.startswith("__Host-") and policy.sign_in_name.startswith("__Host-")
+    assert policy.session_name != BrowserSessions("k" * 32, other).cookies.session_name
+    local = BrowserSessions("k" * 32, "http://localhost:8090/prefix/callback").cookies
+    assert not local.secure and local.path == "/prefix/callback" and not local.session_name.startswith("__")
 
 
 async def test_forged_expired_and_foreign_states_complete_nothing(fresh_cloud) -> None:
-    identity = identity_for(fresh_cloud)
-    jwt = fresh_cloud.issue_user_jwt(unique("victim"))
-    task, link = await start_flow(identity, fresh_cloud, jwt)
-    redirect = await answer_consent(link.url)
-    secret = fresh_cloud.env["IDENTITY_STATE_SECRET"]
-    victim = current_sub(jwt)
-    expired, _ = StateSigner(secret, clock=lambda: time.time() - 3600).issue(
-        sub=victim, session_id=None, provider="dingtalk-oauth", ttl_seconds=60)
-    other_key, _ = StateSigner("another-secret-of-32-characters!").issue(
-        sub=victim, session_id=None, provider="dingtalk-oauth", ttl_seconds=600)
-    payload_swapped = redirect["state"].rsplit(".", 1)[0] + "." + other_key.rsplit(".", 1)[1]
-    attacker = fresh_cloud.issue_user_jwt(unique("attacker"))
-    bearer = {"Authorization": f"Bearer {jwt}"}
-    async with serving(app_with_callback(identity)) as base, httpx.AsyncClient() as http:
-        async def visit(params, headers=bearer):
-            return await http.get(f"{base}/callback", params=params, headers=headers)
+    async with callback_for(fresh_cloud) as callback:
+        jwt = fresh_cloud.issue_user_jwt(unique("victim"))
+        task, link = await start_flow(callback.waiting, fresh_cloud, jwt)
+        redirect = await answer_consent(link.url)
+        secret = fresh_cloud.env["IDENTITY_STATE_SECRET"]
+        victim = callback.routes.identity.open_state(redirect["state"])
+        expired, _ = FlowStates(secret, clock=lambda: 0).issue(sub=victim.sub, user_jwt=jwt, provider="p",
+                                                               purpose="x", ttl_seconds=60)
+        other_key, _ = FlowStates("another-secret-of-32-characters!").issue(
+            sub=victim.sub, user_jwt=jwt, provider="p", purpose="x", ttl_seconds=600)
+        tampered = redirect["state"][:-4] + ("AAAA" if not redirect["state"].endswith("AAAA") else "BBBB")
+        attacker = fresh_cloud.issue_user_jwt(unique("attacker"))
+        bearer = {"Authorization": f"Bearer {jwt}"}
+        async with httpx.AsyncClient(trust_env=False) as http:
+            async def visit(params, headers=bearer):
+                return await http.get(callback.url, params=params, headers=headers)
 
-        results = {
-            "forged signature": await visit({**redirect, "state": payload_swapped}),
-            "other secret": await visit({**redirect, "state": other_key}),
-            "expired": await visit({**redirect, "state": expired}),
-            "no state": await visit({"session_uri": redirect["session_uri"]}),
-            "another user's JWT": await visit(redirect, {"Authorization": f"Bearer {attacker}"}),
-            "nobody signed in": await visit(redirect, {}),
-            "invalid JWT": await visit(redirect, {"Authorization": "Bearer x.y.z"}),
-        }
-    task.cancel()
-    await identity.aclose()
+            results = {
+                "tampered": await visit({**redirect, "state": tampered}),
+                "other secret": await visit({**redirect, "state": other_key}),
+                "expired": await visit({**redirect, "state": expired}),
+                "no state": await visit({"session_uri": redirect["session_uri"]}),
+                "huge": await visit({**redirect, "session_uri": "x" * 9000}),
+                "another user's JWT": await visit(redirect, {"Authorization": f"Bearer {attacker}"}),
+                "invalid JWT": await visit(redirect, {"Authorization": "Bearer x.y.z"}),
+                "no session_uri": await visit({"state": redirect["state"]}),
+            }
+        task.cancel()
     statuses = {name: r.status_code for name, r in results.items()}
-    assert statuses == {"forged signature": 400, "other secret": 400, "expired": 400, "no state": 400,
-                        "another user's JWT": 403, "nobody signed in": 401, "invalid JWT": 401}
+    assert statuses == {"tampered": 400, "other secret": 400, "expired": 400, "no state": 400, "huge": 400,
+                        "another user's JWT": 403, "invalid JWT": 302, "no session_uri": 400}
     assert "expired" in results["expired"].text and "different user" in results["another user's JWT"].text
+    assert results["invalid JWT"].headers["location"].startswith(fresh_cloud.url("idp"))  # sign in instead
+    assert all("text/html" in r.headers["content-type"] for r in results.values() if r.status_code != 302)
     assert await completions(fresh_cloud) == 0
 
 
-async def test_replayed_callback_is_rejected(fresh_cloud) -> None:
-    identity = identity_for(fresh_cloud)
-    jwt = fresh_cloud.issue_user_jwt(unique("replay"))
-    task, link = await start_flow(identity, fresh_cloud, jwt)
-    redirect = await answer_consent(link.url)
-    async with serving(app_with_callback(identity)) as base, httpx.AsyncClient() as http:
+async def test_a_replayed_callback_completes_nothing_more(fresh_cloud) -> None:
+    async with callback_for(fresh_cloud) as callback:
+        jwt = fresh_cloud.issue_user_jwt(unique("replay"))
+        task, link = await start_flow(callback.waiting, fresh_cloud, jwt)
+        redirect = await answer_consent(link.url)
         headers = {"Authorization": f"Bearer {jwt}"}
-        first = await http.get(f"{base}/callback", params=redirect, headers=headers)
-        again = await http.get(f"{base}/callback", params=redirect, headers=headers)
-        # The same session_uri under a fresh, validly signed state of the same user is a replay too.
-        fresh_state, _ = StateSigner(fresh_cloud.env["IDENTITY_STATE_SECRET"]).issue(
-            sub=current_sub(jwt), session_id=None, provider="dingtalk-oauth", ttl_seconds=600)
-        resigned = await http.get(f"{base}/callback", params={**redirect, "state": fresh_state}, headers=headers)
-    await asyncio.wait_for(task, 10)
-    await identity.aclose()
-    assert (first.status_code, again.status_code, resigned.status_code) == (200, 409, 409)
-    assert await completions(fresh_cloud) == 1
+        async with httpx.AsyncClient(trust_env=False) as http:
+            first = await http.get(callback.url, params=redirect, headers=headers)
+            again = await http.get(callback.url, params=redirect, headers=headers)
+        await asyncio.wait_for(task, 10)
+        # Another callback instance knows nothing of the first: Agent Identity refuses the second completion.
+        async with callback_for(fresh_cloud) as elsewhere, httpx.AsyncClient(trust_env=False) as http:
+            other = await http.get(f"{elsewhere.base}/callback", params=redirect, headers=headers)
+    assert (first.status_code, again.status_code) == (200, 409)
+    assert other.status_code == 400 and page_title(other) == "Authorization failed"
+    assert await completions(fresh_cloud) == 2  # the second one was refused by the service
 
 
-async def test_access_denied_ends_the_waiting_tool_as_declined(fresh_cloud) -> None:
-    identity = identity_for(fresh_cloud, poll_initial_seconds=30)  # the emulator's FAILED status is not polled
-    jwt = fresh_cloud.issue_user_jwt(unique("declines"))
-    task, link = await start_flow(identity, fresh_cloud, jwt)
-    redirect = await answer_consent(link.url, "deny")
-    assert redirect["error"] == "access_denied"
-    async with serving(app_with_callback(identity)) as base, httpx.AsyncClient() as http:
-        page = await http.get(f"{base}/callback", params=redirect)
-    with pytest.raises(AuthorizationDeclined):
-        await asyncio.wait_for(task, 5)
-    await identity.aclose()
-    assert page.status_code == 200 and "declined" in page.text
+async def test_error_from_the_provider_counts_only_for_the_signed_in_owner(fresh_cloud) -> None:
+    owner, intruder = unique("owner"), unique("intruder")
+    # Polled rarely: only what the callback saw (in the same process) can end the wait in time.
+    async with callback_for(fresh_cloud, same_process=True, poll_initial_seconds=30) as callback:
+        task, link = await start_flow(callback.waiting, fresh_cloud, fresh_cloud.issue_user_jwt(owner))
+        redirect = await answer_consent(link.url, "deny")
+        assert redirect["error"] == "access_denied"
+        async with httpx.AsyncClient(trust_env=False) as http:
+            anonymous = await http.get(callback.url, params=redirect)
+        intruding = LinkFollowingBrowser()
+        first = await intruding.open(f"{callback.url}?{httpx.QueryParams(redirect)}")
+        wrong_user = await intruding.submit(first, "sign-in", username=intruder)
+        await intruding.aclose()
+        still_waiting = not task.done()
+        browser = LinkFollowingBrowser()
+        first = await browser.open(f"{callback.url}?{httpx.QueryParams(redirect)}")
+        declined = await browser.submit(first, "sign-in", username=owner)
+        await browser.aclose()
+        with pytest.raises(AuthorizationDeclined):
+            await asyncio.wait_for(task, 5)
+    assert anonymous.status_code == 302 and anonymous.headers["location"].startswith(fresh_cloud.url("idp"))
+    assert wrong_user.status_code == 403 and still_waiting
+    assert declined.status_code == 200 and page_title(declined) == "Authorization declined"
     assert await completions(fresh_cloud) == 0
 
 
-async def test_standalone_callback_uses_the_jwt_given_at_start(fresh_cloud) -> None:
-    identity = identity_for(fresh_cloud)
-    jwt = fresh_cloud.issue_user_jwt(unique("standalone"))
-    task, link = await start_flow(identity, fresh_cloud, jwt)
+async def test_an_unknown_provider_error_ends_the_waiting_tool_at_once(fresh_cloud) -> None:
+    user = unique("provider-error")
+    jwt = fresh_cloud.issue_user_jwt(user)
+    async with callback_for(fresh_cloud, same_process=True, poll_initial_seconds=30) as callback:
+        task, link = await start_flow(callback.waiting, fresh_cloud, jwt)
+        redirect = await answer_consent(link.url, "deny")
+        async with httpx.AsyncClient(trust_env=False) as http:
+            page = await http.get(callback.url, params={"state": redirect["state"], "error": "server_error"},
+                                  headers={"Authorization": f"Bearer {jwt}"})
+        with pytest.raises(AuthorizationFailed, match="server_error"):
+            await asyncio.wait_for(task, 5)
+    assert page.status_code == 502 and "server_error" in page.text
+
+
+@pytest.fixture
+async def halfway(fresh_cloud):
+    """A flow approved at the provider, the browser sent to the IdP and signed in there, stopped just before
+    it returns to `/callback/signed-in`: (callback, browser, the IdP's redirect URL, the flow's task)."""
+    user = unique("halfway")
+    async with callback_for(fresh_cloud) as callback:
+        task, link = await start_flow(callback.waiting, fresh_cloud, fresh_cloud.issue_user_jwt(user))
+        browser = LinkFollowingBrowser()
+        consent = await browser.open(link.url)
+        signin = await browser.submit(consent, "approve")
+        browser.http.follow_redirects = False
+        back = await browser.submit(signin, "sign-in", username=user)
+        browser.http.follow_redirects = True
+        assert back.status_code == 302
+        yield callback, browser, back.headers["location"], task
+        task.cancel()
+        await browser.aclose()
+
+
+async def test_a_sign_in_answer_is_used_once(halfway, fresh_cloud) -> None:
+    callback, browser, location, task = halfway
+    first = await browser.open(location)
+    again = await browser.open(location)  # the sign-in cookie is gone
+    restored = BrowserSessions(fresh_cloud.env["IDENTITY_STATE_SECRET"], callback.url)
+    assert first.status_code == 200 and again.status_code == 400 and page_title(again) == "Sign-in expired"
+    await asyncio.wait_for(task, 10)
+    assert restored.cookies.sign_in_name not in browser.http.cookies
+
+
+async def forged_sign_in(callback: Callback, browser: LinkFollowingBrowser, cloud, **changes: str) -> None:
+    """Replace the browser's sign-in cookie by one sealed with the real key but with `changes`."""
+    sessions = BrowserSessions(cloud.env["IDENTITY_STATE_SECRET"], callback.url)
+    cookie = next(c for c in browser.http.cookies.jar if c.name == sessions.cookies.sign_in_name)
+    current = sessions.open_sign_in(cookie.value or "")
+    assert current is not None
+    forged = dataclasses.replace(current, **changes)
+    browser.http.cookies.set(cookie.name, sessions.seal_sign_in(forged), domain=cookie.domain, path=cookie.path)
+
+
+@pytest.mark.parametrize("changes, why", [
+    ({"verifier": "W" * 64}, "did not accept"),  # wrong PKCE verifier: the IdP refuses the code
+    ({"nonce": "another-nonce"}, "another sign-in"),  # the ID token was issued for another sign-in
+])
+async def test_a_sign_in_that_does_not_match_completes_nothing(halfway, fresh_cloud, changes, why) -> None:
+    callback, browser, location, task = halfway
+    await forged_sign_in(callback, browser, fresh_cloud, **changes)
+    page = await browser.open(location)
+    assert page.status_code == 401 and page_title(page) == "Sign-in failed" and why in page.text
+    assert not task.done() and await completions(fresh_cloud) == 0
+
+
+async def test_a_sign_in_answer_from_another_browser_or_forged_state_is_refused(halfway, fresh_cloud) -> None:
+    callback, browser, location, task = halfway
+    stranger = LinkFollowingBrowser()
+    foreign = await stranger.open(location)  # no sign-in cookie: not started in this browser
+    await stranger.aclose()
+    query = dict(parse_qs(urlsplit(location).query))
+    wrong_state = await browser.open(f"{callback.url}/signed-in?code={query['code'][0]}&state=forged")
+    idp_error = await browser.open(f"{callback.url}/signed-in?error=access_denied&state={query['state'][0]}")
+    assert (foreign.status_code, wrong_state.status_code, idp_error.status_code) == (400, 400, 401)
+    assert not task.done() and await completions(fresh_cloud) == 0
+
+
+async def test_an_idp_that_is_down_gets_a_clear_page_and_completes_nothing(halfway, fresh_cloud) -> None:
+    callback, browser, location, task = halfway
+    await set_faults(fresh_cloud, "idp", fail_next=1, fail_status=503, match="/token")
+    page = await browser.open(location)
+    assert page.status_code == 503 and "unavailable" in page.text and not task.done()
+    assert await completions(fresh_cloud) == 0
+
+
+async def test_discovery_that_fails_is_a_clear_page(fresh_cloud) -> None:
+    async with callback_for(fresh_cloud) as callback:
+        jwt = fresh_cloud.issue_user_jwt(unique("discovery"))
+        task, link = await start_flow(callback.waiting, fresh_cloud, jwt)
+        redirect = await answer_consent(link.url)
+        await set_faults(fresh_cloud, "idp", fail_next=1, fail_status=500, match="openid-configuration")
+        async with httpx.AsyncClient(trust_env=False) as http:
+            page = await http.get(callback.url, params=redirect)
+        task.cancel()
+    assert page.status_code == 503 and page_title(page) == "Sign-in unavailable"
+
+
+async def test_without_a_sign_in_client_the_page_says_what_the_operator_must_set(fresh_cloud) -> None:
+    identity = identity_for(fresh_cloud, signin_client_id="")
+    routes = CallbackRoutes(identity)
+    app = FastAPI()
+    app.include_router(routes.router, prefix="/callback")
+    waiting = identity_for(fresh_cloud)
+    task, link = await start_flow(waiting, fresh_cloud, fresh_cloud.issue_user_jwt(unique("no-oidc")))
     redirect = await answer_consent(link.url)
-    # A separate process in real use: its own AgentIdentity, so it knows nothing of the pending flow.
-    helper_identity = identity_for(fresh_cloud)
-    async with serving(standalone_callback_app(helper_identity, jwt)) as base, httpx.AsyncClient() as http:
+    async with serving(app) as base, httpx.AsyncClient(trust_env=False) as http:
         page = await http.get(f"{base}/callback", params=redirect)
-    token = await asyncio.wait_for(task, 10)
-    await helper_identity.aclose()
+    task.cancel()
+    await routes.aclose()
     await identity.aclose()
-    assert page.status_code == 200 and "Authorization complete" in page.text
-    assert fresh_cloud.dingtalk_tokens.get(token).valid
-
-
-def current_sub(jwt: str) -> str:
-    import jwt as pyjwt
-    return pyjwt.decode(jwt, options={"verify_signature": False})["sub"]
-
-
-async def test_context_is_not_left_bound() -> None:
-    from identity.errors import NoRequestContext
-    with pytest.raises(NoRequestContext):
-        current_request_context()
+    await waiting.aclose()
+    assert page.status_code == 401 and "CALLBACK_OIDC_CLIENT_ID" in page.text

@@ -102,7 +102,8 @@ async def test_authorization_link_is_reported_before_polling_then_the_token_arri
         assert isinstance(link, AuthorizationRequired) and link.purpose == PURPOSE
         assert seen_calls_at_link == [1]  # only the first GetResourceOAuth2Token: no poll before the link
         redirect = await answer_consent(link.url)
-        await identity.complete_authorization(session_uri=redirect["session_uri"], caller=caller)
+        await identity.complete_authorization(session_uri=redirect["session_uri"],
+                                              flow=identity.open_state(redirect["state"]))
         token = await asyncio.wait_for(task, 10)
         assert fresh_cloud.dingtalk_tokens.get(token).valid
         assert events[-1] == AuthorizationCompleted(purpose=PURPOSE, provider=provider(fresh_cloud))
@@ -134,7 +135,7 @@ async def test_waiting_times_out(fresh_cloud) -> None:
     assert "not completed in time" in raised.value.safe_message
 
 
-async def test_cancelled_wait_stops_at_once_and_the_link_is_reused(fresh_cloud) -> None:
+async def test_cancelled_wait_stops_at_once_and_the_next_ask_gets_a_new_link(fresh_cloud) -> None:
     identity = identity_for(fresh_cloud, poll_initial_seconds=30)
     jwt = fresh_cloud.issue_user_jwt(unique("gone"))
     async with signed_in(identity, jwt) as events:
@@ -149,8 +150,9 @@ async def test_cancelled_wait_stops_at_once_and_the_link_is_reused(fresh_cloud) 
         with pytest.raises(AuthorizationPending) as pending:
             await identity.oauth2_token(provider=provider(fresh_cloud), scopes=SCOPES, purpose=PURPOSE)
     await identity.aclose()
-    assert pending.value.url == events[0].url
-    assert (await calls(fresh_cloud))["GetResourceOAuth2Token"] == 2  # the start, then one poll of that session
+    # An authorization URL works once: a link shown before is never shown again (the user may have opened it).
+    assert pending.value.url != events[0].url
+    assert (await calls(fresh_cloud))["GetResourceOAuth2Token"] == 2  # one start per ask, no poll in between
 
 
 async def test_non_stream_mode_raises_pending_and_the_next_request_gets_the_token(fresh_cloud) -> None:
@@ -165,12 +167,11 @@ async def test_non_stream_mode_raises_pending_and_the_next_request_gets_the_toke
         assert pending.value.purpose == PURPOSE
         with pytest.raises(AuthorizationPending) as again:
             await identity.oauth2_token(provider=provider(fresh_cloud), scopes=SCOPES, purpose=PURPOSE)
-        assert again.value.url == pending.value.url  # the same link, not a second authorization
-        assert [e.url for e in events] == [pending.value.url] * 2
+        assert again.value.url != pending.value.url  # a new link each ask; either one fills the vault
+        assert [e.url for e in events] == [pending.value.url, again.value.url]
         redirect = await answer_consent(pending.value.url)
-        from identity.context import current_request_context
         await identity.complete_authorization(session_uri=redirect["session_uri"],
-                                              caller=current_request_context().caller)
+                                              flow=identity.open_state(redirect["state"]))
         token = await identity.oauth2_token(provider=provider(fresh_cloud), scopes=SCOPES, purpose=PURPOSE)
     await identity.aclose()
     assert fresh_cloud.dingtalk_tokens.get(token).valid
@@ -408,7 +409,8 @@ async def test_no_secret_reaches_the_logs(fresh_cloud, caplog: pytest.LogCapture
         while not events:
             await asyncio.sleep(0.01)
         redirect = await answer_consent(events[0].url)
-        await identity.complete_authorization(session_uri=redirect["session_uri"], caller=caller)
+        await identity.complete_authorization(session_uri=redirect["session_uri"],
+                                              flow=identity.open_state(redirect["state"]))
         secrets_seen.append(await asyncio.wait_for(task, 10))
     await identity.aclose()
     assert caplog.records  # the flow did log (warnings for the fault, info for the link)

@@ -1,4 +1,4 @@
-"""Signed OAuth2 state and the single-flight credential cache (pure in-process logic, no network)."""
+"""Sealed OAuth2 state and the single-flight credential cache (pure in-process logic, no network)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import asyncio
 import pytest
 
 from identity.cache import CachedFlights, ExpiringLru, token_key
-from identity.state import InvalidState, StateSigner
+from identity.sealed import Sealer
+from identity.state import MAX_STATE_LENGTH, FlowState, FlowStates, InvalidState
 
 
 class Clock:
@@ -18,44 +19,55 @@ class Clock:
         return self.now
 
 
-def test_state_round_trip_binds_user_session_and_provider_without_revealing_them() -> None:
-    signer = StateSigner("k" * 32)
-    value, issued = signer.issue(sub="alice@example.com", session_id="chat-1", provider="dingtalk", ttl_seconds=60)
-    state = signer.verify(value)
-    assert state == issued
-    assert state.user == signer.subject_hash("alice@example.com") != signer.subject_hash("bob")
-    assert "alice" not in value and "chat-1" not in value
-    assert len(value) < 160
+JWT = "eyJhbGciOiJSUzI1NiJ9." + "x" * 700 + "." + "s" * 342  # the size of a typical IdP ID token
+
+
+def issue(states: FlowStates, ttl_seconds: float = 60) -> tuple[str, FlowState]:
+    return states.issue(sub="alice@example.com", user_jwt=JWT, provider="dingtalk", purpose="Write a doc",
+                        ttl_seconds=ttl_seconds)
+
+
+def test_state_carries_the_flow_and_the_original_jwt_without_revealing_them() -> None:
+    states = FlowStates("k" * 32)
+    value, issued = issue(states)
+    opened = states.open(value)
+    assert opened == issued and opened.user_jwt == JWT and opened.sub == "alice@example.com"
+    assert "alice" not in value and "dingtalk" not in value and JWT[:40] not in value
+    assert JWT not in repr(opened)
+    assert len(value) < MAX_STATE_LENGTH  # Agent Identity's CustomState (AWS documents 4,096 characters)
 
 
 @pytest.mark.parametrize("forge", [
-    lambda v: v[:-2] + ("AA" if not v.endswith("AA") else "BB"),  # signature changed
-    lambda v: v.split(".")[0] + "." + v.split(".")[1][:-1] + "x." + v.split(".")[2],  # payload changed
-    lambda v: "s2" + v[2:],  # unknown version
+    lambda v: v[:-2] + ("AA" if not v.endswith("AA") else "BB"),  # tag changed
+    lambda v: v[:40] + ("A" if v[40] != "A" else "B") + v[41:],  # ciphertext changed
+    lambda v: "v2" + v[2:],  # unknown version
     lambda v: v + ".extra",
     lambda v: "",
-    lambda v: "x" * 5000,
+    lambda v: "v1." + "x" * 20000,
 ])
 def test_forged_states_are_rejected(forge) -> None:
-    signer = StateSigner("k" * 32)
-    value, _ = signer.issue(sub="alice", session_id=None, provider="p", ttl_seconds=60)
+    states = FlowStates("k" * 32)
+    value, _ = issue(states)
     with pytest.raises(InvalidState):
-        signer.verify(forge(value))
+        states.open(forge(value))
 
 
-def test_state_signed_with_another_secret_is_rejected() -> None:
-    value, _ = StateSigner("a" * 32).issue(sub="alice", session_id=None, provider="p", ttl_seconds=60)
+def test_state_sealed_with_another_secret_or_for_another_purpose_is_rejected() -> None:
+    value, _ = issue(FlowStates("a" * 32))
     with pytest.raises(InvalidState):
-        StateSigner("b" * 32).verify(value)
+        FlowStates("b" * 32).open(value)
+    cookie = Sealer("a" * 32, "browser-session").seal({"sub": "alice"}, 60)
+    with pytest.raises(InvalidState):
+        FlowStates("a" * 32).open(cookie)
 
 
 def test_expired_state_is_rejected() -> None:
     clock = Clock()
-    signer = StateSigner("k" * 32, clock=clock)
-    value, _ = signer.issue(sub="alice", session_id=None, provider="p", ttl_seconds=60)
+    states = FlowStates("k" * 32, clock=clock)
+    value, _ = issue(states)
     clock.now += 61
     with pytest.raises(InvalidState, match="expired"):
-        signer.verify(value)
+        states.open(value)
 
 
 def test_lru_is_bounded_and_entries_expire() -> None:

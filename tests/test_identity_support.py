@@ -57,18 +57,21 @@ async def set_faults(cloud: Any, name: str = "agent_identity", **faults: Any) ->
 
 
 async def answer_consent(authorization_url: str, decision: str = "approve") -> dict[str, str]:
-    """Click Approve/Deny on the emulator's consent page; the query the provider sends to the return URL."""
-    async with httpx.AsyncClient() as http:
+    """Open the emulator's consent page and click Approve/Deny; the query the provider sends to the return URL."""
+    async with httpx.AsyncClient(trust_env=False) as http:
+        (await http.get(authorization_url)).raise_for_status()
         response = await http.post(authorization_url, data={"decision": decision})
     assert response.status_code == 302, response.text
     return {k: v[0] for k, v in parse_qs(urlsplit(response.headers["location"]).query).items()}
 
 
 @contextlib.asynccontextmanager
-async def serving(app: Any) -> AsyncIterator[str]:
-    """Serve an ASGI app on a free 127.0.0.1 port on THIS event loop (so it shares in-process signals)."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
+async def serving(app: Any, sock: socket.socket | None = None) -> AsyncIterator[str]:
+    """Serve an ASGI app on a free 127.0.0.1 port (or `sock`) on THIS event loop (so it shares in-process
+    signals)."""
+    if sock is None:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:

@@ -50,6 +50,7 @@ def new_user(cloud, prefix: str) -> str:
 
 async def approve(client: httpx.AsyncClient, base_url: str, url: str, jwt: str) -> None:
     """Be the user: approve on the consent page, then land on our callback as the same signed-in user."""
+    (await client.get(url)).raise_for_status()  # the person opens the link, then approves
     answer = await client.post(url, data={"decision": "approve"}, follow_redirects=False)
     location = answer.headers["location"]
     assert location.startswith(REDIRECT_BASE), location

@@ -82,7 +82,8 @@ async def answer_consent(url: str, decision: str) -> dict[str, str]:
 async def approve(session: Session, url: str) -> None:
     """Consent, then complete the session as our /callback would (the e2e tests use the real callback)."""
     redirect = await answer_consent(url, "approve")
-    await session.identity.complete_authorization(session_uri=redirect["session_uri"], caller=session.caller)
+    await session.identity.complete_authorization(session_uri=redirect["session_uri"],
+                                                  flow=session.identity.open_state(redirect["state"]))
 
 
 async def dingtalk_document(cloud, doc_key: str) -> str:
@@ -158,13 +159,13 @@ async def test_stream_mode_waits_for_consent_then_writes(cloud, make_session):
     assert len(session.events) == 2  # the second write needed no new link
 
 
-async def test_non_stream_mode_answers_with_the_link_and_reuses_it(cloud, make_session):
+async def test_non_stream_mode_answers_with_a_fresh_link_each_ask(cloud, make_session):
     session = await make_session("dov", stream=False)
     first = await session.call("write_dingtalk_document", document_id="docN1", content="Helloworld")
     assert first.startswith("Please click the link to authorize Write to DingTalk document: http")
     assert "ask again" in first
     second = await session.call("write_dingtalk_document", document_id="docN1", content="Helloworld")
-    assert second == first  # the pending authorization is reused, not started twice
+    assert second.startswith("Please click") and second != first  # an authorization URL works once
     await approve(session, first.split(": ", 1)[1].split()[0])
     third = await session.call("write_dingtalk_document", document_id="docN1", content="Helloworld")
     assert third == "Wrote 10 characters to DingTalk document docN1."
