@@ -18,9 +18,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from identity.settings import IdentitySettings
+from sandbox.process import app_process, free_port
+from tests.deployment import LinkFollowingBrowser, page_title
 from tests.test_callback import start_flow
-from tests.test_identity_support import answer_consent, identity_for, unique
+from tests.test_identity_support import identity_for, unique
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNTIME_SOURCES = [ROOT / "app.py", ROOT / "config.py",
@@ -28,7 +29,7 @@ RUNTIME_SOURCES = [ROOT / "app.py", ROOT / "config.py",
 ENV_NAME = re.compile(r"^[A-Z][A-Z0-9]*(_[A-Z0-9]+)+$")
 READ_METHODS = {"str", "first", "int", "float", "bool", "list", "get", "getenv"}
 REQUIRED = ("MODEL_API_KEY", "DASHSCOPE_API_KEY", "MODEL_SERVICE_NAME", "IDENTITY_STATE_SECRET",
-            "AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME", "DINGTALK_CREDENTIAL_PROVIDER_NAME", "CALLBACK_USER_JWT")
+            "AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME", "DINGTALK_CREDENTIAL_PROVIDER_NAME", "CALLBACK_OIDC_CLIENT_ID")
 
 
 def variables_read_by_the_code() -> set[str]:
@@ -49,7 +50,7 @@ def variables_in_env_example() -> set[str]:
 
 def test_env_example_lists_every_variable_the_code_reads() -> None:
     read = variables_read_by_the_code()
-    assert {"MODEL_API_KEY", "IDENTITY_STATE_SECRET", "DINGTALK_SCOPES", "CALLBACK_USER_JWT"} <= read, \
+    assert {"MODEL_API_KEY", "IDENTITY_STATE_SECRET", "DINGTALK_SCOPES", "CALLBACK_OIDC_CLIENT_ID"} <= read, \
         "the scan must see the settings readers"
     assert read - variables_in_env_example() == set()
 
@@ -85,86 +86,49 @@ def test_a_bad_server_variable_does_not_hide_the_others() -> None:
     assert "Traceback" not in result.stderr + result.stdout
 
 
-def test_python_app_py_callback_names_every_missing_variable() -> None:
-    result = run_app("callback", env=clean_env())
+def test_python_app_py_callback_names_every_missing_variable_and_only_its_own() -> None:
+    result = run_app("callback", env=clean_env(PORT="not-a-port", CALLBACK_OIDC_CLIENT_ID="agent-callback"))
     assert result.returncode == 2
-    for name in ("CALLBACK_USER_JWT", "IDENTITY_STATE_SECRET", "AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME"):
+    for name in ("IDENTITY_STATE_SECRET", "PORT", "INBOUND_JWT_ISSUER"):
         assert name in result.stderr
+    # The callback acts as no workload identity and runs no model or tool: it needs none of their variables.
+    for name in ("AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME", "MODEL_API_KEY", "DINGTALK_CREDENTIAL_PROVIDER_NAME"):
+        assert name not in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
 
 
-def test_the_standalone_callback_listens_where_app_redirect_uri_points() -> None:
-    from identity.callback import standalone_address
-
-    def address(redirect_uri: str) -> tuple[int, str]:
-        return standalone_address(IdentitySettings.from_env({
-            "APP_REDIRECT_URI": redirect_uri, "IDENTITY_STATE_SECRET": "s" * 32,
-            "AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME": "agent"}))
-
-    assert address("http://localhost:8090") == (8090, "/callback")
-    assert address("http://127.0.0.1:8123/agent/") == (8123, "/agent/callback")
-    assert address("https://agent.example.com") == (8090, "/callback")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextmanager
-def standalone_callback_process(env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
-    process = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "callback"], env=env, cwd=ROOT,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        yield process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stdout:
-            process.stdout.close()
-
-
-async def wait_until_serving(url: str, process: subprocess.Popen[str]) -> httpx.Response:
-    deadline = time.monotonic() + 30
-    async with httpx.AsyncClient() as http:
-        while True:
-            assert process.poll() is None, process.stdout.read() if process.stdout else "exited"
-            try:
-                return await http.get(url)
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "the standalone callback did not start"
-                await asyncio.sleep(0.1)
-
-
-async def test_python_app_py_callback_completes_the_user_s_authorization(fresh_cloud) -> None:
-    """The helper as a separate process: it knows nothing of the agent's pending flow, only the state's
-    signature (same IDENTITY_STATE_SECRET) and the user's JWT given at start."""
-    jwt = fresh_cloud.issue_user_jwt(unique("helper"))
+async def test_python_app_py_callback_serves_many_users_on_the_platform_port(fresh_cloud, tmp_path) -> None:
+    """The callback as its own process, on FC_CUSTOM_LISTEN_PORT as Function Compute sets it: `/health`, and
+    two users' flows completed in two browsers that only follow links (no JWT was given to the process)."""
     port = free_port()
-    env = clean_env(**{**fresh_cloud.env, "APP_REDIRECT_URI": f"http://127.0.0.1:{port}",
-                       "CALLBACK_USER_JWT": jwt, "LOG_LEVEL": "INFO"})
-    identity = identity_for(fresh_cloud)
+    public = f"http://127.0.0.1:{port}"
+    fresh_cloud.register_return_url(f"{public}/callback")
+    only_its_variables = {name: value for name, value in fresh_cloud.env.items()
+                          if not name.startswith(("MODEL_", "DINGTALK_", "AGENT_IDENTITY_WORKLOAD"))}
+    env = {**only_its_variables, "APP_REDIRECT_URI": public, "FC_CUSTOM_LISTEN_PORT": str(port), "LOG_LEVEL": "INFO"}
+    waiting = identity_for(fresh_cloud, env={"APP_REDIRECT_URI": public})
+    log = tmp_path / "callback.log"
+    tokens, pages, secrets_seen = [], [], []
     try:
-        with standalone_callback_process(env) as process:
-            unknown = await wait_until_serving(f"http://127.0.0.1:{port}/nothing", process)
-            assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "not_found"
-            task, link = await start_flow(identity, fresh_cloud, jwt)
-            redirect = await answer_consent(link.url)
-            async with httpx.AsyncClient() as http:
-                page = await http.get(f"http://127.0.0.1:{port}/callback", params=redirect)
-                replay = await http.get(f"http://127.0.0.1:{port}/callback", params=redirect)
-            token = await asyncio.wait_for(task, 10)
-            process.terminate()
-            output, _ = process.communicate(timeout=15)
+        with app_process(env, "callback", port=port, log_path=log) as base:
+            async with httpx.AsyncClient(trust_env=False) as http:
+                health = await http.get(f"{base}/health")
+                unknown = await http.get(f"{base}/nothing")
+            for name in (unique("cb-ann"), unique("cb-ben")):
+                jwt = fresh_cloud.issue_user_jwt(name)
+                task, link = await start_flow(waiting, fresh_cloud, jwt)
+                browser = LinkFollowingBrowser()
+                pages.append(await browser.approve_and_sign_in(link.url, name))
+                await browser.aclose()
+                tokens.append(await asyncio.wait_for(task, 10))
+                secrets_seen += [jwt, tokens[-1]]
     finally:
-        await identity.aclose()
-    assert page.status_code == 200 and "Authorization complete" in page.text
-    assert replay.status_code == 409
-    assert fresh_cloud.dingtalk_tokens.get(token).valid
-    assert "Authorization callback on http://127.0.0.1:%d/callback" % port in output
-    assert jwt not in output and token not in output and redirect["session_uri"] not in output
+        await waiting.aclose()
+    output = log.read_text()
+    assert health.json() == {"status": "ok"}
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "not_found"
+    assert [page_title(page) for page in pages] == ["Authorization complete"] * 2
+    assert all(fresh_cloud.dingtalk_tokens.get(token).valid for token in tokens)
+    assert f"127.0.0.1:{port}" in output and "Authorization completed" in output
+    assert not [secret for secret in secrets_seen if secret in output]
+    assert "session_uri" not in output and "state=" not in output
