@@ -1,9 +1,9 @@
-"""Starts the emulated cloud and the real agent app wired to it, plus the chat page for a browser.
+"""Starts the emulated cloud, the real agent app wired to it with the chat page, and the callback process.
 
 The agent app is built by `app.create_app(env)` exactly as in production; only local extras are added here:
 the static chat page at `/chat/`, its configuration at `/sandbox/config`, and a read-only view of the emulated
-DingTalk documents (same origin, so the page needs no CORS). The OAuth2 callback is the app's own `/callback`,
-registered as a return URL, so a browser signed in on the chat page completes authorizations there.
+DingTalk documents (same origin, so the page needs no CORS). The OAuth2 callback runs as production runs it
+on AgentRun: `python app.py callback`, a process of its own that signs the browser in at the (emulated) IdP.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import json
 import shlex
 import socket
 import threading
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from emulators import LocalCloud, start_local_cloud
+from sandbox.process import app_process
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 DEMO_USER = "alice"
@@ -36,11 +38,13 @@ class Sandbox:
     """A running sandbox: the agent's base URL, the emulators, and a fresh JWT for the demo user."""
 
     base_url: str
+    callback_url: str  # APP_REDIRECT_URI: the callback process serves `{callback_url}/callback`
     cloud: LocalCloud
     demo_user: str
     demo_jwt: str
     _server: uvicorn.Server
     _thread: threading.Thread
+    _callback: ExitStack
 
     @property
     def chat_url(self) -> str:
@@ -50,6 +54,7 @@ class Sandbox:
         """Stop the agent server (finishing open streams briefly), then every emulator."""
         self._server.should_exit = True
         self._thread.join(timeout=15)
+        self._callback.close()
         self.cloud.stop()
 
     def __enter__(self) -> Sandbox:
@@ -68,13 +73,22 @@ def example_curl(base_url: str, jwt: str, session_id: str = "demo-session-1") ->
             f"  -H \"Authorization: Bearer {jwt}\" \\\n  -d {shlex.quote(body)}")
 
 
-def start_sandbox(port: int = 9000, demo_user: str = DEMO_USER, *, log_level: str = "warning") -> Sandbox:
-    """Start emulators and the agent server on 127.0.0.1:`port` (0: a free port); returns once both answer."""
+def start_sandbox(port: int = 9000, demo_user: str = DEMO_USER, *, callback_port: int = 8090,
+                  log_level: str = "warning") -> Sandbox:
+    """Start emulators, the agent server on 127.0.0.1:`port` and the callback on `callback_port` (0: free
+    ports); returns once all answer."""
     sock = _bind(port)
     base_url = f"http://localhost:{sock.getsockname()[1]}"
-    cloud = start_local_cloud(return_urls=[f"{base_url}/callback"])
+    callback_sock = _bind(callback_port)
+    callback_port = callback_sock.getsockname()[1]
+    callback_sock.close()  # the callback process binds it itself
+    callback_url = f"http://localhost:{callback_port}"
+    cloud = start_local_cloud(return_urls=[f"{callback_url}/callback"])
+    callback = ExitStack()
     try:
-        app = _build_app(cloud, base_url, demo_user)
+        env = {**cloud.env, "APP_REDIRECT_URI": callback_url, "LOG_LEVEL": "INFO"}
+        callback.enter_context(app_process(env, "callback", port=callback_port, echo=log_level == "info"))
+        app = _build_app(cloud, env, demo_user)
         config = uvicorn.Config(app, log_level=log_level, access_log=False, timeout_keep_alive=75,
                                 timeout_graceful_shutdown=3)
         server = uvicorn.Server(config)
@@ -86,8 +100,10 @@ def start_sandbox(port: int = 9000, demo_user: str = DEMO_USER, *, log_level: st
             if not thread.is_alive():
                 raise RuntimeError("the agent server failed to start; see the log above")
             thread.join(0.01)
-        return Sandbox(base_url, cloud, demo_user, cloud.issue_user_jwt(demo_user), server, thread)
+        return Sandbox(base_url, callback_url, cloud, demo_user, cloud.issue_user_jwt(demo_user), server, thread,
+                       callback)
     except BaseException:
+        callback.close()
         cloud.stop()
         sock.close()
         raise
@@ -105,12 +121,11 @@ def _bind(port: int) -> socket.socket:
     return sock
 
 
-def _build_app(cloud: LocalCloud, base_url: str, demo_user: str) -> FastAPI:
+def _build_app(cloud: LocalCloud, env: dict[str, str], demo_user: str) -> FastAPI:
     """The production app over the emulators' env, plus the chat page and its two local helpers."""
     from app import create_app
 
-    env = {**cloud.env, "APP_REDIRECT_URI": base_url, "HOST": "127.0.0.1", "LOG_LEVEL": "INFO"}
-    app = create_app(env)
+    app = create_app({**env, "HOST": "127.0.0.1"})
     dingtalk = cloud.url("dingtalk")
     page_config: dict[str, Any] = {"idp_token_url": f"{cloud.url('idp')}/token", "demo_user": demo_user,
                                    "example_prompt": EXAMPLE_PROMPT, "demo_document": DEMO_DOCUMENT,

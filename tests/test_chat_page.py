@@ -1,5 +1,5 @@
-"""The sandbox's chat page in headless Chromium: sign in, stream a chat, authorize through the button and the
-consent page, and see the document's new content. Set CHAT_PAGE_SCREENSHOTS=images to refresh the README's
+"""The sandbox's chat page in headless Chromium: sign in, stream a chat, authorize through the button, the
+consent page and the callback's sign-in at the IdP, and see the document's new content. Set CHAT_PAGE_SCREENSHOTS=images to refresh the README's
 screenshots; otherwise they go to a temporary folder."""
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Chromium is
 
 @pytest.fixture(scope="module")
 def sandbox() -> Iterator[Sandbox]:
-    with start_sandbox(port=0) as running:
+    with start_sandbox(port=0, callback_port=0) as running:
         yield running
 
 
@@ -62,9 +62,11 @@ def test_sign_in_chat_authorize_and_see_the_document(sandbox: Sandbox, shots: Pa
             expect(approve).to_be_visible()
             consent.screenshot(path=shots / "sandbox-3-consent.png")
             approve.click()
-            consent.wait_for_load_state()
-            expect(consent.locator("body")).not_to_contain_text("Sign-in needed")
-            consent.screenshot(path=shots / "sandbox-4-callback.png")
+            # The callback (its own process) signs this browser in at the IdP before it completes.
+            consent.get_by_label("User name").fill("bob")
+            consent.screenshot(path=shots / "sandbox-4-sign-in.png")
+            consent.get_by_role("button", name="Sign in").click()
+            expect(consent.locator("h1")).to_have_text("Authorization complete")
 
             expect(page.get_by_test_id("document-content")).to_have_text("Helloworld", timeout=30_000)
             expect(page.locator(".msg.assistant").last).not_to_be_empty()

@@ -1,5 +1,6 @@
 """The local sandbox end to end, as a curl user meets it: the printed call streams, asks for authorization,
-and after approval in the consent page and the app's own callback the document holds the new content."""
+and after approval in the consent page and sign-in at the callback process the document holds the new
+content."""
 
 from __future__ import annotations
 
@@ -17,13 +18,14 @@ import pytest
 
 from sandbox import Sandbox, example_curl, start_sandbox
 from sandbox.launcher import DEMO_DOCUMENT, EXAMPLE_PROMPT
+from tests.deployment import LinkFollowingBrowser, page_title, stream_chat
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
 def sandbox() -> Iterator[Sandbox]:
-    with start_sandbox(port=0) as running:
+    with start_sandbox(port=0, callback_port=0) as running:
         yield running
 
 
@@ -37,46 +39,34 @@ def test_the_printed_curl_is_the_documented_streamed_call(sandbox: Sandbox) -> N
     assert body["stream"] is True and body["messages"][0]["content"] == EXAMPLE_PROMPT
 
 
-def _stream(sandbox: Sandbox, client: httpx.Client) -> Iterator[dict]:
-    with client.stream("POST", f"{sandbox.base_url}/openai/v1/chat/completions?sessionId=test-curl",
-                       headers={"Authorization": f"Bearer {sandbox.demo_jwt}"},
-                       json={"model": "qwen-plus", "stream": True,
-                             "messages": [{"role": "user", "content": EXAMPLE_PROMPT}]}) as response:
-        assert response.status_code == 200
-        for line in response.iter_lines():
-            if line.startswith("data: ") and line != "data: [DONE]":
-                yield json.loads(line[6:])
+async def test_a_curl_user_authorizes_in_a_browser_and_the_same_stream_writes_the_document(
+        sandbox: Sandbox) -> None:
+    """The banner's journey: the curl stream shows the link; a browser with nothing but the link opens it,
+    approves, is sent by the callback process to the IdP, signs in, and the stream finishes by itself."""
+    pages = []
 
+    async def person_with_a_browser(link: str) -> None:
+        browser = LinkFollowingBrowser()
+        pages.append(await browser.approve_and_sign_in(link, sandbox.demo_user))
+        await browser.aclose()
 
-def test_a_curl_user_authorizes_and_the_document_is_written(sandbox: Sandbox) -> None:
-    text, events = "", []
-    with httpx.Client(trust_env=False, timeout=60) as client, httpx.Client(trust_env=False, timeout=10) as browser:
-        for chunk in _stream(sandbox, client):
-            text += chunk["choices"][0]["delta"].get("content") or "" if chunk.get("choices") else ""
-            event = chunk.get("agent_event")
-            if event:
-                events.append(event["type"])
-            if event and event["type"] == "authorization_required":
-                # The person opens the link, approves, and the provider sends the browser to our /callback.
-                consent = browser.post(event["url"], data={"decision": "approve"})
-                assert consent.status_code in (302, 303), consent.text
-                callback = consent.headers["location"]
-                assert callback.startswith(f"{sandbox.base_url}/callback?")
-                # A browser without the session cookie is asked to sign in; with the user's JWT it completes.
-                assert browser.get(callback).status_code == 401
-                done = browser.get(callback, headers={"Authorization": f"Bearer {sandbox.demo_jwt}"})
-                assert done.status_code == 200, done.text
+    reply = await stream_chat(sandbox.base_url, sandbox.demo_jwt, EXAMPLE_PROMPT, on_link=person_with_a_browser)
 
-    assert "Please click the link to authorize Write to DingTalk document: " in text
-    assert events[:2] == ["tool_started", "authorization_required"] and "authorization_completed" in events
-    document = httpx.get(f"{sandbox.base_url}/sandbox/documents/{DEMO_DOCUMENT}", trust_env=False).json()
+    assert "Please click the link to authorize Write to DingTalk document: " in reply["text"]
+    assert reply["types"][:2] == ["tool_started", "authorization_required"]
+    assert "authorization_completed" in reply["types"]
+    assert str(pages[0].url).startswith(f"{sandbox.callback_url}/callback/signed-in?")
+    assert page_title(pages[0]) == "Authorization complete"
+    async with httpx.AsyncClient(trust_env=False) as http:
+        document = (await http.get(f"{sandbox.base_url}/sandbox/documents/{DEMO_DOCUMENT}")).json()
     assert document["content"] == "Helloworld"
-    assert sandbox.demo_jwt not in text
+    assert sandbox.demo_jwt not in reply["text"]
 
 
 def test_ctrl_c_stops_everything_cleanly() -> None:
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
-    process = subprocess.Popen([sys.executable, "-m", "sandbox", "--port", "0"], cwd=ROOT, env=env,
+    process = subprocess.Popen([sys.executable, "-m", "sandbox", "--port", "0", "--callback-port", "0"], cwd=ROOT,
+                               env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         banner = ""
@@ -85,14 +75,17 @@ def test_ctrl_c_stops_everything_cleanly() -> None:
             if "Ctrl-C stops everything" in line:
                 break
         chat_url = re.search(r"Chat page:\s+(\S+)", banner).group(1)
+        callback_url = re.search(r"(http://localhost:\d+)/callback", banner).group(1)
         assert httpx.get(chat_url, trust_env=False).status_code == 200
+        assert httpx.get(f"{callback_url}/health", trust_env=False).json() == {"status": "ok"}
         assert "curl -N " in banner and "Authorization: Bearer ey" in banner
 
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=30) == 0
         assert "Sandbox stopped." in process.stderr.read()
-        with pytest.raises(httpx.ConnectError):
-            httpx.get(chat_url, trust_env=False)
+        for stopped in (chat_url, f"{callback_url}/health"):
+            with pytest.raises(httpx.ConnectError):
+                httpx.get(stopped, trust_env=False)
     finally:
         if process.poll() is None:
             process.kill()
