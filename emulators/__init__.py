@@ -4,6 +4,6 @@
 its own process. See docs/architecture.md for the contract.
 """
 
-from emulators.cloud import EMULATORS, LocalCloud, start_local_cloud
+from emulators.cloud import EMULATORS, ExternalIdp, LocalCloud, start_local_cloud
 
-__all__ = ["EMULATORS", "LocalCloud", "start_local_cloud"]
+__all__ = ["EMULATORS", "ExternalIdp", "LocalCloud", "start_local_cloud"]

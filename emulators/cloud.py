@@ -11,7 +11,7 @@ import secrets
 import string
 import urllib.request
 from collections.abc import Iterable, Mapping
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlencode
@@ -41,6 +41,22 @@ SIGNED_IN_PATH = "/signed-in"  # below a return URL: that callback's browser sig
 
 # Urllib without proxies: a loopback call must never go through HTTP_PROXY.
 _http = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+@dataclass(frozen=True)
+class ExternalIdp:
+    """An OpenID Provider the users sign in with instead of our IdP emulator (e.g. a certified one a test
+    runs): Agent Identity trusts its JWKS, and the product is pointed at it and its OAuth client."""
+
+    issuer: str
+    jwks_url: str
+    audience: str
+    client_id: str
+    client_secret: str
+
+    def jwks(self) -> dict[str, Any]:
+        with _http.open(self.jwks_url, timeout=10) as response:
+            return json.loads(response.read())
 
 
 class LocalCloud:
@@ -99,9 +115,10 @@ class LocalCloud:
             return response.read()
 
 
-def start_local_cloud(return_urls: Iterable[str] = (),
-                      faults: Mapping[str, Mapping[str, Any]] | None = None) -> LocalCloud:
-    """Start all emulators; `faults` (e.g. `{"agent_identity": {"latency_ms": 50}}`) apply from the start."""
+def start_local_cloud(return_urls: Iterable[str] = (), faults: Mapping[str, Mapping[str, Any]] | None = None,
+                      users_idp: ExternalIdp | None = None) -> LocalCloud:
+    """Start all emulators; `faults` (e.g. `{"agent_identity": {"latency_ms": 50}}`) apply from the start.
+    With `users_idp`, users are those of that provider, not of the IdP emulator (which still runs)."""
     start_faults = {name: _faults(name, spec) for name, spec in (faults or {}).items()}
     group = ServerGroup()
     urls = {name: group.reserve(name) for name in EMULATORS}
@@ -123,7 +140,8 @@ def start_local_cloud(return_urls: Iterable[str] = (),
                                 role_name="AgentRunLocalAgentRole", role_id=_digits(19), region=REGION)
     agent_identity = AgentIdentityEmulator(
         urls["agent_identity"], verifier=verifier(),
-        users=UserJwtValidator(idp.jwks, idp.issuer, idp.audience),
+        users=(UserJwtValidator(users_idp.jwks, users_idp.issuer, users_idp.audience) if users_idp
+               else UserJwtValidator(idp.jwks, idp.issuer, idp.audience)),
         workload=workload, providers=[CredentialProvider(DINGTALK_PROVIDER, "DingTalk", DINGTALK_SCOPES)],
         provider_tokens=dingtalk_tokens, sts_credentials=sts_credentials)
     sts = StsEmulator(verifier=verifier(), sts_credentials=sts_credentials,
@@ -161,6 +179,10 @@ def start_local_cloud(return_urls: Iterable[str] = (),
         "CALLBACK_OIDC_CLIENT_ID": CALLBACK_CLIENT_ID,
         "CALLBACK_OIDC_CLIENT_SECRET": callback_client_secret,
     }
+    if users_idp is not None:
+        env.update({"INBOUND_JWKS_URL": users_idp.jwks_url, "INBOUND_JWT_ISSUER": users_idp.issuer,
+                    "INBOUND_JWT_AUDIENCE": users_idp.audience, "CALLBACK_OIDC_CLIENT_ID": users_idp.client_id,
+                    "CALLBACK_OIDC_CLIENT_SECRET": users_idp.client_secret})
     info = {
         **{f"{name}_url": url for name, url in urls.items()},
         "access_key_id": access_key_id,

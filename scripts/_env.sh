@@ -38,3 +38,15 @@ ensure_chromium() {
     echo "Chromium not found and not root: browser tests will be skipped" >&2
   fi
 }
+
+# ensure_node_modules DIR: install DIR's pinned npm packages (package-lock.json, `npm ci`) when they changed.
+ensure_node_modules() {
+  local dir="$1" stamp="$1/node_modules/.installed" hash
+  command -v npm >/dev/null 2>&1 || { echo "npm not found: tests that need $dir will be skipped" >&2; return 0; }
+  hash="$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)"
+  if [ "$(cat "$stamp" 2>/dev/null || true)" != "$hash" ]; then
+    echo "Installing the pinned npm packages of $dir" >&2
+    (cd "$dir" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error) >&2
+    echo "$hash" > "$stamp"
+  fi
+}

@@ -114,6 +114,14 @@ class LinkFollowingBrowser:
                     return await self.http.post(urljoin(str(page.url), form["action"]), data=data)
         raise AssertionError(f"no button {button_value!r} on {page.url}: {page.text[:500]}")
 
+    async def submit_first_form(self, page: httpx.Response, **fields: str) -> httpx.Response:
+        """Fill `fields` and submit the page's first form with its submit button (named or not)."""
+        parser = _Forms()
+        parser.feed(page.text)
+        assert parser.forms, f"no form on {page.url}: {page.text[:500]}"
+        form = parser.forms[0]
+        return await self.http.post(urljoin(str(page.url), form["action"]), data={**form["fields"], **fields})
+
     async def approve_and_sign_in(self, link: str, user: str) -> httpx.Response:
         """Open the link, Approve, sign in at the IdP as `user`; the final page."""
         consent = await self.open(link)
