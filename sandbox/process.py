@@ -38,17 +38,20 @@ class AppProcessFailed(RuntimeError):
 
 @contextmanager
 def app_process(env: Mapping[str, str], *args: str, port: int, code_dir: Path = ROOT,
-                python: str = sys.executable, log_path: Path | None = None, echo: bool = False) -> Iterator[str]:
+                python: str = sys.executable, isolated: bool = False, log_path: Path | None = None,
+                echo: bool = False) -> Iterator[str]:
     """Start `python app.py *args` in `code_dir` on 127.0.0.1:`port`, yield its base URL once `/health`
     answers, and stop it (SIGTERM, then SIGKILL) when the block ends. Only `env` reaches the process, plus
-    PATH and the settings that keep it offline. Its output goes to `log_path` (else a temporary file), or with
-    `echo` to this process's own output."""
+    PATH and the settings that keep it offline. `isolated`: no site-packages and no PYTHONPATH (`-E -s -S`), so
+    only `code_dir` can satisfy imports, as on AgentRun. Its output goes to `log_path` (else a temporary file),
+    or with `echo` to this process's own output."""
     child_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "ALIBABA_CLOUD_ECS_METADATA_DISABLED": "true",
                  "PYTHONDONTWRITEBYTECODE": "1", **env, "HOST": "127.0.0.1", "PORT": str(port)}
     child_env.pop("FC_CUSTOM_LISTEN_PORT", None)
     base_url = f"http://127.0.0.1:{port}"
     with (open(log_path, "w+b") if log_path else tempfile.TemporaryFile()) as output:
-        process = subprocess.Popen([python, "app.py", *args], cwd=code_dir, env=child_env,
+        flags = ["-E", "-s", "-S"] if isolated else []
+        process = subprocess.Popen([python, *flags, "app.py", *args], cwd=code_dir, env=child_env,
                                    stdout=None if echo else output, stderr=None if echo else subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL)
         try:

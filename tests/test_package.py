@@ -20,10 +20,14 @@ from pathlib import Path
 
 import pytest
 
+from emulators import start_local_cloud
 from packager.build import BuiltPackage, build
 from packager.contents import app_files
 from packager.deploy_settings import console_settings
 from packager.wheels import PackagingError, Target, validate, wheel_tags
+from sandbox.process import app_process, free_port
+from tests.deployment import DINGTALK_PROMPT, LinkFollowingBrowser, page_title, stream_chat
+from tests.e2e_harness import document_content_at
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -194,7 +198,8 @@ def test_console_settings_name_the_runtime_command_port_and_variables(tmp_path: 
 
     for expected in ("Python 3.12", "python3 app.py", "9000", "30.0 MiB", "AgentIdentityFullAccess",
                      "AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME", "INBOUND_JWKS_URL", "IDENTITY_STATE_SECRET",
-                     "DINGTALK_CREDENTIAL_PROVIDER_NAME", "APP_REDIRECT_URI", "MODEL_API_KEY"):
+                     "DINGTALK_CREDENTIAL_PROVIDER_NAME", "APP_REDIRECT_URI", "MODEL_API_KEY",
+                     "python3 app.py callback", "CALLBACK_OIDC_CLIENT_ID", "/callback/signed-in"):
         assert expected in text
 
 
@@ -236,3 +241,28 @@ def _wait_for_health(url: str, server: subprocess.Popen[str]) -> bytes:
         except OSError:
             time.sleep(0.2)
     pytest.fail("app.py from the unpacked zip did not answer /health within 60 s")
+
+
+@pytestmark_app
+async def test_the_consent_journey_runs_from_the_zip_with_agent_and_callback_as_two_processes(
+        unpacked: tuple[Path, str, Target]) -> None:
+    """What a user meets on AgentRun: the agent (`python3 app.py`) and the callback (`python3 app.py callback`)
+    both started from the unpacked zip alone; the streamed link is opened by a browser that only follows
+    links, approves and signs in at the IdP; the same stream then writes the document."""
+    code, interpreter, _ = unpacked
+    with start_local_cloud() as cloud:
+        callback_port, agent_port = free_port(), free_port()
+        public = f"http://127.0.0.1:{callback_port}"
+        cloud.register_return_url(f"{public}/callback")
+        env = {**cloud.env, "APP_REDIRECT_URI": public, "HOME": str(code)}
+        with app_process(env, "callback", port=callback_port, code_dir=code, python=interpreter, isolated=True), \
+                app_process(env, port=agent_port, code_dir=code, python=interpreter, isolated=True) as agent:
+            async def person(link: str) -> None:
+                browser = LinkFollowingBrowser()
+                assert page_title(await browser.approve_and_sign_in(link, "zip-user")) == "Authorization complete"
+                await browser.aclose()
+
+            reply = await stream_chat(agent, cloud.issue_user_jwt("zip-user"),
+                                      DINGTALK_PROMPT.format(text="from the zip", doc="docZip1"), on_link=person)
+        written = await document_content_at(cloud, "docZip1")
+    assert "authorization_completed" in reply["types"] and written == "from the zip"
