@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -21,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from sandbox.process import stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -49,17 +50,6 @@ def wait_for_file(path: Path, process: subprocess.Popen[bytes], timeout_s: float
         if time.monotonic() > deadline:
             raise TimeoutError(f"{process.args!r} was not ready within {timeout_s} s")
         time.sleep(0.02)
-
-
-def stop(process: subprocess.Popen[bytes], timeout_s: float = 10) -> None:
-    """SIGTERM, then SIGKILL: only this one process, which we started."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @dataclass
@@ -121,7 +111,7 @@ def local_cloud(return_urls: tuple[str, ...] = ()) -> Iterator[Cloud]:
             time.sleep(0.05)  # the file is written in one go, but give the writer a moment to close it
             yield Cloud(json.loads(info_path.read_text()), info_path, process)
         finally:
-            stop(process)
+            stop_process(process)
 
 
 def run_json_child(module: str, *args: str, timeout_s: float = 900) -> dict[str, Any]:
@@ -187,4 +177,4 @@ def app_server(cloud_env: Mapping[str, str], port: int | None = None,
                 time.sleep(0.01)
             yield AppServer(url, process, time.perf_counter() - began)
         finally:
-            stop(process)
+            stop_process(process)

@@ -58,12 +58,18 @@ def app_process(env: Mapping[str, str], *args: str, port: int, code_dir: Path = 
             _wait_until_healthy(process, base_url, output)
             yield base_url
         finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(STOP_TIMEOUT_SECONDS)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process)
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout_s: float = STOP_TIMEOUT_SECONDS) -> None:
+    """SIGTERM, then SIGKILL after `timeout_s`: only this one process, which we started."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def _wait_until_healthy(process: subprocess.Popen[bytes], base_url: str, output: object) -> None:
