@@ -206,6 +206,48 @@ def test_user_federation_flow_end_to_end(data, fresh_cloud, acs_config, user):
     assert written.status_code == 200, written.text
 
 
+def test_completion_takes_only_the_jwt_the_workload_token_came_from(data, fresh_cloud, acs_config, user):
+    """A fresh, valid JWT of the same user is not the original artifact (the strict reading, as AWS documents)."""
+    sub, user_jwt = user
+    wat = workload_token(data, fresh_cloud, user_jwt)
+    client = sts_data_client(fresh_cloud, acs_config, wat)
+    first = client.get_resource_oauth2_token(resource_token_request(fresh_cloud, wat)).body
+    consent(first.authorization_url, "approve")
+    same_user_new_jwt = fresh_cloud.issue_user_jwt(sub)
+    assert same_user_new_jwt != user_jwt
+
+    def complete(jwt: str):
+        return client.complete_resource_token_auth(ai.CompleteResourceTokenAuthRequest(
+            session_uri=first.session_uri, user_identifier=ai.CompleteResourceTokenAuthRequestUserIdentifier(
+                user_jwt=jwt)))
+
+    with pytest.raises(ClientException) as excinfo:
+        complete(same_user_new_jwt)
+    assert_acs_error(excinfo, 400, "InvalidParameter.UserIdentifier")
+    assert complete(user_jwt).body.request_id
+
+
+def test_an_authorization_url_opens_once(data, fresh_cloud, acs_config, user):
+    wat = workload_token(data, fresh_cloud, user[1])
+    client = sts_data_client(fresh_cloud, acs_config, wat)
+    first = client.get_resource_oauth2_token(resource_token_request(fresh_cloud, wat)).body
+    unopened = httpx.post(first.authorization_url, data={"decision": "approve"}, follow_redirects=False)
+    opened = httpx.get(first.authorization_url)
+    again = httpx.get(first.authorization_url)
+    assert unopened.status_code == 400  # a decision needs the page it is made on
+    assert opened.status_code == 200 and again.status_code == 400 and "only once" in again.text
+    answered = httpx.post(first.authorization_url, data={"decision": "approve"}, follow_redirects=False)
+    assert answered.status_code == 302  # the page opened first still takes its answer
+
+
+def test_custom_state_longer_than_4096_characters_is_refused(data, fresh_cloud, acs_config, user):
+    wat = workload_token(data, fresh_cloud, user[1])
+    client = sts_data_client(fresh_cloud, acs_config, wat)
+    with pytest.raises(ClientException) as excinfo:
+        client.get_resource_oauth2_token(resource_token_request(fresh_cloud, wat, custom_state="s" * 4097))
+    assert_acs_error(excinfo, 400, "InvalidParameter.CustomState")
+
+
 def test_deny_redirects_with_access_denied_and_the_session_fails(data, fresh_cloud, user):
     wat = workload_token(data, fresh_cloud, user[1])
     first = data.get_resource_oauth2_token(resource_token_request(fresh_cloud, wat, custom_state="s-9")).body

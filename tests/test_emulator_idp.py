@@ -168,3 +168,93 @@ def test_faults_come_back_in_oauth2_shape(http: httpx.Client) -> None:
     assert failed.json()["error"] == "temporarily_unavailable"
     assert http.post("/token", data={"grant_type": "password", "username": "ivan"}).status_code == 200
     assert http.get("/emulator/calls").json()["POST /token"] == 2
+
+
+# -- the authorization code flow (what the callback's browser sign-in uses) -----------------------------
+
+CLIENT, SECRET, REDIRECT = "callback-client", "client-secret", "http://127.0.0.1:9/callback/signed-in"
+
+
+def authorize_params(challenge: str, **overrides: str) -> dict[str, str]:
+    return {"client_id": CLIENT, "redirect_uri": REDIRECT, "response_type": "code", "scope": "openid",
+            "state": "csrf-1", "nonce": "nonce-1", "code_challenge": challenge, "code_challenge_method": "S256",
+            **overrides}
+
+
+def pkce() -> tuple[str, str]:
+    import base64
+    import hashlib
+    import secrets
+    verifier = secrets.token_urlsafe(48)
+    return verifier, base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+
+
+def sign_in(http: httpx.Client, challenge: str, user: str = "carol", **overrides: str) -> httpx.Response:
+    params = authorize_params(challenge, **overrides)
+    page = http.get("/authorize", params=params)
+    assert page.status_code == 200 and "User name" in page.text and "Sign in" in page.text
+    return http.post("/authorize", params=params, data={"username": user, "action": "sign-in"})
+
+
+def redeem(http: httpx.Client, code: str, verifier: str, **overrides: str) -> httpx.Response:
+    form = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT, "code_verifier": verifier,
+            **overrides}
+    return http.post("/token", data=form, auth=(CLIENT, SECRET))
+
+
+@pytest.fixture
+def client(idp: LocalIdp) -> str:
+    idp.register_client(CLIENT, SECRET, [REDIRECT])
+    return CLIENT
+
+
+def test_the_code_flow_with_pkce_gives_an_id_token_for_the_client_with_the_nonce(http, idp, client) -> None:
+    discovery = discover(http)
+    assert discovery["authorization_endpoint"] == f"{idp.issuer}/authorize"
+    assert discovery["code_challenge_methods_supported"] == ["S256"]
+    verifier, challenge = pkce()
+    back = sign_in(http, challenge)
+    assert back.status_code == 302
+    location = back.headers["location"]
+    assert location.startswith(REDIRECT + "?") and "state=csrf-1" in location
+    code = httpx.QueryParams(location.split("?", 1)[1])["code"]
+    tokens = redeem(http, code, verifier)
+    assert tokens.status_code == 200
+    claims = jwt.decode(tokens.json()["id_token"], options={"verify_signature": False})
+    assert (claims["sub"], claims["aud"], claims["nonce"], claims["iss"]) == ("carol", CLIENT, "nonce-1", idp.issuer)
+    replay = redeem(http, code, verifier)
+    assert replay.status_code == 400 and replay.json()["error"] == "invalid_grant"  # a code works once
+
+
+@pytest.mark.parametrize("overrides", [{"code_verifier": "W" * 60}, {"redirect_uri": REDIRECT + "/other"}])
+def test_a_code_needs_its_verifier_and_redirect_uri(http, client, overrides) -> None:
+    verifier, challenge = pkce()
+    code = httpx.QueryParams(sign_in(http, challenge).headers["location"].split("?", 1)[1])["code"]
+    answer = redeem(http, code, verifier, **overrides)
+    assert answer.status_code == 400 and answer.json()["error"] == "invalid_grant"
+    assert redeem(http, code, verifier).status_code == 400  # and is spent by the failed attempt
+
+
+def test_unknown_redirect_uris_and_clients_get_an_error_page_never_a_redirect(http, client) -> None:
+    _, challenge = pkce()
+    for overrides in ({"redirect_uri": "http://evil.example/cb"}, {"client_id": "nobody"}):
+        page = http.get("/authorize", params=authorize_params(challenge, **overrides))
+        assert page.status_code == 400 and "location" not in page.headers
+
+
+def test_pkce_is_required_and_errors_go_back_to_the_client(http, client) -> None:
+    for overrides, error in (({"code_challenge_method": "plain"}, "invalid_request"),
+                             ({"scope": "profile"}, "invalid_scope"),
+                             ({"response_type": "token"}, "unsupported_response_type")):
+        back = http.get("/authorize", params=authorize_params("c" * 43, **overrides))
+        assert back.status_code == 302 and f"error={error}" in back.headers["location"]
+    cancelled = http.post("/authorize", params=authorize_params("c" * 43), data={"action": "cancel"})
+    assert "error=access_denied" in cancelled.headers["location"]
+
+
+def test_client_authentication_is_checked(http, client) -> None:
+    verifier, challenge = pkce()
+    code = httpx.QueryParams(sign_in(http, challenge).headers["location"].split("?", 1)[1])["code"]
+    wrong = http.post("/token", data={"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT,
+                                      "code_verifier": verifier}, auth=(CLIENT, "wrong"))
+    assert wrong.status_code == 401 and wrong.json()["error"] == "invalid_client"
