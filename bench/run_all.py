@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench import footprint, identity_calls, isolation, overhead, vs_naive
+from bench import consent_resume, footprint, identity_calls, isolation, overhead, vs_naive
 
 
 def main() -> None:
@@ -21,6 +21,7 @@ def main() -> None:
     identity_calls.measure(10 if quick else 100)
     isolation.measure(5 if quick else 20)
     footprint.measure(100 if quick else 1000, with_zip=True)
+    consent_resume.measure(2 if quick else 8)
 
 
 if __name__ == "__main__":
