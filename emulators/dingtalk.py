@@ -1,21 +1,22 @@
 """A local DingTalk open API: overwrite a document's content with a user access token.
 
-Only the one call the product makes is served, with DingTalk's wire format (FACTS §6):
+Only the one call the product makes is served, with DingTalk's wire format (docs/services.md, DingTalk):
 `POST /v2.0/doc/me/suites/documents/{docKey}/overwriteContent`, header `x-acs-dingtalk-access-token`,
 JSON `{"dataType":"markdown","content":"..."}`. Tokens are accepted only if the Agent Identity emulator issued
 them (the shared `CredentialRegistry`), recorded a `provider`, and they are neither expired nor revoked.
 
-Choices where DingTalk's behaviour is not documented or not verified:
-- Success returns `{"success": true, "result": {"data": {}}}` (the documented response fields are `success`
-  and `result.data`; their values are not documented).
-- No OAuth scope check: DingTalk checks the *app's* permission (`Document.Document.Write`, granted in the
-  developer console), not the scopes on the user token (`openid corpid`). Only when the issuer recorded a
-  `permissions` list on the token does a missing `Document.Document.Write` give the real 403 shape.
-- Error codes beyond `InvalidAuthentication` and `Forbidden.AccessDenied.*` are unverified but follow
-  DingTalk's `{"code","requestid","message"}` shape; throttling uses `Forbidden.AccessDenied.QpsLimitForApi`
-  with HTTP 429.
-- Any well-formed docKey names a document (it is created on first write): the emulator cannot know which
-  documents exist in a real organisation.
+As DingTalk answers (public probe logs of api.dingtalk.com, the SDK's models, DingTalk's limit docs):
+- an unknown, expired or revoked token: HTTP 400 `InvalidAuthentication` ("不合法的access_token"); a missing
+  token header: HTTP 400 `AuthenticationFailed.MissingParameter`;
+- throttling: HTTP 403 `Forbidden.AccessDenied.QpsLimitForApi` (the `throttle` fault), not 429;
+- the app lacks the API permission: HTTP 403 `Forbidden.AccessDenied.AccessTokenPermissionDenied` with
+  `accessdenieddetail` (given when the issuer recorded a `permissions` list without `Document.Document.Write`:
+  DingTalk checks the app's permission, not the user token's scopes);
+- success: `{"data": {...}}` (the SDK model `DocUpdateContentWithDelegatedPermissionResponseBody`).
+Chosen where DingTalk does not say: the throttle answer's `Retry-After: 1` header (the shared fault
+machinery adds it; DingTalk documents none, and the product works either way); the content of `data` is
+empty; any well-formed docKey names a document (created on first write); other error codes follow the
+`{"code","requestid","message"}` shape.
 
 Emulator-only routes: `GET /emulator/documents/{docKey}` -> `{"content","dataType","writtenBy","writtenAt"}`
 (404 if never written), `POST /emulator/revoke {"subject": sub}` -> `{"revoked": n}`.
@@ -44,9 +45,7 @@ TOKEN_HEADER = "x-acs-dingtalk-access-token"
 DATA_TYPES = ("markdown",)
 # docKey / dentryUuid values are short URL-safe ids (e.g. "Z90D4da"); anything else cannot be one.
 DOC_KEY = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-# Faults injected by `emulator_app` use generic codes; DingTalk says the same things its own way.
-FAULT_CODES = {"Throttling": "Forbidden.AccessDenied.QpsLimitForApi",
-               "ServiceUnavailable": "ServiceUnavailable", "RequestTimeout": "RequestTimeout"}
+THROTTLED = "Forbidden.AccessDenied.QpsLimitForApi"
 
 
 @dataclass(frozen=True)
@@ -79,12 +78,12 @@ class DingTalkEmulator:
     async def _overwrite_content(self, request: Request) -> Response:
         token = request.headers.get(TOKEN_HEADER, "").strip()
         if not token:
-            return dingtalk_error(401, "MissingxAcsDingtalkAccessToken",
+            return dingtalk_error(400, "AuthenticationFailed.MissingParameter",
                                   f"{TOKEN_HEADER} is mandatory for this action.")
         record = self.tokens.get(token)
         if record is None or not record.valid or not record.details.get("provider"):
             # One answer for unknown, expired and revoked: DingTalk does not tell them apart either.
-            return dingtalk_error(401, "InvalidAuthentication", "不合法的access_token")
+            return dingtalk_error(400, "InvalidAuthentication", "不合法的access_token")
         permissions = record.details.get("permissions")
         if permissions is not None and WRITE_PERMISSION not in permissions:
             return dingtalk_error(403, "Forbidden.AccessDenied.AccessTokenPermissionDenied",
@@ -99,7 +98,7 @@ class DingTalkEmulator:
         self.documents[doc_key] = Document(content=body["content"], data_type=body["dataType"],
                                            written_by=record.subject,
                                            written_at=datetime.now(UTC).isoformat(timespec="seconds"))
-        return JSONResponse({"success": True, "result": {"data": {}}}, headers=_request_id_header())
+        return JSONResponse({"data": {}}, headers=_request_id_header())
 
     async def _get_document(self, request: Request) -> Response:
         document = self.documents.get(request.path_params["docKey"])
@@ -139,9 +138,12 @@ def _parse_body(raw: bytes) -> tuple[dict[str, Any], tuple[str, str] | None]:
 
 
 def dingtalk_error(status: int, code: str, message: str, **extra: Any) -> Response:
-    """DingTalk's error body; the request id also goes in a header for clients that log headers only."""
+    """DingTalk's error body; the request id also goes in a header for clients that log headers only.
+    Injected faults arrive with generic codes: throttling becomes DingTalk's own 403."""
+    if code == "Throttling":
+        status, code, message = 403, THROTTLED, "请求被限流，请稍后重试"
     request_id = uuid.uuid4().hex.upper()
-    body = {"code": FAULT_CODES.get(code, code), "requestid": request_id, "message": message, **extra}
+    body = {"code": code, "requestid": request_id, "message": message, **extra}
     return JSONResponse(body, status_code=status, headers={"x-acs-request-id": request_id})
 
 

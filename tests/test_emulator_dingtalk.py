@@ -62,7 +62,7 @@ async def test_overwrite_stores_the_document_for_its_author(http: Http,
     response = await overwrite(http, "Z90D4da", user_token(tokens, "alice"),
                                {"dataType": "markdown", "content": "Helloworld"})
     assert response.status_code == 200
-    assert response.json() == {"success": True, "result": {"data": {}}}
+    assert response.json() == {"data": {}}  # the SDK model's success body
     stored = (await http.get("/emulator/documents/Z90D4da")).json()
     assert stored["content"] == "Helloworld"
     assert stored["dataType"] == "markdown"
@@ -86,27 +86,27 @@ async def test_unknown_document_is_404_on_the_emulator_route(http: Http) -> None
 @pytest.mark.parametrize("token", ["not-a-token", "dt-forged"])
 async def test_unknown_token_is_invalid_authentication(http: Http, token: str) -> None:
     response = await overwrite(http, "doc1", token, {"dataType": "markdown", "content": "x"})
-    assert_dingtalk_error(response, 401, "InvalidAuthentication")
+    assert_dingtalk_error(response, 400, "InvalidAuthentication")
     assert token not in response.text
 
 
 async def test_missing_token_is_rejected(http: Http) -> None:
     response = await overwrite(http, "doc1", None, {"dataType": "markdown", "content": "x"})
-    assert_dingtalk_error(response, 401, "MissingxAcsDingtalkAccessToken")
+    assert_dingtalk_error(response, 400, "AuthenticationFailed.MissingParameter")
 
 
 async def test_token_without_provider_is_not_a_dingtalk_token(http: Http,
                                                              tokens: Tokens) -> None:
     token, _ = tokens.issue("alice", ttl_s=600)
     response = await overwrite(http, "doc1", token, {"content": "x"})
-    assert_dingtalk_error(response, 401, "InvalidAuthentication")
+    assert_dingtalk_error(response, 400, "InvalidAuthentication")
 
 
 async def test_expired_token_is_invalid_authentication(http: Http, tokens: Tokens) -> None:
     token = user_token(tokens)
     tokens.get(token).expires_at = 0.0
     response = await overwrite(http, "doc-exp", token, {"content": "x"})
-    assert_dingtalk_error(response, 401, "InvalidAuthentication")
+    assert_dingtalk_error(response, 400, "InvalidAuthentication")
     assert (await http.get("/emulator/documents/doc-exp")).status_code == 404
 
 
@@ -115,7 +115,7 @@ async def test_expire_tokens_route_expires_every_token(http: Http, tokens: Token
     assert (await overwrite(http, "doc-ex2", token, {"content": "x"})).status_code == 200
     assert (await http.post("/emulator/expire-tokens")).status_code == 200
     response = await overwrite(http, "doc-ex2", token, {"content": "y"})
-    assert_dingtalk_error(response, 401, "InvalidAuthentication")
+    assert_dingtalk_error(response, 400, "InvalidAuthentication")
 
 
 async def test_revoke_invalidates_only_that_users_tokens(http: Http, tokens: Tokens) -> None:
@@ -125,7 +125,7 @@ async def test_revoke_invalidates_only_that_users_tokens(http: Http, tokens: Tok
     assert revoked.json() == {"revoked": 2}
     for token in (alice, alice_again):
         response = await overwrite(http, "doc-rev", token, {"content": "x"})
-        assert_dingtalk_error(response, 401, "InvalidAuthentication")
+        assert_dingtalk_error(response, 400, "InvalidAuthentication")
     assert (await overwrite(http, "doc-rev", bob, {"content": "bob"})).status_code == 200
     fresh = user_token(tokens, "rev-alice")  # a new authorization works again
     assert (await overwrite(http, "doc-rev", fresh, {"content": "alice"})).status_code == 200
@@ -183,7 +183,7 @@ async def test_throttle_fault_looks_like_dingtalk_throttling(http: Http,
     await http.post("/emulator/faults", json={"fail_next": 1, "fail_kind": "throttle"})
     token = user_token(tokens)
     response = await overwrite(http, "doc-throttle", token, {"content": "x"})
-    assert_dingtalk_error(response, 429, "Forbidden.AccessDenied.QpsLimitForApi")
+    assert_dingtalk_error(response, 403, "Forbidden.AccessDenied.QpsLimitForApi")
     assert response.headers["retry-after"] == "1"
     assert (await overwrite(http, "doc-throttle", token, {"content": "x"})).status_code == 200
 

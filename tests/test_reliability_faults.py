@@ -10,6 +10,7 @@ import asyncio
 import itertools
 
 import httpx
+import jwt as pyjwt
 import pytest
 
 from bench._harness import StreamTiming, chat_body, parse_sse_line
@@ -168,21 +169,30 @@ async def test_dingtalk_server_errors_leave_the_old_content(cloud, fresh_cloud, 
 
 
 async def test_dingtalk_persistent_throttling_says_so(cloud, fresh_cloud, server, client, writer):
+    """DingTalk's throttling (403 QpsLimitForApi) is retried with back-off for the tool's budget, then the user
+    reads "try again later" and gets no link: no authorization helps."""
     base_url, _ = server
     jwt, doc = writer
-    set_faults(fresh_cloud, "dingtalk", fail_next=2, fail_kind="throttle", match="overwriteContent")
+    set_faults(fresh_cloud, "dingtalk", fail_next=50, fail_kind="throttle", match="overwriteContent")
 
     failed = await chat(client, base_url, jwt, write_prompt("version two", doc))
+    set_faults(fresh_cloud, "dingtalk", fail_next=0)
 
-    assert failed.done and "rate-limiting" in failed.text, failed.text
+    assert failed.done and "rate-limited" in failed.text and "Try again later" in failed.text, failed.text
+    assert "authorization_required" not in [e["type"] for e in failed.events]
     assert await document(cloud, client, doc) == "version one"
 
 
-@pytest.mark.parametrize("status", [401, 403])
-async def test_dingtalk_rejecting_the_token_asks_the_user_again(cloud, fresh_cloud, server, client, writer, status):
+@pytest.mark.parametrize("how", ["revoked", "401"])
+async def test_dingtalk_rejecting_the_token_asks_the_user_again(cloud, fresh_cloud, server, client, writer, how):
+    """A revoked token is DingTalk's HTTP 400 InvalidAuthentication; a 401 is taken the same way."""
     base_url, _ = server
     jwt, doc = writer
-    set_faults(fresh_cloud, "dingtalk", fail_next=1, fail_status=status, match="overwriteContent")
+    if how == "revoked":
+        sub = pyjwt.decode(jwt, options={"verify_signature": False})["sub"]
+        (await client.post(f"{cloud.url('dingtalk')}/emulator/revoke", json={"subject": sub})).raise_for_status()
+    else:
+        set_faults(fresh_cloud, "dingtalk", fail_next=1, fail_status=401, match="overwriteContent")
 
     answer = await chat(client, base_url, jwt, write_prompt("version two", doc))
 

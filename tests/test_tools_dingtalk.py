@@ -64,19 +64,42 @@ async def test_rejected_token_is_a_typed_error_without_the_token(dingtalk, clien
     with pytest.raises(DingTalkError) as caught:
         await client.overwrite_document("docA2", "x", access_token=token)
     error = caught.value
-    assert (error.status, error.code, error.token_rejected) == (401, "InvalidAuthentication", True)
+    # DingTalk answers a dead token with HTTP 400 InvalidAuthentication, not 401 (docs/services.md, DingTalk).
+    assert (error.status, error.code, error.token_rejected) == (400, "InvalidAuthentication", True)
     assert error.request_id
     text = f"{error} {error!r} {_describe_failure(error)}"
     assert token not in text and error.request_id in _describe_failure(error)
 
 
-async def test_throttling_reports_retry_after(dingtalk, client):
+async def test_throttling_is_dingtalk_s_403_qps_limit(dingtalk, client):
     url, tokens = dingtalk
     await fail_next(url, 1, kind="throttle")
     with pytest.raises(DingTalkError) as caught:
         await client.overwrite_document("docA3", "x", access_token=user_token(tokens))
-    assert (caught.value.status, caught.value.retry_after, caught.value.transient) == (429, 1.0, True)
-    assert "rate-limiting" in _describe_failure(caught.value)
+    error = caught.value
+    assert (error.status, error.code, error.throttled, error.token_rejected) == (
+        403, "Forbidden.AccessDenied.QpsLimitForApi", True, False)
+    assert "busy" in _describe_failure(error) and "Try again later" in _describe_failure(error)
+
+
+async def test_a_throttled_write_backs_off_and_succeeds_within_the_budget(dingtalk, client):
+    url, tokens = dingtalk
+    await fail_next(url, 2, kind="throttle")
+    source = TokenSource(tokens)
+    await _write_with_reauthorization(source, client, "docA4", "after throttling")
+    assert (await document(url, "docA4"))["content"] == "after throttling"
+    assert source.calls == [False]  # no new authorization: throttling is not about the user's token
+
+
+async def test_throttling_beyond_the_budget_gives_up_without_a_link(dingtalk, client, monkeypatch):
+    url, tokens = dingtalk
+    monkeypatch.setattr("tools.dingtalk.THROTTLE_BUDGET_SECONDS", 1.0)
+    await fail_next(url, 10, kind="throttle")
+    source = TokenSource(tokens)
+    with pytest.raises(DingTalkError) as caught:
+        await _write_with_reauthorization(source, client, "docA5", "x")
+    await fail_next(url, 0)
+    assert caught.value.throttled and source.calls == [False]
 
 
 class TokenSource:
@@ -127,7 +150,7 @@ async def test_still_rejected_after_reauthorization_stops(dingtalk, client):
 
     with pytest.raises(DingTalkError) as caught:
         await _write_with_reauthorization(always_stale, client, "docB4", "x")
-    assert caught.value.status == 401
+    assert caught.value.status == 400 and caught.value.token_rejected
 
 
 @pytest.mark.parametrize("document_id", ["../secret", "a/b", "a b", "doc?x=1", "", "x" * 65, "文档"])
@@ -147,19 +170,23 @@ def test_content_is_bounded_and_not_echoed_back():
     assert WriteDocumentArgs(document_id="Z90D4da_-x", content="y" * MAX_CONTENT_CHARS).content
 
 
-async def test_a_token_without_the_write_permission_is_reauthorized(dingtalk, client):
+async def test_an_app_without_the_write_permission_is_an_operator_message_not_a_link(dingtalk, client):
     url, tokens = dingtalk
     narrow, _ = tokens.issue("erin", ttl_s=600, provider="dingtalk", permissions=[])
     source = TokenSource(tokens, first=narrow)
-    await _write_with_reauthorization(source, client, "docB5", "now allowed")
-    assert source.calls == [False, True]
-    assert (await document(url, "docB5"))["content"] == "now allowed"
+    with pytest.raises(DingTalkError) as caught:
+        await _write_with_reauthorization(source, client, "docB5", "not allowed")
+    assert source.calls == [False]  # a new user authorization cannot grant the app a permission
+    message = _describe_failure(caught.value)
+    assert "Document.Document.Write" in message and "developer console" in message
 
 
 def test_other_refusals_do_not_ask_the_user_to_authorize_again():
     quota = DingTalkError(403, "Forbidden.AccessDenied.ApiCountLimitForOrg", "R1")
-    assert not quota.token_rejected and not quota.transient
+    assert not quota.token_rejected and not quota.transient and not quota.throttled
     assert not DingTalkError(403, "Forbidden.AccessDenied.IpNotInWhiteList", "R2").token_rejected
-    assert DingTalkError(403, "Forbidden.AccessDenied.AccessTokenPermissionDenied", "R3").token_rejected
+    assert not DingTalkError(403, "Forbidden.AccessDenied.AccessTokenPermissionDenied", "R3").token_rejected
+    assert DingTalkError(401, "Unauthorized", "R4").token_rejected
+    assert not DingTalkError(400, "InvalidParameter.Content", "R5").token_rejected
     assert _describe_failure(quota) == ("DingTalk denied access; the document was not written. "
                                         "(code: Forbidden.AccessDenied.ApiCountLimitForOrg, requestid: R1)")

@@ -31,10 +31,16 @@ log = logging.getLogger(__name__)
 PURPOSE = "Write to DingTalk document"
 MAX_CONTENT_CHARS = 50_000  # DingTalk's cap for document content
 DOCUMENT_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"  # DingTalk docKeys/dentryUuids: path-safe by construction
-MAX_RETRY_AFTER_SECONDS = 2.0  # wait this long at most before the single retry of a 429/5xx
+MAX_RETRY_AFTER_SECONDS = 2.0  # wait this long at most before the single retry of a 5xx
 DEFAULT_RETRY_DELAY_SECONDS = 0.5
-# Parts of DingTalk 403 codes that a new user authorization cannot fix (ApiCountLimitForOrg, IpNotInWhiteList).
-NOT_ABOUT_THE_TOKEN = ("Limit", "WhiteList")
+THROTTLE_BUDGET_SECONDS = 8.0  # a throttled write is retried with back-off for this long, then given up
+# DingTalk's codes (docs/services.md, DingTalk): a dead user token is HTTP 400 InvalidAuthentication (401 is
+# accepted too); throttling is HTTP 403 Forbidden.AccessDenied.QpsLimitFor*; a missing app permission is 403
+# Forbidden.AccessDenied.AccessTokenPermissionDenied, which no user authorization can fix.
+DEAD_TOKEN_CODE = "InvalidAuthentication"
+THROTTLE_MARKER = "QpsLimit"
+APP_PERMISSION_DENIED = "Forbidden.AccessDenied.AccessTokenPermissionDenied"
+WRITE_PERMISSION = "Document.Document.Write"
 
 
 @dataclass(eq=False)
@@ -52,15 +58,17 @@ class DingTalkError(Exception):
 
     @property
     def token_rejected(self) -> bool:
-        """The user's token is expired, revoked or lacks a scope: a new authorization may fix it. 403s that
-        are about quotas or IP allow-lists would only show the user a pointless link."""
-        if self.status == 403:
-            return not any(marker in self.code for marker in NOT_ABOUT_THE_TOKEN)
-        return self.status == 401
+        """The user's token is invalid, expired or revoked: a new authorization fixes it. No 403 is about the
+        user's token (quotas, throttling, the app's permissions, IP allow-lists), so none shows a link."""
+        return self.status == 401 or (self.status == 400 and self.code == DEAD_TOKEN_CODE)
+
+    @property
+    def throttled(self) -> bool:
+        return self.status == 429 or (self.status == 403 and THROTTLE_MARKER in self.code)
 
     @property
     def transient(self) -> bool:
-        return self.status == 429 or self.status >= 500
+        return self.status >= 500
 
 
 class DingTalkClient:
@@ -177,39 +185,59 @@ async def _write_with_reauthorization(user_token: Callable[[bool], Awaitable[str
                                       document_id: str, content: str) -> None:
     """Write once; if DingTalk rejects the token, authorize again (forced) and write once more.
 
-    A 429 or 5xx gets one more try when DingTalk asks for a short wait: overwriting is idempotent.
+    Throttling is retried with back-off within THROTTLE_BUDGET_SECONDS, a 5xx once after a short wait:
+    overwriting is idempotent.
     """
     token = await user_token(False)
     try:
-        await _write_with_one_transient_retry(client, document_id, content, token)
+        await _write_with_retries(client, document_id, content, token)
     except DingTalkError as error:
         if not error.token_rejected:
             raise
         log.info("DingTalk rejected the user's token (%s); asking for a new authorization", error.code)
         token = await user_token(True)
-        await _write_with_one_transient_retry(client, document_id, content, token)
+        await _write_with_retries(client, document_id, content, token)
 
 
-async def _write_with_one_transient_retry(client: DingTalkClient, document_id: str, content: str,
+async def _write_with_retries(client: DingTalkClient, document_id: str, content: str,
                                           token: str) -> None:
-    try:
-        await client.overwrite_document(document_id, content, access_token=token)
-    except DingTalkError as error:
-        delay = DEFAULT_RETRY_DELAY_SECONDS if error.retry_after is None else error.retry_after
-        if not error.transient or delay > MAX_RETRY_AFTER_SECONDS:
-            raise
-        await asyncio.sleep(delay)
-        await client.overwrite_document(document_id, content, access_token=token)
+    loop = asyncio.get_running_loop()
+    give_up_at = loop.time() + THROTTLE_BUDGET_SECONDS
+    backoff = DEFAULT_RETRY_DELAY_SECONDS
+    server_error_retried = False
+    while True:
+        try:
+            await client.overwrite_document(document_id, content, access_token=token)
+            return
+        except DingTalkError as error:
+            if error.throttled:
+                delay = max(backoff, error.retry_after or 0.0)
+                if loop.time() + delay > give_up_at:
+                    raise
+                backoff *= 2
+            elif error.transient and not server_error_retried:
+                delay = DEFAULT_RETRY_DELAY_SECONDS if error.retry_after is None else error.retry_after
+                if delay > MAX_RETRY_AFTER_SECONDS:
+                    raise
+                server_error_retried = True
+            else:
+                raise
+            log.info("DingTalk answered %s; retrying in %.1f s", error.code, delay)
+            await asyncio.sleep(delay)
 
 
 def _describe_failure(error: DingTalkError) -> str:
     """One sentence for the model: what went wrong, plus DingTalk's code and request id for support."""
-    if error.status == 429:
-        what = "DingTalk is rate-limiting requests right now; the document was not written. Try again in a minute."
+    if error.throttled:
+        what = "DingTalk is busy (rate-limited) right now; the document was not written. Try again later."
     elif error.status >= 500:
         what = "DingTalk had a server error; the document was not written. Try again later."
     elif error.token_rejected:
         what = "DingTalk refused the user's authorization even after it was renewed."
+    elif error.code == APP_PERMISSION_DENIED:
+        what = (f"The DingTalk app behind this agent lacks the permission {WRITE_PERMISSION}; the document was not "
+                "written. An operator must grant it in the DingTalk developer console (no new user authorization "
+                "can fix this).")
     elif error.status == 403:
         what = "DingTalk denied access; the document was not written."
     elif error.status == 404:
