@@ -9,10 +9,10 @@ both are checked here, so a signature that passes the emulator is one the real s
 Callers may sign with the configured static AccessKey or with any unexpired STS credential that Agent
 Identity issued (AccessKeyId `STS.…` plus the matching `x-acs-security-token`), as the real services do.
 
-Error codes and HTTP statuses follow Alibaba Cloud's public "common error codes" list (not in FACTS.md):
+Error codes and HTTP statuses follow Alibaba Cloud's public "common error codes" list (docs/services.md):
 `SignatureDoesNotMatch` (400), `InvalidAccessKeyId.NotFound` (404), `InvalidSecurityToken.Expired` (400),
 `InvalidSecurityToken.MismatchWithAccessKey` (400), `SignatureNonceUsed` (400), `InvalidTimeStamp.Expired`
-(400), `InvalidAction.NotFound` (404). The body is `{"RequestId","Code","Message"}` (FACTS §3).
+(400), `InvalidAction.NotFound` (404). The body is `{"RequestId","Code","Message"}` (docs/services.md).
 """
 
 from __future__ import annotations

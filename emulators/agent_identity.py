@@ -1,19 +1,18 @@
 """Agent Identity data plane (agentidentitydata 2025-11-27): workload tokens, OAuth2 resource tokens, STS.
 
-Wire format (FACTS §3): RPC `POST /`, action in `x-acs-action` (or the `Action` query of the anonymous
+Wire format (docs/services.md): RPC `POST /`, action in `x-acs-action` (or the `Action` query of the anonymous
 AssumeRoleForWorkloadIdentity), form body, JSON answers with case-sensitive keys, ACS error bodies.
 
-The OAuth2 USER_FEDERATION flow (FACTS §4): GetResourceOAuth2Token answers a user without a stored token
-with an `AuthorizationURL` (our consent page) and a `SessionURI`; approving redirects the browser to the
+The OAuth2 USER_FEDERATION flow (docs/services.md): GetResourceOAuth2Token answers a user without a stored
+token with an `AuthorizationURL` (our consent page) and a `SessionURI`; approving redirects the browser to the
 registered return URL with `session_uri` and `state`; the app then calls CompleteResourceTokenAuth for the
 same user, after which GetResourceOAuth2Token with that `SessionURI` returns the access token. Tokens sit in
 a vault per (user, provider, scopes); an expired one is refreshed silently (the real service holds the
-refresh token, FACTS §6), a revoked one needs a new authorization.
+refresh token, docs/services.md, DingTalk), a revoked one needs a new authorization.
 
-Choices where the real behaviour is not documented (each marked "Chosen:" below): error codes beyond
-`InvalidParameter.JsonWebToken`, token lifetimes, the `SessionStatus` values (`IN_PROGRESS`, `FAILED`, as
-the AWS service this API mirrors), the `SessionURI` format (`urn:ietf:params:oauth:request_uri:<id>`, as
-AWS and Huawei Cloud), and the ARN formats.
+Choices where the real behaviour is not published (error codes beyond `InvalidParameter.JsonWebToken`,
+lifetimes, `SessionStatus` values, the `SessionURI` format, ARNs, the CustomState limit, single-use links,
+completion with the original JWT only) live in emulators/chosen.py.
 """
 
 from __future__ import annotations
@@ -34,13 +33,14 @@ from starlette.routing import Route
 
 from emulators._server import Faults, emulator_app
 from emulators.acs import AcsError, Principal, SignatureVerifier, iso_utc, render_acs_error, rpc_endpoint
+from emulators.chosen import (CODE_BAD_SESSION, CODE_BAD_USER_IDENTIFIER, CODE_BAD_WORKLOAD_TOKEN,
+                              CODE_CUSTOM_STATE_TOO_LONG, CODE_RETURN_URL_NOT_REGISTERED, CODE_SESSION_NOT_OWNED,
+                              CODE_UNKNOWN_PROVIDER, CODE_UNKNOWN_WORKLOAD_IDENTITY, MAX_CUSTOM_STATE,
+                              SESSION_FAILED, SESSION_TTL_S, SESSION_URI_PREFIX, SESSION_WAITING,
+                              WORKLOAD_TOKEN_TTL_S, workload_identity_arn)
 from emulators.consent import consent_page, notice_page
 from emulators.registry import CredentialRegistry, Issued
 
-SESSION_URI_PREFIX = "urn:ietf:params:oauth:request_uri:"
-WORKLOAD_TOKEN_TTL_S = 3600     # Chosen: lifetime of a workload access token (not documented).
-SESSION_TTL_S = 600             # Chosen: an authorization session must be completed within 10 minutes.
-MAX_CUSTOM_STATE = 4096         # Chosen: AWS documents 4,096 characters for the same field.
 STS_MIN_S, STS_MAX_S, STS_DEFAULT_S = 900, 43200, 3600  # STS AssumeRole's documented DurationSeconds range
 ROLE_SESSION_NAME = re.compile(r"^[A-Za-z0-9._@-]{2,64}$")  # STS AssumeRole's documented pattern
 
@@ -57,8 +57,8 @@ class WorkloadIdentity:
     region: str = "cn-hangzhou"
 
     @property
-    def arn(self) -> str:  # Chosen: ARN layout (not documented).
-        return f"acs:agentidentity:{self.region}:{self.account_id}:workloadidentity/{self.name}"
+    def arn(self) -> str:
+        return workload_identity_arn(self.region, self.account_id, self.name)
 
     @property
     def role_arn(self) -> str:
@@ -72,7 +72,7 @@ class CredentialProvider:
     name: str
     display_name: str
     default_scopes: tuple[str, ...]
-    token_ttl_s: int = 7200  # DingTalk user access tokens live 7,200 s (FACTS §6)
+    token_ttl_s: int = 7200  # DingTalk user access tokens live 7,200 s (docs/services.md, DingTalk)
 
 
 @dataclass
@@ -185,8 +185,7 @@ class AgentIdentityEmulator:
                      user_jwt: str | None = None) -> dict[str, Any]:
         name = _required(params, "WorkloadIdentityName")
         if name != self.workload.name:
-            raise AcsError(404, "EntityNotExist.WorkloadIdentity",  # Chosen: code for an unknown identity.
-                           f"The workload identity {name!r} does not exist.")
+            raise AcsError(*CODE_UNKNOWN_WORKLOAD_IDENTITY, f"The workload identity {name!r} does not exist.")
         token = "wat-" + secrets.token_urlsafe(32)
         self._grants[token] = WorkloadGrant(name, user, time.time() + WORKLOAD_TOKEN_TTL_S, user_jwt)
         return {"WorkloadAccessToken": token, "WorkloadIdentityArn": self.workload.arn}
@@ -216,8 +215,7 @@ class AgentIdentityEmulator:
         grant = self._grants.get(_required(params, "WorkloadAccessToken"))
         if grant is None or time.time() >= grant.expires_at:
             state = "unknown" if grant is None else "expired"
-            raise AcsError(400, "InvalidParameter.WorkloadAccessToken",  # Chosen: code (not documented).
-                           f"The specified WorkloadAccessToken is {state}.")
+            raise AcsError(*CODE_BAD_WORKLOAD_TOKEN, f"The specified WorkloadAccessToken is {state}.")
         return grant
 
     # -- OAuth2 resource tokens ----------------------------------------------------------------------------
@@ -235,12 +233,11 @@ class AgentIdentityEmulator:
         if flow != "USER_FEDERATION":
             raise AcsError(400, "InvalidParameter.OAuth2Flow", "OAuth2Flow must be USER_FEDERATION or M2M.")
         if grant.user is None:
-            raise AcsError(400, "InvalidParameter.WorkloadAccessToken",
+            raise AcsError(*CODE_BAD_WORKLOAD_TOKEN,
                            "USER_FEDERATION needs a workload access token obtained for a user.")
         return_url = params.get("ResourceOAuth2ReturnURL")
         if return_url and return_url not in self.return_urls:
-            raise AcsError(400, "InvalidParameter.ResourceOAuth2ReturnURL",  # Chosen: code (not documented).
-                           "The ResourceOAuth2ReturnURL is not registered on the workload identity.")
+            raise AcsError(*CODE_RETURN_URL_NOT_REGISTERED, "The ResourceOAuth2ReturnURL is not registered on the workload identity.")
         if params.get("SessionURI"):
             return self._poll_session(params["SessionURI"], grant)
         force = params.get("ForceAuthentication", "false").lower() == "true"
@@ -252,20 +249,18 @@ class AgentIdentityEmulator:
                            "ResourceOAuth2ReturnURL is required to start a user authorization.")
         custom_state = params.get("CustomState", "")
         if len(custom_state) > MAX_CUSTOM_STATE:
-            raise AcsError(400, "InvalidParameter.CustomState",  # Chosen: code and limit (AWS's limit).
-                           f"CustomState must be at most {MAX_CUSTOM_STATE} characters.")
+            raise AcsError(*CODE_CUSTOM_STATE_TOO_LONG, f"CustomState must be at most {MAX_CUSTOM_STATE} characters.")
         session = AuthSession(id=secrets.token_urlsafe(24), user=grant.user, workload=grant.workload,
                               provider=provider, scopes=scopes, return_url=return_url, custom_state=custom_state,
                               expires_at=time.time() + self.session_ttl_s, user_jwt=grant.user_jwt)
         self._sessions[session.id] = session
         return {"AuthorizationURL": f"{self.base_url}/oauth2/authorize?{urlencode({'session': session.id})}",
-                "SessionURI": session.uri, "SessionStatus": "IN_PROGRESS"}
+                "SessionURI": session.uri, "SessionStatus": SESSION_WAITING}
 
     def _provider(self, params: dict[str, str]) -> CredentialProvider:
         name = _required(params, "ResourceCredentialProviderName")
         if name not in self.providers:
-            raise AcsError(404, "EntityNotExist.ResourceCredentialProvider",  # Chosen: code.
-                           f"The credential provider {name!r} does not exist.")
+            raise AcsError(*CODE_UNKNOWN_PROVIDER, f"The credential provider {name!r} does not exist.")
         return self.providers[name]
 
     def _vaulted_token(self, user: str, provider: CredentialProvider,
@@ -297,36 +292,33 @@ class AgentIdentityEmulator:
         """Polling: the token once the session was completed, else the session's status."""
         session = self._session(session_uri)
         if session.user != grant.user:
-            raise AcsError(403, "Forbidden.SessionNotOwned",  # Chosen: code.
-                           "The session was started for another user.")
+            raise AcsError(*CODE_SESSION_NOT_OWNED, "The session was started for another user.")
         if session.status == "completed":
             stored = self._vaulted_token(session.user, session.provider, session.scopes)
             if stored is not None:
                 return self._token_answer(*stored)
-            return {"SessionURI": session.uri, "SessionStatus": "FAILED"}
+            return {"SessionURI": session.uri, "SessionStatus": SESSION_FAILED}
         if session.status == "denied":
-            return {"SessionURI": session.uri, "SessionStatus": "FAILED"}
-        return {"SessionURI": session.uri, "SessionStatus": "IN_PROGRESS"}
+            return {"SessionURI": session.uri, "SessionStatus": SESSION_FAILED}
+        return {"SessionURI": session.uri, "SessionStatus": SESSION_WAITING}
 
     def _session(self, session_uri: str) -> AuthSession:
         session = self._sessions.get(session_uri.removeprefix(SESSION_URI_PREFIX))
         expired = session is None or time.time() >= session.expires_at
         if expired or not session_uri.startswith(SESSION_URI_PREFIX):
-            raise AcsError(400, "InvalidParameter.SessionURI",  # Chosen: code.
-                           "The specified SessionURI does not exist or has expired.")
+            raise AcsError(*CODE_BAD_SESSION, "The specified SessionURI does not exist or has expired.")
         return session
 
     async def _complete_resource_token_auth(self, params: dict[str, str],
                                             _: Principal | None) -> dict[str, Any]:
         session = self._session(_required(params, "SessionURI"))
         if session.status == "completed":
-            raise AcsError(400, "InvalidParameter.SessionURI", "The specified SessionURI was already used.")
+            raise AcsError(*CODE_BAD_SESSION, "The specified SessionURI was already used.")
         if session.status != "consented":
-            raise AcsError(400, "InvalidParameter.SessionURI",
+            raise AcsError(*CODE_BAD_SESSION,
                            "The user has not approved this authorization session.")
         if not self._identifies(params.get("UserIdentifier", ""), session):
-            raise AcsError(400, "InvalidParameter.UserIdentifier",  # Chosen: code.
-                           "The UserIdentifier does not identify the user who started the session.")
+            raise AcsError(*CODE_BAD_USER_IDENTIFIER, "The UserIdentifier does not identify the user who started the session.")
         session.status = "completed"
         self._store_new_token((session.user, session.provider.name, session.scopes), session.provider)
         return {}
@@ -335,16 +327,16 @@ class AgentIdentityEmulator:
     def _identifies(raw_identifier: str, session: AuthSession) -> bool:
         """Whether `UserIdentifier` (`{"UserJWT": ..}` or `{"UserId": ..}`) names the session's user.
 
-        Chosen, the strict reading of the SDK's and AWS's documentation: a UserJWT counts only if it is the
-        very JWT the session's workload access token was obtained with (a fresh JWT of the same user does
-        not); a UserId only for a workload token obtained for that user id.
+        Chosen (emulators/chosen.py), the strict reading of the SDK's and AWS's documentation: a UserJWT
+        counts only if it is the very JWT the session's workload access token was obtained with (a fresh JWT
+        of the same user does not); a UserId only for a workload token obtained for that user id.
         """
         try:
             identifier = json.loads(raw_identifier or "{}")
         except json.JSONDecodeError:
             identifier = None
         if not isinstance(identifier, dict) or not (identifier.get("UserJWT") or identifier.get("UserId")):
-            raise AcsError(400, "InvalidParameter.UserIdentifier",
+            raise AcsError(*CODE_BAD_USER_IDENTIFIER,
                            "UserIdentifier must be a JSON object with UserJWT or UserId.")
         if session.user_jwt is not None:
             return secrets.compare_digest(str(identifier.get("UserJWT") or "").encode(), session.user_jwt.encode())
@@ -385,7 +377,7 @@ class AgentIdentityEmulator:
 
     async def _assume_role_for_workload_identity(self, params: dict[str, str],
                                                  _: Principal | None) -> dict[str, Any]:
-        """Anonymous: the workload access token itself is the proof (FACTS §3)."""
+        """Anonymous: the workload access token itself is the proof (docs/services.md)."""
         grant = self._grant(params)
         session_name = _required(params, "RoleSessionName")
         if not ROLE_SESSION_NAME.match(session_name):
@@ -436,7 +428,7 @@ def _int(raw: str | None, default: int, name: str) -> int:
 
 
 def _scopes(raw: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
-    """`Scopes` arrives as a JSON array string (FACTS §3); the vault keys on the sorted set."""
+    """`Scopes` arrives as a JSON array string (docs/services.md); the vault keys on the sorted set."""
     if not raw:
         return tuple(sorted(default))
     try:

@@ -7,8 +7,8 @@ live in `data.providerSettings.baseUrl` / `.apiKey` (model `ProviderSettings`); 
 `providerSettings.modelNames` and `modelInfoConfigs[].modelName`. A real service may instead reference a
 stored credential by `credentialName` and leave `apiKey` empty; this emulator returns the key inline.
 
-Chosen (not documented): `code` is `"SUCCESS"`, `status` is `"READY"`, `provider` is `"openai"`, and errors
-use the same lower-camel shape `{"code","message","requestId"}` (the SDK reads `Code` or `code`).
+Chosen where not documented (emulators/chosen.py): `code`, `status` and `provider` values and the not-found
+code; errors use the same lower-camel shape `{"code","message","requestId"}` (the SDK reads `Code` or `code`).
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from starlette.routing import Route
 
 from emulators._server import Faults, emulator_app
 from emulators.acs import AcsError, SignatureVerifier, new_request_id
+from emulators.chosen import (AGENTRUN_PROVIDER, AGENTRUN_READY_STATUS, AGENTRUN_SUCCESS_CODE,
+                              CODE_MODEL_SERVICE_NOT_FOUND)
 
 
 @dataclass(frozen=True)
@@ -56,14 +58,13 @@ class AgentRunEmulator:
             return render_roa_error(error.status, error.code, error.message)
         service = self.services.get(request.path_params["name"])
         if service is None:
-            return render_roa_error(404, "ModelServiceNotFound",  # Chosen: code (not documented).
-                                    f"Model service {request.path_params['name']!r} does not exist.")
-        return JSONResponse({"code": "SUCCESS", "requestId": new_request_id(), "data": {
+            return render_roa_error(*CODE_MODEL_SERVICE_NOT_FOUND, f"Model service {request.path_params['name']!r} does not exist.")
+        return JSONResponse({"code": AGENTRUN_SUCCESS_CODE, "requestId": new_request_id(), "data": {
             "modelServiceName": service.name,
             "modelServiceId": service.id or str(uuid.uuid5(uuid.NAMESPACE_URL, service.base_url)),
             "modelType": "llm",
-            "provider": "openai",
-            "status": "READY",
+            "provider": AGENTRUN_PROVIDER,
+            "status": AGENTRUN_READY_STATUS,
             "providerSettings": {"baseUrl": service.base_url, "apiKey": service.api_key,
                                  "modelNames": list(service.model_names)},
             "modelInfoConfigs": [{"modelName": name} for name in service.model_names],

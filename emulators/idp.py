@@ -42,6 +42,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 from emulators._server import emulator_app
+from emulators.chosen import AUTHORIZATION_CODE_TTL_S
 from emulators.consent import notice_page, sign_in_page
 
 ALGORITHM = "RS256"
@@ -49,7 +50,6 @@ MIN_TTL_S = 1
 MAX_TTL_S = 24 * 3600  # a longer-lived id_token would hide expiry bugs in the product
 DEFAULT_TTL_S = 3600
 LOCAL_ORIGINS = r"https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?"
-CODE_TTL_S = 60  # Chosen: authorization codes are short-lived (RFC 6749 10.5 recommends at most 10 minutes)
 
 
 @dataclass
@@ -172,7 +172,7 @@ class LocalIdp:
                                              issuer=self.issuer, problem="Enter a user name."), status_code=400)
         code = secrets.token_urlsafe(32)
         self._codes[code] = AuthorizationCode(client.client_id, redirect_uri, username, query.get("nonce"),
-                                              challenge, time.time() + CODE_TTL_S)
+                                              challenge, time.time() + AUTHORIZATION_CODE_TTL_S)
         return back(code=code)
 
     async def _token(self, request: Request) -> Response:

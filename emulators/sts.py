@@ -1,6 +1,6 @@
 """STS (2015-04-01) emulator: GetCallerIdentity for the static AccessKey and for issued STS credentials.
 
-Wire format (FACTS §5): RPC `POST /`, ACS3-signed like every ACS call. The STS credentials it accepts are
+Wire format (docs/services.md, STS): RPC `POST /`, ACS3-signed like every ACS call. The STS credentials it accepts are
 the ones Agent Identity's AssumeRoleForWorkloadIdentity issued (the shared `sts_credentials` registry);
 unknown or expired ones get the real error codes from `SignatureVerifier`.
 """

@@ -15,10 +15,11 @@ class IdentityError(Exception):
     default_message = "The identity service could not provide a credential."
 
     def __init__(self, safe_message: str | None = None, *, request_id: str | None = None,
-                 service_code: str | None = None) -> None:
+                 service_code: str | None = None, service_status: int | None = None) -> None:
         self.safe_message = safe_message or self.default_message
         self.request_id = request_id
         self.service_code = service_code  # the identity service's error code, when it sent one
+        self.service_status = service_status  # the identity service's HTTP status, when it answered
         text = self.safe_message + (f" (request id {request_id})" if request_id else "")
         super().__init__(text)
 
@@ -58,15 +59,18 @@ class AuthorizationDeclined(IdentityError):
 
 
 class AuthorizationFailed(IdentityError):
-    """The provider sent the user back with an error other than a refusal (e.g. `server_error`)."""
+    """The authorization ended without a token: the provider sent the user back with an error other than a
+    refusal (e.g. `server_error`), or Agent Identity reported the session FAILED (a refusal or a provider
+    failure: only the callback, which sees `error=access_denied`, can tell a refusal)."""
 
     code = "authorization_failed"
     http_status = 502
-    default_message = "The provider could not complete the authorization. Ask again to get a new link."
+    default_message = ("The authorization was not completed (declined, or the provider failed). Ask again to get "
+                       "a new link.")
 
-    def __init__(self, provider_error: str) -> None:
+    def __init__(self, provider_error: str | None = None) -> None:
         super().__init__(f"The provider could not complete the authorization ({provider_error}). "
-                         "Ask again to get a new link.")
+                         "Ask again to get a new link." if provider_error else None)
 
 
 class AuthorizationTimedOut(IdentityError):

@@ -31,6 +31,23 @@ def credential_rejected(code: str | None) -> bool:
     return code in REJECTED_CREDENTIAL_CODES or code.startswith(REJECTED_CREDENTIAL_PREFIXES)
 
 
+# Words in a 4xx code that name a credential we may have cached (workload token, STS token or key).
+STALE_CREDENTIAL_WORDS = ("workloadaccesstoken", "securitytoken", "accesskeyid", "expired")
+
+
+def may_be_stale_credential(error: IdentityError) -> bool:
+    """Whether a fresh workload token and STS credential might fix `error`: Agent Identity's codes for a
+    refused workload token are not published (docs/services.md), so this goes by status and code family
+    (401/403, or a 4xx whose code names a token or key), not by one guessed code. Worth one retry, no more.
+    A refused user JWT is not: exchanging the same JWT again cannot help."""
+    if isinstance(error, InvalidCallerToken):
+        return False
+    if credential_rejected(error.service_code):
+        return True
+    status, code = error.service_status or 0, (error.service_code or "").lower()
+    return status in (401, 403) or (400 <= status < 500 and any(word in code for word in STALE_CREDENTIAL_WORDS))
+
+
 def translate(error: BaseException, action: str) -> IdentityError:
     """The typed error for `error` raised by `action`; logs the safe fields once."""
     if isinstance(error, IdentityError):
@@ -38,16 +55,17 @@ def translate(error: BaseException, action: str) -> IdentityError:
     if isinstance(error, AlibabaCloudException):
         status, code, request_id = error.status_code or 0, str(error.code or ""), error.request_id
         log.warning("Agent Identity %s failed: HTTP %s %s (request id %s)", action, status, code, request_id)
+        answer = {"request_id": request_id, "service_code": code, "service_status": status}
         if isinstance(error, ThrottlingException) or status == 429 or "Throttling" in code:
-            return IdentityThrottled(request_id=request_id, service_code=code)
+            return IdentityThrottled(**answer)
         if status >= 500 or status == 0:
-            return IdentityUnavailable(request_id=request_id, service_code=code)
+            return IdentityUnavailable(**answer)
         if "JsonWebToken" in code or "UserToken" in code or "UserJWT" in code:
             return InvalidCallerToken("The identity service did not accept your sign-in; please sign in again.",
-                                      request_id=request_id, service_code=code)
+                                      **answer)
         return ProviderMisconfigured(f"The identity service rejected {action} (code {code or status}); "
                                      "an operator must check the credential provider and workload identity.",
-                                     request_id=request_id, service_code=code)
+                                     **answer)
     if isinstance(error, CredentialException):
         log.warning("Agent Identity %s: the instance credentials are unavailable (%s)", action, type(error).__name__)
         return ProviderMisconfigured("The agent's own cloud credentials are missing or invalid.")

@@ -35,7 +35,7 @@ from identity.credentials import StsCredential, instance_credential_client, pars
 from identity.errors import (AuthorizationDeclined, AuthorizationFailed, AuthorizationPending, AuthorizationTimedOut,
                              IdentityError, IdentityThrottled, IdentityUnavailable, ProviderMisconfigured)
 from identity.jwt_verifier import JwtVerifier
-from identity.sdk_errors import credential_rejected, translate
+from identity.sdk_errors import may_be_stale_credential, translate
 from identity.settings import IdentitySettings
 from identity.state import FlowState, FlowStates
 
@@ -49,11 +49,11 @@ USER_TOKEN_MARGIN_SECONDS = 30.0  # stop using a workload token this long before
 UNDATED_TOKEN_TTL_SECONDS = 300.0  # JWTs without `exp` (only possible behind a gateway) are re-exchanged this often
 SIGNING_STS_SECONDS = 3600  # the same duration as sts_credential's default, so both share one credential
 OAUTH2_TOKEN_MARGIN_SECONDS = 60.0  # stop serving a cached OAuth2 token this long before its ExpiresIn
-DECLINED_STATUSES = {"DECLINED", "DENIED", "REJECTED", "FAILED", "ACCESS_DENIED"}
+# SessionStatus values are not published (docs/services.md): AWS documents IN_PROGRESS and FAILED. FAILED ends the
+# wait as "not completed" (a refusal or a provider failure look the same here); any value we do not know means
+# "still waiting".
+FAILED_STATUSES = {"FAILED"}
 EXPIRED_STATUSES = {"EXPIRED", "TIMEOUT", "TIMED_OUT"}
-# The service no longer accepts a workload token we cached (revoked or expired early): drop it and retry once.
-# STS refusals (identity.sdk_errors.credential_rejected) are handled the same way.
-STALE_WORKLOAD_TOKEN_CODES = {"InvalidParameter.WorkloadAccessToken"}
 # While waiting, every this many polls of its own session a flow also asks the vault (GetResourceOAuth2Token
 # without SessionURI): the user may have approved another link for the same token, on another instance.
 VAULT_PROBE_EVERY_POLLS = 3
@@ -172,7 +172,7 @@ class AgentIdentity:
         try:
             return await attempt()
         except IdentityError as error:
-            if error.service_code not in STALE_WORKLOAD_TOKEN_CODES and not credential_rejected(error.service_code):
+            if not may_be_stale_credential(error):
                 raise
         log.info("A cached credential was no longer accepted; exchanging the user token again")
         workload_key = token_key(caller.token)
@@ -352,8 +352,8 @@ class AgentIdentity:
         if body and body.access_token:
             return IssuedToken(body.access_token, body.expires_in)
         status = (body.session_status or "").upper() if body else ""
-        if status in DECLINED_STATUSES:
-            raise AuthorizationDeclined()
+        if status in FAILED_STATUSES:
+            raise AuthorizationFailed()
         if status in EXPIRED_STATUSES:
             raise AuthorizationTimedOut()
         return None

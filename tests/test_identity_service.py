@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from identity.context import AuthorizationCompleted, AuthorizationRequired, current_request_context
-from identity.errors import (AuthorizationDeclined, AuthorizationPending, AuthorizationTimedOut, IdentityThrottled,
+from identity.errors import (AuthorizationFailed, AuthorizationPending, AuthorizationTimedOut, IdentityThrottled,
                              IdentityUnavailable, InvalidCallerToken, ProviderMisconfigured)
 from tests.test_identity_support import answer_consent, calls, identity_for, set_faults, signed_in, unique
 
@@ -112,7 +112,9 @@ async def test_authorization_link_is_reported_before_polling_then_the_token_arri
     await identity.aclose()
 
 
-async def test_declined_at_the_provider_ends_the_wait(fresh_cloud) -> None:
+async def test_a_session_the_service_reports_failed_ends_the_wait_as_not_completed(fresh_cloud) -> None:
+    """Polling alone cannot tell a refusal from a provider failure (the callback, which sees error=, can):
+    the wait ends at once, saying the authorization was not completed, not that the user declined."""
     identity = identity_for(fresh_cloud)
     async with signed_in(identity, fresh_cloud.issue_user_jwt(unique("deny"))) as events:
         task = asyncio.create_task(identity.oauth2_token(provider=provider(fresh_cloud), scopes=SCOPES,
@@ -120,9 +122,10 @@ async def test_declined_at_the_provider_ends_the_wait(fresh_cloud) -> None:
         while not events:
             await asyncio.sleep(0.01)
         await answer_consent(events[0].url, "deny")
-        with pytest.raises(AuthorizationDeclined):
+        with pytest.raises(AuthorizationFailed) as failed:
             await asyncio.wait_for(task, 10)
     await identity.aclose()
+    assert "not completed" in failed.value.safe_message
 
 
 async def test_waiting_times_out(fresh_cloud) -> None:
@@ -329,6 +332,34 @@ async def test_service_faults_become_typed_errors(fresh_cloud, fault, expected) 
         # A failed call is not cached: the next one succeeds.
         assert (await identity.workload_access_token()).startswith("wat-")
     await identity.aclose()
+
+
+@pytest.mark.parametrize("status", [401, 403])
+async def test_any_refusal_of_a_cached_credential_is_recovered_with_one_fresh_exchange(fresh_cloud, status) -> None:
+    """Agent Identity's codes for a refused workload token are not published: a 401/403 (here with a code the
+    product has never seen) on a call made with cached credentials costs one fresh exchange, not the answer."""
+    identity = identity_for(fresh_cloud)
+    jwt = fresh_cloud.issue_user_jwt(unique("stale"))
+    async with signed_in(identity, jwt):
+        first = await identity.sts_credential()
+        await set_faults(fresh_cloud, fail_next=1, fail_status=status, match="AssumeRoleForWorkloadIdentity")
+        fresh = await identity.sts_credential(policy='{"Version":"1","Statement":[]}')
+        exchanges = (await calls(fresh_cloud))["GetWorkloadAccessTokenForJWT"]
+    await identity.aclose()
+    assert fresh.access_key_id != first.access_key_id
+    assert exchanges == 2  # the user's JWT was exchanged again, once
+
+
+async def test_a_refusal_that_stays_is_reported_after_one_retry(fresh_cloud) -> None:
+    identity = identity_for(fresh_cloud)
+    async with signed_in(identity, fresh_cloud.issue_user_jwt(unique("stays"))):
+        await identity.sts_credential()
+        await set_faults(fresh_cloud, fail_next=5, fail_status=403, match="AssumeRoleForWorkloadIdentity")
+        with pytest.raises(ProviderMisconfigured):
+            await identity.sts_credential(policy='{"Version":"1","Statement":[]}')
+        counted = await calls(fresh_cloud)
+    await identity.aclose()
+    assert counted["AssumeRoleForWorkloadIdentity"] == 3  # the first success, then the refusal and one retry
 
 
 @pytest.mark.parametrize("env, call, expected", [
