@@ -150,6 +150,7 @@ class AgentIdentityEmulator:
         self.workload = workload
         self.providers = {p.name: p for p in providers}
         self.session_ttl_s = SESSION_TTL_S  # tests shorten it to see sessions expire
+        self.waiting_status = SESSION_WAITING  # tests set values the product has never seen
         self._users = users
         self._provider_tokens = provider_tokens
         self._sts = sts_credentials
@@ -300,7 +301,7 @@ class AgentIdentityEmulator:
             return {"SessionURI": session.uri, "SessionStatus": SESSION_FAILED}
         if session.status == "denied":
             return {"SessionURI": session.uri, "SessionStatus": SESSION_FAILED}
-        return {"SessionURI": session.uri, "SessionStatus": SESSION_WAITING}
+        return {"SessionURI": session.uri, "SessionStatus": self.waiting_status}
 
     def _session(self, session_uri: str) -> AuthSession:
         session = self._sessions.get(session_uri.removeprefix(SESSION_URI_PREFIX))

@@ -128,6 +128,20 @@ async def test_a_session_the_service_reports_failed_ends_the_wait_as_not_complet
     assert "not completed" in failed.value.safe_message
 
 
+async def test_a_session_status_nobody_documented_means_still_waiting(fresh_cloud) -> None:
+    identity = identity_for(fresh_cloud, authorization_timeout_seconds=0.6)
+    fresh_cloud.agent_identity.waiting_status = "AWAITING_USER_CONSENT"
+    try:
+        async with signed_in(identity, fresh_cloud.issue_user_jwt(unique("unknown-status"))):
+            with pytest.raises(AuthorizationTimedOut):
+                await identity.oauth2_token(provider=provider(fresh_cloud), scopes=SCOPES, purpose=PURPOSE)
+        polls = (await calls(fresh_cloud))["GetResourceOAuth2Token"]
+    finally:
+        fresh_cloud.agent_identity.waiting_status = "IN_PROGRESS"
+        await identity.aclose()
+    assert polls >= 3  # it kept polling through the unknown status until its own timeout
+
+
 async def test_waiting_times_out(fresh_cloud) -> None:
     identity = identity_for(fresh_cloud, authorization_timeout_seconds=0.3)
     async with signed_in(identity, fresh_cloud.issue_user_jwt(unique("slow"))) as events:
