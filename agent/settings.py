@@ -37,9 +37,13 @@ class AgentSettings:
     def from_env(cls, env: Mapping[str, str]) -> Self:
         read = EnvReader(env)
         base_url = read.str("MODEL_BASE_URL") or None
-        # The documented AgentRun set-up names a console model service; an explicit URL wins over it.
-        service = None if base_url else (read.str("MODEL_SERVICE_NAME") or None)
+        service = read.str("MODEL_SERVICE_NAME") or None
         api_key = read.first("MODEL_API_KEY", "DASHSCOPE_API_KEY") or None
+        if service and (base_url or api_key):
+            set_too = " and ".join(name for name, value in (("MODEL_BASE_URL", base_url), ("MODEL_API_KEY or "
+                                   "DASHSCOPE_API_KEY", api_key)) if value)
+            read.problems.append(f"MODEL_SERVICE_NAME and {set_too} are both set: choose one model route (the "
+                                 "AgentRun model service, or an endpoint and key) and unset the other")
         if not api_key and not service:
             read.problems.append("MODEL_API_KEY (or DASHSCOPE_API_KEY) is required, unless MODEL_SERVICE_NAME "
                                  "names an AgentRun model service to take the endpoint and key from")

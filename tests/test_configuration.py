@@ -77,6 +77,16 @@ def test_python_app_py_names_every_missing_and_invalid_variable() -> None:
     assert "Traceback" not in result.stderr + result.stdout
 
 
+def test_two_model_routes_at_once_is_a_start_up_error_naming_both() -> None:
+    result = run_app(env=clean_env(MODEL_SERVICE_NAME="my-model-service", MODEL_BASE_URL="https://example.com/v1",
+                                   MODEL_API_KEY="sk-x", IDENTITY_STATE_SECRET="s" * 32,
+                                   AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME="agent",
+                                   DINGTALK_CREDENTIAL_PROVIDER_NAME="dingtalk"))
+    assert result.returncode == 2
+    problem = next(line for line in result.stderr.splitlines() if "MODEL_SERVICE_NAME" in line)
+    assert "MODEL_BASE_URL" in problem and "MODEL_API_KEY" in problem and "choose one" in problem
+
+
 def test_a_bad_server_variable_does_not_hide_the_others() -> None:
     result = run_app(env=clean_env(PORT="not-a-port"))
     assert result.returncode == 2
