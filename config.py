@@ -10,6 +10,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
+from alibabacloud_credentials.client import Client as CredentialClient
+from alibabacloud_tea_openapi.utils_models import Config as SdkConfig
+
+# The Agent Identity SDK's default region; every package falls back to it, so they agree when it is unset.
+DEFAULT_REGION = "cn-beijing"
+
 
 class ConfigError(Exception):
     """Configuration is missing or invalid; the message names each variable."""
@@ -92,3 +98,15 @@ def sdk_endpoint(value: str) -> tuple[str, str]:
     scheme only through `protocol`, never inside `endpoint`)."""
     parts = urlsplit(value.strip() if "://" in value else f"https://{value.strip()}")
     return parts.netloc, parts.scheme
+
+
+def sdk_config(credential: CredentialClient, region_id: str, endpoint: str | None, *,
+               timeout_seconds: float) -> SdkConfig:
+    """How every Alibaba Cloud SDK client here is configured: credential, region, endpoint (None: the SDK's
+    default for the region) and bounded timeouts (connecting at most 5 s)."""
+    timeout_ms = int(timeout_seconds * 1000)
+    config = SdkConfig(credential=credential, region_id=region_id, read_timeout=timeout_ms,
+                       connect_timeout=min(timeout_ms, 5000))
+    if endpoint:
+        config.endpoint, config.protocol = sdk_endpoint(endpoint)
+    return config

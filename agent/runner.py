@@ -1,11 +1,10 @@
 """Runs the agent for one request and yields what the client should see, in order.
 
-The run's first model request is posted before the graph starts (`agent.early_call`). Three sources feed
-one queue: the model's text (`agent.tokens`, as it comes off the wire), the LangGraph stream (tool starts and
-ends, usage, finish reason) and the request's event sink (authorization requests emitted by identity/
-through `RequestContext.emit`). The consumer drains the queue, yielding `KEEPALIVE` whenever nothing arrived
-for a while so proxies keep the connection open. Closing or cancelling the consumer (client gone) cancels
-the run: no task outlives it.
+Two sources feed one queue: the LangGraph stream of the run, in its "messages" mode (the agent's model node's
+text as it arrives) and "updates" mode (tool starts and ends, usage, finish reason), and the request's event
+sink (authorization requests that identity/ emits through `RequestContext.emit` while a tool waits). The
+consumer drains the queue, yielding `KEEPALIVE` whenever nothing arrived for a while so proxies keep the
+connection open. Closing or cancelling the consumer (the client went away) cancels the run: no task outlives it.
 """
 
 from __future__ import annotations
@@ -16,18 +15,14 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from agent.chunks import Usage
-from agent.early_call import EarlyStart
-from agent.events import ToolFinished, ToolStarted
-from agent.graph import Agent, RunOptions, build_agent
+from langchain_core.messages import AIMessageChunk, BaseMessage
+from langchain_core.tools import BaseTool
+from langgraph.graph.state import CompiledStateGraph
+
+from agent.graph import MODEL_NODE, RunOptions, build_agent
 from agent.model import ModelProvider
-from agent.tokens import model_text_to
-
-if TYPE_CHECKING:
-    from langchain_core.messages import BaseMessage
-    from langchain_core.tools import BaseTool
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +31,39 @@ Emit = Callable[[object], Awaitable[None]]
 RequestScope = Callable[[Emit], AbstractContextManager[Any]]
 
 
+# --- what a run yields ----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(self.prompt_tokens + other.prompt_tokens, self.completion_tokens + other.completion_tokens)
+
+    def as_dict(self) -> dict[str, int]:
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                "total_tokens": self.total_tokens}
+
+
 @dataclass(frozen=True)
 class TextDelta:
     text: str
+
+
+@dataclass(frozen=True)
+class ToolStarted:
+    tool: str
+
+
+@dataclass(frozen=True)
+class ToolFinished:
+    tool: str
+    ok: bool = True
 
 
 @dataclass(frozen=True)
@@ -52,7 +77,7 @@ class KeepAlive:
 
 
 KEEPALIVE = KeepAlive()
-RunItem = TextDelta | Finished | KeepAlive | object  # object: an event for agent.events.render
+RunItem = TextDelta | ToolStarted | ToolFinished | Finished | KeepAlive | object  # object: identity's events
 
 
 @dataclass(frozen=True)
@@ -61,7 +86,6 @@ class _Failed:
 
 
 _END = object()
-
 
 # Compiled agents kept, one per distinct model settings; building another takes about a millisecond.
 AGENT_CACHE_SIZE = 32
@@ -73,10 +97,9 @@ class AgentRunner:
     def __init__(self, provider: ModelProvider, tools: Sequence[BaseTool]) -> None:
         self.provider = provider
         self.tools = list(tools)
-        self._agents: OrderedDict[RunOptions, Agent] = OrderedDict()  # least recently used first
-        self.early_start = EarlyStart()
+        self._agents: OrderedDict[RunOptions, CompiledStateGraph] = OrderedDict()  # least recently used first
 
-    async def agent(self, options: RunOptions) -> Agent:
+    async def agent(self, options: RunOptions) -> CompiledStateGraph:
         agent = self._agents.get(options)
         if agent is None:
             agent = build_agent(await self.provider.chat_model(), self.tools, options)
@@ -95,7 +118,7 @@ class AgentRunner:
         try:
             while True:
                 try:
-                    async with asyncio.timeout(keepalive_seconds):  # no task per item, unlike wait_for
+                    async with asyncio.timeout(keepalive_seconds):
                         item = await queue.get()
                 except TimeoutError:
                     yield KEEPALIVE
@@ -115,12 +138,11 @@ class AgentRunner:
         tracker = _RunTracker()
         try:
             agent = await self.agent(options)
-            with scope(queue.put), model_text_to(lambda text: queue.put_nowait(TextDelta(text))):
-                async with self.early_start.first_call(*agent.first_call(messages)):
-                    stream = agent.graph.astream({"messages": messages}, stream_mode="updates")
-                    async for update in stream:
-                        for item in tracker.translate(update):
-                            queue.put_nowait(item)
+            with scope(queue.put):
+                async for mode, data in agent.astream({"messages": messages}, stream_mode=["messages", "updates"]):
+                    items = tracker.text(*data) if mode == "messages" else tracker.translate(data)
+                    for item in items:
+                        queue.put_nowait(item)
             queue.put_nowait(Finished(tracker.finish_reason, tracker.usage))
         except asyncio.CancelledError:
             raise
@@ -131,18 +153,27 @@ class AgentRunner:
 
 
 class _RunTracker:
-    """Turns LangGraph node updates into run items; remembers usage and the last finish reason."""
+    """Turns LangGraph stream parts into run items; remembers usage and the last finish reason."""
 
     def __init__(self) -> None:
         self.usage: Usage | None = None
         self.finish_reason = "stop"
+
+    @staticmethod
+    def text(message: BaseMessage, metadata: dict[str, Any]) -> list[object]:
+        """The user reads the agent's own model node only: not tool results, and not the model of a graph
+        nested in a tool (its namespace reads "parent:<task>|node:<task>")."""
+        top_level = "|" not in metadata.get("langgraph_checkpoint_ns", "")
+        if not isinstance(message, AIMessageChunk) or metadata.get("langgraph_node") != MODEL_NODE or not top_level:
+            return []
+        return [TextDelta(message.text)] if message.text else []
 
     def translate(self, updates: dict[str, Any]) -> list[object]:
         return [item for node, update in updates.items() for item in self._update(node, update)]
 
     def _update(self, node: str, update: Any) -> list[object]:
         messages = [m for part in _as_list(update) if isinstance(part, dict) for m in part.get("messages", ())]
-        if node == "model":
+        if node == MODEL_NODE:
             return [item for message in messages for item in self._model_message(message)]
         if node == "tools":
             return [ToolFinished(getattr(m, "name", None) or "tool", getattr(m, "status", "success") != "error")

@@ -1,4 +1,4 @@
-"""Agent configuration from environment variables (model endpoint, model name, timeouts)."""
+"""Agent configuration from environment variables: which model, where it is, how long to wait for it."""
 
 from __future__ import annotations
 
@@ -6,21 +6,23 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Self
 
-from config import EnvReader
+from config import DEFAULT_REGION, EnvReader
 
 DASHSCOPE_COMPATIBLE_URL = "https://dashscope.aliyuncs.com/compatible-mode/v1"
-DEFAULT_REGION = "cn-hangzhou"
+OPENAI_COMPATIBLE = "openai"  # any OpenAI-compatible endpoint: DashScope, an AgentRun model service, ...
 
 
 @dataclass(frozen=True)
 class AgentSettings:
     """Where the model lives and how long to wait for it.
 
-    Either `base_url` + `api_key` are known up front, or `model_service_name` names an AgentRun model service
-    whose URL and key are looked up on first use (never at start-up: no network call before a request).
+    With the `openai` provider, either `base_url` + `api_key` are known up front, or `model_service_name`
+    names an AgentRun model service whose URL and key are looked up on first use (never at start-up: no
+    network call before a request). Another provider's LangChain package reads its own key.
     """
 
     model_name: str
+    model_provider: str
     base_url: str | None
     api_key: str | None = field(repr=False)
     model_service_name: str | None
@@ -28,10 +30,6 @@ class AgentSettings:
     region_id: str
     timeout_seconds: float
     max_retries: int
-    # Signs GetModelService; on AgentRun these are the instance role's STS keys. Empty: the default chain.
-    access_key_id: str = ""
-    access_key_secret: str = field(default="", repr=False)
-    security_token: str = field(default="", repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Self:
@@ -44,11 +42,13 @@ class AgentSettings:
                                    "DASHSCOPE_API_KEY", api_key)) if value)
             read.problems.append(f"MODEL_SERVICE_NAME and {set_too} are both set: choose one model route (the "
                                  "AgentRun model service, or an endpoint and key) and unset the other")
-        if not api_key and not service:
+        provider = read.str("MODEL_PROVIDER", OPENAI_COMPATIBLE)
+        if provider == OPENAI_COMPATIBLE and not api_key and not service:
             read.problems.append("MODEL_API_KEY (or DASHSCOPE_API_KEY) is required, unless MODEL_SERVICE_NAME "
                                  "names an AgentRun model service to take the endpoint and key from")
         settings = cls(
             model_name=read.str("MODEL_NAME", "qwen-plus"),
+            model_provider=provider,
             base_url=base_url or (None if service else DASHSCOPE_COMPATIBLE_URL),
             api_key=api_key,
             model_service_name=service,
@@ -56,9 +56,6 @@ class AgentSettings:
             region_id=read.first("FC_REGION", "AGENT_IDENTITY_REGION_ID", default=DEFAULT_REGION),
             timeout_seconds=read.float("MODEL_TIMEOUT_SECONDS", 60.0, minimum=0.01),
             max_retries=read.int("MODEL_MAX_RETRIES", 1, minimum=0),
-            access_key_id=read.str("ALIBABA_CLOUD_ACCESS_KEY_ID"),
-            access_key_secret=read.str("ALIBABA_CLOUD_ACCESS_KEY_SECRET"),
-            security_token=read.str("ALIBABA_CLOUD_SECURITY_TOKEN"),
         )
         read.check()
         return settings

@@ -40,6 +40,12 @@ class InvalidCallerToken(IdentityError):
     default_message = "A valid bearer token is required."
 
 
+def consent_sentence(purpose: str, url: str) -> str:
+    """The one sentence that asks the user to authorize: the wording of the product docs, trailing space and
+    blank line included (docs/services.md, OpenAI-compatible server)."""
+    return f"Please click the link to authorize {purpose}: {url} \n\n"
+
+
 class AuthorizationPending(IdentityError):
     """The user must open `url` to authorize; raised instead of waiting when the client cannot be streamed to."""
 
@@ -49,7 +55,7 @@ class AuthorizationPending(IdentityError):
     def __init__(self, url: str, purpose: str) -> None:
         self.url = url
         self.purpose = purpose
-        super().__init__(f"Please click the link to authorize {purpose}: {url}")
+        super().__init__(consent_sentence(purpose, url).strip())
 
 
 class AuthorizationDeclined(IdentityError):

@@ -24,9 +24,8 @@ from alibabacloud_agentidentitydata20251127.models import (
     GetWorkloadAccessTokenForJWTRequest,
 )
 from alibabacloud_credentials.client import Client as CredentialClient
-from alibabacloud_tea_openapi import models as open_api_models
 
-from config import sdk_endpoint
+from config import sdk_config
 from identity.authorization import PendingAuthorization, PendingAuthorizations
 from identity.cache import CachedFlights, ExpiringLru, token_key
 from identity.context import (AuthorizationCompleted, AuthorizationRequired, Caller, RequestContext,
@@ -82,8 +81,9 @@ class AgentIdentity:
         self._clock = clock
         self._verifier = JwtVerifier(settings)
         self._states = FlowStates(settings.state_secret, clock)
-        self._instance_client = self._data_client(instance_credential_client(
-            settings.access_key_id, settings.access_key_secret, settings.security_token))
+        self.instance_credential = instance_credential_client(settings.access_key_id, settings.access_key_secret,
+                                                              settings.security_token)
+        self._instance_client = self._data_client(self.instance_credential)
         self._workload_tokens: CachedFlights[str] = CachedFlights(settings.cache_size, clock)
         self._sts: CachedFlights[StsCredential] = CachedFlights(settings.cache_size, clock)
         self._signing_clients: ExpiringLru[DataClient] = ExpiringLru(settings.cache_size, clock)
@@ -431,11 +431,8 @@ class AgentIdentity:
             raise translate(error, action) from None
 
     def _data_client(self, credential: CredentialClient) -> DataClient:
-        endpoint, protocol = sdk_endpoint(self.settings.data_endpoint)
-        timeout_ms = int(self.settings.request_timeout_seconds * 1000)
-        return DataClient(open_api_models.Config(credential=credential, region_id=self.settings.region_id,
-                                                 endpoint=endpoint, protocol=protocol,
-                                                 read_timeout=timeout_ms, connect_timeout=timeout_ms))
+        return DataClient(sdk_config(credential, self.settings.region_id, self.settings.data_endpoint,
+                                     timeout_seconds=self.settings.request_timeout_seconds))
 
     async def aclose(self) -> None:
         await self._verifier.aclose()

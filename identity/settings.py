@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Self
 from urllib.parse import urlsplit
 
-from config import EnvReader
+from config import DEFAULT_REGION, EnvReader
 
 # Asymmetric algorithms only: HS* with a published key is the classic key-confusion attack, `none` is no check.
 DEFAULT_JWT_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
@@ -19,7 +19,7 @@ SIGNED_IN_PATH = "/signed-in"  # below the callback: the browser sign-in's redir
 class IdentitySettings:
     workload_identity_name: str
     state_secret: str = field(repr=False)
-    region_id: str = "cn-beijing"
+    region_id: str = DEFAULT_REGION
     data_endpoint: str = ""
     use_sts: bool = True
     redirect_uri: str = "http://localhost:8090"
@@ -57,7 +57,7 @@ class IdentitySettings:
     def from_env(cls, env: Mapping[str, str], *, callback_only: bool = False) -> Self:
         """`callback_only`: for `python app.py callback`, which acts as no workload identity."""
         read = EnvReader(env)
-        region = read.str("AGENT_IDENTITY_REGION_ID", "cn-beijing")
+        region = read.str("AGENT_IDENTITY_REGION_ID", DEFAULT_REGION)
         algorithms = tuple(read.list("INBOUND_JWT_ALGORITHMS", list(DEFAULT_JWT_ALGORITHMS)))
         unsafe = [a for a in algorithms if a.lower() == "none" or a.upper().startswith("HS")]
         if unsafe:

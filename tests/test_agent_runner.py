@@ -1,48 +1,67 @@
-"""The runner's compiled-agent cache and the model-text sink, driven directly (no model call needed)."""
+"""The runner over the real model emulator: a stock LangChain chat model, the text from LangGraph's own
+"messages" stream of the agent's model node, and nothing of a model that a tool runs."""
+
+from __future__ import annotations
+
+import contextlib
+
+from alibabacloud_credentials.client import Client as CredentialClient
+from langchain.agents import create_agent
+from langchain_core.messages import HumanMessage
+from langchain_core.tools import tool
+from langchain_openai import ChatOpenAI
 
 from agent import runner as runner_module
 from agent.graph import RunOptions
 from agent.model import ModelProvider
-from agent.runner import AgentRunner
+from agent.runner import AgentRunner, Finished, TextDelta, ToolFinished, ToolStarted
 from agent.settings import AgentSettings
-from agent.tokens import agent_text_sink, delta_text, model_text_to
-
-ENV = {"MODEL_BASE_URL": "http://127.0.0.1:9/v1", "MODEL_API_KEY": "test-key", "MODEL_NAME": "qwen-plus"}
 
 
-async def test_agents_are_built_once_per_distinct_settings_and_bounded(monkeypatch):
+def settings_for(cloud) -> AgentSettings:
+    return AgentSettings.from_env({"MODEL_BASE_URL": cloud.env["MODEL_BASE_URL"],
+                                   "MODEL_API_KEY": cloud.env["MODEL_API_KEY"], "MODEL_NAME": "qwen-plus"})
+
+
+def no_scope(_emit):
+    return contextlib.nullcontext()
+
+
+async def test_agents_are_built_once_per_distinct_settings_and_bounded(cloud, monkeypatch):
     monkeypatch.setattr(runner_module, "AGENT_CACHE_SIZE", 2)
-    provider = ModelProvider(AgentSettings.from_env(ENV))
+    provider = ModelProvider(settings_for(cloud), CredentialClient())
     runner = AgentRunner(provider, [])
-    try:
-        cold = RunOptions(model="qwen-max", temperature=0.1, max_tokens=7)
-        first = await runner.agent(cold)
-        assert await runner.agent(RunOptions(model="qwen-max", temperature=0.1, max_tokens=7)) is first
-        # The settings went to a copy (test_app_clients checks they reach the model); the shared model keeps
-        # the configured defaults for every other request.
-        shared = await provider.chat_model()
-        assert (shared.model_name, shared.temperature, shared.max_tokens) == ("qwen-plus", None, None)
-
-        await runner.agent(RunOptions())
-        await runner.agent(RunOptions(temperature=0.9))  # third distinct settings: the oldest is dropped
-        assert await runner.agent(cold) is not first
-    finally:
-        await provider.aclose()
+    cold = RunOptions(model="qwen-max", temperature=0.1, max_tokens=7)
+    first = await runner.agent(cold)
+    assert await runner.agent(RunOptions(model="qwen-max", temperature=0.1, max_tokens=7)) is first
+    # The settings went to a copy; the shared model keeps the configured defaults for every other request.
+    shared = await provider.chat_model()
+    assert isinstance(shared, ChatOpenAI)  # the stock class, from init_chat_model
+    assert (shared.model_name, shared.temperature, shared.max_tokens) == ("qwen-plus", None, None)
+    await runner.agent(RunOptions())
+    await runner.agent(RunOptions(temperature=0.9))  # third distinct settings: the oldest is dropped
+    assert await runner.agent(cold) is not first
 
 
-def test_a_chunks_text_is_its_content_delta_only():
-    def chunk(delta):
-        return {"id": "c1", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta}]}
+async def test_the_text_is_the_agent_model_s_own_and_a_tool_s_model_stays_inside_the_tool(cloud):
+    provider = ModelProvider(settings_for(cloud), CredentialClient())
+    inner_model = await provider.chat_model()
 
-    events = [chunk({"role": "assistant", "content": ""}), chunk({"content": "Hel"}),
-              chunk({"tool_calls": [{"index": 0, "id": "call_1", "function": {"name": "who"}}]}),
-              chunk({"reasoning_content": "thinking"}), {"choices": [], "usage": {"total_tokens": 3}},
-              chunk({"content": None}), {"choices": "odd"}, chunk({"content": "lo"})]
-    assert [delta_text(event) for event in events] == [None, "Hel", None, None, None, None, None, "lo"]
+    @tool
+    async def get_alibaba_cloud_caller_identity() -> str:
+        """Report which Alibaba Cloud identity this agent acts as."""
+        inner = create_agent(inner_model, [])
+        answer = await inner.ainvoke({"messages": [HumanMessage("a nested question nobody should see")]})
+        return f"role-from-tool ({len(answer['messages'])} messages inside)"
 
-
-def test_no_sink_outside_a_run_or_outside_the_agents_model_node():
-    assert agent_text_sink() is None
-    with model_text_to(print):
-        assert agent_text_sink() is None  # bound, but this is no graph node (test_agent_completions: in one)
-    assert agent_text_sink() is None
+    runner = AgentRunner(provider, [get_alibaba_cloud_caller_identity])
+    items = [item async for item in runner.run([HumanMessage("Who am I on Alibaba Cloud?")], RunOptions(),
+                                               no_scope)]
+    text = "".join(item.text for item in items if isinstance(item, TextDelta))
+    assert [type(item) for item in items if not isinstance(item, TextDelta)] == [ToolStarted, ToolFinished,
+                                                                                  Finished]
+    assert "role-from-tool" in text  # the model quoted the tool's result to the user
+    assert "nested question" not in text
+    assert sum(isinstance(item, TextDelta) for item in items) > 1  # streamed, not one block at the end
+    finished = items[-1]
+    assert isinstance(finished, Finished) and finished.usage and finished.usage.total_tokens > 0

@@ -204,11 +204,11 @@ def test_health(server):
 def test_openapi_describes_the_chat_body(server):
     document = httpx.get(f"{server}/openapi.json").json()
     operation = document["paths"][CHAT]["post"]
-    assert operation["requestBody"]["content"]["application/json"]["schema"] == {
-        "$ref": "#/components/schemas/ChatCompletionRequest"}
-    body = document["components"]["schemas"]["ChatCompletionRequest"]
-    assert body["required"] == ["messages"] and body["properties"]["messages"]["items"] == {
-        "$ref": "#/components/schemas/ChatMessage"}
+    body = operation["requestBody"]["content"]["application/json"]["schema"]
+    here = "#/paths/~1openai~1v1~1chat~1completions/post/requestBody/content/application~1json/schema"
+    assert body["title"] == "ChatCompletionRequest" and body["required"] == ["messages"]
+    assert body["properties"]["messages"]["items"] == {"$ref": f"{here}/$defs/ChatMessage"}
+    assert "ChatMessage" in body["$defs"]  # the reference resolves inside the same document
     assert {"400", "401", "413"} <= set(operation["responses"])
 
 

@@ -16,12 +16,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from alibabacloud_sts20150401.client import Client as StsClient
 from alibabacloud_tea_openapi.exceptions import AlibabaCloudException, ThrottlingException
-from alibabacloud_tea_openapi.utils_models import Config as OpenApiConfig
 from darabonba.exceptions import DaraException, UnretryableException
 from langchain_core.tools import BaseTool, StructuredTool
 from pydantic import BaseModel
 
-from config import sdk_endpoint
+from config import SdkConfig, sdk_config
 from identity.errors import IdentityError
 from identity.sdk_errors import credential_rejected
 from tools.settings import ToolSettings
@@ -43,18 +42,10 @@ class CloudSession:
         self._credential = credential
         self.settings = settings
 
-    def client(self, client_class: Callable[[OpenApiConfig], SdkClient], endpoint: str) -> SdkClient:
+    def client(self, client_class: Callable[[SdkConfig], SdkClient], endpoint: str) -> SdkClient:
         """An SDK client for `endpoint` (`host`, `https://host` or `http://host:port` for local emulators)."""
-        host, protocol = sdk_endpoint(endpoint)
-        timeout_ms = int(self.settings.http_timeout_seconds * 1000)
-        return client_class(OpenApiConfig(
-            credential=self._credential.credential_client(),
-            endpoint=host,
-            protocol=protocol,
-            region_id=self.settings.region_id,
-            read_timeout=timeout_ms,
-            connect_timeout=min(timeout_ms, 5000),
-        ))
+        return client_class(sdk_config(self._credential.credential_client(), self.settings.region_id, endpoint,
+                                       timeout_seconds=self.settings.http_timeout_seconds))
 
 
 @dataclass(frozen=True)

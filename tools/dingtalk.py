@@ -19,7 +19,7 @@ import httpx
 from langchain_core.tools import BaseTool, StructuredTool
 from pydantic import BaseModel, Field
 
-from identity.errors import AuthorizationPending, IdentityError
+from identity.errors import AuthorizationPending, IdentityError, consent_sentence
 from tools.settings import ToolSettings
 from tools.validation import describe_validation_error
 
@@ -159,8 +159,8 @@ def make_write_document_tool(identity: AgentIdentity, settings: ToolSettings, cl
         try:
             await _write_with_reauthorization(user_token, client, document_id, content)
         except AuthorizationPending as pending:
-            return (f"Please click the link to authorize {pending.purpose or PURPOSE}: {pending.url}\n\n"
-                    "After authorizing, ask again and the document will be written.")
+            return (consent_sentence(pending.purpose or PURPOSE, pending.url)
+                    + "After authorizing, ask again and the document will be written.")
         except IdentityError as error:
             return error.safe_message
         except DingTalkError as error:

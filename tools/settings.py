@@ -7,11 +7,10 @@ from dataclasses import dataclass
 from typing import Self
 from urllib.parse import urlsplit
 
-from config import EnvReader
+from config import DEFAULT_REGION, EnvReader
 
 DEFAULT_DINGTALK_API_BASE = "https://api.dingtalk.com"
 DEFAULT_DINGTALK_SCOPES = ("openid", "corpid")
-DEFAULT_REGION_ID = "cn-beijing"  # the Agent Identity SDK's default region, so both agree when unset
 
 
 @dataclass(frozen=True)
@@ -21,8 +20,8 @@ class ToolSettings:
     dingtalk_provider: str
     dingtalk_api_base: str = DEFAULT_DINGTALK_API_BASE
     dingtalk_scopes: tuple[str, ...] = DEFAULT_DINGTALK_SCOPES
-    region_id: str = DEFAULT_REGION_ID
-    sts_endpoint: str = f"sts.{DEFAULT_REGION_ID}.aliyuncs.com"
+    region_id: str = DEFAULT_REGION
+    sts_endpoint: str = f"sts.{DEFAULT_REGION}.aliyuncs.com"
     http_timeout_seconds: float = 10.0
 
     @classmethod
@@ -35,7 +34,7 @@ class ToolSettings:
         if urlsplit(api_base).scheme not in ("http", "https") or not urlsplit(api_base).netloc:
             read.problems.append(f"DINGTALK_API_BASE must be an http(s) URL, got {api_base!r}")
         scopes = tuple(read.list("DINGTALK_SCOPES", list(DEFAULT_DINGTALK_SCOPES)))
-        region = read.str("AGENT_IDENTITY_REGION_ID", DEFAULT_REGION_ID)
+        region = read.str("AGENT_IDENTITY_REGION_ID", DEFAULT_REGION)
         sts_endpoint = read.str("STS_ENDPOINT", f"sts.{region}.aliyuncs.com").rstrip("/")
         timeout = read.float("TOOLS_HTTP_TIMEOUT_SECONDS", 10.0, minimum=0.1)
         if reader is None:

@@ -8,8 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import traceback
 from dataclasses import dataclass
 from typing import Any
+
+import openai
+
+from agent.model import ModelUnavailable
+from identity.errors import IdentityError
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +53,6 @@ def classify(exc: BaseException) -> ApiError:
 
 def describe(exc: BaseException) -> str:
     """Exception types and where the innermost was raised, without messages (they can carry secrets)."""
-    import traceback
-
     names = " <- ".join(type(link).__qualname__ for link in _chain(exc))
     frames = traceback.extract_tb(exc.__traceback__)
     return f"{names} at {frames[-1].filename}:{frames[-1].lineno}" if frames else names
@@ -67,8 +71,6 @@ def _chain(exc: BaseException) -> list[BaseException]:
 def _classify_one(exc: BaseException) -> ApiError | None:
     if isinstance(exc, ApiError):
         return exc
-    from agent.model import ModelUnavailable
-
     if isinstance(exc, ModelUnavailable):
         return ApiError(502, str(exc), "upstream_error", "model_unavailable")
     if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
@@ -77,8 +79,6 @@ def _classify_one(exc: BaseException) -> ApiError | None:
 
 
 def _classify_openai(exc: BaseException) -> ApiError | None:
-    import openai
-
     if isinstance(exc, openai.APITimeoutError):
         return ApiError(504, "The model did not answer in time.", "upstream_error", "model_timeout")
     if isinstance(exc, openai.APIConnectionError):
@@ -108,8 +108,6 @@ def _model_status_error(status: int) -> ApiError:
 
 
 def _classify_identity(exc: BaseException) -> ApiError | None:
-    from identity.errors import IdentityError
-
     if not isinstance(exc, IdentityError):
         return None
     status = exc.http_status if exc.http_status >= 400 else 502

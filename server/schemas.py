@@ -6,13 +6,12 @@ fields (the product docs put a `user_id` in a text part): accepted and dropped, 
 
 from __future__ import annotations
 
+import json
 import re
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
-
-if TYPE_CHECKING:
-    from langchain_core.messages import BaseMessage
 
 
 class _Lenient(BaseModel):
@@ -149,8 +148,6 @@ def _field_path(loc: tuple[int | str, ...]) -> str:
 
 
 def to_langchain_messages(messages: list[ChatMessage]) -> list[BaseMessage]:
-    from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
-
     converted: list[BaseMessage] = []
     for message in messages:
         if message.role in ("system", "developer"):
@@ -179,8 +176,6 @@ def _user_content(message: ChatMessage) -> str | list[str | dict]:
 
 
 def _json_object(arguments: str) -> dict:
-    import json
-
     try:
         value = json.loads(arguments or "{}")
     except ValueError:

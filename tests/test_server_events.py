@@ -1,7 +1,7 @@
 """How run events look to the client: content text (any UI) plus one machine-readable `agent_event`."""
 
-from agent.chunks import CompletionWriter, sse
-from agent.events import ToolFinished, ToolStarted, render
+from server.chunks import CompletionWriter, sse
+from server.events import ToolFinished, ToolStarted, render
 from identity.context import AuthorizationCompleted, AuthorizationRequired
 
 

@@ -16,10 +16,11 @@ from typing import Any
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from agent.chunks import DONE, KEEPALIVE, CompletionWriter, Usage, sse
-from agent.errors import ApiError, classify
-from agent.events import render
-from agent.runner import Finished, KeepAlive, RunItem, TextDelta
+from agent.runner import Finished, KeepAlive, RunItem, TextDelta, Usage
+from identity.errors import AuthorizationPending, consent_sentence
+from server.chunks import DONE, KEEPALIVE, CompletionWriter, sse
+from server.errors import ApiError, classify
+from server.events import render
 
 log = logging.getLogger(__name__)
 
@@ -125,8 +126,6 @@ async def _sse(first: RunItem, items: AsyncIterator[RunItem], writer: Completion
 
 async def collect(items: AsyncIterator[RunItem], writer: CompletionWriter, outcome: RunOutcome) -> dict[str, Any]:
     """The whole run as one `chat.completion`; raises `ApiError` when it failed."""
-    from identity.errors import AuthorizationPending
-
     text: list[str] = []
     # Authorization notices, shown before the answer unless the model's answer already quotes the link.
     notices: list[tuple[str, str]] = []
@@ -146,7 +145,7 @@ async def collect(items: AsyncIterator[RunItem], writer: CompletionWriter, outco
         if not any(e["type"] == "authorization_required" for e in outcome.events):
             outcome.events.append({"type": "authorization_required", "url": pending.url,
                                    "purpose": pending.purpose, "provider": None})
-            notices.append((pending.url, f"Please click the link to authorize {pending.purpose}: {pending.url} \n\n"))
+            notices.append((pending.url, consent_sentence(pending.purpose, pending.url)))
     except Exception as exc:
         error: ApiError = classify(exc)
         outcome.error_code = error.code

@@ -15,16 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-
-@dataclass(frozen=True)
-class ToolStarted:
-    tool: str
-
-
-@dataclass(frozen=True)
-class ToolFinished:
-    tool: str
-    ok: bool = True
+from agent.runner import ToolFinished, ToolStarted
+from identity.context import AuthorizationCompleted, AuthorizationRequired
+from identity.errors import consent_sentence
 
 
 @dataclass(frozen=True)
@@ -37,11 +30,8 @@ class Rendered:
 
 def render(event: object) -> Rendered | None:
     """Content text + `agent_event` for an event; None for events the client need not see."""
-    from identity.context import AuthorizationCompleted, AuthorizationRequired
-
     if isinstance(event, AuthorizationRequired):
-        # The wording users see in the product docs (FACTS §2), trailing space included.
-        return Rendered(f"Please click the link to authorize {event.purpose}: {event.url} \n\n",
+        return Rendered(consent_sentence(event.purpose, event.url),
                         {"type": "authorization_required", "url": event.url, "purpose": event.purpose,
                          "provider": event.provider})
     if isinstance(event, AuthorizationCompleted):

@@ -1,0 +1,121 @@
+"""One JSON log line per request, written after the last byte (streams included), and the error responses
+every route shares: OpenAI-shaped errors, and a last line of defence for anything unexpected."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from identity.errors import IdentityError
+from server.errors import ApiError, classify, describe
+
+log = logging.getLogger("app")
+request_log = logging.getLogger("app.request")
+
+
+@dataclass
+class RequestLog:
+    """Filled in while the request runs; written once as a JSON line when the response is over."""
+
+    request_id: str
+    method: str
+    path: str
+    started: float = field(default_factory=time.perf_counter)
+    status: int | None = None
+    session_id: str | None = None
+    sub: str | None = None
+    model: str | None = None
+    stream: bool | None = None
+    tokens: dict[str, int] | None = None
+    error: str | None = None
+
+    def line(self) -> str:
+        record = {"request_id": self.request_id, "method": self.method, "path": self.path,
+                  "status": self.status, "duration_ms": round((time.perf_counter() - self.started) * 1000, 1),
+                  "session_id": self.session_id, "sub": self.sub, "model": self.model, "stream": self.stream,
+                  "tokens": self.tokens, "error": self.error}
+        return json.dumps({k: v for k, v in record.items() if v is not None}, ensure_ascii=False)
+
+
+class RequestLogMiddleware:
+    """Assigns the request id and logs one line per request, after the last byte (streams included)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        request_id = _safe_id(headers.get("x-request-id") or headers.get("x-fc-request-id")) or uuid.uuid4().hex
+        entry = RequestLog(request_id, scope["method"], scope["path"])
+        scope.setdefault("state", {})["request_log"] = entry
+
+        async def send_logged(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                entry.status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_logged)
+        except asyncio.CancelledError:
+            entry.error = entry.error or "client_disconnected"
+            raise
+        except Exception as error:
+            await self._answer_unexpected(error, entry, scope, receive, send_logged)
+        finally:
+            request_log.info(entry.line())
+
+    @staticmethod
+    async def _answer_unexpected(error: Exception, entry: RequestLog, scope: Scope, receive: Receive,
+                                 send: Send) -> None:
+        """A 500 in the OpenAI shape if nothing was sent yet, and a log line naming the exception types only
+        (messages can carry secrets). Not re-raised, so no server traceback either; a response already under
+        way is left unfinished and the server closes the connection."""
+        log.error("unhandled error on %s: %s", scope["path"], describe(error))
+        entry.error = entry.error or "internal_error"
+        if entry.status is None:
+            await error_response(ApiError(500, "Internal server error.", "server_error", "internal_error"))(
+                scope, receive, send)
+
+
+def _safe_id(value: str | None) -> str | None:
+    """Accept a caller-supplied request id only if it is short and plain (it goes into logs)."""
+    if value and len(value) <= 128 and all(c.isalnum() or c in "-_." for c in value):
+        return value
+    return None
+
+
+def error_response(error: ApiError, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(error.body(), status_code=error.status, headers=headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Every error a route raises, in the OpenAI shape, with its code in the request's log line."""
+
+    async def api_error(request: Request, error: Exception) -> Response:
+        api = error if isinstance(error, ApiError) else classify(error)
+        request.state.request_log.error = api.code
+        return error_response(api)
+
+    async def http_error(_: Request, error: Exception) -> Response:
+        assert isinstance(error, StarletteHTTPException)
+        code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code)
+        api = ApiError(error.status_code, str(error.detail), "invalid_request_error", code)
+        return error_response(api, headers=error.headers)  # e.g. 405's Allow
+
+    app.add_exception_handler(ApiError, api_error)
+    app.add_exception_handler(IdentityError, api_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
