@@ -1,10 +1,10 @@
-"""The chat model, from one setting: `init_chat_model(MODEL_NAME, model_provider=MODEL_PROVIDER)`.
+"""The chat model, from one setting: `MODEL_NAME`, as LangChain's `init_chat_model` names models.
 
 This is the one place that makes the model. With the default provider `openai` it talks to any
 OpenAI-compatible endpoint: configured directly (`MODEL_BASE_URL` + `MODEL_API_KEY`) or taken from an
 AgentRun model service (`MODEL_SERVICE_NAME`) through the control-plane action `GetModelService`, on the
 first request (no network call at start-up), once per process, with the SDK's async call. Another provider
-is its name in `MODEL_PROVIDER` plus its LangChain package in requirements.in; it reads its own key.
+is `MODEL_NAME=<provider>:<model>` plus its LangChain package in requirements.in; it reads its own key.
 """
 
 from __future__ import annotations

@@ -65,3 +65,12 @@ async def test_the_text_is_the_agent_model_s_own_and_a_tool_s_model_stays_inside
     assert sum(isinstance(item, TextDelta) for item in items) > 1  # streamed, not one block at the end
     finished = items[-1]
     assert isinstance(finished, Finished) and finished.usage and finished.usage.total_tokens > 0
+
+
+def test_one_setting_names_the_model_and_its_provider():
+    assert (AgentSettings.from_env({"MODEL_API_KEY": "k"}).model_provider,
+            AgentSettings.from_env({"MODEL_API_KEY": "k"}).model_name) == ("openai", "qwen-plus")
+    other = AgentSettings.from_env({"MODEL_NAME": "anthropic:claude-sonnet-4-5"})
+    assert (other.model_provider, other.model_name) == ("anthropic", "claude-sonnet-4-5")  # needs no MODEL_API_KEY
+    same = AgentSettings.from_env({"MODEL_NAME": "openai:qwen-max", "MODEL_API_KEY": "k"})
+    assert (same.model_provider, same.model_name) == ("openai", "qwen-max")
