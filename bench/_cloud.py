@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from sandbox.process import stop_process
+from sandbox.process import free_port, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -130,14 +130,6 @@ def write_json_temp(data: Any, directory: str) -> str:
     return str(path)
 
 
-def free_port() -> int:
-    """A port that was free a moment ago (the server binds it right after; a rare race is acceptable here)."""
-    import socket
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @dataclass
 class AppServer:
     """`python app.py` in its own process, serving on 127.0.0.1."""
@@ -161,7 +153,8 @@ def app_server(cloud_env: Mapping[str, str], port: int | None = None,
     env.pop("FC_CUSTOM_LISTEN_PORT", None)
     with tempfile.TemporaryDirectory(prefix="bench-app-") as workdir:
         began = time.perf_counter()
-        process = subprocess.Popen([PYTHON, str(ROOT / "app.py")], cwd=workdir, env=env)
+        root = Path(os.environ.get("BENCH_APP_ROOT") or ROOT)  # another checkout, for side-by-side runs
+        process = subprocess.Popen([PYTHON, str(root / "app.py")], cwd=workdir, env=env)
         url = f"http://127.0.0.1:{port}"
         try:
             while True:

@@ -13,6 +13,8 @@ samples gave p50s that moved by ~1 ms between runs, hence 200 at 1 user. Every u
 first (JWKS, token caches and connection pools filled).
 
     python -m bench.overhead [--users 1 100] [--requests N] [--tool-requests N] [--runs N]
+
+`BENCH_APP_ROOT=<another checkout>` serves that checkout's app.py instead (side-by-side comparisons).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import argparse
 import asyncio
 import statistics
 from typing import Any
+
+import psutil
 
 from bench._authorize import authorize_users
 from bench._cloud import (DINGTALK_LATENCY_MS, MODEL_FIRST_TOKEN_MS, AppServer, Cloud, app_server,
@@ -105,8 +109,11 @@ async def measure_users(report: Report, app: AppServer, cloud: Cloud, tokens: li
                         requests_per_user: int, tool_requests: int, runs: int) -> None:
     prefix = f"{users} user{'s' if users > 1 else ''}"
     net_first: list[float] = []
+    server = psutil.Process(app.process.pid)
     for run in range(1, runs + 1):
+        cpu_before = sum(server.cpu_times()[:2])
         direct, chat, load = await paired_chat_load(app, cloud, tokens, users, requests_per_user)
+        cpu_per_chat_ms = (sum(server.cpu_times()[:2]) - cpu_before) * 1000 / (len(chat) + users + 1)
         direct_first = above(direct, "first_content_s", MODEL_FIRST_TOKEN_MS)
         chat_first = above(chat, "first_content_s", MODEL_FIRST_TOKEN_MS)
         chat_total = above(chat, "total_s", MODEL_FIRST_TOKEN_MS)
@@ -123,6 +130,8 @@ async def measure_users(report: Report, app: AppServer, cloud: Cloud, tokens: li
                       "target < 5 ms at 1 user")
         report.figure(f"{name}: net chat total overhead p50 ms (ours - direct)",
                       chat_total.p50_ms - direct_total.p50_ms)
+        report.figure(f"{name}: app CPU per chat ms", cpu_per_chat_ms,
+                      "user + system CPU of the app process over the series, warm-up included")
         report.figure(f"{name}: failed stream pairs", len(load.errors))
         for error in load.errors[:3]:
             report.note(error)
