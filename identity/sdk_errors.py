@@ -1,7 +1,9 @@
-"""Translate Agent Identity SDK failures into our typed errors, without ever quoting the SDK's text.
+"""Alibaba Cloud SDK failures, classified once, without ever quoting the SDK's text.
 
-An SDK exception's string can contain the request it sent (user JWT, workload token), so we read only its
-structured fields: HTTP status, service error code and request id.
+An SDK exception's string can contain the request it sent (user JWT, workload token, security token), so
+only its structured fields are read: HTTP status, service error code and request id. `failure_kind` is the
+one classification; `translate` turns an Agent Identity failure into our typed errors with it, and
+tools/aliyun.py words an Alibaba Cloud API failure for the user with it.
 """
 
 from __future__ import annotations
@@ -48,6 +50,20 @@ def may_be_stale_credential(error: IdentityError) -> bool:
     return status in (401, 403) or (400 <= status < 500 and any(word in code for word in STALE_CREDENTIAL_WORDS))
 
 
+THROTTLED, UNAVAILABLE, REJECTED, UNREACHABLE = "throttled", "unavailable", "rejected", "unreachable"
+
+
+def failure_kind(error: BaseException) -> str:
+    """throttled (429, Throttling*), unavailable (5xx, no status), rejected (another 4xx: look at the code),
+    or unreachable (no answer: connection, timeout, unreadable body)."""
+    if isinstance(error, AlibabaCloudException):
+        status, code = error.status_code or 0, str(error.code or "")
+        if isinstance(error, ThrottlingException) or status == 429 or "Throttling" in code:
+            return THROTTLED
+        return UNAVAILABLE if status >= 500 or status == 0 else REJECTED
+    return UNREACHABLE
+
+
 def translate(error: BaseException, action: str) -> IdentityError:
     """The typed error for `error` raised by `action`; logs the safe fields once."""
     if isinstance(error, IdentityError):
@@ -56,9 +72,10 @@ def translate(error: BaseException, action: str) -> IdentityError:
         status, code, request_id = error.status_code or 0, str(error.code or ""), error.request_id
         log.warning("Agent Identity %s failed: HTTP %s %s (request id %s)", action, status, code, request_id)
         answer = {"request_id": request_id, "service_code": code, "service_status": status}
-        if isinstance(error, ThrottlingException) or status == 429 or "Throttling" in code:
+        kind = failure_kind(error)
+        if kind == THROTTLED:
             return IdentityThrottled(**answer)
-        if status >= 500 or status == 0:
+        if kind == UNAVAILABLE:
             return IdentityUnavailable(**answer)
         if "JsonWebToken" in code or "UserToken" in code or "UserJWT" in code:
             return InvalidCallerToken("The identity service did not accept your sign-in; please sign in again.",

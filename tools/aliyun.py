@@ -15,14 +15,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from alibabacloud_sts20150401.client import Client as StsClient
-from alibabacloud_tea_openapi.exceptions import AlibabaCloudException, ThrottlingException
+from alibabacloud_tea_openapi.exceptions import AlibabaCloudException
 from darabonba.exceptions import DaraException, UnretryableException
 from langchain_core.tools import BaseTool, StructuredTool
 from pydantic import BaseModel
 
 from config import SdkConfig, sdk_config
 from identity.errors import IdentityError
-from identity.sdk_errors import credential_rejected
+from identity.sdk_errors import THROTTLED, UNAVAILABLE, credential_rejected, failure_kind
 from tools.settings import ToolSettings
 from tools.validation import describe_validation_error
 
@@ -145,9 +145,10 @@ async def _call_with_fresh_credentials_once(spec: AliyunToolSpec, identity: Agen
 
 def _describe_failure(error: AlibabaCloudException) -> str:
     """Code and request id only: a server message may quote the signed request, security token included."""
-    if isinstance(error, ThrottlingException) or error.status_code == 429:
+    kind = failure_kind(error)
+    if kind == THROTTLED:
         what = "Alibaba Cloud is throttling requests; try again shortly."
-    elif (error.status_code or 0) >= 500:
+    elif kind == UNAVAILABLE:
         what = "Alibaba Cloud had a server error; try again later."
     elif error.status_code in (401, 403):
         what = "Alibaba Cloud denied the request: the agent's role is not allowed to do this."
