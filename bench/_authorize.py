@@ -2,7 +2,7 @@
 
 The flow is the product's own: our identity service asks Agent Identity for the user's token and gets an
 authorization link; the "user" approves on the emulator's consent page; the browser would land on our
-callback with `session_uri`, and `complete_authorization` confirms it for the same caller. Afterwards Agent
+callback with `session_uri` and the sealed `state`, and `complete_authorization` confirms it with the flow's JWT. Afterwards Agent
 Identity's vault holds a DingTalk token for the user, which both the naive SDK and our code then read.
 """
 
@@ -39,10 +39,10 @@ async def authorize_users(env: Mapping[str, str], user_tokens: list[str], *, con
                                             scopes=tool_settings.dingtalk_scopes, purpose="benchmark setup")
                 return  # already authorized
             except AuthorizationPending as pending:
-                session_uri = await approve_on_consent_page(browser, pending.url)
+                session_uri, state = await approve_on_consent_page(browser, pending.url)
             finally:
                 reset_request_context(bound)
-            await identity.complete_authorization(session_uri=session_uri, caller=caller)
+            await identity.complete_authorization(session_uri=session_uri, flow=identity.open_state(state))
 
     try:
         async with httpx.AsyncClient(trust_env=False, timeout=30) as browser:
@@ -51,13 +51,14 @@ async def authorize_users(env: Mapping[str, str], user_tokens: list[str], *, con
         await identity.aclose()
 
 
-async def approve_on_consent_page(browser: httpx.AsyncClient, authorization_url: str) -> str:
-    """Press "Approve" on the consent page; return the `session_uri` the browser is sent back with."""
+async def approve_on_consent_page(browser: httpx.AsyncClient, authorization_url: str) -> tuple[str, str]:
+    """Press "Approve" on the consent page; return the `session_uri` and `state` the browser is sent back with."""
     page = await browser.get(authorization_url)
     page.raise_for_status()
     answer = await browser.post(authorization_url, data={"decision": "approve"}, follow_redirects=False)
     location = answer.headers.get("location", "")
-    session_uri = parse_qs(urlsplit(location).query).get("session_uri", [""])[0]
+    query = parse_qs(urlsplit(location).query)
+    session_uri, state = query.get("session_uri", [""])[0], query.get("state", [""])[0]
     if not session_uri:
         raise RuntimeError(f"the consent page did not redirect back with a session_uri (HTTP {answer.status_code})")
-    return session_uri
+    return session_uri, state

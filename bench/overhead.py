@@ -67,10 +67,11 @@ async def agent_model_request(client: Any, app: AppServer, cloud: Cloud, bearer:
 
 
 async def paired_chat_load(app: AppServer, cloud: Cloud, tokens: list[str], users: int,
-                           requests_per_user: int) -> tuple[list[StreamTiming], list[StreamTiming], LoadResult]:
+                           requests_per_user: int) -> tuple[list[StreamTiming], list[StreamTiming], LoadResult, float]:
     """`users` concurrent loops, each sending pairs: the agent's own model request straight to the model
     emulator, and the chat through the app, in alternating order. Returns the direct and our timings
-    (successful pairs only) and the load result."""
+    (successful pairs only), the load result, and the app's CPU seconds per chat after the warm-up."""
+    server = psutil.Process(app.process.pid)
     model_url = f"{cloud.url('model')}/v1/chat/completions"
     model_key = cloud.env["MODEL_API_KEY"]
     async with local_client() as client:
@@ -87,8 +88,10 @@ async def paired_chat_load(app: AppServer, cloud: Cloud, tokens: list[str], user
             return direct, ours
 
         await drive(users, pair, requests_per_user=1)  # warm-up
+        cpu_before = sum(server.cpu_times()[:2])
         result = await drive(users, pair, requests_per_user=requests_per_user)
-    return [d for d, _ in result.extras], [o for _, o in result.extras], result
+        cpu_per_chat = (sum(server.cpu_times()[:2]) - cpu_before) / max(1, users * requests_per_user)
+    return [d for d, _ in result.extras], [o for _, o in result.extras], result, cpu_per_chat
 
 
 async def tool_load(app: AppServer, tokens: list[str], users: int, requests_per_user: int) -> LoadResult:
@@ -109,11 +112,8 @@ async def measure_users(report: Report, app: AppServer, cloud: Cloud, tokens: li
                         requests_per_user: int, tool_requests: int, runs: int) -> None:
     prefix = f"{users} user{'s' if users > 1 else ''}"
     net_first: list[float] = []
-    server = psutil.Process(app.process.pid)
     for run in range(1, runs + 1):
-        cpu_before = sum(server.cpu_times()[:2])
-        direct, chat, load = await paired_chat_load(app, cloud, tokens, users, requests_per_user)
-        cpu_per_chat_ms = (sum(server.cpu_times()[:2]) - cpu_before) * 1000 / (len(chat) + users + 1)
+        direct, chat, load, cpu_per_chat = await paired_chat_load(app, cloud, tokens, users, requests_per_user)
         direct_first = above(direct, "first_content_s", MODEL_FIRST_TOKEN_MS)
         chat_first = above(chat, "first_content_s", MODEL_FIRST_TOKEN_MS)
         chat_total = above(chat, "total_s", MODEL_FIRST_TOKEN_MS)
@@ -130,8 +130,8 @@ async def measure_users(report: Report, app: AppServer, cloud: Cloud, tokens: li
                       "target < 5 ms at 1 user")
         report.figure(f"{name}: net chat total overhead p50 ms (ours - direct)",
                       chat_total.p50_ms - direct_total.p50_ms)
-        report.figure(f"{name}: app CPU per chat ms", cpu_per_chat_ms,
-                      "user + system CPU of the app process over the series, warm-up included")
+        report.figure(f"{name}: app CPU per chat ms", cpu_per_chat * 1000,
+                      "user + system CPU of the app process over the series, after the warm-up")
         report.figure(f"{name}: failed stream pairs", len(load.errors))
         for error in load.errors[:3]:
             report.note(error)
