@@ -98,9 +98,10 @@ async def fetch_model_service(settings: AgentSettings, credential: CredentialCli
     the instance's credential (on AgentRun: the instance role's STS keys in the environment)."""
     name = settings.model_service_name
     assert name is not None
-    config = sdk_config(credential, settings.region_id, settings.control_endpoint, timeout_seconds=10.0)
+    client = AgentRunClient(sdk_config(credential, settings.region_id, settings.control_endpoint,
+                                       timeout_seconds=10.0))
     try:
-        response = await AgentRunClient(config).get_model_service_async(name)
+        response = await client.get_model_service_async(name)
     except Exception as exc:  # SDK errors carry request details; keep only the code
         code = getattr(exc, "code", None) or type(exc).__name__
         log.warning("GetModelService %s failed: %s", name, code)
@@ -109,10 +110,24 @@ async def fetch_model_service(settings: AgentSettings, credential: CredentialCli
     provider = data.provider_settings if data else None
     if provider is None or not provider.base_url:
         raise ModelUnavailable(f"Model service {name!r} has no OpenAI-compatible base URL.")
-    api_key = provider.api_key or settings.api_key
+    api_key = provider.api_key
+    if not api_key and data.credential_name:  # the key is a stored credential, as the agentrun SDK reads it
+        api_key = await _stored_credential(client, name, data.credential_name)
     if not api_key:
-        raise ModelUnavailable(f"Model service {name!r} has no API key; set MODEL_API_KEY.")
+        raise ModelUnavailable(f"Model service {name!r} has neither an API key nor a credential holding one.")
     return ModelEndpoint(provider.base_url.rstrip("/"), api_key, tuple(provider.model_names or ()))
+
+
+async def _stored_credential(client: AgentRunClient, service: str, credential: str) -> str | None:
+    """GetCredential's secret: the API key a model service names instead of holding it inline."""
+    try:
+        response = await client.get_credential_async(credential)
+    except Exception as exc:  # SDK errors carry request details; keep only the code
+        code = getattr(exc, "code", None) or type(exc).__name__
+        log.warning("GetCredential %s (for model service %s) failed: %s", credential, service, code)
+        raise ModelUnavailable(f"Could not read the credential of model service {service!r} ({code}).") from None
+    data = response.body.data if response.body else None
+    return data.credential_secret if data else None
 
 
 def build_chat_model(settings: AgentSettings, endpoint: ModelEndpoint | None,

@@ -35,6 +35,7 @@ AGENTRUN_SUCCESS_CODE = "SUCCESS"
 AGENTRUN_READY_STATUS = "READY"
 AGENTRUN_PROVIDER = "openai"
 CODE_MODEL_SERVICE_NOT_FOUND = (404, "ModelServiceNotFound")
+CODE_CREDENTIAL_NOT_FOUND = (404, "CredentialNotFound")
 
 # --- DingTalk -----------------------------------------------------------------------------------------------
 # The throttle answer carries the shared fault machinery's `Retry-After: 1` (DingTalk documents none); the

@@ -35,6 +35,8 @@ WORKLOAD_IDENTITY_NAME = "local-agent"
 DINGTALK_PROVIDER = "dingtalk-oauth"
 DINGTALK_SCOPES = ("openid", "corpid")  # docs/services.md, DingTalk
 MODEL_SERVICE_NAME = "local-qwen"
+MODEL_SERVICE_WITH_CREDENTIAL = "local-qwen-stored-key"  # its key is a stored credential, read with GetCredential
+MODEL_CREDENTIAL_NAME = "local-qwen-key"
 MODEL_NAME = "qwen-plus"
 CALLBACK_CLIENT_ID = "agentrun-callback"  # the IdP OAuth client the callback signs browsers in with
 SIGNED_IN_PATH = "/signed-in"  # below a return URL: that callback's browser sign-in redirect URI
@@ -148,7 +150,9 @@ def start_local_cloud(return_urls: Iterable[str] = (), faults: Mapping[str, Mapp
                       owner=RamUser(account_id, "agentrun-local", _digits(15)))
     model = ModelEmulator(model_api_key)
     agentrun = AgentRunEmulator(verifier=verifier(), services=[
-        ModelService(MODEL_SERVICE_NAME, f"{urls['model']}/v1", model_api_key, (MODEL_NAME,))])
+        ModelService(MODEL_SERVICE_NAME, f"{urls['model']}/v1", model_api_key, (MODEL_NAME,)),
+        ModelService(MODEL_SERVICE_WITH_CREDENTIAL, f"{urls['model']}/v1", model_api_key, (MODEL_NAME,),
+                     credential_name=MODEL_CREDENTIAL_NAME)])
     apps = {"idp": idp.app, "agent_identity": agent_identity.app, "sts": sts.app,
             "dingtalk": DingTalkEmulator(dingtalk_tokens).app, "model": model.app, "agentrun": agentrun.app}
     for name, app in apps.items():
@@ -195,6 +199,7 @@ def start_local_cloud(return_urls: Iterable[str] = (), faults: Mapping[str, Mapp
         "idp_issuer": idp.issuer,
         "idp_audience": idp.audience,
         "model_service_name": MODEL_SERVICE_NAME,
+        "model_service_with_credential": MODEL_SERVICE_WITH_CREDENTIAL,
         "model_name": MODEL_NAME,
         "env": env,
     }

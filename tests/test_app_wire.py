@@ -325,6 +325,21 @@ def test_model_service_is_resolved_lazily_once(cloud):
         assert "qwen-plus" in [m["id"] for m in httpx.get(f"{base_url}/openai/v1/models").json()["data"]]
 
 
+def test_a_model_service_that_names_a_stored_credential_is_resolved_with_get_credential(cloud):
+    """AgentRun may return no inline apiKey but a credentialName; the key is read as the agentrun SDK does."""
+    env = {k: v for k, v in cloud.env.items() if k not in ("MODEL_BASE_URL", "MODEL_API_KEY")}
+    env["MODEL_SERVICE_NAME"] = cloud.info["model_service_with_credential"]
+    httpx.post(f"{cloud.url('agentrun')}/emulator/reset")
+    with serve_app(env) as base_url:
+        response = httpx.post(f"{base_url}{CHAT}", timeout=30,
+                              headers={"Authorization": f"Bearer {cloud.issue_user_jwt('stored-key')}"},
+                              json={"messages": [{"role": "user", "content": "hello there"}]})
+        counted = httpx.get(f"{cloud.url('agentrun')}/emulator/calls").json()
+    assert response.status_code == 200, response.text
+    assert response.json()["choices"][0]["message"]["content"]
+    assert (counted["GetModelService"], counted["GetCredential"]) == (1, 1)
+
+
 def test_port_from_environment():
     from app import ServerSettings
 
