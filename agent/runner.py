@@ -64,6 +64,7 @@ class ToolStarted:
 class ToolFinished:
     tool: str
     ok: bool = True
+    code: str | None = None  # why the tool did not do its job (tools/outcome.py)
 
 
 @dataclass(frozen=True)
@@ -176,8 +177,7 @@ class _RunTracker:
         if node == MODEL_NODE:
             return [item for message in messages for item in self._model_message(message)]
         if node == "tools":
-            return [ToolFinished(getattr(m, "name", None) or "tool", getattr(m, "status", "success") != "error")
-                    for m in messages]
+            return [_finished(m) for m in messages]
         return []
 
     def _model_message(self, message: Any) -> list[object]:
@@ -189,6 +189,18 @@ class _RunTracker:
         if reason in ("stop", "length", "content_filter"):
             self.finish_reason = reason
         return [ToolStarted(call["name"]) for call in getattr(message, "tool_calls", None) or ()]
+
+
+def _finished(message: Any) -> ToolFinished:
+    """A tool's ToolMessage as an event: its outcome artifact (tools/outcome.py), else its status (a tool that
+    raised, or was called with invalid arguments, is an error)."""
+    outcome = getattr(message, "artifact", None)
+    name = getattr(message, "name", None) or "tool"
+    if isinstance(outcome, dict) and "ok" in outcome:
+        return ToolFinished(name, bool(outcome["ok"]), outcome.get("code"))
+    if getattr(message, "status", "success") == "error":
+        return ToolFinished(name, False, "tool_error")
+    return ToolFinished(name)
 
 
 def _as_list(update: Any) -> list[Any]:

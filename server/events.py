@@ -6,7 +6,7 @@ a button or a spinner instead). The `agent_event` shapes are the contract in doc
     {"type": "authorization_required", "url": ..., "purpose": ..., "provider": ...}
     {"type": "authorization_completed", "purpose": ..., "provider": ...}
     {"type": "tool_started", "tool": ...}
-    {"type": "tool_finished", "tool": ..., "ok": true|false}
+    {"type": "tool_finished", "tool": ..., "ok": true|false, "code": ... (when not ok)}
     {"type": "error", "code": ...}
 """
 
@@ -42,6 +42,7 @@ def render(event: object) -> Rendered | None:
         return Rendered(f"> Running `{event.tool}`...\n\n", {"type": "tool_started", "tool": event.tool})
     if isinstance(event, ToolFinished):
         outcome = "done" if event.ok else "failed"
+        code = {"code": event.code} if not event.ok and event.code else {}
         return Rendered(f"> `{event.tool}` {outcome}.\n\n",
-                        {"type": "tool_finished", "tool": event.tool, "ok": event.ok})
+                        {"type": "tool_finished", "tool": event.tool, "ok": event.ok, **code})
     return None

@@ -149,6 +149,9 @@ async def test_non_stream_answer_carries_the_link_and_each_ask_gets_a_fresh_one(
     assert [e for e in first.events if e["type"].startswith("authorization")] == [
         {"type": "authorization_required", "url": link, "purpose": "Write to DingTalk document",
          "provider": product.cloud.env["DINGTALK_CREDENTIAL_PROVIDER_NAME"]}]
+    # The tool did not do its job yet, and the events say so (not "ok": true).
+    assert {"type": "tool_finished", "tool": "write_dingtalk_document", "ok": False,
+            "code": "authorization_required"} in first.events
     # An authorization URL works once, so a link shown before is never shown again: asking again gives a new
     # one, and approving either puts the token in the vault that the next ask reads.
     second = await user.chat(prompt)

@@ -180,6 +180,8 @@ async def test_dingtalk_persistent_throttling_says_so(cloud, fresh_cloud, server
 
     assert failed.done and "rate-limited" in failed.text and "Try again later" in failed.text, failed.text
     assert "authorization_required" not in [e["type"] for e in failed.events]
+    assert {"type": "tool_finished", "tool": "write_dingtalk_document", "ok": False,
+            "code": "dingtalk_throttled"} in failed.events
     assert await document(cloud, client, doc) == "version one"
 
 

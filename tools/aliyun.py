@@ -23,6 +23,7 @@ from pydantic import BaseModel
 from config import SdkConfig, sdk_config
 from identity.errors import IdentityError
 from identity.sdk_errors import THROTTLED, UNAVAILABLE, credential_rejected, failure_kind
+from tools.outcome import Outcome, failed, succeeded
 from tools.settings import ToolSettings
 from tools.validation import describe_validation_error
 
@@ -105,18 +106,19 @@ def build_aliyun_tools(identity: AgentIdentity, settings: ToolSettings) -> list[
 def _as_langchain_tool(spec: AliyunToolSpec, identity: AgentIdentity, settings: ToolSettings) -> BaseTool:
     policy = session_policy(spec.actions) if spec.actions else None
 
-    async def run(**arguments: Any) -> str:
+    async def run(**arguments: Any) -> Outcome:
         try:
-            return await _call_with_fresh_credentials_once(spec, identity, settings, policy, arguments)
+            return succeeded(await _call_with_fresh_credentials_once(spec, identity, settings, policy, arguments))
         except IdentityError as error:
-            return error.safe_message
+            return failed(error.safe_message, error.code)
         except AlibabaCloudException as error:
             log.warning("%s failed: HTTP %s %s (request id %s)", spec.name, error.status_code, error.code,
                         error.request_id)
-            return _describe_failure(error)
+            return failed(_describe_failure(error), f"aliyun_{failure_kind(error)}")
         except (UnretryableException, DaraException) as error:
             log.warning("%s could not reach Alibaba Cloud: %s", spec.name, type(error).__name__)
-            return "Alibaba Cloud could not be reached or did not answer in time; please try again later."
+            return failed("Alibaba Cloud could not be reached or did not answer in time; please try again later.",
+                          "aliyun_unreachable")
 
     return StructuredTool.from_function(
         coroutine=run,
@@ -124,6 +126,7 @@ def _as_langchain_tool(spec: AliyunToolSpec, identity: AgentIdentity, settings: 
         description=inspect.getdoc(spec.function),
         args_schema=spec.args_schema,
         handle_validation_error=describe_validation_error,
+        response_format="content_and_artifact",
     )
 
 

@@ -20,6 +20,7 @@ from langchain_core.tools import BaseTool, StructuredTool
 from pydantic import BaseModel, Field
 
 from identity.errors import AuthorizationPending, IdentityError, consent_sentence
+from tools.outcome import Outcome, failed, succeeded
 from tools.settings import ToolSettings
 from tools.validation import describe_validation_error
 
@@ -148,7 +149,7 @@ def make_write_document_tool(identity: AgentIdentity, settings: ToolSettings, cl
         return await identity.oauth2_token(provider=settings.dingtalk_provider, scopes=settings.dingtalk_scopes,
                                            purpose=PURPOSE, flow="USER_FEDERATION", force_authentication=force)
 
-    async def write_dingtalk_document(document_id: str, content: str) -> str:
+    async def write_dingtalk_document(document_id: str, content: str) -> Outcome:
         """Overwrite a DingTalk document with Markdown content, on behalf of the signed-in user.
 
         Use this when the user asks to write, put or save text into a DingTalk document and gives its
@@ -159,18 +160,20 @@ def make_write_document_tool(identity: AgentIdentity, settings: ToolSettings, cl
         try:
             await _write_with_reauthorization(user_token, client, document_id, content)
         except AuthorizationPending as pending:
-            return (consent_sentence(pending.purpose or PURPOSE, pending.url)
-                    + "After authorizing, ask again and the document will be written.")
+            return failed(consent_sentence(pending.purpose or PURPOSE, pending.url)
+                          + "After authorizing, ask again and the document will be written.", pending.code)
         except IdentityError as error:
-            return error.safe_message
+            return failed(error.safe_message, error.code)
         except DingTalkError as error:
             log.warning("DingTalk overwriteContent failed: %s", error)
-            return _describe_failure(error)
+            return failed(_describe_failure(error), _failure_code(error))
         except httpx.TimeoutException:
-            return "DingTalk did not answer in time; the document may not have been written. Please try again."
+            return failed("DingTalk did not answer in time; the document may not have been written. Please try "
+                          "again.", "dingtalk_timeout")
         except httpx.TransportError:
-            return "DingTalk could not be reached; the document was not written. Please try again later."
-        return f"Wrote {len(content)} characters to DingTalk document {document_id}."
+            return failed("DingTalk could not be reached; the document was not written. Please try again later.",
+                          "dingtalk_unreachable")
+        return succeeded(f"Wrote {len(content)} characters to DingTalk document {document_id}.")
 
     return StructuredTool.from_function(
         coroutine=write_dingtalk_document,
@@ -178,6 +181,7 @@ def make_write_document_tool(identity: AgentIdentity, settings: ToolSettings, cl
         description=inspect.getdoc(write_dingtalk_document),
         args_schema=WriteDocumentArgs,
         handle_validation_error=describe_validation_error,
+        response_format="content_and_artifact",
     )
 
 
@@ -224,6 +228,16 @@ async def _write_with_retries(client: DingTalkClient, document_id: str, content:
                 raise
             log.info("DingTalk answered %s; retrying in %.1f s", error.code, delay)
             await asyncio.sleep(delay)
+
+
+def _failure_code(error: DingTalkError) -> str:
+    if error.throttled:
+        return "dingtalk_throttled"
+    if error.token_rejected:
+        return "dingtalk_authorization_rejected"
+    if error.code == APP_PERMISSION_DENIED:
+        return "dingtalk_app_permission_missing"
+    return "dingtalk_unavailable" if error.status >= 500 else "dingtalk_refused"
 
 
 def _describe_failure(error: DingTalkError) -> str:
