@@ -1,5 +1,2 @@
-"""The agent half of the server: model, prompts, agent assembly and LangChain events -> OpenAI chunks.
-
-Modules import their heavy dependencies (LangChain, the Alibaba SDKs) lazily so that importing `agent`
-costs nothing at start-up.
-"""
+"""The agent only: the chat model from one setting (model.py), the prompt, the agent assembly (graph.py) and
+one run (runner.py). It knows nothing of HTTP: server/ feeds it messages and renders what it yields."""
