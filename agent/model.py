@@ -139,4 +139,7 @@ def build_chat_model(settings: AgentSettings, endpoint: ModelEndpoint | None,
                                timeout=settings.timeout_seconds, max_retries=settings.max_retries)
     return init_chat_model(settings.model_name, model_provider=OPENAI_COMPATIBLE, base_url=endpoint.base_url,
                            api_key=endpoint.api_key, timeout=settings.timeout_seconds,
-                           max_retries=settings.max_retries, stream_usage=True, http_async_client=http)
+                           max_retries=settings.max_retries, stream_usage=True, http_async_client=http,
+                           # No per-chunk timer: `timeout` is the client's read timeout, which already bounds
+                           # the silence between chunks, and a timer per chunk costs a task per token.
+                           stream_chunk_timeout=None)
