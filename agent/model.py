@@ -13,7 +13,7 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
-import httpx2
+import openai
 from alibabacloud_agentrun20250910.client import Client as AgentRunClient
 from alibabacloud_credentials.client import Client as CredentialClient
 from langchain.chat_models import init_chat_model
@@ -24,8 +24,6 @@ from config import sdk_config
 
 log = logging.getLogger(__name__)
 
-# Connections to the model kept open: one per concurrent stream, up to this many.
-MAX_MODEL_CONNECTIONS = 200
 
 
 
@@ -49,9 +47,10 @@ class ModelProvider:
         self.settings = settings
         self._credential = credential  # the instance's own, signs GetModelService
         self._model: BaseChatModel | None = None
-        # The model's own connection pool, opened on the event loop that serves requests and closed with the
-        # app (the openai SDK's default pool is shared by the whole process, whatever loop uses it).
-        self._http: httpx2.AsyncClient | None = None
+        # The model's own connection pool (the openai SDK's aiohttp client: it measured lower first-byte time
+        # and CPU than its httpx default here), opened on the event loop that serves requests and closed
+        # with the app (langchain-openai's default pool is shared by the whole process, whatever loop uses it).
+        self._http: openai.DefaultAioHttpClient | None = None
         self._endpoint: ModelEndpoint | None = None
         self._lock = asyncio.Lock()
 
@@ -66,9 +65,7 @@ class ModelProvider:
         if self._model is None:
             if self.settings.model_provider == OPENAI_COMPATIBLE:
                 endpoint = await self.endpoint()
-                limits = httpx2.Limits(max_connections=MAX_MODEL_CONNECTIONS,
-                                       max_keepalive_connections=MAX_MODEL_CONNECTIONS)
-                self._http = httpx2.AsyncClient(limits=limits, timeout=self.settings.timeout_seconds)
+                self._http = openai.DefaultAioHttpClient(timeout=self.settings.timeout_seconds)
                 self._model = build_chat_model(self.settings, endpoint, self._http)
             else:
                 self._model = build_chat_model(self.settings, None, None)
@@ -131,7 +128,7 @@ async def _stored_credential(client: AgentRunClient, service: str, credential: s
 
 
 def build_chat_model(settings: AgentSettings, endpoint: ModelEndpoint | None,
-                     http: httpx2.AsyncClient | None) -> BaseChatModel:
+                     http: openai.DefaultAioHttpClient | None) -> BaseChatModel:
     """The stock LangChain chat model for `settings`; an OpenAI-compatible one is pointed at `endpoint` and
     uses `http` (the SDK's documented `http_async_client` option)."""
     if endpoint is None:

@@ -41,6 +41,7 @@ async def test_agents_are_built_once_per_distinct_settings_and_bounded(cloud, mo
     await runner.agent(RunOptions())
     await runner.agent(RunOptions(temperature=0.9))  # third distinct settings: the oldest is dropped
     assert await runner.agent(cold) is not first
+    await provider.aclose()
 
 
 async def test_the_text_is_the_agent_model_s_own_and_a_tool_s_model_stays_inside_the_tool(cloud):
@@ -65,6 +66,7 @@ async def test_the_text_is_the_agent_model_s_own_and_a_tool_s_model_stays_inside
     assert sum(isinstance(item, TextDelta) for item in items) > 1  # streamed, not one block at the end
     finished = items[-1]
     assert isinstance(finished, Finished) and finished.usage and finished.usage.total_tokens > 0
+    await provider.aclose()
 
 
 def test_one_setting_names_the_model_and_its_provider():
