@@ -7,16 +7,12 @@ import ast
 import asyncio
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-import pytest
 
 from sandbox.process import app_process, free_port
 from tests.deployment import LinkFollowingBrowser, page_title
@@ -25,7 +21,7 @@ from tests.test_identity_support import identity_for, unique
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNTIME_SOURCES = [ROOT / "app.py", ROOT / "config.py",
-                   *[path for package in ("agent", "identity", "tools") for path in (ROOT / package).glob("*.py")]]
+                   *[path for package in ("agent", "identity", "tools", "server") for path in (ROOT / package).glob("*.py")]]
 ENV_NAME = re.compile(r"^[A-Z][A-Z0-9]*(_[A-Z0-9]+)+$")
 READ_METHODS = {"str", "first", "int", "float", "bool", "list", "get", "getenv"}
 REQUIRED = ("MODEL_API_KEY", "DASHSCOPE_API_KEY", "MODEL_SERVICE_NAME", "IDENTITY_STATE_SECRET",
