@@ -20,8 +20,9 @@ from tests.test_callback import start_flow
 from tests.test_identity_support import identity_for, unique
 
 ROOT = Path(__file__).resolve().parent.parent
+RUNTIME_PACKAGES = ("agent", "identity", "tools", "server")
 RUNTIME_SOURCES = [ROOT / "app.py", ROOT / "config.py",
-                   *[path for package in ("agent", "identity", "tools", "server") for path in (ROOT / package).glob("*.py")]]
+                   *[path for package in RUNTIME_PACKAGES for path in (ROOT / package).glob("*.py")]]
 ENV_NAME = re.compile(r"^[A-Z][A-Z0-9]*(_[A-Z0-9]+)+$")
 READ_METHODS = {"str", "first", "int", "float", "bool", "list", "get", "getenv"}
 REQUIRED = ("MODEL_API_KEY", "DASHSCOPE_API_KEY", "MODEL_SERVICE_NAME", "IDENTITY_STATE_SECRET",
