@@ -1,8 +1,8 @@
 """Runs the agent for one request and yields what the client should see, in order.
 
-Two sources feed one queue: the LangGraph stream of the run, in its "messages" mode (the agent's model node's
-text as it arrives) and "updates" mode (tool starts and ends, usage, finish reason), and the request's event
-sink (authorization requests that identity/ emits through `RequestContext.emit` while a tool waits). The
+Two sources feed one queue: the LangGraph stream of the run in its "messages" mode (the agent's model node's
+text as it arrives, the tool calls it starts, usage, finish reason, and each tool's result), and the request's
+event sink (authorization requests that identity/ emits through `RequestContext.emit` while a tool waits). The
 consumer drains the queue, yielding `KEEPALIVE` whenever nothing arrived for a while so proxies keep the
 connection open. Closing or cancelling the consumer (the client went away) cancels the run: no task outlives it.
 """
@@ -17,7 +17,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
-from langchain_core.messages import AIMessageChunk, BaseMessage
+from langchain_core.messages import AIMessageChunk, BaseMessage, ToolMessage
 from langchain_core.tools import BaseTool
 from langgraph.graph.state import CompiledStateGraph
 
@@ -140,9 +140,8 @@ class AgentRunner:
         try:
             agent = await self.agent(options)
             with scope(queue.put):
-                async for mode, data in agent.astream({"messages": messages}, stream_mode=["messages", "updates"]):
-                    items = tracker.text(*data) if mode == "messages" else tracker.translate(data)
-                    for item in items:
+                async for message, metadata in agent.astream({"messages": messages}, stream_mode="messages"):
+                    for item in tracker.translate(message, metadata):
                         queue.put_nowait(item)
             queue.put_nowait(Finished(tracker.finish_reason, tracker.usage))
         except asyncio.CancelledError:
@@ -154,41 +153,32 @@ class AgentRunner:
 
 
 class _RunTracker:
-    """Turns LangGraph stream parts into run items; remembers usage and the last finish reason."""
+    """Turns LangGraph's "messages" stream into run items; remembers usage and the last finish reason.
+
+    The user reads the agent's own model node only: not tool results, and not the model of a graph nested in
+    a tool (its namespace reads "parent:<task>|node:<task>"). The model node's chunks also carry the tool
+    calls it starts, its usage and its finish reason; the tools node's messages say how each tool ended.
+    """
 
     def __init__(self) -> None:
         self.usage: Usage | None = None
         self.finish_reason = "stop"
 
-    @staticmethod
-    def text(message: BaseMessage, metadata: dict[str, Any]) -> list[object]:
-        """The user reads the agent's own model node only: not tool results, and not the model of a graph
-        nested in a tool (its namespace reads "parent:<task>|node:<task>")."""
-        top_level = "|" not in metadata.get("langgraph_checkpoint_ns", "")
-        if not isinstance(message, AIMessageChunk) or metadata.get("langgraph_node") != MODEL_NODE or not top_level:
+    def translate(self, message: BaseMessage, metadata: dict[str, Any]) -> list[object]:
+        if "|" in metadata.get("langgraph_checkpoint_ns", ""):
             return []
-        return [TextDelta(message.text)] if message.text else []
-
-    def translate(self, updates: dict[str, Any]) -> list[object]:
-        return [item for node, update in updates.items() for item in self._update(node, update)]
-
-    def _update(self, node: str, update: Any) -> list[object]:
-        messages = [m for part in _as_list(update) if isinstance(part, dict) for m in part.get("messages", ())]
-        if node == MODEL_NODE:
-            return [item for message in messages for item in self._model_message(message)]
-        if node == "tools":
-            return [_finished(m) for m in messages]
-        return []
-
-    def _model_message(self, message: Any) -> list[object]:
-        usage = getattr(message, "usage_metadata", None)
-        if usage:
-            self.usage = (self.usage or Usage()) + Usage(usage.get("input_tokens", 0),
-                                                         usage.get("output_tokens", 0))
-        reason = (getattr(message, "response_metadata", None) or {}).get("finish_reason")
+        node = metadata.get("langgraph_node")
+        if node == "tools" and isinstance(message, ToolMessage):
+            return [_finished(message)]
+        if node != MODEL_NODE or not isinstance(message, AIMessageChunk):
+            return []
+        if usage := message.usage_metadata:
+            self.usage = (self.usage or Usage()) + Usage(usage.get("input_tokens", 0), usage.get("output_tokens", 0))
+        reason = message.response_metadata.get("finish_reason")
         if reason in ("stop", "length", "content_filter"):
             self.finish_reason = reason
-        return [ToolStarted(call["name"]) for call in getattr(message, "tool_calls", None) or ()]
+        items: list[object] = [TextDelta(message.text)] if message.text else []
+        return items + [ToolStarted(call["name"]) for call in message.tool_call_chunks if call.get("name")]
 
 
 def _finished(message: Any) -> ToolFinished:
@@ -203,5 +193,3 @@ def _finished(message: Any) -> ToolFinished:
     return ToolFinished(name)
 
 
-def _as_list(update: Any) -> list[Any]:
-    return update if isinstance(update, list) else [update]
