@@ -98,8 +98,8 @@ class VerifiedClaims:
     """Claims of tokens whose signature and claims already passed, by SHA-256 of the token, each until
     min(exp, verified + `max_age_seconds`); least recently used dropped beyond `max_entries`.
 
-    A client sends the same JWT with every request, and checking an RS256 signature again costs ~0.4 ms
-    of CPU per request for an answer we already have. The signature cannot change for the same token
+    A client sends the same JWT with every request, and checking an RS256 signature again costs CPU on
+    every request for an answer we already have. The signature cannot change for the same token
     bytes, and the claim checks are time-based only, so within this window the result is the same; the
     short window bounds how long a key removed from the JWKS keeps accepting tokens it signed.
     """
