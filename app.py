@@ -29,6 +29,7 @@ from typing import Any, Self  # noqa: E402
 import uvicorn  # noqa: E402
 from dotenv import dotenv_values  # noqa: E402
 from fastapi import FastAPI  # noqa: E402
+from starlette.middleware.cors import CORSMiddleware  # noqa: E402
 
 import tools  # noqa: E402
 from agent.model import ModelProvider  # noqa: E402
@@ -39,6 +40,7 @@ from identity.callback import CallbackRoutes, callback_app  # noqa: E402
 from identity.service import AgentIdentity  # noqa: E402
 from identity.settings import IdentitySettings  # noqa: E402
 from server.chat import CHAT_OPENAPI, CHAT_PATH, ChatCompletions  # noqa: E402
+from server.errors import ApiError  # noqa: E402
 from server.request_log import RequestLogMiddleware, install_error_handlers  # noqa: E402
 
 # Allocations between two young-generation collections (CPython's default: 700).
@@ -52,6 +54,7 @@ class ServerSettings:
     max_request_bytes: int
     log_level: str
     keepalive_seconds: float
+    cors_allow_origins: tuple[str, ...]  # browser origins allowed to call the API; empty: CORS off
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Self:
@@ -66,6 +69,7 @@ class ServerSettings:
             max_request_bytes=read.int("MAX_REQUEST_BYTES", 1024 * 1024, minimum=1024),
             log_level=read.str("LOG_LEVEL", "INFO").upper(),
             keepalive_seconds=read.float("STREAM_KEEPALIVE_SECONDS", 10.0, minimum=0.01),
+            cors_allow_origins=tuple(read.list("CORS_ALLOW_ORIGINS", [])),
         )
         read.check()
         return settings
@@ -125,8 +129,13 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> FastAPI:
         return {"status": "ok"}
 
     async def models() -> dict[str, Any]:
-        return {"object": "list", "data": [{"id": name, "object": "model", "created": 0, "owned_by": "agentrun"}
-                                           for name in await provider.model_names()]}
+        return {"object": "list", "data": [_model_object(name) for name in await provider.model_names()]}
+
+    async def model(model_id: str) -> dict[str, Any]:
+        if model_id not in await provider.model_names():
+            raise ApiError(404, f"The model {model_id!r} does not exist.", "invalid_request_error", "model_not_found",
+                           "model")
+        return _model_object(model_id)
 
     app = FastAPI(title="AgentRun identity agent", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.settings = settings
@@ -135,10 +144,20 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> FastAPI:
     app.add_api_route(CHAT_PATH, chat.handle, methods=["POST"], summary="Chat Completions",
                       operation_id="chat_completions", openapi_extra=CHAT_OPENAPI)
     app.add_api_route("/openai/v1/models", models, methods=["GET"])
+    app.add_api_route("/openai/v1/models/{model_id}", model, methods=["GET"])
+    if settings.server.cors_allow_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.server.cors_allow_origins),
+                           allow_methods=["GET", "POST"], allow_headers=["Authorization", "Content-Type",
+                                                                           "X-AgentRun-Session-ID"],
+                           expose_headers=["x-request-id", "Retry-After", "x-should-retry"])
     app.add_api_route("/health", health, methods=["GET"])
     app.add_api_route("/health", health, methods=["HEAD"], include_in_schema=False)  # probes use HEAD too
     app.include_router(callback.router, prefix="/callback")
     return app
+
+
+def _model_object(name: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": 0, "owned_by": "agentrun"}
 
 
 def tune_garbage_collector() -> None:

@@ -62,13 +62,14 @@ class ChatCompletions:
         chat = _parse(await read_body(request, self.max_request_bytes))
         known = await self.provider.model_names()
         model = chat.model if chat.model in known else self.provider.settings.model_name
-        entry.model, entry.stream = model, chat.stream
-        options = RunOptions(model=model, temperature=chat.temperature, max_tokens=chat.token_limit)
+        entry.model, entry.stream = model, chat.streamed
+        options = RunOptions(model=model, temperature=chat.temperature, max_tokens=chat.token_limit,
+                             stop=chat.stop_sequences, seed=chat.seed)
 
         @contextmanager
         def request_scope(emit: Emit) -> Iterator[None]:
             context = RequestContext(caller=caller, session_id=entry.session_id, request_id=entry.request_id,
-                                     emit=emit, wait_for_authorization=chat.stream)
+                                     emit=emit, wait_for_authorization=chat.streamed)
             token = bind_request_context(context)
             try:
                 yield
@@ -81,8 +82,8 @@ class ChatCompletions:
 
         writer, outcome = CompletionWriter(model=model), RunOutcome()
         items = self.runner.run(to_langchain_messages(chat.messages), options, request_scope,
-                                self.keepalive_seconds if chat.stream else None)
-        if not chat.stream:
+                                self.keepalive_seconds if chat.streamed else None)
+        if not chat.streamed:
             try:
                 return JSONResponse(await collect(items, writer, outcome))
             finally:

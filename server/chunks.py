@@ -48,10 +48,12 @@ class CompletionWriter:
         return {"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
                 "choices": [], "usage": usage.as_dict()}
 
-    def error(self, error: ApiError) -> dict[str, Any]:
-        """A failure after the stream started: never a silent `stop`."""
-        return self._chunk({}, "error", error=error.body()["error"],
-                           agent_event={"type": "error", "code": error.code})
+    @staticmethod
+    def error(error: ApiError) -> dict[str, Any]:
+        """A failure after the stream started, in OpenAI's own shape (`{"error": {...}}` alone, no `choices`),
+        so every OpenAI client raises it as an error instead of showing a finished answer; `agent_event`
+        beside it is for clients that read our events and is ignored by the others."""
+        return {**error.body(), "agent_event": {"type": "error", "code": error.code}}
 
     def completion(self, content: str, finish_reason: str, usage: Usage | None,
                    agent_events: list[dict[str, Any]]) -> dict[str, Any]:

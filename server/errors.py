@@ -29,6 +29,7 @@ class ApiError(Exception):
     type: str = "invalid_request_error"
     code: str | None = None
     param: str | None = None
+    headers: dict[str, str] | None = None  # e.g. Retry-After, x-should-retry
 
     def __post_init__(self) -> None:
         super().__init__(self.message)
@@ -84,7 +85,7 @@ def _classify_openai(exc: BaseException) -> ApiError | None:
     if isinstance(exc, openai.APIConnectionError):
         return ApiError(502, "The model could not be reached.", "upstream_error", "model_unreachable")
     if isinstance(exc, openai.APIStatusError):
-        return _model_status_error(exc.status_code)
+        return _model_status_error(exc.status_code, exc.response.headers.get("retry-after"))
     if isinstance(exc, openai.APIError):  # an error event inside a stream that had started well
         log.warning("model stream ended with an error event")
         return ApiError(502, "The model reported an error while answering.", "upstream_error", "model_error")
@@ -102,8 +103,17 @@ def _classify_status(exc: BaseException) -> ApiError | None:
                     "upstream_error")
 
 
-def _model_status_error(status: int) -> ApiError:
+def _model_status_error(status: int, retry_after: str | None = None) -> ApiError:
+    """What the client should do: a rate-limited model is a 429 to retry later (with the model's
+    Retry-After), a request the model refused is the client's 400, anything else a 502."""
     log.warning("model returned HTTP %s", status)
+    if status == 429:
+        seconds = retry_after if retry_after and retry_after.isdigit() else "1"
+        return ApiError(429, "The model is rate-limited; retry after a moment.", "rate_limit_error",
+                        "model_rate_limited", headers={"Retry-After": seconds})
+    if status in (400, 422):
+        return ApiError(400, "The model rejected the request (e.g. it is too long or a parameter is out of "
+                        "range).", "invalid_request_error", "model_bad_request")
     return ApiError(502, f"The model returned an error (HTTP {status}).", "upstream_error", "model_error")
 
 

@@ -99,7 +99,7 @@ def _safe_id(value: str | None) -> str | None:
 
 
 def error_response(error: ApiError, headers: Mapping[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(error.body(), status_code=error.status, headers=headers)
+    return JSONResponse(error.body(), status_code=error.status, headers={**(error.headers or {}), **(headers or {})})
 
 
 def install_error_handlers(app: FastAPI) -> None:

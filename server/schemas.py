@@ -67,13 +67,43 @@ class StreamOptions(_Lenient):
 class ChatCompletionRequest(_Lenient):
     messages: list[ChatMessage] = Field(min_length=1)
     model: str | None = None
-    stream: StrictBool = False
+    stream: StrictBool | None = False  # null is allowed and means false
     stream_options: StreamOptions | None = None
     # One choice per request: the agent acts (writes documents), so n > 1 would act n times.
     n: Literal[1] | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
+    # Passed to the model.
+    stop: str | list[str] | None = Field(default=None, max_length=4)
+    seed: int | None = None
+    # Refused with a 400 naming the field (see `unsupported`): the agent cannot honour them, and silently
+    # ignoring them makes clients fail far from the cause.
+    tools: list[Any] | None = None
+    tool_choice: Any = None
+    response_format: dict[str, Any] | None = None
+    logprobs: StrictBool | None = None
+    top_logprobs: int | None = None
+
+    def unsupported(self) -> tuple[str, str] | None:
+        """(param, message) for the first field the agent cannot honour, if any."""
+        if self.tools:
+            return "tools", "This agent runs its own tools; client-supplied `tools` are not supported."
+        if self.tool_choice not in (None, "none", "auto"):
+            return "tool_choice", "Only `tool_choice` \"none\" or \"auto\" is supported: the agent picks its own tools."
+        if self.response_format and self.response_format.get("type") not in (None, "text"):
+            return "response_format", "Only `response_format` {\"type\": \"text\"} is supported."
+        if self.logprobs or self.top_logprobs:
+            return ("logprobs" if self.logprobs else "top_logprobs"), "Log probabilities are not supported."
+        return None
+
+    @property
+    def streamed(self) -> bool:
+        return bool(self.stream)
+
+    @property
+    def stop_sequences(self) -> tuple[str, ...] | None:
+        return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop) if self.stop else None
 
     @property
     def include_usage(self) -> bool:
@@ -100,7 +130,7 @@ def parse_request(body: Any) -> ChatCompletionRequest:
         raise RequestInvalid(f"Invalid value for '{param}': the text contains a lone UTF-16 surrogate "
                              "(an unpaired \\ud800-\\udfff escape), which is not valid Unicode.", param)
     try:
-        return ChatCompletionRequest.model_validate(body)
+        chat = ChatCompletionRequest.model_validate(body)
     except ValidationError as exc:
         # With unions the deepest error is the telling one ("content.0.text missing", not "not a string").
         first = max(exc.errors(include_url=False, include_input=False), key=lambda e: len(e["loc"]))
@@ -108,6 +138,10 @@ def parse_request(body: Any) -> ChatCompletionRequest:
         raise RequestInvalid(f"Invalid value for '{param}': {first['msg']}.", param) from None
     except RecursionError:
         raise RequestInvalid("The request body is nested too deeply.", None) from None
+    if (unsupported := chat.unsupported()) is not None:
+        param, message = unsupported
+        raise RequestInvalid(message, param)
+    return chat
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")

@@ -1,8 +1,8 @@
 """Run items -> the client's response: SSE bytes for `stream: true`, one `chat.completion` otherwise.
 
 A failure before anything useful was produced is answered with a real error status (502, 504, ...); once the
-stream has started, a failure becomes a final chunk with `finish_reason: "error"` and an `error` object,
-followed by `[DONE]`, so a client never mistakes a broken answer for a complete one.
+stream has started, a failure is a last event in OpenAI's shape, `data: {"error": {...}}`, and the stream
+ends there (no `[DONE]`), so a client never mistakes a broken answer for a complete one.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ class EventStreamResponse(Response):
         except Exception as exc:
             error = classify(exc)
             self.outcome.error_code = error.code
-            await JSONResponse(error.body(), status_code=error.status)(scope, receive, send)
+            await JSONResponse(error.body(), status_code=error.status, headers=error.headers)(scope, receive, send)
             return
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
         chunks = _sse(first, self.items, self.writer, self.include_usage, self.outcome)
@@ -115,10 +115,11 @@ async def _sse(first: RunItem, items: AsyncIterator[RunItem], writer: Completion
                 outcome.events.append(rendered.agent_event)
                 yield sse(writer.content(rendered.text, rendered.agent_event))
             item = await anext(items, None)
-    except Exception as exc:  # whatever it is, the client gets an error chunk and [DONE], never a cut stream
+    except Exception as exc:  # whatever it is, the client gets an error event and the end, never a cut stream
         error = classify(exc)
         outcome.error_code = error.code
         yield sse(writer.error(error))
+        return  # as OpenAI: the stream ends after its error event, with no `[DONE]`
     finally:
         await items.aclose()  # on disconnect too: cancels the run
     yield DONE
@@ -149,6 +150,10 @@ async def collect(items: AsyncIterator[RunItem], writer: CompletionWriter, outco
     except Exception as exc:
         error: ApiError = classify(exc)
         outcome.error_code = error.code
+        if any(event["type"] == "tool_started" for event in outcome.events):
+            # A tool already acted (e.g. wrote a document): the official SDKs honour this header, so an
+            # automatic retry never repeats the side effect.
+            error.headers = {**(error.headers or {}), "x-should-retry": "false"}
         raise error from None
     finally:
         await items.aclose()

@@ -1,0 +1,141 @@
+"""What OpenAI's own clients expect, through the official `openai` SDK (sync and async) against the app:
+errors they raise as errors, fields the agent cannot honour refused by name, retry hints they obey, and the
+small routes and options they rely on."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+import openai
+import pytest
+
+from emulators._server import listening_socket
+from tests.app_server import serve_app
+
+WRITE_PROMPT = "帮我写入“{text}”到钉钉文档，文档ID：{doc}"
+
+
+@pytest.fixture(scope="module")
+def server(cloud):
+    sock = listening_socket()
+    public = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    cloud.register_return_url(f"{public}/callback")  # the app's own /callback completes consents
+    env = cloud.env | {"STREAM_KEEPALIVE_SECONDS": "5", "MODEL_MAX_RETRIES": "0", "APP_REDIRECT_URI": public,
+                       "CORS_ALLOW_ORIGINS": "https://chat.example.com"}
+    with serve_app(env, sock=sock) as base_url:
+        yield base_url
+
+
+def faults(cloud, name: str, **values) -> None:
+    httpx.post(f"{cloud.url(name)}/emulator/faults", json=values, timeout=5).raise_for_status()
+
+
+def clients(server: str, jwt: str, **options) -> tuple[openai.OpenAI, openai.AsyncOpenAI]:
+    base = f"{server}/openai/v1"
+    return openai.OpenAI(base_url=base, api_key=jwt, **options), openai.AsyncOpenAI(base_url=base, api_key=jwt,
+                                                                                    **options)
+
+
+def test_a_mid_stream_error_is_raised_as_an_error_by_the_sdk(server, fresh_cloud):
+    sync, _ = clients(server, fresh_cloud.issue_user_jwt("conf-mid"), max_retries=0)
+    httpx.post(f"{fresh_cloud.url('model')}/emulator/stream", json={"error_after_chunks": 3}).raise_for_status()
+    try:
+        stream = sync.chat.completions.create(model="qwen-plus", stream=True,
+                                              messages=[{"role": "user", "content": "hello there"}])
+        with pytest.raises(openai.APIError) as raised:
+            for _ in stream:
+                pass
+    finally:
+        httpx.post(f"{fresh_cloud.url('model')}/emulator/reset")
+    assert "model" in raised.value.message.lower()
+
+
+async def test_401_and_model_429_are_the_sdk_s_own_errors_with_retry_after(server, fresh_cloud):
+    _, unauthenticated = clients(server, "not-a-jwt", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        await unauthenticated.chat.completions.create(model="qwen-plus", messages=[{"role": "user", "content": "x"}])
+    _, client = clients(server, fresh_cloud.issue_user_jwt("conf-429"), max_retries=0)
+    faults(fresh_cloud, "model", fail_next=1, fail_kind="throttle")
+    with pytest.raises(openai.RateLimitError) as raised:
+        await client.chat.completions.create(model="qwen-plus", messages=[{"role": "user", "content": "hello"}])
+    assert raised.value.response.headers["retry-after"] == "1"
+    assert raised.value.code == "model_rate_limited"
+
+
+@pytest.mark.parametrize("extra, param", [
+    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]}, "tools"),
+    ({"tool_choice": "required"}, "tool_choice"),
+    ({"response_format": {"type": "json_object"}}, "response_format"),
+    ({"logprobs": True}, "logprobs"),
+    ({"n": 2}, "n"),
+])
+def test_fields_the_agent_cannot_honour_are_a_400_naming_them(server, fresh_cloud, extra, param):
+    sync, _ = clients(server, fresh_cloud.issue_user_jwt("conf-400"), max_retries=0)
+    with pytest.raises(openai.BadRequestError) as raised:
+        sync.chat.completions.create(model="qwen-plus", messages=[{"role": "user", "content": "hello"}], **extra)
+    assert raised.value.param == param
+
+
+def test_stop_seed_and_a_null_stream_are_honoured(server, fresh_cloud):
+    body = {"model": "qwen-plus", "stream": None, "stop": ["xyz"], "seed": 7,
+            "messages": [{"role": "user", "content": "hello there"}]}
+    response = httpx.post(f"{server}/openai/v1/chat/completions", json=body, timeout=30,
+                          headers={"Authorization": f"Bearer {fresh_cloud.issue_user_jwt('conf-opts')}"})
+    sent = httpx.get(f"{fresh_cloud.url('model')}/emulator/requests").json()[-1]
+    assert response.status_code == 200 and response.json()["object"] == "chat.completion"
+    assert sent["stop"] == ["xyz"] and sent["seed"] == 7
+
+
+def test_models_retrieve_and_an_unknown_model(server, fresh_cloud):
+    sync, _ = clients(server, fresh_cloud.issue_user_jwt("conf-models"), max_retries=0)
+    assert sync.models.retrieve("qwen-plus").id == "qwen-plus"
+    with pytest.raises(openai.NotFoundError):
+        sync.models.retrieve("no-such-model")
+
+
+def test_cors_is_on_for_the_allowed_origin_only(server):
+    allowed = httpx.options(f"{server}/openai/v1/chat/completions", headers={
+        "Origin": "https://chat.example.com", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization,content-type"})
+    other = httpx.options(f"{server}/openai/v1/chat/completions", headers={
+        "Origin": "https://evil.example.com", "Access-Control-Request-Method": "POST"})
+    assert allowed.status_code == 200 and allowed.headers["access-control-allow-origin"] == "https://chat.example.com"
+    assert "access-control-allow-origin" not in other.headers
+
+
+async def test_a_failure_after_a_tool_acted_tells_the_sdk_not_to_retry(server, fresh_cloud):
+    """The document was written, then the model failed: the SDK (2 retries by default) must not run the agent
+    again, or the write would happen again."""
+    user = f"conf-retry-{time.monotonic_ns()}"
+    _, client = clients(server, fresh_cloud.issue_user_jwt(user), max_retries=2)
+    # Authorize first (non-stream: the link, approved like a browser with the user's own JWT).
+    first = await client.chat.completions.create(
+        model="qwen-plus", messages=[{"role": "user", "content": WRITE_PROMPT.format(text="setup", doc="docRetry")}])
+    link = next(e["url"] for e in first.model_extra["agent_events"] if e["type"] == "authorization_required")
+    async with httpx.AsyncClient(trust_env=False) as browser:
+        await browser.get(link)
+        back = await browser.post(link, data={"decision": "approve"})
+        await browser.get(back.headers["location"],
+                          headers={"Authorization": f"Bearer {fresh_cloud.issue_user_jwt(user)}"})
+    httpx.post(f"{fresh_cloud.url('model')}/emulator/requests/clear")
+    faults(fresh_cloud, "dingtalk", latency_ms=600)  # time to fail the model's next call while the tool runs
+
+    async def fail_the_model_after_the_tool_call() -> None:
+        while len(httpx.get(f"{fresh_cloud.url('model')}/emulator/requests").json()) < 1:
+            await asyncio.sleep(0.02)
+        faults(fresh_cloud, "model", fail_next=1, fail_status=500)
+
+    failing = asyncio.create_task(fail_the_model_after_the_tool_call())
+    with pytest.raises(openai.InternalServerError) as raised:
+        await client.chat.completions.create(
+            model="qwen-plus", messages=[{"role": "user", "content": WRITE_PROMPT.format(text="once", doc="docRetry")}])
+    await failing
+    writes = sum(n for key, n in httpx.get(f"{fresh_cloud.url('dingtalk')}/emulator/calls").json().items()
+                 if "overwriteContent" in key)
+    httpx.post(f"{fresh_cloud.url('dingtalk')}/emulator/reset")
+    assert raised.value.response.headers["x-should-retry"] == "false"
+    # One run: the model's first call (the failed second one is refused before it is recorded), one write.
+    assert len(httpx.get(f"{fresh_cloud.url('model')}/emulator/requests").json()) == 1
+    assert writes == 1  # the setup ask only got the link: this run's single write
