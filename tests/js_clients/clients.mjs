@@ -1,0 +1,48 @@
+// Runs one scenario with an OpenAI client nobody here wrote, against the agent, and prints one JSON line.
+// Usage: node clients.mjs '{"client": "openai" | "ai-sdk", "baseURL": ..., "apiKey": ..., "scenario": ..., "prompt": ...}'
+// Scenarios: "stream" (text, agent events, errors as the client reports them), "tools" (a client-supplied tool).
+import { createOpenAI } from "@ai-sdk/openai";
+import { jsonSchema, streamText, tool } from "ai";
+import OpenAI from "openai";
+
+const input = JSON.parse(process.argv[2]);
+const result = { text: "", events: [], error: null, status: null };
+
+function recordError(error) {
+  result.error = error?.message ?? String(error);
+  result.status = error?.status ?? error?.statusCode ?? error?.cause?.statusCode ?? error?.lastError?.statusCode ?? null;
+}
+
+async function withOpenAI() {
+  const client = new OpenAI({ baseURL: input.baseURL, apiKey: input.apiKey, maxRetries: 0 });
+  const extra = input.scenario === "tools"
+    ? { tools: [{ type: "function", function: { name: "lookup", parameters: { type: "object", properties: {} } } }] }
+    : {};
+  try {
+    const stream = await client.chat.completions.create({
+      model: "qwen-plus", stream: true, messages: [{ role: "user", content: input.prompt }], ...extra });
+    for await (const chunk of stream) {
+      if (chunk.agent_event) result.events.push(chunk.agent_event.type);
+      result.text += chunk.choices?.[0]?.delta?.content ?? "";
+    }
+  } catch (error) {
+    recordError(error);
+  }
+}
+
+async function withAiSdk() {
+  const provider = createOpenAI({ baseURL: input.baseURL, apiKey: input.apiKey });
+  const tools = input.scenario === "tools"
+    ? { lookup: tool({ description: "Look something up.", inputSchema: jsonSchema({ type: "object", properties: {} }) }) }
+    : undefined;
+  const run = streamText({ model: provider.chat("qwen-plus"), prompt: input.prompt, tools, maxRetries: 0,
+                           onError: ({ error }) => recordError(error) });
+  for await (const part of run.fullStream) {
+    if (part.type === "text-delta") result.text += part.text ?? part.delta ?? "";
+    if (part.type === "error") recordError(part.error);
+    if (part.type === "finish") result.finishReason = part.finishReason;
+  }
+}
+
+await (input.client === "openai" ? withOpenAI() : withAiSdk());
+console.log(JSON.stringify(result));

@@ -1,0 +1,96 @@
+"""The agent through OpenAI clients written in JavaScript by others: the official `openai` npm package and the
+Vercel AI SDK (`ai` + `@ai-sdk/openai`), pinned in tests/js_clients/package-lock.json and installed by
+scripts/test with `npm ci`. Each client streams a plain chat and the consent flow, reports a mid-stream error,
+a 401 and a 429 as errors, and a client-supplied tool as the clear 400 it is."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from pathlib import Path
+
+import httpx
+import pytest
+
+from emulators._server import listening_socket
+from sandbox.browser import LinkFollowingBrowser
+from tests.app_server import serve_app
+
+CLIENTS_DIR = Path(__file__).resolve().parent / "js_clients"
+NODE = shutil.which("node")
+CLIENTS = ["openai", "ai-sdk"]
+
+pytestmark = pytest.mark.skipif(not NODE or not (CLIENTS_DIR / "node_modules" / "ai").is_dir(),
+                                reason="node or tests/js_clients/node_modules is missing (scripts/test runs npm ci)")
+
+
+@pytest.fixture(scope="module")
+def server(cloud):
+    sock = listening_socket()
+    public = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    cloud.register_return_url(f"{public}/callback")
+    env = cloud.env | {"STREAM_KEEPALIVE_SECONDS": "5", "MODEL_MAX_RETRIES": "0", "APP_REDIRECT_URI": public,
+                       "AUTHORIZATION_TIMEOUT_SECONDS": "30"}
+    with serve_app(env, sock=sock) as base_url:
+        yield base_url
+
+
+async def run_client(client: str, server: str, api_key: str, prompt: str, scenario: str = "stream") -> dict:
+    process = await asyncio.create_subprocess_exec(
+        NODE, "clients.mjs", json.dumps({"client": client, "baseURL": f"{server}/openai/v1", "apiKey": api_key,
+                                         "scenario": scenario, "prompt": prompt}),
+        cwd=CLIENTS_DIR, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(process.communicate(), 90)
+    assert process.returncode == 0, err.decode()[-2000:]
+    return json.loads(out.decode().strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+async def test_a_plain_chat_streams(server, fresh_cloud, client):
+    result = await run_client(client, server, fresh_cloud.issue_user_jwt(f"js-{client}"), "hello there")
+    assert result["error"] is None and 'I understood your message: "hello there"' in result["text"]
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+async def test_the_consent_flow_goes_on_in_the_same_stream(server, fresh_cloud, client):
+    user = f"js-consent-{client}"
+    jwt = fresh_cloud.issue_user_jwt(user)
+    doc = f"docJs{client.replace('-', '')}"
+    run = asyncio.create_task(run_client(client, server, jwt, f"帮我写入“from {client}”到钉钉文档，文档ID：{doc}"))
+    link = None
+    while link is None:  # the client prints only at the end: the test reads the link from the emulator
+        await asyncio.sleep(0.1)
+        sessions = [s for s in fresh_cloud.agent_identity._sessions.values() if s.user == user]
+        link = f"{fresh_cloud.url('agent_identity')}/oauth2/authorize?session={sessions[-1].id}" if sessions else None
+    browser = LinkFollowingBrowser()
+    consent = await browser.open(link)
+    back = await browser.http.post(str(consent.url), data={"decision": "approve"}, follow_redirects=False)
+    await browser.http.get(back.headers["location"], headers={"Authorization": f"Bearer {jwt}"})
+    await browser.aclose()
+    result = await asyncio.wait_for(run, 90)
+    assert result["error"] is None, result
+    assert "Please click the link to authorize" in result["text"] and f"Wrote {len('from ' + client)}" in result["text"]
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+async def test_a_mid_stream_error_is_reported_as_an_error(server, fresh_cloud, client):
+    httpx.post(f"{fresh_cloud.url('model')}/emulator/stream", json={"error_after_chunks": 3}).raise_for_status()
+    try:
+        result = await run_client(client, server, fresh_cloud.issue_user_jwt(f"js-mid-{client}"), "hello there")
+    finally:
+        httpx.post(f"{fresh_cloud.url('model')}/emulator/reset")
+    assert result["error"] and "model" in result["error"].lower(), result
+    assert result.get("finishReason") != "stop"
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+async def test_401_429_and_a_client_tool_are_errors_with_their_status(server, fresh_cloud, client):
+    unauthenticated = await run_client(client, server, "not-a-jwt", "hello")
+    jwt = fresh_cloud.issue_user_jwt(f"js-errors-{client}")
+    httpx.post(f"{fresh_cloud.url('model')}/emulator/faults", json={"fail_next": 1, "fail_kind": "throttle"})
+    throttled = await run_client(client, server, jwt, "hello")
+    with_tool = await run_client(client, server, jwt, "hello", scenario="tools")
+    assert unauthenticated["status"] == 401, unauthenticated
+    assert throttled["status"] == 429, throttled
+    assert with_tool["status"] == 400 and "tools" in with_tool["error"], with_tool
