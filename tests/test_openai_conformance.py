@@ -139,3 +139,48 @@ async def test_a_failure_after_a_tool_acted_tells_the_sdk_not_to_retry(server, f
     # One run: the model's first call (the failed second one is refused before it is recorded), one write.
     assert len(httpx.get(f"{fresh_cloud.url('model')}/emulator/requests").json()) == 1
     assert writes == 1  # the setup ask only got the link: this run's single write
+
+
+async def test_langchain_chat_openai_gets_the_same_errors_and_the_consent_link(server, fresh_cloud):
+    from langchain_core.tools import tool
+    from langchain_openai import ChatOpenAI
+
+    user = f"conf-lc-{time.monotonic_ns()}"
+
+    def model(api_key: str) -> ChatOpenAI:
+        return ChatOpenAI(model="qwen-plus", base_url=f"{server}/openai/v1", api_key=api_key, max_retries=0)
+
+    @tool
+    def lookup() -> str:
+        """Look something up."""
+        return "x"
+
+    with pytest.raises(openai.AuthenticationError):
+        await model("not-a-jwt").ainvoke("hello")
+    jwt = fresh_cloud.issue_user_jwt(user)
+    faults(fresh_cloud, "model", fail_next=1, fail_kind="throttle")
+    with pytest.raises(openai.RateLimitError):
+        await model(jwt).ainvoke("hello")
+    with pytest.raises(openai.BadRequestError) as refused:
+        await model(jwt).bind_tools([lookup]).ainvoke("hello")
+    assert refused.value.param == "tools"
+    httpx.post(f"{fresh_cloud.url('model')}/emulator/stream", json={"error_after_chunks": 3}).raise_for_status()
+    try:
+        with pytest.raises(openai.APIError):
+            async for _ in model(jwt).astream("hello there"):
+                pass
+    finally:
+        httpx.post(f"{fresh_cloud.url('model')}/emulator/reset")
+    # The consent link arrives in the stream at once; the stream goes on after approval.
+    text, approved = "", False
+    marker = "Please click the link to authorize Write to DingTalk document: "
+    async for chunk in model(jwt).astream(WRITE_PROMPT.format(text="via langchain", doc="docLc1")):
+        text += chunk.content
+        if not approved and marker in text and text.split(marker, 1)[1].endswith(" \n\n"):
+            approved = True
+            link = text.split(marker, 1)[1].split()[0]
+            async with httpx.AsyncClient(trust_env=False) as browser:
+                assert (await browser.get(link)).status_code == 200
+                back = await browser.post(link, data={"decision": "approve"})
+                await browser.get(back.headers["location"], headers={"Authorization": f"Bearer {jwt}"})
+    assert approved and "Wrote 13 characters" in text
