@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 import openai
 from alibabacloud_agentrun20250910.client import Client as AgentRunClient
@@ -40,6 +41,32 @@ class ModelUnavailable(Exception):
     """The model endpoint could not be determined (e.g. GetModelService failed). The message is safe to show."""
 
 
+class DictChunkCompletions:
+    """`AsyncOpenAI.chat.completions` for `ChatOpenAI(async_client=...)`, with streamed chunks left as dicts.
+
+    The openai SDK builds a typed `ChatCompletionChunk` from every streamed chunk, and langchain-openai turns
+    each straight back into a dict: that round trip was most of the model stream's CPU and of the time to the
+    first token (bench/RESULTS.md). A streamed call is posted with `client.post`, the SDK's documented way to
+    make an untyped request (same client options, retries, errors and SSE parsing), so its chunks stay dicts,
+    which langchain-openai reads as they are. Calls with per-call options, calls that are not streamed, and
+    every other method go to the typed SDK unchanged.
+    """
+
+    def __init__(self, client: openai.AsyncOpenAI) -> None:
+        self._client = client
+        self._typed = client.chat.completions
+
+    async def create(self, **params: Any) -> Any:
+        if not params.get("stream") or any(name.startswith("extra_") or name == "timeout" for name in params):
+            return await self._typed.create(**params)
+        return await self._client.post("/chat/completions", body=params, cast_to=object, stream=True,
+                                       stream_cls=openai.AsyncStream[object])
+
+    def __getattr__(self, name: str) -> Any:
+        """`with_raw_response`, `parse` and the rest: the typed SDK's."""
+        return getattr(self._typed, name)
+
+
 class ModelProvider:
     """Builds the process-wide chat model once, resolving the endpoint first when needed."""
 
@@ -47,10 +74,10 @@ class ModelProvider:
         self.settings = settings
         self._credential = credential  # the instance's own, signs GetModelService
         self._model: BaseChatModel | None = None
-        # The model's own connection pool (the openai SDK's aiohttp client: it measured lower first-byte time
-        # and CPU than its httpx default here), opened on the event loop that serves requests and closed
+        # The model's own SDK client and connection pool (the SDK's aiohttp client: it measured lower first-byte
+        # time and CPU than its httpx default here), opened on the event loop that serves requests and closed
         # with the app (langchain-openai's default pool is shared by the whole process, whatever loop uses it).
-        self._http: openai.DefaultAioHttpClient | None = None
+        self._sdk: openai.AsyncOpenAI | None = None
         self._endpoint: ModelEndpoint | None = None
         self._lock = asyncio.Lock()
 
@@ -65,15 +92,19 @@ class ModelProvider:
         if self._model is None:
             if self.settings.model_provider == OPENAI_COMPATIBLE:
                 endpoint = await self.endpoint()
-                self._http = openai.DefaultAioHttpClient(timeout=self.settings.timeout_seconds)
-                self._model = build_chat_model(self.settings, endpoint, self._http)
+                self._sdk = openai.AsyncOpenAI(base_url=endpoint.base_url, api_key=endpoint.api_key,
+                                               timeout=self.settings.timeout_seconds,
+                                               max_retries=self.settings.max_retries,
+                                               http_client=openai.DefaultAioHttpClient(
+                                                   timeout=self.settings.timeout_seconds))
+                self._model = build_chat_model(self.settings, endpoint, self._sdk)
             else:
                 self._model = build_chat_model(self.settings, None, None)
         return self._model
 
     async def aclose(self) -> None:
-        if self._http is not None:
-            await self._http.aclose()
+        if self._sdk is not None:
+            await self._sdk.close()
 
     async def model_names(self) -> tuple[str, ...]:
         """Names `GET /models` lists; the configured one first. Resolved only if already known."""
@@ -128,15 +159,16 @@ async def _stored_credential(client: AgentRunClient, service: str, credential: s
 
 
 def build_chat_model(settings: AgentSettings, endpoint: ModelEndpoint | None,
-                     http: openai.DefaultAioHttpClient | None) -> BaseChatModel:
-    """The stock LangChain chat model for `settings`; an OpenAI-compatible one is pointed at `endpoint` and
-    uses `http` (the SDK's documented `http_async_client` option)."""
-    if endpoint is None:
+                     sdk: openai.AsyncOpenAI | None) -> BaseChatModel:
+    """The stock LangChain chat model for `settings`; an OpenAI-compatible one is pointed at `endpoint` through
+    `sdk`, its streamed calls through `DictChunkCompletions`."""
+    if endpoint is None or sdk is None:
         return init_chat_model(settings.model_name, model_provider=settings.model_provider,
                                timeout=settings.timeout_seconds, max_retries=settings.max_retries)
     return init_chat_model(settings.model_name, model_provider=OPENAI_COMPATIBLE, base_url=endpoint.base_url,
                            api_key=endpoint.api_key, timeout=settings.timeout_seconds,
-                           max_retries=settings.max_retries, stream_usage=True, http_async_client=http,
+                           max_retries=settings.max_retries, stream_usage=True, root_async_client=sdk,
+                           async_client=DictChunkCompletions(sdk),
                            # No per-chunk timer: `timeout` is the client's read timeout, which already bounds
                            # the silence between chunks, and a timer per chunk costs a task per token.
                            stream_chunk_timeout=None)

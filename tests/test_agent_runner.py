@@ -76,3 +76,26 @@ def test_one_setting_names_the_model_and_its_provider():
     assert (other.model_provider, other.model_name) == ("anthropic", "claude-sonnet-4-5")  # needs no MODEL_API_KEY
     same = AgentSettings.from_env({"MODEL_NAME": "openai:qwen-max", "MODEL_API_KEY": "k"})
     assert (same.model_provider, same.model_name) == ("openai", "qwen-max")
+
+
+async def test_streamed_chunks_stay_dicts_and_everything_else_is_the_typed_sdk(cloud):
+    import openai
+    import pytest
+    from openai.types.chat import ChatCompletion
+
+    from agent.model import DictChunkCompletions
+
+    sdk = openai.AsyncOpenAI(base_url=cloud.env["MODEL_BASE_URL"], api_key=cloud.env["MODEL_API_KEY"], max_retries=0)
+    completions = DictChunkCompletions(sdk)
+    body = {"model": "qwen-plus", "messages": [{"role": "user", "content": "hello there"}]}
+    try:
+        chunks = [chunk async for chunk in await completions.create(**body, stream=True)]
+        assert all(isinstance(chunk, dict) for chunk in chunks)
+        assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"]).startswith(
+            "I understood your message")
+        typed = await completions.create(**body)
+        assert isinstance(typed, ChatCompletion) and typed.choices[0].message.content
+        with pytest.raises(openai.AuthenticationError):  # the SDK's own errors, as on the typed path
+            await DictChunkCompletions(sdk.with_options(api_key="wrong")).create(**body, stream=True)
+    finally:
+        await sdk.close()
