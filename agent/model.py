@@ -27,7 +27,6 @@ log = logging.getLogger(__name__)
 
 
 
-
 @dataclass(frozen=True)
 class ModelEndpoint:
     """An OpenAI-compatible base URL, its key and the model names it serves."""

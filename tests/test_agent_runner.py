@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import contextlib
 
+import openai
+import pytest
+
 from alibabacloud_credentials.client import Client as CredentialClient
 from langchain.agents import create_agent
 from langchain_core.messages import HumanMessage
 from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
+from openai.types.chat import ChatCompletion
 
 from agent import runner as runner_module
 from agent.graph import RunOptions
-from agent.model import ModelProvider
+from agent.model import DictChunkCompletions, ModelProvider
 from agent.runner import AgentRunner, Finished, TextDelta, ToolFinished, ToolStarted
 from agent.settings import AgentSettings
 
@@ -79,12 +83,6 @@ def test_one_setting_names_the_model_and_its_provider():
 
 
 async def test_streamed_chunks_stay_dicts_and_everything_else_is_the_typed_sdk(cloud):
-    import openai
-    import pytest
-    from openai.types.chat import ChatCompletion
-
-    from agent.model import DictChunkCompletions
-
     sdk = openai.AsyncOpenAI(base_url=cloud.env["MODEL_BASE_URL"], api_key=cloud.env["MODEL_API_KEY"], max_retries=0)
     completions = DictChunkCompletions(sdk)
     body = {"model": "qwen-plus", "messages": [{"role": "user", "content": "hello there"}]}
