@@ -36,14 +36,25 @@ def server(cloud):
         yield base_url
 
 
-async def run_client(client: str, server: str, api_key: str, prompt: str, scenario: str = "stream") -> dict:
+async def run_client(client: str, server: str, api_key: str, prompt: str, scenario: str = "stream",
+                     on_link=None) -> dict:
+    """Run the client; `on_link(url)` runs as soon as the client has shown an authorization link."""
     process = await asyncio.create_subprocess_exec(
         NODE, "clients.mjs", json.dumps({"client": client, "baseURL": f"{server}/openai/v1", "apiKey": api_key,
                                          "scenario": scenario, "prompt": prompt}),
         cwd=CLIENTS_DIR, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(process.communicate(), 90)
-    assert process.returncode == 0, err.decode()[-2000:]
-    return json.loads(out.decode().strip().splitlines()[-1])
+    result = None
+    async with asyncio.timeout(90):
+        assert process.stdout is not None
+        async for raw in process.stdout:
+            line = json.loads(raw)
+            if "link" in line and on_link is not None:
+                await on_link(line["link"])
+            elif "link" not in line:
+                result = line
+        await process.wait()
+    assert process.returncode == 0 and result is not None, (await process.stderr.read()).decode()[-2000:]
+    return result
 
 
 @pytest.mark.parametrize("client", CLIENTS)
@@ -57,18 +68,15 @@ async def test_the_consent_flow_goes_on_in_the_same_stream(server, fresh_cloud, 
     user = f"js-consent-{client}"
     jwt = fresh_cloud.issue_user_jwt(user)
     doc = f"docJs{client.replace('-', '')}"
-    run = asyncio.create_task(run_client(client, server, jwt, f"帮我写入“from {client}”到钉钉文档，文档ID：{doc}"))
-    link = None
-    while link is None:  # the client prints only at the end: the test reads the link from the emulator
-        await asyncio.sleep(0.1)
-        sessions = [s for s in fresh_cloud.agent_identity._sessions.values() if s.user == user]
-        link = f"{fresh_cloud.url('agent_identity')}/oauth2/authorize?session={sessions[-1].id}" if sessions else None
-    browser = LinkFollowingBrowser()
-    consent = await browser.open(link)
-    back = await browser.http.post(str(consent.url), data={"decision": "approve"}, follow_redirects=False)
-    await browser.http.get(back.headers["location"], headers={"Authorization": f"Bearer {jwt}"})
-    await browser.aclose()
-    result = await asyncio.wait_for(run, 90)
+
+    async def person(link: str) -> None:
+        browser = LinkFollowingBrowser()
+        consent = await browser.open(link)
+        back = await browser.http.post(str(consent.url), data={"decision": "approve"}, follow_redirects=False)
+        await browser.http.get(back.headers["location"], headers={"Authorization": f"Bearer {jwt}"})
+        await browser.aclose()
+
+    result = await run_client(client, server, jwt, f"帮我写入“from {client}”到钉钉文档，文档ID：{doc}", on_link=person)
     assert result["error"] is None, result
     assert "Please click the link to authorize" in result["text"] and f"Wrote {len('from ' + client)}" in result["text"]
 

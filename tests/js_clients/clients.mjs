@@ -1,4 +1,5 @@
-// Runs one scenario with an OpenAI client nobody here wrote, against the agent, and prints one JSON line.
+// Runs one scenario with an OpenAI client nobody here wrote, against the agent, and prints JSON lines: a
+// `{"link": ...}` line as soon as the stream shows an authorization link, then the result.
 // Usage: node clients.mjs '{"client": "openai" | "ai-sdk", "baseURL": ..., "apiKey": ..., "scenario": ..., "prompt": ...}'
 // Scenarios: "stream" (text, agent events, errors as the client reports them), "tools" (a client-supplied tool).
 import { createOpenAI } from "@ai-sdk/openai";
@@ -7,6 +8,17 @@ import OpenAI from "openai";
 
 const input = JSON.parse(process.argv[2]);
 const result = { text: "", events: [], error: null, status: null };
+const CONSENT = "Please click the link to authorize ";
+let linkShown = false;
+
+// As soon as the stream has shown the authorization link, say so on a line of its own (the person opens it).
+function watchForLink() {
+  const after = result.text.split(CONSENT)[1];
+  if (!linkShown && after && after.includes(" \n\n")) {
+    linkShown = true;
+    console.log(JSON.stringify({ link: after.slice(after.indexOf(": ") + 2).split(/\s/)[0] }));
+  }
+}
 
 function recordError(error) {
   result.error = error?.message ?? String(error);
@@ -24,6 +36,7 @@ async function withOpenAI() {
     for await (const chunk of stream) {
       if (chunk.agent_event) result.events.push(chunk.agent_event.type);
       result.text += chunk.choices?.[0]?.delta?.content ?? "";
+      watchForLink();
     }
   } catch (error) {
     recordError(error);
@@ -38,7 +51,10 @@ async function withAiSdk() {
   const run = streamText({ model: provider.chat("qwen-plus"), prompt: input.prompt, tools, maxRetries: 0,
                            onError: ({ error }) => recordError(error) });
   for await (const part of run.fullStream) {
-    if (part.type === "text-delta") result.text += part.text ?? part.delta ?? "";
+    if (part.type === "text-delta") {
+      result.text += part.text ?? part.delta ?? "";
+      watchForLink();
+    }
     if (part.type === "error") recordError(part.error);
     if (part.type === "finish") result.finishReason = part.finishReason;
   }
