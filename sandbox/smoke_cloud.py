@@ -27,6 +27,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 import httpx
+from alibabacloud_sts20150401.client import Client as StsClient
+
+from config import sdk_config
+from identity.credentials import StsCredential
+from tools.settings import ToolSettings
 
 NEEDED = ("SMOKE_USER_JWT", "ALIBABA_CLOUD_ACCESS_KEY_ID", "ALIBABA_CLOUD_ACCESS_KEY_SECRET")
 PROMPT = "Who am I on Alibaba Cloud?"
@@ -125,16 +130,11 @@ async def _discovery(issuer: str) -> dict:
     return answer.json()
 
 
-async def _caller_identity(env: Mapping[str, str], credential) -> str:  # noqa: ANN001 - identity's StsCredential
-    from alibabacloud_sts20150401.client import Client as StsClient
-    from alibabacloud_tea_openapi.models import Config
-
-    from config import sdk_endpoint
-
-    region = env.get("AGENT_IDENTITY_REGION_ID") or "cn-beijing"
-    endpoint, protocol = sdk_endpoint(env.get("STS_ENDPOINT") or f"sts.{region}.aliyuncs.com")
-    client = StsClient(Config(credential=credential.credential_client(), endpoint=endpoint, protocol=protocol,
-                              region_id=region))
+async def _caller_identity(env: Mapping[str, str], credential: StsCredential) -> str:
+    """STS GetCallerIdentity with the workload identity's credentials, configured as the tools configure it."""
+    settings = ToolSettings.from_env(env)
+    client = StsClient(sdk_config(credential.credential_client(), settings.region_id, settings.sts_endpoint,
+                                  timeout_seconds=settings.http_timeout_seconds))
     answer = await client.get_caller_identity_async()
     return f"the workload identity's role is {answer.body.arn}"
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -203,16 +202,10 @@ def test_console_settings_name_the_runtime_command_port_and_variables(tmp_path: 
         assert expected in text
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytestmark_app
 def test_app_starts_from_the_zip_alone_like_agentrun_runs_it(unpacked: tuple[Path, str, Target]) -> None:
     code, interpreter, _ = unpacked
-    port = _free_port()
+    port = free_port()
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(code), "HOST": "127.0.0.1",
            "PORT": str(port), "ALIBABA_CLOUD_ECS_METADATA_DISABLED": "true",
            "AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME": "zip-test", "IDENTITY_STATE_SECRET": "s" * 32,
