@@ -12,6 +12,12 @@ from __future__ import annotations
 import os
 import sys
 
+# AgentRun offers python3.10 and python3.12 (docs/services.md, AgentRun): on 3.10 the imports below would die with
+# "cannot import name 'Self'", which says nothing about the runtime to choose.
+if sys.version_info < (3, 11):
+    sys.exit(f"This agent needs Python 3.11 or newer, not {sys.version.split()[0]}: choose the python3.12 "
+             "runtime for it in AgentRun.")
+
 # AgentRun's zip layout puts dependencies in ./python, which is not on sys.path (docs/services.md, AgentRun).
 # This must run before any third-party import.
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -147,8 +153,9 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> FastAPI:
     app.add_api_route("/openai/v1/models/{model_id}", model, methods=["GET"])
     if settings.server.cors_allow_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.server.cors_allow_origins),
-                           allow_methods=["GET", "POST"], allow_headers=["Authorization", "Content-Type",
-                                                                           "X-AgentRun-Session-ID"],
+                           allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "Content-Type", "X-AgentRun-Session-ID",
+                                          "X-app-custom-session-id"],
                            expose_headers=["x-request-id", "Retry-After", "x-should-retry"])
     app.add_api_route("/health", health, methods=["GET"])
     app.add_api_route("/health", health, methods=["HEAD"], include_in_schema=False)  # probes use HEAD too

@@ -22,10 +22,11 @@ async def authorize_users(env: Mapping[str, str], user_tokens: list[str], *, con
     from identity.errors import AuthorizationPending
     from identity.service import AgentIdentity
     from identity.settings import IdentitySettings
+    from tools.dingtalk import DINGTALK, SCOPES
     from tools.settings import ToolSettings
 
     identity = AgentIdentity(IdentitySettings.from_env(env))
-    tool_settings = ToolSettings.from_env(env)
+    dingtalk = ToolSettings.from_env(env).oauth2[DINGTALK.env_prefix]
     gate = asyncio.Semaphore(concurrency)
 
     async def authorize(jwt: str, browser: httpx.AsyncClient) -> None:
@@ -35,8 +36,8 @@ async def authorize_users(env: Mapping[str, str], user_tokens: list[str], *, con
                                                         request_id=uuid.uuid4().hex,
                                                         wait_for_authorization=False))
             try:
-                await identity.oauth2_token(provider=tool_settings.dingtalk_provider,
-                                            scopes=tool_settings.dingtalk_scopes, purpose="benchmark setup")
+                await identity.oauth2_token(provider=dingtalk.credential_provider,
+                                            scopes=dingtalk.scopes or SCOPES, purpose="benchmark setup")
                 return  # already authorized
             except AuthorizationPending as pending:
                 session_uri, state = await approve_on_consent_page(browser, pending.url)

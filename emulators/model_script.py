@@ -3,6 +3,8 @@
 Deterministic on purpose, so end-to-end tests can assert exact tool calls and answers:
 - the product's example prompt (Chinese or English) calls `write_dingtalk_document`;
 - "Who am I on Alibaba Cloud?" (or the Chinese form) calls `get_alibaba_cloud_caller_identity`;
+- "Call the tool NAME" or "Call the tool NAME with {json arguments}" calls any tool by name (for tools that
+  tests add);
 - a tool result as the last message gets a final answer quoting it, in the user's language;
 - anything else gets a plain reply saying what was understood.
 A tool is only called if the request offers it in `tools` (and `tool_choice` allows it); otherwise the model
@@ -31,6 +33,8 @@ _WRITE_EN = re.compile(
 _IDENTITY_EN = re.compile(r"\bwho\s+am\s+i\b|\bmy\s+(?:caller\s+)?identity\b", re.IGNORECASE)
 _CLOUD_EN = re.compile(r"alibaba\s*cloud|aliyun", re.IGNORECASE)
 _IDENTITY_ZH = re.compile(r"(我是谁|我的身份|身份是什么|什么身份)")
+_CALL_TOOL = re.compile(r"^call the tool (?P<name>[A-Za-z0-9_-]+)(?:\s+with\s+(?P<arguments>\{.*\}))?\s*$",
+                        re.IGNORECASE | re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,8 @@ def plan_reply(body: dict[str, Any]) -> Reply:
         return _call_if_offered(call, offered, chinese)
     if _asks_identity(user_text):
         return _call_if_offered(ToolCall(IDENTITY_TOOL, {}), offered, chinese)
+    if (match := _CALL_TOOL.match(user_text)) and isinstance(arguments := _json_object(match["arguments"]), dict):
+        return _call_if_offered(ToolCall(match["name"], arguments), offered, chinese)
     return Reply(text=_plain_reply(user_text, chinese))
 
 
@@ -91,6 +97,15 @@ def _last_user_text(messages: list[dict[str, Any]]) -> str:
         if message.get("role") == "user":
             return message_text(message.get("content")).strip()
     return ""
+
+
+def _json_object(text: str | None) -> dict[str, Any] | None:
+    """`text` as a JSON object ({} when absent); None when it is not one."""
+    try:
+        value = json.loads(text) if text else {}
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def _asks_identity(text: str) -> bool:

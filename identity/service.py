@@ -29,7 +29,7 @@ from config import sdk_config
 from identity.authorization import PendingAuthorization, PendingAuthorizations
 from identity.cache import CachedFlights, ExpiringLru, token_key
 from identity.context import (AuthorizationCompleted, AuthorizationRequired, Caller, RequestContext,
-                              current_request_context)
+                              current_request_context, current_session_id, current_user_token)
 from identity.credentials import StsCredential, instance_credential_client, parse_expiration
 from identity.errors import (AuthorizationDeclined, AuthorizationFailed, AuthorizationPending, AuthorizationTimedOut,
                              IdentityError, IdentityThrottled, IdentityUnavailable, ProviderMisconfigured)
@@ -108,9 +108,11 @@ class AgentIdentity:
         return await self._workload_token_for(current_request_context().caller)
 
     async def _workload_token_for(self, caller: Caller) -> str:
+        user_token = current_user_token()
+
         async def exchange() -> tuple[str, float]:
             request = GetWorkloadAccessTokenForJWTRequest(
-                workload_identity_name=self.settings.workload_identity_name, user_token=caller.token)
+                workload_identity_name=self.settings.workload_identity_name, user_token=user_token)
             response = await self._call("GetWorkloadAccessTokenForJWT",
                                         self._instance_client.get_workload_access_token_for_jwt_async(request))
             token = response.body.workload_access_token if response.body else None
@@ -118,7 +120,7 @@ class AgentIdentity:
                 raise IdentityUnavailable("The identity service returned no workload access token.")
             return token, self._user_token_expiry(caller)
 
-        return await self._workload_tokens.get(token_key(caller.token), exchange)
+        return await self._workload_tokens.get(token_key(user_token), exchange)
 
     def _user_token_expiry(self, caller: Caller) -> float:
         exp = caller.claims.get("exp")
@@ -175,7 +177,7 @@ class AgentIdentity:
             if not may_be_stale_credential(error):
                 raise
         log.info("A cached credential was no longer accepted; exchanging the user token again")
-        workload_key = token_key(caller.token)
+        workload_key = token_key(current_user_token())
         workload_token = self._workload_tokens.cache.get(workload_key)
         if workload_token is not None:
             signing_key = self._sts_key(workload_token, None, SIGNING_STS_SECONDS)
@@ -310,7 +312,8 @@ class AgentIdentity:
                      scopes: Sequence[str], purpose: str, flow: str, force_authentication: bool,
                      remember: bool = True) -> IssuedToken | PendingAuthorization:
         """Ask for a token; returns it, or a new pending authorization (kept for the callback if `remember`)."""
-        state, signed = self._states.issue(sub=caller.sub, user_jwt=caller.token, provider=provider, purpose=purpose,
+        state, signed = self._states.issue(sub=caller.sub, user_jwt=current_user_token(), provider=provider,
+                                           purpose=purpose, session_id=current_session_id(),
                                            ttl_seconds=self.settings.authorization_timeout_seconds + 60)
         request = GetResourceOAuth2TokenRequest(resource_credential_provider_name=provider, scopes=list(scopes),
                                                 oauth2_flow=flow, workload_access_token=workload_token)

@@ -2,10 +2,11 @@
 
 Agent Identity hands the state back unchanged, with `session_uri`, on the return URL. The callback may run on
 another instance or as its own service, so the state carries the flow whole: who started it (`sub`), what
-for, and the user's ORIGINAL JWT, which CompleteResourceTokenAuth requires (the JWT the workload access token
-was obtained with). It is encrypted and authenticated (identity/sealed.py), so the address bar shows nothing
-of it, and expires shortly after the agent stops waiting. Its length is about 1.34 x the JWT's plus ~200
-characters, under the 4,096 characters AWS documents for the same field while the JWT stays under ~2.9 KB.
+for, the user's ORIGINAL JWT, which CompleteResourceTokenAuth requires (the JWT the workload access token was
+obtained with), and the chat session that asked (for the callback's log). It is encrypted and authenticated
+(identity/sealed.py), so the address bar shows nothing of it, and expires shortly after the agent stops
+waiting. Its length is about 1.34 x (JWT + session id) plus ~200 characters: under the 4,096 characters AWS
+documents for the same field while the JWT stays under ~2.7 KB (the session id is capped at 128).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class FlowState:
     flow_id: str  # random; names the flow in logs and in this process's bookkeeping
     user_jwt: str = field(repr=False)
     expires_at: int
+    session_id: str = ""  # the chat session that asked (AgentIdentityContext's custom state): for the logs
 
 
 class FlowStates:
@@ -42,11 +44,11 @@ class FlowStates:
     def __init__(self, secret: str, clock: Callable[[], float] = time.time) -> None:
         self._sealer = Sealer(secret, "oauth2-custom-state", clock)
 
-    def issue(self, *, sub: str, user_jwt: str, provider: str, purpose: str,
-              ttl_seconds: float) -> tuple[str, FlowState]:
+    def issue(self, *, sub: str, user_jwt: str, provider: str, purpose: str, ttl_seconds: float,
+              session_id: str = "") -> tuple[str, FlowState]:
         flow_id = secrets.token_urlsafe(12)
-        value = self._sealer.seal({"sub": sub, "jwt": user_jwt, "prv": provider, "pur": purpose, "fid": flow_id},
-                                  ttl_seconds)
+        value = self._sealer.seal({"sub": sub, "jwt": user_jwt, "prv": provider, "pur": purpose, "fid": flow_id,
+                                   "sid": session_id}, ttl_seconds)
         return value, self.open(value)
 
     def open(self, value: str) -> FlowState:
@@ -55,7 +57,8 @@ class FlowStates:
             document = self._sealer.open(value)
             return FlowState(sub=str(document["sub"]), provider=str(document["prv"]),
                              purpose=str(document["pur"]), flow_id=str(document["fid"]),
-                             user_jwt=str(document["jwt"]), expires_at=int(document["exp"]))
+                             user_jwt=str(document["jwt"]), expires_at=int(document["exp"]),
+                             session_id=str(document.get("sid") or ""))
         except Unsealable as failure:
             if failure.expired:
                 raise InvalidState("The authorization link has expired. Ask the assistant again for a new one.") \

@@ -56,7 +56,7 @@ class ChatCompletions:
 
     async def handle(self, request: Request) -> Response:
         entry: RequestLog = request.state.request_log
-        entry.session_id = request.query_params.get("sessionId") or request.headers.get("x-agentrun-session-id")
+        entry.session_id = session_id(request)
         caller = await self.identity.authenticate(request.headers.get("authorization"))
         entry.sub = caller.sub
         chat = _parse(await read_body(request, self.max_request_bytes))
@@ -68,7 +68,7 @@ class ChatCompletions:
 
         @contextmanager
         def request_scope(emit: Emit) -> Iterator[None]:
-            context = RequestContext(caller=caller, session_id=entry.session_id, request_id=entry.request_id,
+            context = RequestContext(caller=caller, request_id=entry.request_id, session_id=entry.session_id,
                                      emit=emit, wait_for_authorization=chat.streamed)
             token = bind_request_context(context)
             try:
@@ -90,6 +90,13 @@ class ChatCompletions:
                 log_outcome(outcome)
         return EventStreamResponse(items, writer, include_usage=chat.include_usage, outcome=outcome,
                                    headers=SSE_HEADERS, on_close=log_outcome)
+
+
+def session_id(request: Request) -> str | None:
+    """The client's session: `?sessionId=` or the `X-AgentRun-Session-ID` header (AgentRun's own), or the
+    `X-app-custom-session-id` header (what the Agent Identity sample's clients send)."""
+    return (request.query_params.get("sessionId") or request.headers.get("x-agentrun-session-id")
+            or request.headers.get("x-app-custom-session-id"))
 
 
 def _parse(raw: bytes) -> ChatCompletionRequest:

@@ -296,6 +296,26 @@ def test_one_json_log_line_per_request_without_secrets(server, fresh_cloud, capl
     assert token not in caplog.text and fresh_cloud.env["MODEL_API_KEY"] not in caplog.text
 
 
+@pytest.mark.parametrize(("where", "name"), [("query", "sessionId"), ("header", "X-AgentRun-Session-ID"),
+                                             ("header", "X-app-custom-session-id")])
+def test_the_session_id_comes_from_the_query_or_either_header(server, fresh_cloud, caplog, where, name):
+    """AgentRun's clients send `?sessionId=` or X-AgentRun-Session-ID; the Agent Identity sample's clients send
+    X-app-custom-session-id."""
+    caplog.set_level(logging.INFO, logger="app.request")
+    headers = {"Authorization": f"Bearer {fresh_cloud.issue_user_jwt('sam')}"}
+    params = {name: "chat-9"} if where == "query" else {}
+    headers.update({name: "chat-9"} if where == "header" else {})
+    response = httpx.post(f"{server}{CHAT}", json={"messages": [{"role": "user", "content": "hi"}]}, timeout=30,
+                          headers=headers, params=params)
+    assert response.status_code == 200
+    for _ in range(100):
+        lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "app.request"]
+        if lines:
+            break
+        time.sleep(0.01)
+    assert [line["session_id"] for line in lines] == ["chat-9"]
+
+
 def test_missing_configuration_is_named_at_start():
     from app import create_app
 

@@ -18,6 +18,8 @@ from sandbox.process import app_process, free_port
 from tests.deployment import LinkFollowingBrowser, page_title
 from tests.test_callback import start_flow
 from tests.test_identity_support import identity_for, unique
+from tools.oauth2 import registered_providers
+from tools.settings import ProviderSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNTIME_PACKAGES = ("agent", "identity", "tools", "server")
@@ -30,8 +32,9 @@ REQUIRED = ("MODEL_API_KEY", "DASHSCOPE_API_KEY", "MODEL_SERVICE_NAME", "IDENTIT
 
 
 def variables_read_by_the_code() -> set[str]:
-    """Every NAME in `reader.str("NAME")`, `read.first("A", "B")`, `env.get("NAME")` and the like."""
-    names: set[str] = set()
+    """Every NAME in `reader.str("NAME")`, `read.first("A", "B")`, `env.get("NAME")` and the like, and the
+    variables of every OAuth2 provider a registered tool uses (named after its prefix)."""
+    names = {name for provider in registered_providers() for name in ProviderSettings.variables(provider)}
     for path in RUNTIME_SOURCES:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in READ_METHODS:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -259,3 +260,15 @@ async def test_the_consent_journey_runs_from_the_zip_with_agent_and_callback_as_
                                       DINGTALK_PROMPT.format(text="from the zip", doc="docZip1"), on_link=person)
         written = await document_content_at(cloud, "docZip1")
     assert "authorization_completed" in reply["types"] and written == "from the zip"
+
+
+def test_an_older_python_runtime_is_named_in_one_line(tmp_path: Path) -> None:
+    """AgentRun also offers python3.10: there the app must say which runtime to choose, not die on an import."""
+    python310 = _interpreter_for("3.10")
+    if python310 is None:
+        pytest.skip("no Python 3.10 on this machine")
+    started = subprocess.run([python310, "-E", "-s", str(Path(__file__).parents[1] / "app.py")], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=60)
+    assert started.returncode == 1
+    assert re.fullmatch(r"This agent needs Python 3\.11 or newer, not 3\.10\.\d+: choose the python3\.12 runtime "
+                        r"for it in AgentRun\.\n", started.stderr)

@@ -1,4 +1,8 @@
-"""The DingTalk client and the write tool's rules, against the DingTalk emulator over real HTTP."""
+"""The DingTalk write tool's own rules, against the DingTalk emulator over real HTTP.
+
+The tool function is called directly with a `UserSession`, as the `@oauth2_tool` decorator calls it; what the
+decorator adds (the token, consent, one re-authorization) is tested with the real identity service in
+test_tools_with_identity.py and test_oauth2_tool.py."""
 
 from __future__ import annotations
 
@@ -9,8 +13,9 @@ from pydantic import ValidationError
 from emulators._server import serving
 from emulators.dingtalk import DingTalkEmulator
 from emulators.registry import CredentialRegistry
-from tools.dingtalk import (MAX_CONTENT_CHARS, DingTalkClient, DingTalkError, WriteDocumentArgs,
-                            _describe_failure, _write_with_reauthorization)
+from tools.dingtalk import (MAX_CONTENT_CHARS, DingTalkError, WriteDocumentArgs, _describe_failure,
+                            overwrite_document, write_dingtalk_document)
+from tools.oauth2 import TokenRejected, ToolFailed, UserSession
 from tools.validation import describe_validation_error
 
 
@@ -25,12 +30,12 @@ def dingtalk():
 
 @pytest.fixture
 async def client(dingtalk):
+    """The HTTP client the decorator would hand the tool for DingTalk (base URL: the API)."""
     url, _ = dingtalk
     async with httpx.AsyncClient(base_url=url) as control:
         await control.post("/emulator/reset")
-    client = DingTalkClient(url, timeout_seconds=5)
-    yield client
-    await client.aclose()
+    async with httpx.AsyncClient(base_url=url, timeout=5) as client:
+        yield client
 
 
 def user_token(tokens: CredentialRegistry, subject: str = "alice") -> str:
@@ -52,7 +57,7 @@ async def fail_next(url: str, count: int, kind: str = "error", status: int = 503
 
 async def test_overwrite_replaces_the_document_in_one_call(dingtalk, client):
     url, tokens = dingtalk
-    await client.overwrite_document("docA1", "# Helloworld", access_token=user_token(tokens))
+    await overwrite_document(UserSession(user_token(tokens), client), "docA1", "# Helloworld")
     stored = await document(url, "docA1")
     assert (stored["content"], stored["dataType"], stored["writtenBy"]) == ("# Helloworld", "markdown", "alice")
 
@@ -62,7 +67,7 @@ async def test_rejected_token_is_a_typed_error_without_the_token(dingtalk, clien
     token = user_token(tokens)
     tokens.revoke_subject("alice")
     with pytest.raises(DingTalkError) as caught:
-        await client.overwrite_document("docA2", "x", access_token=token)
+        await overwrite_document(UserSession(token, client), "docA2", "x")
     error = caught.value
     # DingTalk answers a dead token with HTTP 400 InvalidAuthentication, not 401 (docs/services.md, DingTalk).
     assert (error.status, error.code, error.token_rejected) == (400, "InvalidAuthentication", True)
@@ -75,7 +80,7 @@ async def test_throttling_is_dingtalk_s_403_qps_limit(dingtalk, client):
     url, tokens = dingtalk
     await fail_next(url, 1, kind="throttle")
     with pytest.raises(DingTalkError) as caught:
-        await client.overwrite_document("docA3", "x", access_token=user_token(tokens))
+        await overwrite_document(UserSession(user_token(tokens), client), "docA3", "x")
     error = caught.value
     assert (error.status, error.code, error.throttled, error.token_rejected) == (
         403, "Forbidden.AccessDenied.QpsLimitForApi", True, False)
@@ -85,72 +90,44 @@ async def test_throttling_is_dingtalk_s_403_qps_limit(dingtalk, client):
 async def test_a_throttled_write_backs_off_and_succeeds_within_the_budget(dingtalk, client):
     url, tokens = dingtalk
     await fail_next(url, 2, kind="throttle")
-    source = TokenSource(tokens)
-    await _write_with_reauthorization(source, client, "docA4", "after throttling")
+    answer = await write_dingtalk_document(UserSession(user_token(tokens), client), "docA4", "after throttling")
+    assert answer == "Wrote 16 characters to DingTalk document docA4."
     assert (await document(url, "docA4"))["content"] == "after throttling"
-    assert source.calls == [False]  # no new authorization: throttling is not about the user's token
 
 
-async def test_throttling_beyond_the_budget_gives_up_without_a_link(dingtalk, client, monkeypatch):
+async def test_throttling_beyond_the_budget_gives_up_without_asking_for_a_new_authorization(dingtalk, client,
+                                                                                             monkeypatch):
     url, tokens = dingtalk
     monkeypatch.setattr("tools.dingtalk.THROTTLE_BUDGET_SECONDS", 1.0)
     await fail_next(url, 10, kind="throttle")
-    source = TokenSource(tokens)
-    with pytest.raises(DingTalkError) as caught:
-        await _write_with_reauthorization(source, client, "docA5", "x")
+    with pytest.raises(ToolFailed) as caught:  # not TokenRejected: throttling is not about the user's token
+        await write_dingtalk_document(UserSession(user_token(tokens), client), "docA5", "x")
     await fail_next(url, 0)
-    assert caught.value.throttled and source.calls == [False]
-
-
-class TokenSource:
-    """Stands in for identity's vault lookups: hands out registry tokens and records forced re-authorizations."""
-
-    def __init__(self, tokens: CredentialRegistry, first: str | None = None) -> None:
-        self.tokens, self.first, self.calls = tokens, first, []
-
-    async def __call__(self, force: bool) -> str:
-        self.calls.append(force)
-        if not force and self.first is not None:
-            return self.first
-        return user_token(self.tokens, "bob")
+    assert caught.value.code == "dingtalk_throttled" and "busy" in caught.value.message
 
 
 async def test_one_transient_failure_is_retried(dingtalk, client):
     url, tokens = dingtalk
     await fail_next(url, 1, status=503)
-    await _write_with_reauthorization(TokenSource(tokens), client, "docB1", "after a 503")
+    await write_dingtalk_document(UserSession(user_token(tokens), client), "docB1", "after a 503")
     assert (await document(url, "docB1"))["content"] == "after a 503"
 
 
 async def test_two_transient_failures_give_up_with_the_server_error(dingtalk, client):
     url, tokens = dingtalk
     await fail_next(url, 2, status=502)
-    with pytest.raises(DingTalkError) as caught:
-        await _write_with_reauthorization(TokenSource(tokens), client, "docB2", "x")
-    assert caught.value.status == 502 and "server error" in _describe_failure(caught.value)
+    with pytest.raises(ToolFailed) as caught:
+        await write_dingtalk_document(UserSession(user_token(tokens), client), "docB2", "x")
+    assert caught.value.code == "dingtalk_unavailable" and "server error" in caught.value.message
 
 
-async def test_rejected_token_triggers_exactly_one_forced_reauthorization(dingtalk, client):
-    url, tokens = dingtalk
-    stale = user_token(tokens, "carol")
-    tokens.revoke_subject("carol")
-    source = TokenSource(tokens, first=stale)
-    await _write_with_reauthorization(source, client, "docB3", "re-authorized")
-    assert source.calls == [False, True]
-    assert (await document(url, "docB3"))["content"] == "re-authorized"
-
-
-async def test_still_rejected_after_reauthorization_stops(dingtalk, client):
+async def test_a_rejected_token_asks_the_decorator_for_a_new_authorization_without_the_token(dingtalk, client):
     _, tokens = dingtalk
     stale = user_token(tokens, "dave")
     tokens.revoke_subject("dave")
-
-    async def always_stale(force: bool) -> str:
-        return stale
-
-    with pytest.raises(DingTalkError) as caught:
-        await _write_with_reauthorization(always_stale, client, "docB4", "x")
-    assert caught.value.status == 400 and caught.value.token_rejected
+    with pytest.raises(TokenRejected) as caught:
+        await write_dingtalk_document(UserSession(stale, client), "docB4", "x")
+    assert "InvalidAuthentication" in str(caught.value) and stale not in str(caught.value)
 
 
 @pytest.mark.parametrize("document_id", ["../secret", "a/b", "a b", "doc?x=1", "", "x" * 65, "文档"])
@@ -171,14 +148,12 @@ def test_content_is_bounded_and_not_echoed_back():
 
 
 async def test_an_app_without_the_write_permission_is_an_operator_message_not_a_link(dingtalk, client):
-    url, tokens = dingtalk
+    _, tokens = dingtalk
     narrow, _ = tokens.issue("erin", ttl_s=600, provider="dingtalk", permissions=[])
-    source = TokenSource(tokens, first=narrow)
-    with pytest.raises(DingTalkError) as caught:
-        await _write_with_reauthorization(source, client, "docB5", "not allowed")
-    assert source.calls == [False]  # a new user authorization cannot grant the app a permission
-    message = _describe_failure(caught.value)
-    assert "Document.Document.Write" in message and "developer console" in message
+    with pytest.raises(ToolFailed) as caught:  # a new user authorization cannot grant the app a permission
+        await write_dingtalk_document(UserSession(narrow, client), "docB5", "not allowed")
+    assert caught.value.code == "dingtalk_app_permission_missing"
+    assert "Document.Document.Write" in caught.value.message and "developer console" in caught.value.message
 
 
 def test_other_refusals_do_not_ask_the_user_to_authorize_again():

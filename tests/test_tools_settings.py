@@ -10,15 +10,16 @@ from alibabacloud_sts20150401.client import Client as StsClient
 from config import ConfigError, EnvReader
 from identity.credentials import StsCredential
 from tools.aliyun import CloudSession
-from tools.settings import ToolSettings
+from tools.oauth2 import OAuth2Provider
+from tools.settings import ProviderSettings, ToolSettings
 
 
 def test_defaults_follow_the_region():
     settings = ToolSettings.from_env({"DINGTALK_CREDENTIAL_PROVIDER_NAME": "dt",
                                       "AGENT_IDENTITY_REGION_ID": "cn-shanghai"})
-    assert settings == ToolSettings(dingtalk_provider="dt", dingtalk_api_base="https://api.dingtalk.com",
-                                    dingtalk_scopes=("openid", "corpid"), region_id="cn-shanghai",
-                                    sts_endpoint="sts.cn-shanghai.aliyuncs.com", http_timeout_seconds=10.0)
+    assert settings == ToolSettings(oauth2={"DINGTALK": ProviderSettings("dt", "https://api.dingtalk.com")},
+                                    region_id="cn-shanghai", sts_endpoint="sts.cn-shanghai.aliyuncs.com",
+                                    http_timeout_seconds=10.0)
 
 
 def test_every_problem_is_named_at_once():
@@ -40,8 +41,19 @@ def test_scopes_and_urls_are_normalised():
                                       "DINGTALK_SCOPES": "openid,corpid  Contact.User.Read",
                                       "DINGTALK_API_BASE": "http://127.0.0.1:9/",
                                       "STS_ENDPOINT": "http://127.0.0.1:8/"})
-    assert settings.dingtalk_scopes == ("openid", "corpid", "Contact.User.Read")
-    assert (settings.dingtalk_api_base, settings.sts_endpoint) == ("http://127.0.0.1:9", "http://127.0.0.1:8")
+    assert settings.oauth2["DINGTALK"].scopes == ("openid", "corpid", "Contact.User.Read")
+    assert (settings.oauth2["DINGTALK"].api_base, settings.sts_endpoint) == ("http://127.0.0.1:9",
+                                                                             "http://127.0.0.1:8")
+
+
+def test_every_provider_a_tool_uses_has_its_own_variables():
+    feishu = OAuth2Provider(env_prefix="FEISHU", label="Feishu", api_base="https://open.feishu.cn")
+    with pytest.raises(ConfigError) as caught:
+        ToolSettings.from_env({"FEISHU_API_BASE": "open.feishu.cn"}, providers=[feishu])
+    assert "FEISHU_CREDENTIAL_PROVIDER_NAME is required" in str(caught.value)
+    assert "FEISHU_API_BASE must be an http(s) URL" in str(caught.value)
+    settings = ToolSettings.from_env({"FEISHU_CREDENTIAL_PROVIDER_NAME": "feishu-oauth"}, providers=[feishu])
+    assert settings.oauth2 == {"FEISHU": ProviderSettings("feishu-oauth", "https://open.feishu.cn")}
 
 
 @pytest.mark.parametrize(("endpoint", "host", "protocol"), [
@@ -52,6 +64,6 @@ def test_scopes_and_urls_are_normalised():
 def test_sdk_clients_get_host_and_protocol_from_the_endpoint(endpoint, host, protocol):
     credential = StsCredential(access_key_id="STS.example", access_key_secret="not-a-real-secret",
                                security_token="not-a-real-token", expiration=datetime.now(timezone.utc))
-    settings = ToolSettings(dingtalk_provider="dt", http_timeout_seconds=2.5)
+    settings = ToolSettings(http_timeout_seconds=2.5)
     client = CloudSession(credential, settings).client(StsClient, endpoint)
     assert (client._endpoint, client._protocol, client._read_timeout) == (host, protocol, 2500)

@@ -1,7 +1,9 @@
-"""The agent's tools: DingTalk documents on the user's behalf, Alibaba Cloud with the agent's own identity.
+"""The agent's tools: APIs called on the user's behalf with their own OAuth2 authorization (`@oauth2_tool`),
+and Alibaba Cloud APIs called with the agent's own identity through STS (`@aliyun_tool`).
 
-A `Toolbox` binds them to the process's identity service and owns the HTTP client they share; the app
-closes it on shutdown. Tools never receive or return a token.
+Importing this package imports every tool module, which registers its tools; a `Toolbox` binds them to the
+process's identity service and owns the HTTP clients they share (the app closes them on shutdown). Tools
+never receive or return a token.
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ from typing import TYPE_CHECKING
 
 from langchain_core.tools import BaseTool
 
+from tools import dingtalk  # noqa: F401 - registers its @oauth2_tool functions
 from tools.aliyun import build_aliyun_tools
-from tools.dingtalk import DingTalkClient, make_write_document_tool
+from tools.oauth2 import ProviderClients, build_oauth2_tools
 from tools.settings import ToolSettings
 
 if TYPE_CHECKING:
@@ -21,15 +24,15 @@ __all__ = ["ToolSettings", "Toolbox"]
 
 
 class Toolbox:
-    """Every tool the agent offers the model, and the DingTalk connection pool they share.
+    """Every tool the agent offers the model, and the providers' connection pools they share.
 
     STS clients need no closing: the Alibaba SDK opens one connection per call."""
 
     def __init__(self, identity: AgentIdentity, settings: ToolSettings) -> None:
-        self._dingtalk = DingTalkClient(settings.dingtalk_api_base, timeout_seconds=settings.http_timeout_seconds)
-        self.tools: list[BaseTool] = [make_write_document_tool(identity, settings, self._dingtalk),
+        self._clients = ProviderClients(settings)
+        self.tools: list[BaseTool] = [*build_oauth2_tools(identity, settings, self._clients),
                                       *build_aliyun_tools(identity, settings)]
 
     async def aclose(self) -> None:
-        """Close the shared pool; call it on the event loop that served the requests (the app's shutdown)."""
-        await self._dingtalk.aclose()
+        """Close the shared pools; call it on the event loop that served the requests (the app's shutdown)."""
+        await self._clients.aclose()

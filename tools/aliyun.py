@@ -25,7 +25,7 @@ from identity.errors import IdentityError
 from identity.sdk_errors import THROTTLED, UNAVAILABLE, credential_rejected, failure_kind
 from tools.outcome import Outcome, failed, succeeded
 from tools.settings import ToolSettings
-from tools.validation import describe_validation_error
+from tools.validation import NoArguments, describe_validation_error
 
 if TYPE_CHECKING:
     from identity.service import AgentIdentity, StsCredential
@@ -60,10 +60,6 @@ class AliyunToolSpec:
     @property
     def name(self) -> str:
         return self.function.__name__
-
-
-class NoArguments(BaseModel):
-    """The tool takes no arguments."""
 
 
 REGISTERED_TOOLS: list[AliyunToolSpec] = []

@@ -1,43 +1,62 @@
-"""Settings of the tools: where DingTalk and STS live and which DingTalk provider and scopes to ask for."""
+"""Settings of the tools: each OAuth2 provider's credential provider, scopes and API, and where STS lives."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Self
 from urllib.parse import urlsplit
 
 from config import DEFAULT_REGION, EnvReader
+from tools.oauth2 import OAuth2Provider, registered_providers
 
-DEFAULT_DINGTALK_API_BASE = "https://api.dingtalk.com"
-DEFAULT_DINGTALK_SCOPES = ("openid", "corpid")
+
+@dataclass(frozen=True)
+class ProviderSettings:
+    """One OAuth2 provider's variables (named after its `env_prefix`, see tools/oauth2.py)."""
+
+    credential_provider: str  # <PREFIX>_CREDENTIAL_PROVIDER_NAME: the Agent Identity credential provider
+    api_base: str  # <PREFIX>_API_BASE
+    scopes: tuple[str, ...] = ()  # <PREFIX>_SCOPES; empty: each tool's own scopes
+
+    @staticmethod
+    def variables(provider: OAuth2Provider) -> tuple[str, str, str]:
+        """Its variable names: credential provider, API base, scopes."""
+        prefix = provider.env_prefix
+        return f"{prefix}_CREDENTIAL_PROVIDER_NAME", f"{prefix}_API_BASE", f"{prefix}_SCOPES"
+
+    @classmethod
+    def read(cls, read: EnvReader, provider: OAuth2Provider) -> Self:
+        name_var, api_var, scopes_var = cls.variables(provider)
+        credential_provider = read.str(name_var, required=True, why="the Agent Identity credential provider that "
+                                                                    f"holds the {provider.label} OAuth2 app")
+        api_base = read.str(api_var, provider.api_base).rstrip("/")
+        if urlsplit(api_base).scheme not in ("http", "https") or not urlsplit(api_base).netloc:
+            read.problems.append(f"{api_var} must be an http(s) URL, got {api_base!r}")
+        return cls(credential_provider=credential_provider, api_base=api_base,
+                   scopes=tuple(read.list(scopes_var, [])))
 
 
 @dataclass(frozen=True)
 class ToolSettings:
     """Everything tools/ reads from the environment (see .env.example)."""
 
-    dingtalk_provider: str
-    dingtalk_api_base: str = DEFAULT_DINGTALK_API_BASE
-    dingtalk_scopes: tuple[str, ...] = DEFAULT_DINGTALK_SCOPES
+    oauth2: Mapping[str, ProviderSettings] = field(default_factory=dict)  # by provider env_prefix
     region_id: str = DEFAULT_REGION
     sts_endpoint: str = f"sts.{DEFAULT_REGION}.aliyuncs.com"
     http_timeout_seconds: float = 10.0
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str], reader: EnvReader | None = None) -> Self:
-        """Read the tools' variables; with a shared `reader` the caller reports every problem at once."""
+    def from_env(cls, env: Mapping[str, str], reader: EnvReader | None = None,
+                 providers: Iterable[OAuth2Provider] | None = None) -> Self:
+        """Read the tools' variables, those of every provider a registered tool uses (or of `providers`); with
+        a shared `reader` the caller reports every problem at once."""
         read = reader or EnvReader(env)
-        provider = read.str("DINGTALK_CREDENTIAL_PROVIDER_NAME", required=True,
-                            why="the Agent Identity credential provider that holds the DingTalk OAuth2 app")
-        api_base = read.str("DINGTALK_API_BASE", DEFAULT_DINGTALK_API_BASE).rstrip("/")
-        if urlsplit(api_base).scheme not in ("http", "https") or not urlsplit(api_base).netloc:
-            read.problems.append(f"DINGTALK_API_BASE must be an http(s) URL, got {api_base!r}")
-        scopes = tuple(read.list("DINGTALK_SCOPES", list(DEFAULT_DINGTALK_SCOPES)))
+        oauth2 = {provider.env_prefix: ProviderSettings.read(read, provider)
+                  for provider in (registered_providers() if providers is None else providers)}
         region = read.str("AGENT_IDENTITY_REGION_ID", DEFAULT_REGION)
         sts_endpoint = read.str("STS_ENDPOINT", f"sts.{region}.aliyuncs.com").rstrip("/")
         timeout = read.float("TOOLS_HTTP_TIMEOUT_SECONDS", 10.0, minimum=0.1)
         if reader is None:
             read.check()
-        return cls(dingtalk_provider=provider, dingtalk_api_base=api_base, dingtalk_scopes=scopes,
-                   region_id=region, sts_endpoint=sts_endpoint, http_timeout_seconds=timeout)
+        return cls(oauth2=oauth2, region_id=region, sts_endpoint=sts_endpoint, http_timeout_seconds=timeout)

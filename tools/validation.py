@@ -6,7 +6,11 @@ to know which argument broke which rule.
 
 from __future__ import annotations
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
+
+
+class NoArguments(BaseModel):
+    """The tool takes no arguments."""
 
 
 def describe_validation_error(error: ValidationError) -> str:
