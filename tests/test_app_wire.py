@@ -231,6 +231,16 @@ def test_client_disconnect_cancels_the_run(server, auth, fresh_cloud, app_state)
     assert agent_runs(app_state) == 0
 
 
+def request_log_lines(caplog) -> list[dict]:
+    """The request log lines written so far; the line is written when the response ends, so wait a little."""
+    for _ in range(100):
+        lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "app.request"]
+        if lines:
+            return lines
+        time.sleep(0.01)
+    return []
+
+
 def test_client_leaving_before_the_response_starts_cancels_the_run(server, auth, fresh_cloud, app_state,
                                                                    caplog):
     caplog.set_level(logging.INFO, logger="app.request")
@@ -247,11 +257,7 @@ def test_client_leaving_before_the_response_starts_cancels_the_run(server, auth,
     while agent_runs(app_state) and time.monotonic() - started < 0.5:
         time.sleep(0.01)
     assert agent_runs(app_state) == 0, "the run should stop with the client, not when the model answers"
-    for _ in range(100):
-        lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "app.request"]
-        if lines:
-            break
-        time.sleep(0.01)
+    lines = request_log_lines(caplog)
     assert lines[-1]["error"] == "client_disconnected"
 
 
@@ -263,11 +269,7 @@ def test_streamed_requests_are_logged_with_their_tokens_or_error(server, auth, f
     body = {"stream": True, "messages": [{"role": "user", "content": "hello there"}]}
     response = httpx.post(f"{server}{CHAT}", json=body, headers=auth, timeout=30)
     assert response.status_code == (502 if fails else 200)
-    for _ in range(100):
-        lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "app.request"]
-        if lines:
-            break
-        time.sleep(0.01)
+    lines = request_log_lines(caplog)
     line = lines[-1]
     assert line["status"] == response.status_code and line["request_id"] == response.headers["x-request-id"]
     if fails:
@@ -283,11 +285,7 @@ def test_one_json_log_line_per_request_without_secrets(server, fresh_cloud, capl
     response = httpx.post(f"{server}{CHAT}", json=body, timeout=30,
                           headers={"Authorization": f"Bearer {token}", "X-AgentRun-Session-ID": "sess-42"})
     assert response.status_code == 200
-    for _ in range(100):
-        lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "app.request"]
-        if lines:
-            break
-        time.sleep(0.01)
+    lines = request_log_lines(caplog)
     assert len(lines) == 1
     line = lines[0]
     assert line["request_id"] == response.headers["x-request-id"]
@@ -308,11 +306,7 @@ def test_the_session_id_comes_from_the_query_or_either_header(server, fresh_clou
     response = httpx.post(f"{server}{CHAT}", json={"messages": [{"role": "user", "content": "hi"}]}, timeout=30,
                           headers=headers, params=params)
     assert response.status_code == 200
-    for _ in range(100):
-        lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "app.request"]
-        if lines:
-            break
-        time.sleep(0.01)
+    lines = request_log_lines(caplog)
     assert [line["session_id"] for line in lines] == ["chat-9"]
 
 
