@@ -1,4 +1,5 @@
-"""The agent's tools: DingTalk documents on the user's behalf, Alibaba Cloud with the agent's own identity.
+"""The agent's tools: DingTalk documents on the user's behalf, Alibaba Cloud (STS, OSS) with the agent's own
+identity.
 
 A `Toolbox` binds them to the process's identity service and owns the HTTP client they share; the app
 closes it on shutdown. Tools never receive or return a token.
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from langchain_core.tools import BaseTool
 
+from tools import oss  # noqa: F401 - registers its @aliyun_tool
 from tools.aliyun import build_aliyun_tools
 from tools.dingtalk import DingTalkClient, make_write_document_tool
 from tools.settings import ToolSettings
