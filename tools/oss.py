@@ -87,13 +87,13 @@ def _config(cloud: CloudSession, region: str) -> oss.Config:
     """The SDK's config for `region`, signed (V4) with the call's STS credentials."""
     settings, credential = cloud.settings, cloud.credential
     return oss.Config(
-        region=region, endpoint=settings.oss_endpoint or None, use_path_style=_needs_path_style(settings.oss_endpoint),
+        region=region, endpoint=settings.oss_endpoint or None, use_path_style=needs_path_style(settings.oss_endpoint),
         credentials_provider=StaticCredentialsProvider(credential.access_key_id, credential.access_key_secret,
                                                        credential.security_token),
         connect_timeout=settings.http_timeout_seconds, readwrite_timeout=settings.http_timeout_seconds)
 
 
-def _needs_path_style(endpoint: str) -> bool:
+def needs_path_style(endpoint: str) -> bool:
     """`bucket.<host>` cannot resolve for an IP address or localhost (an emulator, a proxy): there the bucket
     goes into the path. Every OSS domain takes the default virtual-hosted style."""
     host = urlsplit(endpoint if "://" in endpoint else f"//{endpoint}").hostname or ""
