@@ -158,8 +158,8 @@ def start_local_cloud(return_urls: Iterable[str] = (), faults: Mapping[str, Mapp
         ModelService(MODEL_SERVICE_NAME, f"{urls['model']}/v1", model_api_key, (MODEL_NAME,)),
         ModelService(MODEL_SERVICE_WITH_CREDENTIAL, f"{urls['model']}/v1", model_api_key, (MODEL_NAME,),
                      credential_name=MODEL_CREDENTIAL_NAME)])
-    oss = OssEmulator(region=REGION, account_id=account_id, buckets=sample_buckets(OSS_BUCKET, OSS_FORBIDDEN_BUCKET),
-                      role_policy=role_policy(OSS_BUCKET), sts_credentials=sts_credentials)
+    oss = OssEmulator(region=REGION, account_id=account_id, role_policy=role_policy(OSS_BUCKET),
+                      buckets=sample_buckets(OSS_BUCKET, OSS_FORBIDDEN_BUCKET), sts_credentials=sts_credentials)
     apps = {"idp": idp.app, "agent_identity": agent_identity.app, "sts": sts.app,
             "dingtalk": DingTalkEmulator(dingtalk_tokens).app, "model": model.app, "agentrun": agentrun.app,
             "oss": oss.app}

@@ -3,8 +3,8 @@
 Deterministic on purpose, so end-to-end tests can assert exact tool calls and answers:
 - the product's example prompt (Chinese or English) calls `write_dingtalk_document`;
 - "Who am I on Alibaba Cloud?" (or the Chinese form) calls `get_alibaba_cloud_caller_identity`;
-- "Read oss://bucket/key" (or "读取 oss://bucket/key"), optionally "in region cn-shanghai" / "地域 cn-shanghai",
-  calls `read_oss_object`;
+- "Read oss://bucket/key" (or "读取 oss://bucket/key"), optionally "in region cn-shanghai" (or
+  "地域 cn-shanghai"), calls `read_oss_object`;
 - a tool result as the last message gets a final answer quoting it, in the user's language;
 - anything else gets a plain reply saying what was understood.
 A tool is only called if the request offers it in `tools` (and `tool_choice` allows it); otherwise the model
@@ -34,8 +34,8 @@ _WRITE_EN = re.compile(
 _IDENTITY_EN = re.compile(r"\bwho\s+am\s+i\b|\bmy\s+(?:caller\s+)?identity\b", re.IGNORECASE)
 _CLOUD_EN = re.compile(r"alibaba\s*cloud|aliyun", re.IGNORECASE)
 _IDENTITY_ZH = re.compile(r"(我是谁|我的身份|身份是什么|什么身份)")
-_READ_OSS = re.compile(r"(?:\bread|\bshow|\bopen|读取|读|查看|打开)\s*(?:the\s+)?(?:file\s+|object\s+|文件\s*|对象\s*)?"
-                       r"oss://(?P<bucket>[a-z0-9-]+)/(?P<key>[^\s“”\"'「」，。；、]+)"
+_READ_OSS = re.compile(r"(?:\bread|\bshow|\bopen|读取|读|查看|打开)\s*(?:the\s+)?"
+                       r"(?:file\s+|object\s+|文件\s*|对象\s*)?oss://(?P<bucket>[a-z0-9-]+)/(?P<key>[^\s“”\"'「」，。；、]+)"
                        r"(?:.*?(?:region|地域|区域)\s*[：:]?\s*(?P<region>[a-z]{2,}(?:-[a-z0-9]+)+))?",
                        re.IGNORECASE | re.DOTALL)
 
@@ -143,7 +143,8 @@ def _plain_reply(user_text: str, chinese: bool) -> str:
         return ("Hello! Ask me to write to a DingTalk document, to read a file from OSS, or who you are on "
                 "Alibaba Cloud.")
     if chinese:
-        return f"我收到了你的消息：“{said}”。我可以把内容写入钉钉文档、读取 OSS 中的文件，或者查询你在阿里云上的身份。"
+        return (f"我收到了你的消息：“{said}”。我可以把内容写入钉钉文档、读取 OSS 中的文件，"
+                "或者查询你在阿里云上的身份。")
     return (f'I understood your message: "{said}". I can write text to a DingTalk document, read a file from '
             "OSS, or tell you who you are on Alibaba Cloud.")
 

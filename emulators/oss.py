@@ -38,6 +38,7 @@ from emulators.registry import CredentialRegistry
 V4_ALGORITHM = "OSS4-HMAC-SHA256"
 CLOCK_SKEW_S = 15 * 60  # OSS refuses requests dated more than 15 minutes away (RequestTimeTooSkewed)
 DEFAULT_SIGNED = ("content-type", "content-md5")  # signed whenever sent, as every x-oss-* header
+NO_RIGHT = "You have no right to access this object because of bucket acl."
 
 
 class OssError(Exception):
@@ -86,7 +87,8 @@ class OssEmulator:
         self.buckets = {bucket.name: bucket for bucket in buckets}
         self.role_policy = dict(role_policy)
         self._sts = sts_credentials
-        routes = [Route("/{bucket}/{key:path}", self._object, methods=["GET", "HEAD", "PUT", "POST", "DELETE"])]
+        methods = ["GET", "HEAD", "PUT", "POST", "DELETE"]
+        routes = [Route("/{bucket}/{key:path}", self._object, methods=methods)]
         self.app = emulator_app("oss", routes, render_oss_error, on_expire_tokens=sts_credentials.expire_all,
                                 faults=faults)
 
@@ -94,7 +96,8 @@ class OssEmulator:
         try:
             bucket, key = _bucket_and_key(request)
             if request.method not in ("GET", "HEAD"):
-                raise OssError(405, "MethodNotAllowed", "The specified method is not allowed against this resource.")
+                raise OssError(405, "MethodNotAllowed",
+                               "The specified method is not allowed against this resource.")
             policy = self._verify(request, bucket, key)
             return self._get_object(request, bucket, key, policy)
         except OssError as error:
@@ -106,23 +109,27 @@ class OssEmulator:
         """Check the V4 signature and the credentials; returns the session policy they carry (None: none)."""
         authorization = request.headers.get("authorization", "")
         if not authorization:
-            raise OssError(403, "AccessDenied", "You have no right to access this object because of bucket acl.")
+            raise OssError(403, "AccessDenied", NO_RIGHT)
         if not authorization.startswith(V4_ALGORITHM + " "):
             raise OssError(400, "InvalidArgument", "Authorization header is invalid: only OSS4-HMAC-SHA256 "
                                                    "is accepted here.")  # Chosen: the emulator speaks V4 only
         fields = _authorization_fields(authorization[len(V4_ALGORITHM) + 1:])
-        access_key_id, sign_date, region, product, terminator = (fields.get("Credential", "").split("/") + [""] * 5)[:5]
-        if not access_key_id or product != "oss" or terminator != "aliyun_v4_request" or "Signature" not in fields:
+        scope = (fields.get("Credential", "").split("/") + [""] * 5)[:5]
+        access_key_id, sign_date, region, product, terminator = scope
+        well_formed = (product, terminator) == ("oss", "aliyun_v4_request") and "Signature" in fields
+        if not access_key_id or not well_formed:
             raise OssError(400, "InvalidArgument", "Authorization header is invalid.")
         signed_at = _x_oss_date(request.headers.get("x-oss-date"))
         if abs(time.time() - signed_at) > CLOCK_SKEW_S:
             raise OssError(403, "RequestTimeTooSkewed",
                            "The difference between the request time and the current time is too large.")
         if datetime.fromtimestamp(signed_at, timezone.utc).strftime("%Y%m%d") != sign_date:
-            raise OssError(403, "SignatureDoesNotMatch", "The date in the credential scope is not x-oss-date's.")
+            raise OssError(403, "SignatureDoesNotMatch",
+                           "The date in the credential scope is not x-oss-date's.")
         if region != self.region:
             status, code = chosen.OSS_CODE_WRONG_SIGNING_REGION
-            raise OssError(status, code, f"Invalid signing region in Authorization header: this is {self.region}.")
+            raise OssError(status, code,
+                           f"Invalid signing region in Authorization header: this is {self.region}.")
         if "x-oss-content-sha256" not in request.headers:
             raise OssError(400, "InvalidArgument", "x-oss-content-sha256 is required with V4 signatures.")
         secret, policy = self._credentials(access_key_id, request.headers.get("x-oss-security-token"))
@@ -136,10 +143,11 @@ class OssEmulator:
             signing_key = hmac.new(signing_key, part.encode(), hashlib.sha256).digest()
         expected = hmac.new(signing_key, string_to_sign.encode(), hashlib.sha256).hexdigest()
         if not hmac.compare_digest(expected, fields["Signature"]):
-            # As the real service, the answer shows what it signed: the security token is in there, so a client
-            # that quotes OSS's message leaks it (the product never does; tests/test_leaks.py).
-            raise OssError(403, "SignatureDoesNotMatch", "The request signature we calculated does not match the "
-                           "signature you provided. Check your key and signing method.",
+            # As the real service, the answer shows what it signed: the security token is in there, so a
+            # client that quotes OSS's message leaks it (the product never does; tests/test_leaks.py).
+            raise OssError(403, "SignatureDoesNotMatch",
+                           "The request signature we calculated does not match the signature you provided. "
+                           "Check your key and signing method.",
                            CanonicalRequest=canonical, StringToSign=string_to_sign)
         return policy
 
@@ -147,8 +155,8 @@ class OssEmulator:
         """The secret of an STS AccessKeyId Agent Identity issued, and the session policy issued with it."""
         record = self._sts.get(access_key_id)
         if record is None:
-            raise OssError(403, "InvalidAccessKeyId", "The OSS Access Key Id you provided does not exist in our "
-                                                      "records.")
+            raise OssError(403, "InvalidAccessKeyId",
+                           "The OSS Access Key Id you provided does not exist in our records.")
         if not security_token or not hmac.compare_digest(security_token, record.details["security_token"]):
             raise OssError(403, "InvalidSecurityToken", "The security token you provided is invalid.")
         if not record.valid:
@@ -158,20 +166,22 @@ class OssEmulator:
 
     # -- GetObject -----------------------------------------------------------------------------------------
 
-    def _get_object(self, request: Request, bucket_name: str, key: str, session_policy: str | None) -> Response:
+    def _get_object(self, request: Request, bucket_name: str, key: str,
+                    session_policy: str | None) -> Response:
         bucket = self.buckets.get(bucket_name)
         if bucket is None:  # Chosen: OSS names a missing bucket before it checks permissions
-            raise OssError(404, "NoSuchBucket", "The specified bucket does not exist.", BucketName=bucket_name)
+            raise OssError(404, "NoSuchBucket", "The specified bucket does not exist.",
+                           BucketName=bucket_name)
         resource = f"acs:oss:{self.region}:{self.account_id}:{bucket_name}/{key}"
         if not allowed([self.role_policy, session_policy], "oss:GetObject", resource):
-            raise OssError(403, "AccessDenied", "You have no right to access this object because of bucket acl.")
+            raise OssError(403, "AccessDenied", NO_RIGHT)
         stored = bucket.objects.get(key)
         if stored is None:
             raise OssError(404, "NoSuchKey", "The specified key does not exist.", Key=key)
         size = len(stored.data)
+        modified = datetime.fromtimestamp(stored.last_modified, timezone.utc)
         headers = {"ETag": stored.etag, "Accept-Ranges": "bytes", "x-oss-object-type": "Normal",
-                   "Last-Modified": format_datetime(datetime.fromtimestamp(stored.last_modified, timezone.utc),
-                                                    usegmt=True),
+                   "Last-Modified": format_datetime(modified, usegmt=True),
                    "x-oss-request-id": uuid.uuid4().hex[:24].upper()}
         span = _single_range(request.headers.get("range"), size)
         if span is None:  # no Range, or one OSS cannot serve: the whole object, 200 (OSS's default behaviour)
@@ -208,7 +218,8 @@ def _x_oss_date(value: str | None) -> float:
     try:
         return datetime.strptime(value or "", "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc).timestamp()
     except ValueError:
-        raise OssError(403, "AccessDenied", "x-oss-date is missing or not in ISO 8601 basic format.") from None
+        raise OssError(403, "AccessDenied",
+                       "x-oss-date is missing or not in ISO 8601 basic format.") from None
 
 
 def _canonical_request(request: Request, bucket: str, key: str, additional: list[str]) -> str:
@@ -217,32 +228,32 @@ def _canonical_request(request: Request, bucket: str, key: str, additional: list
     missing = [name for name in additional if name not in request.headers]
     if missing:
         raise OssError(400, "InvalidArgument", "AdditionalHeaders names headers the request does not carry.")
-    signed = sorted({name for name in request.headers.keys()
+    signed = sorted({name for name in request.headers
                      if name.startswith("x-oss-") or name in DEFAULT_SIGNED} | set(additional))
     headers = "".join(f"{name}:{request.headers[name].strip()}\n" for name in signed)
     pairs = sorted(pair.partition("=")[::2] for pair in request.url.query.split("&") if pair)
     query = "&".join(f"{k}={v}" if v else k for k, v in pairs)
-    return "\n".join([request.method, quote(f"/{bucket}/{key}", safe="/"), query, headers, ";".join(additional),
-                      request.headers["x-oss-content-sha256"]])
+    return "\n".join([request.method, quote(f"/{bucket}/{key}", safe="/"), query, headers,
+                      ";".join(additional), request.headers["x-oss-content-sha256"]])
 
 
 def _single_range(header: str | None, size: int) -> tuple[int, int] | None:
-    """(first, last) of one satisfiable `bytes=a-b` / `bytes=a-` / `bytes=-n`; None otherwise (OSS then
-    ignores the Range header and returns the whole object, unless `x-oss-range-behavior: standard`)."""
-    if not header or not header.startswith("bytes=") or "," in header:
+    """(first, last) of the first range of `bytes=a-b` / `bytes=a-` / `bytes=-n` when it lies wholly within
+    0..size-1; None otherwise: OSS then ignores the Range header and returns the whole object with 200
+    (without `x-oss-range-behavior: standard`, which the product does not send). A range ending past the
+    object is invalid too: it is not clamped (docs/services.md, "OSS")."""
+    if not header or not header.startswith("bytes="):
         return None
-    start, _, end = header[len("bytes="):].strip().partition("-")
+    start, _, end = header[len("bytes="):].split(",")[0].strip().partition("-")
     try:
         if not start:
             count = int(end)
-            return (max(size - count, 0), size - 1) if 0 < count and size else None
+            return (size - count, size - 1) if 0 < count <= size else None
         first = int(start)
         last = int(end) if end else size - 1
     except ValueError:
         return None
-    if first >= size or last < first:
-        return None
-    return first, min(last, size - 1)
+    return (first, last) if 0 <= first <= last < size else None
 
 
 def sample_buckets(readable: str, forbidden: str) -> list[Bucket]:

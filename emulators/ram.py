@@ -21,7 +21,8 @@ UNDERSTOOD = {"Effect", "Action", "Resource"}
 
 def allowed(policies: Iterable[dict[str, Any] | str | None], action: str, resource: str) -> bool:
     """True when every given policy allows `action` on `resource` (None: no session policy, no narrowing)."""
-    return all(_policy_allows(_as_document(policy), action, resource) for policy in policies if policy is not None)
+    return all(_policy_allows(_as_document(policy), action, resource)
+               for policy in policies if policy is not None)
 
 
 def _as_document(policy: dict[str, Any] | str) -> dict[str, Any]:

@@ -43,8 +43,8 @@ def client(cloud, credentials, *, region: str = "cn-hangzhou", **options) -> oss
 def config(cloud, credentials, *, region: str = "cn-hangzhou", **options) -> oss.Config:
     provider = StaticCredentialsProvider(credentials.access_key_id, credentials.access_key_secret,
                                          credentials.security_token)
-    return oss.Config(region=region, endpoint=cloud.url("oss"), use_path_style=True, credentials_provider=provider,
-                      retry_max_attempts=1, **options)
+    return oss.Config(region=region, endpoint=cloud.url("oss"), use_path_style=True,
+                      credentials_provider=provider, retry_max_attempts=1, **options)
 
 
 def read(cloud, credentials, bucket: str, key: str, **request) -> oss.GetObjectResult:
@@ -75,9 +75,21 @@ async def test_the_async_client_reads_a_range(fresh_cloud, assume):
     assert result.body.content == b"line 00000"
 
 
-def test_an_unsatisfiable_range_returns_the_whole_object(fresh_cloud, assume):
-    result = read(fresh_cloud, assume(), "agent-docs", "notes/other.txt", range_header="bytes=5000-5100")
+@pytest.mark.parametrize("span", ["bytes=5000-5100", "bytes=0-35", "bytes=-36", "byte=0-3", "bytes=9-2"])
+def test_a_range_not_wholly_inside_the_object_returns_the_whole_object(fresh_cloud, assume, span):
+    """OSS's default range behaviour (35 bytes here): no clamping, the Range header is ignored."""
+    result = read(fresh_cloud, assume(), "agent-docs", "notes/other.txt", range_header=span)
     assert result.status_code == 200 and result.body.content == b"Another object in the same bucket.\n"
+    assert result.content_range is None
+
+
+def test_the_last_bytes_and_the_first_of_several_ranges(fresh_cloud, assume):
+    credentials = assume()
+    result = read(fresh_cloud, credentials, "agent-docs", "notes/other.txt", range_header="bytes=-8")
+    assert (result.status_code, result.body.content) == (206, b"bucket.\n")
+    assert result.content_range == "bytes 27-34/35"
+    result = read(fresh_cloud, credentials, "agent-docs", "notes/other.txt", range_header="bytes=0-6,8-9")
+    assert (result.status_code, result.body.content) == (206, b"Another")
 
 
 def test_session_policy_limits_credentials_to_one_object(fresh_cloud, assume):
@@ -95,7 +107,8 @@ def test_missing_key_missing_bucket_and_forbidden_bucket(fresh_cloud, assume):
     assert (missing_key.status_code, missing_key.code) == (404, "NoSuchKey") and missing_key.request_id
     missing_bucket = service_error(lambda: read(fresh_cloud, credentials, "no-such-bucket", "a.txt"))
     assert (missing_bucket.status_code, missing_bucket.code) == (404, "NoSuchBucket")
-    forbidden = service_error(lambda: read(fresh_cloud, credentials, "finance-private", "reports/salaries.txt"))
+    forbidden = service_error(
+        lambda: read(fresh_cloud, credentials, "finance-private", "reports/salaries.txt"))
     assert (forbidden.status_code, forbidden.code) == (403, "AccessDenied")
     # The role may not learn whether an object it cannot read exists.
     unknown = service_error(lambda: read(fresh_cloud, credentials, "finance-private", "reports/none.txt"))
@@ -125,7 +138,8 @@ def test_credentials_are_checked(fresh_cloud, assume):
 
 def test_static_key_and_anonymous_and_v1_requests_are_refused(fresh_cloud, assume):
     anonymous = oss.Config(region="cn-hangzhou", endpoint=fresh_cloud.url("oss"), use_path_style=True,
-                           credentials_provider=oss.credentials.AnonymousCredentialsProvider(), retry_max_attempts=1)
+                           credentials_provider=oss.credentials.AnonymousCredentialsProvider(),
+                           retry_max_attempts=1)
     error = service_error(lambda: oss.Client(anonymous).get_object(
         oss.GetObjectRequest(bucket="agent-docs", key=WELCOME)))
     assert (error.status_code, error.code) == (403, "AccessDenied")
@@ -151,22 +165,25 @@ def test_a_signature_mismatch_shows_what_oss_signed(fresh_cloud, assume):
     assert credentials.security_token in error.error_fileds["CanonicalRequest"]
 
 
+def allow(action: str, resource: str, **extra) -> dict:
+    return {"Statement": [{"Effect": "Allow", "Action": action, "Resource": resource, **extra}]}
+
+
+OBJECT = "acs:oss:cn-hangzhou:1:b/k"
+
+
 @pytest.mark.parametrize(("policies", "resource", "expected"), [
-    ([{"Statement": [{"Effect": "Allow", "Action": "oss:*", "Resource": "acs:oss:*:*:b/*"}]}], "acs:oss:r:1:b/k", True),
-    ([{"Statement": [{"Effect": "Allow", "Action": "OSS:GetObject", "Resource": "*"}]}], "acs:oss:r:1:b/k", True),
-    ([{"Statement": [{"Effect": "Allow", "Action": "oss:GetObject", "Resource": "acs:oss:*:*:b/k?"}]}],
-     "acs:oss:r:1:b/k1", True),
-    ([{"Statement": [{"Effect": "Allow", "Action": "oss:GetObject", "Resource": "acs:oss:*:*:b/K"}]}],
-     "acs:oss:r:1:b/k", False),
-    ([{"Statement": [{"Effect": "Allow", "Action": "oss:*", "Resource": "*"},
+    ([allow("oss:*", "acs:oss:*:*:b/*")], OBJECT, True),
+    ([allow("OSS:GetObject", "*")], OBJECT, True),  # actions ignore case
+    ([allow("oss:GetObject", "acs:oss:*:*:b/k?")], OBJECT + "1", True),
+    ([allow("oss:GetObject", "acs:oss:*:*:b/K")], OBJECT, False),  # resources do not
+    ([{"Statement": [*allow("oss:*", "*")["Statement"],
                      {"Effect": "Deny", "Action": "oss:GetObject", "Resource": "acs:oss:*:*:b/*"}]}],
-     "acs:oss:r:1:b/k", False),
-    ([{"Statement": [{"Effect": "Allow", "Action": "oss:*", "Resource": "*", "Condition": {}}]}],
-     "acs:oss:r:1:b/k", False),
-    ([{"Statement": [{"Effect": "Allow", "Action": "oss:*", "Resource": "*"}]}, None], "acs:oss:r:1:b/k", True),
-    ([{"Statement": [{"Effect": "Allow", "Action": "oss:*", "Resource": "*"}]},
-      json.dumps({"Statement": [{"Effect": "Allow", "Action": "sts:*", "Resource": "*"}]})], "acs:oss:r:1:b/k", False),
-    (["not json"], "acs:oss:r:1:b/k", False),
+     OBJECT, False),  # an explicit Deny wins
+    ([allow("oss:*", "*", Condition={})], OBJECT, False),  # not understood: an Allow never matches
+    ([allow("oss:*", "*"), None], OBJECT, True),  # no session policy: the role's alone
+    ([allow("oss:*", "*"), json.dumps(allow("sts:*", "*"))], OBJECT, False),  # the session policy narrows
+    (["not json"], OBJECT, False),
 ])
 def test_policy_evaluation(policies, resource, expected):
     assert allowed(policies, "oss:GetObject", resource) is expected

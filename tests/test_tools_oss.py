@@ -11,11 +11,13 @@ import pytest
 from langchain_core.messages import ToolMessage
 
 from identity.context import RequestContext, bind_request_context, reset_request_context
-from tests.test_tools_with_identity import Session, make_session  # noqa: F401 - the fixture is used by name
+from tests import test_tools_with_identity
+from tests.test_tools_with_identity import Session
 from tools.aliyun import session_policy
 from tools.oss import needs_path_style
 
 TOOL = "read_oss_object"
+make_session = test_tools_with_identity.make_session  # the fixture: a user's session with the real tools
 
 
 async def outcome(session: Session, **arguments) -> ToolMessage:
@@ -64,16 +66,17 @@ async def test_a_binary_object_is_described_not_dumped(fresh_cloud, make_session
     session = await make_session("oss-cat")
     message = await outcome(session, bucket="agent-docs", key="images/logo.png")
     size = len(fresh_cloud.oss.buckets["agent-docs"].objects["images/logo.png"].data)
-    assert message.content == (f"oss://agent-docs/images/logo.png is {size:,} bytes of image/png, not text, so "
-                               "its content is not shown.")
+    assert message.content == (f"oss://agent-docs/images/logo.png is {size:,} bytes of image/png, not text, "
+                               "so its content is not shown.")
     assert message.artifact == {"ok": True}
 
 
 @pytest.mark.parametrize(("bucket", "key", "answer", "code"), [
     ("agent-docs", "notes/nothing.txt", "There is no object 'notes/nothing.txt' in bucket 'agent-docs'.",
      "oss_no_such_key"),
-    ("no-such-bucket", "a.txt", "There is no bucket 'no-such-bucket' in region cn-hangzhou; check the name and "
-                                "the region.", "oss_no_such_bucket"),
+    ("no-such-bucket", "a.txt",
+     "There is no bucket 'no-such-bucket' in region cn-hangzhou; check the name and the region.",
+     "oss_no_such_bucket"),
     ("finance-private", "reports/salaries.txt",
      "The agent is not allowed to read oss://finance-private/reports/salaries.txt (access denied).",
      "oss_access_denied"),
@@ -121,7 +124,8 @@ async def test_an_unreachable_oss_and_a_region_argument(fresh_cloud, make_sessio
 
 
 @pytest.mark.parametrize(("endpoint", "path_style"), [
-    ("", False), ("oss-cn-hangzhou.aliyuncs.com", False), ("https://oss-cn-hangzhou-internal.aliyuncs.com", False),
+    ("", False), ("oss-cn-hangzhou.aliyuncs.com", False),
+    ("https://oss-cn-hangzhou-internal.aliyuncs.com", False),
     ("http://127.0.0.1:9000", True), ("127.0.0.1:9000", True), ("https://localhost:8443", True),
     ("http://[::1]:9000", True),
 ])

@@ -1,7 +1,7 @@
 """OSS (Object Storage Service): read one text object with the agent's own identity.
 
-The STS credentials of a call are scoped by their session policy to `oss:GetObject` on exactly the object asked
-for, so a model talked into reading something else gets credentials that cannot. At most
+The STS credentials of a call are scoped by their session policy to `oss:GetObject` on exactly the object
+asked for, so a model talked into reading something else gets credentials that cannot. At most
 `OSS_MAX_OBJECT_BYTES` are fetched (a ranged GET); an object that is not text is described, not dumped. The
 SDK's async client keeps the event loop free. What this relies on is in docs/services.md, "OSS".
 """
@@ -49,7 +49,7 @@ class ReadOssObjectArguments(BaseModel):
     @field_validator("key")
     @classmethod
     def _one_exact_object(cls, key: str) -> str:
-        """A RAM policy reads `*` and `?` as wildcards: a key holding them would widen the policy beyond it."""
+        """A RAM policy reads `*` and `?` as wildcards: a key holding them would widen the policy."""
         if len(key.encode("utf-8")) > MAX_KEY_BYTES:
             raise ValueError(f"an object key is at most {MAX_KEY_BYTES} bytes")
         if key.startswith(("/", "\\")):
@@ -66,10 +66,11 @@ def object_resource(bucket: str, key: str, region: str | None = None) -> list[st
 
 @aliyun_tool(actions=["oss:GetObject"], resources=object_resource, args_schema=ReadOssObjectArguments)
 async def read_oss_object(cloud: CloudSession, bucket: str, key: str, region: str | None = None) -> str:
-    """Read a text file (an object) from Alibaba Cloud OSS object storage and return its content. Use this when
-    the user asks to read, show, open or summarise a file in an OSS bucket (e.g. `oss://bucket/path/file.txt`).
-    Give the bucket and the object key; the region only if the user names one. Long files are cut to the
-    first part; files that are not text (images, archives...) are described, not shown."""
+    """Read a text file (an object) from Alibaba Cloud OSS object storage and return its content. Use this
+    when the user asks to read, show, open or summarise a file in an OSS bucket (e.g.
+    `oss://bucket/path/file.txt`). Give the bucket and the object key; the region only if the user names one.
+    Long files are cut to the first part; files that are not text (images, archives...) are described, not
+    shown."""
     region = region or cloud.settings.oss_region
     limit = cloud.settings.oss_max_object_bytes
     request = oss.GetObjectRequest(bucket=bucket, key=key, range_header=f"bytes=0-{limit}")  # limit + 1 bytes
@@ -87,7 +88,8 @@ def _config(cloud: CloudSession, region: str) -> oss.Config:
     """The SDK's config for `region`, signed (V4) with the call's STS credentials."""
     settings, credential = cloud.settings, cloud.credential
     return oss.Config(
-        region=region, endpoint=settings.oss_endpoint or None, use_path_style=needs_path_style(settings.oss_endpoint),
+        region=region, endpoint=settings.oss_endpoint or None,
+        use_path_style=needs_path_style(settings.oss_endpoint),
         credentials_provider=StaticCredentialsProvider(credential.access_key_id, credential.access_key_secret,
                                                        credential.security_token),
         connect_timeout=settings.http_timeout_seconds, readwrite_timeout=settings.http_timeout_seconds)
@@ -107,8 +109,8 @@ def needs_path_style(endpoint: str) -> bool:
 
 
 def _object_size(content_range: str | None, received: int) -> int:
-    """The whole object's size: `bytes 0-N/SIZE` of a 206, or what arrived with a 200 (OSS answers an
-    unsatisfiable range, e.g. on an empty object, with the whole object)."""
+    """The whole object's size: `bytes 0-N/SIZE` of a 206, or what arrived with a 200 (OSS ignores a range
+    reaching past the object and sends all of it: an object no larger than the cap)."""
     match = re.fullmatch(r"bytes \d+-\d+/(\d+)", (content_range or "").strip())
     return int(match.group(1)) if match else received
 
@@ -118,7 +120,8 @@ def _describe(name: str, data: bytes, size: int, limit: int, content_type: str |
     media_type = media_type.strip().lower()
     charset = re.search(r"charset=\"?([\w.:-]+)", params, re.IGNORECASE)
     truncated = size > limit
-    text = _as_text(data[:limit], media_type, charset.group(1) if charset else "utf-8", complete=not truncated)
+    encoding = charset.group(1) if charset else "utf-8"
+    text = _as_text(data[:limit], media_type, encoding, complete=not truncated)
     kind = media_type or "unknown type"
     if text is None:
         return f"{name} is {size:,} bytes of {kind}, not text, so its content is not shown."
@@ -152,14 +155,16 @@ def _failure(error: Exception, bucket: str, key: str, region: str) -> CloudCallF
     if code == "NoSuchKey":
         return CloudCallFailed(f"There is no object {key!r} in bucket {bucket!r}.", "oss_no_such_key")
     if code == "NoSuchBucket":
-        return CloudCallFailed(f"There is no bucket {bucket!r} in region {region}; check the name and the region.",
-                               "oss_no_such_bucket")
+        return CloudCallFailed(f"There is no bucket {bucket!r} in region {region}; check the name and the "
+                               "region.", "oss_no_such_bucket")
     if code in STALE_CREDENTIAL_CODES:
-        return CloudCallFailed("OSS did not accept the agent's temporary credentials; please try again later.",
-                               "aliyun_rejected", stale_credentials=True)
+        return CloudCallFailed("OSS did not accept the agent's temporary credentials; please try again "
+                               "later.", "aliyun_rejected", stale_credentials=True)
     if code == "AccessDenied":
-        return CloudCallFailed(f"The agent is not allowed to read {where} (access denied).", "oss_access_denied")
+        return CloudCallFailed(f"The agent is not allowed to read {where} (access denied).",
+                               "oss_access_denied")
     if status >= 500 or status == 429:
-        return CloudCallFailed("OSS had a server error or is busy; please try again later.", "aliyun_unavailable")
+        return CloudCallFailed("OSS had a server error or is busy; please try again later.",
+                               "aliyun_unavailable")
     return CloudCallFailed(f"OSS refused to read {where} (code: {code or status}, request id: "
                            f"{error.request_id or 'n/a'}).", "aliyun_rejected")
