@@ -33,7 +33,7 @@ async def run_one_of_everything(product: Product) -> None:
         await user.chat_stream('Please write "again" to the DingTalk document ID: docLeak1')
         await user.chat_stream("Who am I on Alibaba Cloud?")
         await user.chat_stream("Read oss://agent-docs/notes/welcome.txt")
-        # Another region's signature: OSS's SignatureDoesNotMatch body quotes the signed request, token and all.
+        # Another region: OSS answers SignatureDoesNotMatch with the signed request, security token and all.
         await user.chat_stream("Read oss://agent-docs/notes/welcome.txt in region cn-shanghai")
         await newcomer.chat("帮我写入“Helloworld”到钉钉文档，文档ID：docLeak2")
     finally:
