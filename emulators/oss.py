@@ -32,6 +32,7 @@ from starlette.routing import Route
 
 from emulators import chosen
 from emulators._server import Faults, emulator_app
+from emulators.acs import authorization_fields
 from emulators.ram import allowed
 from emulators.registry import CredentialRegistry
 
@@ -113,7 +114,7 @@ class OssEmulator:
         if not authorization.startswith(V4_ALGORITHM + " "):
             raise OssError(400, "InvalidArgument", "Authorization header is invalid: only OSS4-HMAC-SHA256 "
                                                    "is accepted here.")  # Chosen: the emulator speaks V4 only
-        fields = _authorization_fields(authorization[len(V4_ALGORITHM) + 1:])
+        fields = authorization_fields(authorization[len(V4_ALGORITHM) + 1:])
         scope = (fields.get("Credential", "").split("/") + [""] * 5)[:5]
         access_key_id, sign_date, region, product, terminator = scope
         well_formed = (product, terminator) == ("oss", "aliyun_v4_request") and "Signature" in fields
@@ -204,14 +205,6 @@ def _bucket_and_key(request: Request) -> tuple[str, str]:
     if not bucket or not key:
         raise OssError(400, "InvalidArgument", "Only object requests (/bucket/key) are served.")  # Chosen
     return bucket, key
-
-
-def _authorization_fields(rest: str) -> dict[str, str]:
-    fields: dict[str, str] = {}
-    for part in rest.split(","):
-        name, _, value = part.strip().partition("=")
-        fields[name] = value
-    return fields
 
 
 def _x_oss_date(value: str | None) -> float:

@@ -8,34 +8,17 @@ shows, with the same SDK, that they cannot read another.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import alibabacloud_oss_v2 as oss
 import pytest
 from alibabacloud_oss_v2.credentials import StaticCredentialsProvider
 
-from tests.e2e_harness import Product, User, shared_product
+from tests import test_e2e_dingtalk
 
 WELCOME = "oss://agent-docs/notes/welcome.txt"
-
-
-@pytest.fixture(scope="module")
-def product(pytestconfig) -> Iterator[Product]:
-    with shared_product(pytestconfig).capturing_logs() as product:
-        yield product
-
-
-@pytest.fixture
-async def user_named(product):
-    users: list[User] = []
-
-    def make(sub: str) -> User:
-        users.append(User(product, sub))
-        return users[-1]
-
-    yield make
-    for user in users:
-        await user.aclose()
+# The fixtures: the shared product with its logs witnessed, and users that are closed after each test.
+product = test_e2e_dingtalk.product
+user_named = test_e2e_dingtalk.user_named
 
 
 def finished(reply) -> dict:
