@@ -25,7 +25,8 @@ __all__ = ["ToolSettings", "Toolbox"]
 class Toolbox:
     """Every tool the agent offers the model, and the DingTalk connection pool they share.
 
-    STS clients need no closing: the Alibaba SDK opens one connection per call."""
+    STS clients need no closing: the Alibaba SDK opens one connection per call; the OSS tool closes its client
+    after each call."""
 
     def __init__(self, identity: AgentIdentity, settings: ToolSettings) -> None:
         self._dingtalk = DingTalkClient(settings.dingtalk_api_base, timeout_seconds=settings.http_timeout_seconds)
