@@ -261,6 +261,7 @@ def sample_buckets(readable: str, forbidden: str) -> list[Bucket]:
         Bucket(readable, {
             "notes/welcome.txt": StoredObject(welcome.encode(), "text/plain; charset=utf-8"),
             "notes/other.txt": StoredObject(b"Another object in the same bucket.\n", "text/plain"),
+            "notes/说明 v2.md": StoredObject("# 说明\n非 ASCII 的对象名。\n".encode(), "text/markdown"),
             "images/logo.png": StoredObject(png, "image/png"),
             "logs/large.log": StoredObject(large, "text/plain"),
         }),

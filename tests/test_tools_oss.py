@@ -48,6 +48,16 @@ async def test_reads_a_text_object_with_credentials_for_that_object_only(fresh_c
                                                 "Resource": "acs:oss:*:*:agent-docs/notes/welcome.txt"}]
 
 
+async def test_a_key_with_spaces_and_chinese_is_signed_and_scoped_as_it_is(fresh_cloud, make_session):
+    session = await make_session("oss-zed")
+    message = await outcome(session, bucket="agent-docs", key="notes/说明 v2.md")
+    assert message.content.startswith("oss://agent-docs/notes/说明 v2.md (text/markdown, ")
+    assert message.content.endswith("# 说明\n非 ASCII 的对象名。\n")
+    assert policies_issued_to(fresh_cloud, "oss-zed") == [
+        '{"Version":"1","Statement":[{"Effect":"Allow","Action":["oss:GetObject"],'
+        '"Resource":"acs:oss:*:*:agent-docs/notes/说明 v2.md"}]}']
+
+
 async def test_a_large_object_is_cut_at_the_cap_without_breaking_a_character(fresh_cloud, make_session):
     session = await make_session("oss-bob", OSS_MAX_OBJECT_BYTES="40")  # byte 40 falls inside "迎"
     message = await outcome(session, bucket="agent-docs", key="notes/welcome.txt")

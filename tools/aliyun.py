@@ -110,10 +110,11 @@ def aliyun_tool(*, actions: Sequence[str], args_schema: type[BaseModel] = NoArgu
 
 
 def session_policy(actions: Sequence[str], resources: Sequence[str] = ANY_RESOURCE) -> str:
-    """A RAM session policy allowing only `actions` on `resources`: the credentials can do nothing else."""
+    """A RAM session policy allowing only `actions` on `resources`: the credentials can do nothing else.
+    Compact and with non-ASCII kept as it is: a session policy is at most 2,048 characters (docs/services.md)."""
     resource: str | list[str] = resources[0] if len(resources) == 1 else list(resources)
     statement = {"Effect": "Allow", "Action": sorted(set(actions)), "Resource": resource}
-    return json.dumps({"Version": "1", "Statement": [statement]}, separators=(",", ":"))
+    return json.dumps({"Version": "1", "Statement": [statement]}, separators=(",", ":"), ensure_ascii=False)
 
 
 @aliyun_tool(actions=["sts:GetCallerIdentity"])
