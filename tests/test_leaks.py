@@ -24,13 +24,17 @@ def product(pytestconfig) -> Iterator[Product]:
 
 
 async def run_one_of_everything(product: Product) -> None:
-    """Stream with consent, a second write, the caller-identity tool, and a non-stream pending link."""
+    """Stream with consent, a second write, the caller-identity tool, OSS reads (one refused with a body that
+    quotes the security token), and a non-stream pending link."""
     user = User(product, "leak-check")
     newcomer = User(product, "leak-check-new")
     try:
         await user.chat_stream("帮我写入“Helloworld”到钉钉文档，文档ID：docLeak1", on_link=user.approve)
         await user.chat_stream('Please write "again" to the DingTalk document ID: docLeak1')
         await user.chat_stream("Who am I on Alibaba Cloud?")
+        await user.chat_stream("Read oss://agent-docs/notes/welcome.txt")
+        # Another region: OSS answers SignatureDoesNotMatch with the signed request, security token and all.
+        await user.chat_stream("Read oss://agent-docs/notes/welcome.txt in region cn-shanghai")
         await newcomer.chat("帮我写入“Helloworld”到钉钉文档，文档ID：docLeak2")
     finally:
         await user.aclose()

@@ -1,4 +1,5 @@
-"""Settings of the tools: each OAuth2 provider's credential provider, scopes and API, and where STS lives."""
+"""Settings of the tools: each OAuth2 provider's credential provider, scopes and API, where STS and OSS live,
+and how much of an OSS object a tool may read."""
 
 from __future__ import annotations
 
@@ -37,6 +38,10 @@ class ProviderSettings:
                    scopes=tuple(read.list(scopes_var, [])))
 
 
+# What the OSS tool hands the model at most: a model's context is the real limit, not OSS's.
+DEFAULT_OSS_MAX_OBJECT_BYTES = 64 * 1024
+
+
 @dataclass(frozen=True)
 class ToolSettings:
     """Everything tools/ reads from the environment (see .env.example)."""
@@ -45,6 +50,9 @@ class ToolSettings:
     region_id: str = DEFAULT_REGION
     sts_endpoint: str = f"sts.{DEFAULT_REGION}.aliyuncs.com"
     http_timeout_seconds: float = 10.0
+    oss_endpoint: str = ""  # empty: the SDK's public endpoint of the object's region
+    oss_region: str = DEFAULT_REGION
+    oss_max_object_bytes: int = DEFAULT_OSS_MAX_OBJECT_BYTES
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], reader: EnvReader | None = None,
@@ -57,6 +65,13 @@ class ToolSettings:
         region = read.str("AGENT_IDENTITY_REGION_ID", DEFAULT_REGION)
         sts_endpoint = read.str("STS_ENDPOINT", f"sts.{region}.aliyuncs.com").rstrip("/")
         timeout = read.float("TOOLS_HTTP_TIMEOUT_SECONDS", 10.0, minimum=0.1)
+        oss_endpoint = read.str("OSS_ENDPOINT", "").rstrip("/")
+        if oss_endpoint and urlsplit(oss_endpoint if "://" in oss_endpoint else f"//{oss_endpoint}").scheme \
+                not in ("", "http", "https"):
+            read.problems.append(f"OSS_ENDPOINT must be a host or an http(s) URL, got {oss_endpoint!r}")
+        oss_region = read.str("OSS_REGION", region)
+        max_bytes = read.int("OSS_MAX_OBJECT_BYTES", DEFAULT_OSS_MAX_OBJECT_BYTES, minimum=1)
         if reader is None:
             read.check()
-        return cls(oauth2=oauth2, region_id=region, sts_endpoint=sts_endpoint, http_timeout_seconds=timeout)
+        return cls(oauth2=oauth2, region_id=region, sts_endpoint=sts_endpoint, http_timeout_seconds=timeout,
+                   oss_endpoint=oss_endpoint, oss_region=oss_region, oss_max_object_bytes=max_bytes)
