@@ -259,7 +259,7 @@ async def test_client_disconnect_mid_stream_leaves_no_task_and_no_partial_write(
 
 
 async def _server_request_tasks(state: dict) -> list[str]:
-    """Tasks still alive on the server's loop besides uvicorn's own serving machinery."""
+    """Tasks still alive on the server's loop besides the HTTP server's own serving machinery."""
     loop = state["loop"]
 
     async def names() -> list[str]:

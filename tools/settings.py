@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Self
-from urllib.parse import urlsplit
 
 from config import DEFAULT_REGION, EnvReader
 
@@ -30,12 +29,10 @@ class ToolSettings:
         read = reader or EnvReader(env)
         provider = read.str("DINGTALK_CREDENTIAL_PROVIDER_NAME", required=True,
                             why="the Agent Identity credential provider that holds the DingTalk OAuth2 app")
-        api_base = read.str("DINGTALK_API_BASE", DEFAULT_DINGTALK_API_BASE).rstrip("/")
-        if urlsplit(api_base).scheme not in ("http", "https") or not urlsplit(api_base).netloc:
-            read.problems.append(f"DINGTALK_API_BASE must be an http(s) URL, got {api_base!r}")
+        api_base = read.url("DINGTALK_API_BASE", DEFAULT_DINGTALK_API_BASE, base=True)
         scopes = tuple(read.list("DINGTALK_SCOPES", list(DEFAULT_DINGTALK_SCOPES)))
         region = read.str("AGENT_IDENTITY_REGION_ID", DEFAULT_REGION)
-        sts_endpoint = read.str("STS_ENDPOINT", f"sts.{region}.aliyuncs.com").rstrip("/")
+        sts_endpoint = read.endpoint("STS_ENDPOINT", f"sts.{region}.aliyuncs.com")
         timeout = read.float("TOOLS_HTTP_TIMEOUT_SECONDS", 10.0, minimum=0.1)
         if reader is None:
             read.check()
