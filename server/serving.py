@@ -44,6 +44,7 @@ def hypercorn_config(limits: ServerLimits, bind: str) -> Config:
     config.graceful_timeout = limits.shutdown_grace_seconds
     config.backlog = limits.backlog
     config.accesslog = None  # server/request_log.py writes one line per request
+    config.include_server_header = False
     config.errorlog = logging.getLogger("hypercorn.error")
     return config
 
