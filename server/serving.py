@@ -38,6 +38,7 @@ def hypercorn_config(limits: ServerLimits, bind: str) -> Config:
     config = Config()
     config.bind = [bind]
     config.h11_max_incomplete_size = limits.max_header_bytes  # request line + headers; larger: 431 and close
+    config.h2_max_header_list_size = limits.max_header_bytes  # the same for HTTP/2 over cleartext (h2c)
     # From the connection's start (or the previous response's end) to complete headers; also how long an idle
     # kept-alive connection stays open.
     config.keep_alive_timeout = limits.header_timeout_seconds

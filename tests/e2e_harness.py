@@ -2,7 +2,8 @@
 
 One `Product` per pytest session (started by the first test that needs it, stopped when pytest ends):
 the local cloud, with the app's own `/callback` registered as the return URL, and the app served as
-`python app.py` serves it (tests/app_server.py). A second app on the same cloud, with a one-second authorization timeout, is started on demand.
+`python app.py` serves it (tests/app_server.py). A second app on the same cloud, with a one-second
+authorization timeout, is started on demand.
 
 `Witness` keeps every response body a test read, every log record, and knows every secret the emulators
 issued, so test_leaks.py can prove none of them escaped.

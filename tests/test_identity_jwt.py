@@ -187,8 +187,8 @@ class ManualClock:
         return self.now
 
 
-async def test_a_failing_jwks_is_not_fetched_per_request_and_is_retried_with_backoff(jwks: Jwks,
-                                                                                   settings: IdentitySettings) -> None:
+async def test_a_failing_jwks_is_not_fetched_per_request_and_is_retried_with_backoff(
+        jwks: Jwks, settings: IdentitySettings) -> None:
     clock = ManualClock()
     verifier = JwtVerifier(settings, keys=JwksKeys(jwks.url, clock=clock, retry_initial_seconds=1.0))
     jwks.failing = True
