@@ -50,7 +50,7 @@ class ChatCompletions:
     """The chat route's handler, bound to the process's identity service, model and agent runner."""
 
     def __init__(self, identity: AgentIdentity, provider: ModelProvider, runner: AgentRunner, *,
-                 max_request_bytes: int, keepalive_seconds: float, shutdown: Shutdown) -> None:
+                 max_request_bytes: int, keepalive_seconds: float, shutdown: Shutdown | None = None) -> None:
         self.identity, self.provider, self.runner, self.shutdown = identity, provider, runner, shutdown
         self.max_request_bytes = max_request_bytes
         self.keepalive_seconds = keepalive_seconds

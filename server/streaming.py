@@ -51,13 +51,13 @@ class EventStreamResponse(Response):
     """
 
     def __init__(self, items: AsyncIterator[RunItem], writer: CompletionWriter, *, include_usage: bool,
-                 outcome: RunOutcome, headers: Mapping[str, str], shutdown: Shutdown,
+                 outcome: RunOutcome, headers: Mapping[str, str], shutdown: Shutdown | None = None,
                  on_close: Callable[[RunOutcome], None] | None = None) -> None:
         # No body, so no Content-Length (as StreamingResponse).
         self.status_code, self.media_type, self.background = 200, "text/event-stream", None
         self.init_headers(headers)
         self.items, self.writer, self.include_usage, self.outcome = items, writer, include_usage, outcome
-        self.shutdown, self.on_close = shutdown, on_close
+        self.shutdown, self.on_close = shutdown or Shutdown(), on_close  # None: never told to stop
         self.started = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
