@@ -87,7 +87,7 @@ class ServerSettings:
                 max_header_bytes=read.int("MAX_HEADER_BYTES", 16 * 1024, minimum=1024),
                 header_timeout_seconds=read.float("HEADER_TIMEOUT_SECONDS", 20.0, minimum=0.1),
                 shutdown_grace_seconds=read.float("SHUTDOWN_GRACE_SECONDS", 3.0, minimum=0.5)),
-            limits=Limits(max_concurrent_requests=read.int("MAX_CONCURRENT_REQUESTS", 100, minimum=1),
+            limits=Limits(max_concurrent_requests=read.int("MAX_CONCURRENT_REQUESTS", 200, minimum=1),
                           body_timeout_seconds=read.float("BODY_TIMEOUT_SECONDS", 10.0, minimum=0.1)),
         )
         read.check()
