@@ -20,6 +20,7 @@ from server.chunks import SSE_HEADERS, CompletionWriter
 from server.errors import ApiError
 from server.request_log import RequestLog
 from server.schemas import ChatCompletionRequest, RequestInvalid, parse_request, to_langchain_messages
+from server.shutdown import Shutdown
 from server.streaming import EventStreamResponse, RunOutcome, collect
 
 CHAT_PATH = "/openai/v1/chat/completions"
@@ -49,8 +50,8 @@ class ChatCompletions:
     """The chat route's handler, bound to the process's identity service, model and agent runner."""
 
     def __init__(self, identity: AgentIdentity, provider: ModelProvider, runner: AgentRunner, *,
-                 max_request_bytes: int, keepalive_seconds: float) -> None:
-        self.identity, self.provider, self.runner = identity, provider, runner
+                 max_request_bytes: int, keepalive_seconds: float, shutdown: Shutdown | None = None) -> None:
+        self.identity, self.provider, self.runner, self.shutdown = identity, provider, runner, shutdown
         self.max_request_bytes = max_request_bytes
         self.keepalive_seconds = keepalive_seconds
 
@@ -79,6 +80,7 @@ class ChatCompletions:
         def log_outcome(outcome: RunOutcome) -> None:
             entry.tokens = outcome.usage.as_dict() if outcome.usage else None
             entry.error = entry.error or outcome.error_code
+            entry.record_events(outcome.events)
 
         writer, outcome = CompletionWriter(model=model), RunOutcome()
         items = self.runner.run(to_langchain_messages(chat.messages), options, request_scope,
@@ -89,7 +91,7 @@ class ChatCompletions:
             finally:
                 log_outcome(outcome)
         return EventStreamResponse(items, writer, include_usage=chat.include_usage, outcome=outcome,
-                                   headers=SSE_HEADERS, on_close=log_outcome)
+                                   headers=SSE_HEADERS, on_close=log_outcome, shutdown=self.shutdown)
 
 
 def session_id(request: Request) -> str | None:

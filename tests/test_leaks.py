@@ -6,6 +6,7 @@ or state secret appears in what the model was sent, in any response body a clien
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import httpx
@@ -40,6 +41,24 @@ async def run_one_of_everything(product: Product) -> None:
         await user.aclose()
         await newcomer.aclose()
     assert await document_content(product, "docLeak1") == "again"
+
+
+async def test_each_request_is_one_json_line_with_its_ids_status_durations_and_tool_outcomes(product):
+    """As Function Compute ships it to SLS (LOG_FORMAT=json): one object a line, fields at the top level."""
+    user = User(product, "log-line")
+    try:
+        await user.chat_stream("帮我写入“logged”到钉钉文档，文档ID：docLog1", on_link=user.approve)
+    finally:
+        await user.aclose()
+    lines = [json.loads(line) for line in product.witness.log_lines if line.startswith("{")]
+    chats = [line for line in lines if line["logger"] == "app.request" and line.get("path", "").endswith(
+        "/chat/completions") and any(tool.get("tool") for tool in line.get("tools", []))]
+    assert chats, "no chat with a tool call was logged"
+    line = chats[-1]
+    assert {"time", "level", "request_id", "method", "status", "duration_ms", "first_byte_ms", "sub", "model",
+            "stream", "tools"} <= set(line)
+    assert line["status"] == 200 and line["tools"][-1]["ok"] is True
+    assert line["first_byte_ms"] <= line["duration_ms"]
 
 
 async def test_no_secret_reaches_the_model_a_response_or_a_log(product):

@@ -54,7 +54,7 @@ def test_every_provider_a_tool_uses_has_its_own_variables():
     with pytest.raises(ConfigError) as caught:
         ToolSettings.from_env({"FEISHU_API_BASE": "open.feishu.cn"}, providers=[feishu])
     assert "FEISHU_CREDENTIAL_PROVIDER_NAME is required" in str(caught.value)
-    assert "FEISHU_API_BASE must be an http(s) URL" in str(caught.value)
+    assert "FEISHU_API_BASE must be an http(s) base URL" in str(caught.value)
     settings = ToolSettings.from_env({"FEISHU_CREDENTIAL_PROVIDER_NAME": "feishu-oauth"}, providers=[feishu])
     assert settings.oauth2 == {"FEISHU": ProviderSettings("feishu-oauth", "https://open.feishu.cn")}
 

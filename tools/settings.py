@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Self
-from urllib.parse import urlsplit
 
 from config import DEFAULT_REGION, EnvReader
 from tools.oauth2 import OAuth2Provider, registered_providers
@@ -31,9 +30,7 @@ class ProviderSettings:
         name_var, api_var, scopes_var = cls.variables(provider)
         credential_provider = read.str(name_var, required=True, why="the Agent Identity credential provider that "
                                                                     f"holds the {provider.label} OAuth2 app")
-        api_base = read.str(api_var, provider.api_base).rstrip("/")
-        if urlsplit(api_base).scheme not in ("http", "https") or not urlsplit(api_base).netloc:
-            read.problems.append(f"{api_var} must be an http(s) URL, got {api_base!r}")
+        api_base = read.url(api_var, provider.api_base, base=True)
         return cls(credential_provider=credential_provider, api_base=api_base,
                    scopes=tuple(read.list(scopes_var, [])))
 
@@ -63,12 +60,9 @@ class ToolSettings:
         oauth2 = {provider.env_prefix: ProviderSettings.read(read, provider)
                   for provider in (registered_providers() if providers is None else providers)}
         region = read.str("AGENT_IDENTITY_REGION_ID", DEFAULT_REGION)
-        sts_endpoint = read.str("STS_ENDPOINT", f"sts.{region}.aliyuncs.com").rstrip("/")
+        sts_endpoint = read.endpoint("STS_ENDPOINT", f"sts.{region}.aliyuncs.com")
         timeout = read.float("TOOLS_HTTP_TIMEOUT_SECONDS", 10.0, minimum=0.1)
-        oss_endpoint = read.str("OSS_ENDPOINT", "").rstrip("/")
-        if oss_endpoint and urlsplit(oss_endpoint if "://" in oss_endpoint else f"//{oss_endpoint}").scheme \
-                not in ("", "http", "https"):
-            read.problems.append(f"OSS_ENDPOINT must be a host or an http(s) URL, got {oss_endpoint!r}")
+        oss_endpoint = read.endpoint("OSS_ENDPOINT")
         oss_region = read.str("OSS_REGION", region)
         max_bytes = read.int("OSS_MAX_OBJECT_BYTES", DEFAULT_OSS_MAX_OBJECT_BYTES, minimum=1)
         if reader is None:
