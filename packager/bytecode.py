@@ -1,7 +1,7 @@
 """Compiles the zip's Python files to bytecode with the runtime's own Python, so no instance compiles at start.
 
-AgentRun's `/code` may be read-only, and then every instance would compile all ~5,000 modules it imports
-(2.3-2.9 s to `/health` instead of ~1 s, issue 18). The `.pyc` files are checked-hash ones
+AgentRun's `/code` may be read-only, and then every instance would compile the ~5,000 modules it imports
+(3.3 s of CPU to `/health` instead of 1.7 s: bench/RESULTS.md, benchmark 7). The `.pyc` files are checked-hash ones
 (PEP 552): the interpreter compares a hash of the source with the one in the `.pyc`, so an edited source
 file is never run from stale bytecode, and unpacking (which resets modification times) cannot invalidate
 them. Bytecode is specific to a Python minor version, hence the interpreter of the target version.
@@ -41,8 +41,8 @@ def compile_tree(folder: Path, version: str, progress: Progress) -> None:
     if interpreter is None:
         raise PackagingError(
             f"python{version} was not found: the zip ships bytecode compiled by the runtime's Python. Install "
-            f"Python {version} (or point PACKAGE_PYTHON at it), or build for the Python you have with "
-            "--python-version.")
+            f"Python {version} (your OS packages, pyenv or `uv python install {version}`) or set PACKAGE_PYTHON "
+            "to its path.")
     progress(f"  compiling bytecode with {interpreter} (checked-hash .pyc)")
     # -E -s: nothing from the environment or user site-packages changes what compileall does; `-s folder`
     # keeps the build folder's name out of the bytecode (the interpreter records the real path at import).
