@@ -21,7 +21,7 @@ import pytest
 
 from emulators import start_local_cloud
 from packager.build import BuiltPackage, build
-from packager.bytecode import find_interpreter
+from packager.bytecode import compile_tree, find_interpreter
 from packager.contents import app_files
 from packager.deploy_settings import console_settings
 from packager.wheels import PackagingError, Target, pinned, validate, wheel_tags
@@ -91,6 +91,13 @@ def test_missing_entry_file_fails_before_any_download(tmp_path: Path) -> None:
     _write(tmp_path / "requirements.txt", "")
     with pytest.raises(PackagingError, match="app.py is missing"):
         build(tmp_path, tmp_path / "out.zip", Target(), progress=lambda _: None)
+
+
+def test_a_build_without_the_runtime_python_says_how_to_get_it(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PACKAGE_PYTHON", raising=False)
+    with pytest.raises(PackagingError, match=r"python3\.99 was not found.*PACKAGE_PYTHON"):
+        compile_tree(tmp_path, "3.99", progress=lambda _: None)
 
 
 # ---- the real zip, unpacked and started ---------------------------------------------------------------------
