@@ -145,7 +145,7 @@ async def test_the_session_cookie_is_sealed_short_lived_and_scoped_to_the_public
 
 async def set_vault_empty(cloud, user: str) -> None:
     """Revoke the user's DingTalk token, so the next ask needs a new authorization."""
-    async with httpx.AsyncClient(trust_env=False) as http:
+    async with httpx.AsyncClient(trust_env=False, verify=cloud.ssl_context()) as http:
         (await http.post(f"{cloud.url('dingtalk')}/emulator/revoke", json={"subject": user})).raise_for_status()
 
 

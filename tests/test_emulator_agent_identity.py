@@ -364,7 +364,7 @@ def test_identity_sdk_get_token_hands_over_the_authorization_url(data, fresh_clo
         return urls
 
     urls = asyncio.run(run())
-    assert len(urls) == 1 and urls[0].startswith(fresh_cloud.url("agent_identity"))
+    assert len(urls) == 1 and urls[0].startswith(fresh_cloud.browser_url("agent_identity"))
 
 
 # -- STS credentials -----------------------------------------------------------------------------------
