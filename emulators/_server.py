@@ -170,10 +170,10 @@ class ServerGroup:
 
     Every app is served over HTTPS (`urls`), with the server certificate of `local_ca()`; one reserved with
     `browser=True` is also served over plain HTTP (`browser_urls`) for the pages a person's browser opens.
-    `tls=False` serves plain HTTP only (a test that needs the old transport)."""
+    `ca` (default: the process's `local_ca()`) signs the server certificate; `tls=False` serves plain HTTP."""
 
-    def __init__(self, *, tls: bool = True) -> None:
-        self.ca: LocalCa | None = local_ca() if tls else None
+    def __init__(self, *, tls: bool = True, ca: LocalCa | None = None) -> None:
+        self.ca: LocalCa | None = (ca or local_ca()) if tls else None
         self._apps: dict[str, Starlette] = {}
         self._servers: list[uvicorn.Server] = []
         self._sockets: dict[str, socket.socket] = {}
@@ -275,9 +275,9 @@ async def _as_coro(fn: Callable[[], Any]) -> Any:
 
 
 @contextmanager
-def serving(name: str, app: Starlette) -> Iterator[str]:
+def serving(name: str, app: Starlette, *, ca: LocalCa | None = None) -> Iterator[str]:
     """Serve one app on a free port for the length of a `with` block (tests); yields its base URL."""
-    group = ServerGroup()
+    group = ServerGroup(ca=ca)
     url = group.add(name, app)
     group.start()
     try:

@@ -61,6 +61,11 @@ def _key() -> rsa.RSAPrivateKey:
 @cache
 def local_ca() -> LocalCa:
     """This process's CA and server certificate (made once; the files go when the process exits)."""
+    return make_ca()
+
+
+def make_ca() -> LocalCa:
+    """A new CA and server certificate (tests make a second one: a server no client here trusts)."""
     now = datetime.datetime.now(datetime.timezone.utc)
     ca_key, server_key = _key(), _key()
     ca_name = _name("AgentRun local emulator CA")
