@@ -103,10 +103,13 @@ def sdk_endpoint(value: str) -> tuple[str, str]:
 def sdk_config(credential: CredentialClient, region_id: str, endpoint: str | None, *,
                timeout_seconds: float) -> SdkConfig:
     """How every Alibaba Cloud SDK client here is configured: credential, region, endpoint (None: the SDK's
-    default for the region) and bounded timeouts (connecting at most 5 s)."""
+    default for the region), bounded timeouts (connecting at most 5 s) and a connection pool per endpoint as
+    large as the thread pool its calls run in (outbound.sdk_call)."""
+    from outbound import SDK_THREADS  # the SDK's pool per endpoint keeps a connection for every SDK thread
+
     timeout_ms = int(timeout_seconds * 1000)
     config = SdkConfig(credential=credential, region_id=region_id, read_timeout=timeout_ms,
-                       connect_timeout=min(timeout_ms, 5000))
+                       connect_timeout=min(timeout_ms, 5000), max_idle_conns=SDK_THREADS)
     if endpoint:
         config.endpoint, config.protocol = sdk_endpoint(endpoint)
     return config

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import ssl
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -24,9 +25,10 @@ import certifi
 
 T = TypeVar("T")
 
-# Threads that make Alibaba Cloud SDK calls at once. Below darabonba's pool per endpoint (DEFAULT_POOL_MAXSIZE,
-# 40): a thread never opens a connection the pool would then have to discard.
-SDK_THREADS = 32
+# Threads that make Alibaba Cloud SDK calls at once, and the SDK's connection pool per endpoint (its public
+# `max_idle_conns`, set by config.sdk_config): as large, so a thread never opens a connection the pool would
+# then have to discard (a new TLS handshake for every call beyond the pool).
+SDK_THREADS = 64
 # A TLS error that means "the server's certificate is not trusted here" (OpenSSL's reason, in every wrapper).
 UNTRUSTED_CERTIFICATE = "CERTIFICATE_VERIFY_FAILED"
 
@@ -50,7 +52,27 @@ async def sdk_call(method: Callable[..., T], *args: Any) -> T:
 
     The SDK's bounded timeouts (config.sdk_config) bound how long a thread is held; a cancelled caller stops
     waiting at once while its thread finishes the call in the background."""
-    return await asyncio.get_running_loop().run_in_executor(_sdk_threads(), functools.partial(method, *args))
+    return await asyncio.get_running_loop().run_in_executor(_sdk_threads(), _first_call_alone, method, args)
+
+
+_warm: set[type] = set()
+_first_call_locks: dict[type, threading.Lock] = {}
+
+
+def _first_call_alone(method: Callable[..., T], args: tuple[Any, ...]) -> T:
+    """Run the first call of each SDK client class alone. The SDK builds its pooled session (an SSL context
+    loading the CA bundle, ~30 ms of CPU) on first use without a lock: threads starting together would each
+    build and drop one. After that first call every thread shares the one session and its connections."""
+    kind = type(getattr(method, "__self__", method))
+    if kind in _warm:
+        return method(*args)
+    with _first_call_locks.setdefault(kind, threading.Lock()):
+        if kind not in _warm:
+            try:
+                return method(*args)
+            finally:
+                _warm.add(kind)
+    return method(*args)
 
 
 def untrusted_certificate(error: BaseException) -> bool:

@@ -123,7 +123,11 @@ def local_cloud(return_urls: tuple[str, ...] = ()) -> Iterator[Cloud]:
                 print(log_path.read_text(errors="replace"), file=sys.stderr)
                 raise
             time.sleep(0.05)  # the file is written in one go, but give the writer a moment to close it
-            yield Cloud(json.loads(info_path.read_text()), info_path, process)
+            info = json.loads(info_path.read_text())
+            # Trust the emulators' CA as an operator trusts a corporate CA: this process (which runs identity/
+            # and tools/ in-process) and every child started with clean_env() reach them over HTTPS.
+            os.environ["SSL_CERT_FILE"] = info["ca_file"]
+            yield Cloud(info, info_path, process)
         finally:
             stop_process(process)
 

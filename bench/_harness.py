@@ -230,16 +230,22 @@ def ratio(ours: float, theirs: float) -> float:
     return ours / theirs if theirs else math.inf
 
 
-def read_worker_arguments(description: str) -> tuple[dict[str, Any], list[str], int]:
+def read_worker_arguments(description: str) -> tuple[dict[str, Any], list[str], int, list[str]]:
     """The command line shared by the benchmark-2 worker processes: the emulators' ready-file, a JSON list of
-    user JWTs (one per simulated user) and the requests per user."""
+    user JWTs (one per simulated user), the requests per user, and optionally other users' JWTs whose same
+    workload runs first, unmeasured (`--warmup-tokens`), so the measured run meets a warm process."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--info", required=True, help="the emulators' ready-file (JSON)")
     parser.add_argument("--tokens", required=True, help="a JSON file with one user JWT per simulated user")
     parser.add_argument("--requests-per-user", type=int, default=1)
+    parser.add_argument("--warmup-tokens", help="a JSON file with the JWTs of the unmeasured warm-up users")
     args = parser.parse_args()
     with open(args.info) as f:
         info = json.load(f)
     with open(args.tokens) as f:
         tokens = json.load(f)
-    return info, tokens, args.requests_per_user
+    warmup: list[str] = []
+    if args.warmup_tokens:
+        with open(args.warmup_tokens) as f:
+            warmup = json.load(f)
+    return info, tokens, args.requests_per_user, warmup
