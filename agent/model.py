@@ -3,7 +3,8 @@
 This is the one place that makes the model. With the default provider `openai` it talks to any
 OpenAI-compatible endpoint: configured directly (`MODEL_BASE_URL` + `MODEL_API_KEY`) or taken from an
 AgentRun model service (`MODEL_SERVICE_NAME`) through the control-plane action `GetModelService`, on the
-first request (no network call at start-up), once per process, with the SDK's pooled call (`outbound.sdk_call`). Another provider
+first request (no network call at start-up), once per process, with the SDK's pooled call
+(`outbound.sdk_call`). Another provider
 is `MODEL_NAME=<provider>:<model>` plus its LangChain package in requirements.in; it reads its own key.
 """
 

@@ -100,7 +100,8 @@ class Cloud:
         return self._http.get(f"{self.url(name)}/emulator/connections").json()["connections"]
 
     def user_jwt(self, sub: str) -> str:
-        response = self._http.post(f"{self.url('idp')}/token", data={"grant_type": "password", "username": sub})
+        response = self._http.post(f"{self.url('idp')}/token",
+                                   data={"grant_type": "password", "username": sub})
         response.raise_for_status()
         return response.json()["id_token"]
 

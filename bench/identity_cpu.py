@@ -22,10 +22,10 @@ from typing import Any
 from bench._cloud import IDENTITY_LATENCY_MS, Cloud, local_cloud
 from bench._harness import Report
 
-METHOD = ("identity/ in this process: AgentIdentity.workload_access_token, then sts_credential, for a new user "
-          "each time (GetWorkloadAccessTokenForJWT, AssumeRoleForWorkloadIdentity), one call at a time; CPU = "
-          "time.process_time() across each call (all threads); emulators in their own process, Agent Identity "
-          "50 ms, HTTPS; then GetWorkloadAccessTokenForJWT through the SDK's *_async method for comparison")
+METHOD = ("identity/ in this process: AgentIdentity.workload_access_token, then sts_credential, for a new "
+          "user each time (GetWorkloadAccessTokenForJWT, AssumeRoleForWorkloadIdentity), one call at a time; "
+          "CPU = time.process_time() across each call (all threads); emulators in their own process, Agent "
+          "Identity 50 ms, HTTPS; then GetWorkloadAccessTokenForJWT through the SDK's *_async method")
 
 
 async def timed(call: Awaitable[Any], samples: list[float]) -> None:
@@ -48,7 +48,7 @@ async def ours(cloud: Cloud, jwts: list[str]) -> list[float]:
             bound = bind_request_context(RequestContext(caller=caller, session_id=None, request_id=str(user)))
             try:
                 await timed(identity.workload_access_token(), samples)  # GetWorkloadAccessTokenForJWT
-                await timed(identity.sts_credential(), samples)  # AssumeRoleForWorkloadIdentity (token cached)
+                await timed(identity.sts_credential(), samples)  # AssumeRoleForWorkloadIdentity
             finally:
                 reset_request_context(bound)
     finally:
@@ -103,7 +103,8 @@ def measure(calls: int) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--calls", type=int, default=200, help="Agent Identity calls to measure (two per user)")
+    parser.add_argument("--calls", type=int, default=200,
+                        help="Agent Identity calls to measure (two per user)")
     measure(parser.parse_args().calls)
 
 

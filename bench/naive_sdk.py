@@ -120,7 +120,8 @@ async def run(info: dict[str, Any], user_tokens: list[str], requests_per_user: i
     async def workload(tokens: list[str]) -> Any:
         async def one_user_request(user: int, n: int) -> None:
             AgentIdentityContext.set_user_token(tokens[user])  # per task: each user's own context
-            written = await write_tool.ainvoke({"content": f"naive {user}/{n}", "document_id": f"naive{user}"})
+            written = await write_tool.ainvoke({"content": f"naive {user}/{n}",
+                                                "document_id": f"naive{user}"})
             whoami = await identity_tool.ainvoke({})
             if not written.startswith("written") or "acs:ram" not in whoami:
                 raise RuntimeError(f"unexpected tool results: {written[:80]!r} / {whoami[:80]!r}")

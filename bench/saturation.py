@@ -1,10 +1,10 @@
 """Benchmark 8: saturation. 200 users waiting for consent on one instance, over HTTPS.
 
 Through python app.py (emulators in their own process, HTTPS with their CA in SSL_CERT_FILE; Agent Identity
-and STS 50 ms, DingTalk 100 ms, the model without added latency, so the first byte is the server's own time):
-one other user sends chats one after another and its time to the first streamed byte is measured, first with nobody waiting, then while 200
-users have each asked to write to DingTalk without authorizing, so their streams stay open and the server
-polls Agent Identity for each of them. Meanwhile, with no other load, the app process's CPU (psutil) and the
+and STS 50 ms, DingTalk 100 ms, the model without added latency, so the first byte is the server's own
+time): one other user sends chats one after another and its time to the first streamed byte is measured,
+first with nobody waiting, then while 200 users have each asked to write to DingTalk without authorizing,
+so their streams stay open and the server polls Agent Identity for each of them. Meanwhile, with no other load, the app process's CPU (psutil) and the
 Agent Identity calls it makes (the emulator's counters) are measured over `--window` seconds once every
 waiting flow has backed off to its steady interval. Targets: the other user's first-byte p99 within 1.5x its
 idle value; app CPU under 0.3 core; the calls per second per waiting user are reported.
@@ -59,7 +59,8 @@ async def while_waiting(app: AppServer, cloud: Cloud, other: str, waiting: list[
                    for i, jwt in enumerate(waiting)]
         try:
             every_link = asyncio.ensure_future(asyncio.gather(*(event.wait() for event in shown)))
-            done, _ = await asyncio.wait([every_link, *waiters], timeout=120, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait([every_link, *waiters], timeout=120,
+                                         return_when=asyncio.FIRST_COMPLETED)
             for task in done & set(waiters):
                 task.result()  # a waiter that ended early: raise why
             if not all(event.is_set() for event in shown):
@@ -67,7 +68,8 @@ async def while_waiting(app: AppServer, cloud: Cloud, other: str, waiting: list[
             await asyncio.sleep(SETTLE_S)
             cpu_before, calls_before, began = server.cpu_times(), identity_calls(cloud), time.perf_counter()
             await asyncio.sleep(window_s)
-            cpu_after, calls_after, wall = server.cpu_times(), identity_calls(cloud), time.perf_counter() - began
+            wall = time.perf_counter() - began
+            cpu_after, calls_after = server.cpu_times(), identity_calls(cloud)
             during = await first_bytes(app, other, requests)
             if any(task.done() for task in waiters):
                 raise RuntimeError("a waiting user's stream ended while the others were measured")
@@ -80,8 +82,8 @@ async def while_waiting(app: AppServer, cloud: Cloud, other: str, waiting: list[
 
 
 def measure(waiting_users: int, requests: int, window_s: float) -> dict[str, Any]:
-    report = Report(f"Benchmark 8: saturation, {waiting_users} users waiting for consent on one instance (HTTPS)",
-                    METHOD)
+    report = Report(f"Benchmark 8: saturation, {waiting_users} users waiting for consent on one instance "
+                    "(HTTPS)", METHOD)
     with local_cloud() as cloud:
         other = cloud.user_jwt("saturation-other")
         waiting = [cloud.user_jwt(f"saturation-waiting-{i}") for i in range(waiting_users)]

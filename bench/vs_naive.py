@@ -24,8 +24,8 @@ from bench._harness import Report, Summary, ratio
 METHOD = ("each user = 1 DingTalk overwrite (stored token) + 1 STS GetCallerIdentity; ours = identity/ + tools/ "
           "invoked as LangChain tools; naive = agent-identity-python-sdk 0.1.6 requires_access_token / "
           "requires_sts_token as in the product samples; emulators: identity+STS 50 ms, DingTalk 100 ms; "
-          "HTTPS (the emulators' local CA in SSL_CERT_FILE); each side in its own process, warmed by as many other "
-          "users first, same emulators, same run")
+          "HTTPS (the emulators' local CA in SSL_CERT_FILE); each side in its own process, warmed by as many "
+          "other users first, same emulators, same run")
 
 
 def measure(users_counts: list[int], requests_per_user: int = 1) -> dict[str, Any]:

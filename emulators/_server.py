@@ -211,10 +211,12 @@ class ServerGroup:
         return self._apps[name]
 
     def _server(self, app: Starlette, tls: bool) -> uvicorn.Server:
-        ssl_files = ({"ssl_certfile": str(self.ca.server_cert_file), "ssl_keyfile": str(self.ca.server_key_file)}
-                     if tls and self.ca else {})
-        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", timeout_keep_alive=30,
-                                **ssl_files)
+        ssl_files = {}
+        if tls and self.ca:
+            ssl_files = {"ssl_certfile": str(self.ca.server_cert_file),
+                         "ssl_keyfile": str(self.ca.server_key_file)}
+        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
+                                timeout_keep_alive=30, **ssl_files)
         server = uvicorn.Server(config)
         server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         self._servers.append(server)
@@ -228,7 +230,8 @@ class ServerGroup:
         async def serve_all() -> None:
             tasks = []
             for name, app in self._apps.items():
-                tasks.append(asyncio.create_task(self._server(app, True).serve(sockets=[self._sockets[name]])))
+                tls_server = self._server(app, True)
+                tasks.append(asyncio.create_task(tls_server.serve(sockets=[self._sockets[name]])))
                 if name in self._browser_sockets:
                     tasks.append(asyncio.create_task(
                         self._server(app, False).serve(sockets=[self._browser_sockets[name]])))

@@ -46,7 +46,8 @@ SIGNED_IN_PATH = "/signed-in"  # below a return URL: that callback's browser sig
 
 # Urllib without proxies: a loopback call must never go through HTTP_PROXY.
 def _opener(context: ssl.SSLContext | None = None) -> urllib.request.OpenerDirector:
-    return urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context))
+    return urllib.request.build_opener(urllib.request.ProxyHandler({}),
+                                       urllib.request.HTTPSHandler(context=context))
 
 
 @dataclass(frozen=True)

@@ -75,8 +75,9 @@ class AuthorizationCode:
 class LocalIdp:
     """An OIDC provider with one in-memory RSA key; `.issue()` signs tokens without an HTTP round trip."""
 
-    def __init__(self, base_url: str, audience: str = "agentrun-agent", *, browser_url: str | None = None) -> None:
-        """`base_url` is the issuer (HTTPS); `browser_url`, if given, serves the sign-in page a browser opens."""
+    def __init__(self, base_url: str, audience: str = "agentrun-agent", *,
+                 browser_url: str | None = None) -> None:
+        """`base_url` is the issuer (HTTPS); `browser_url`, if given, serves the page browsers open."""
         self.issuer = base_url.rstrip("/")
         self.browser_url = (browser_url or base_url).rstrip("/")
         self.audience = audience

@@ -45,7 +45,7 @@ class LocalCa:
         return path
 
     def client_context(self) -> ssl.SSLContext:
-        """A client context trusting only this CA (for test and benchmark helpers that ignore the environment)."""
+        """A client context trusting only this CA (for helpers that ignore the environment)."""
         return ssl.create_default_context(cadata=self.ca_pem.decode())
 
 
@@ -73,16 +73,18 @@ def make_ca() -> LocalCa:
                .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
                .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + VALIDITY)
                .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-               .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=False,
-                                            data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                                            crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
+               .add_extension(x509.KeyUsage(
+                   digital_signature=False, content_commitment=False, key_encipherment=False,
+                   data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
+                   encipher_only=False, decipher_only=False), critical=True)
                .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
                .sign(ca_key, hashes.SHA256()))
     server_cert = (x509.CertificateBuilder().subject_name(_name("127.0.0.1")).issuer_name(ca_name)
                    .public_key(server_key.public_key()).serial_number(x509.random_serial_number())
                    .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + VALIDITY)
-                   .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                                                               x509.DNSName("localhost")]), critical=False)
+                   .add_extension(x509.SubjectAlternativeName([
+                       x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
+                                  critical=False)
                    .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
                    .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
                    .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
@@ -97,7 +99,7 @@ def make_ca() -> LocalCa:
     cert_file.write_bytes(server_cert.public_bytes(serialization.Encoding.PEM) + ca_pem)
     key_file = directory / "server-key.pem"
     key_file.touch(mode=0o600)
-    key_file.write_bytes(server_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                  serialization.NoEncryption()))
+    key_file.write_bytes(server_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
     os.chmod(key_file, 0o600)
     return LocalCa(ca_pem=ca_pem, ca_file=ca_file, server_cert_file=cert_file, server_key_file=key_file)

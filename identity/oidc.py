@@ -45,7 +45,8 @@ class OidcSignIn:
     def __init__(self, settings: IdentitySettings, verifier: JwtVerifier) -> None:
         self._settings = settings
         self._verifier = verifier
-        self._http = httpx.AsyncClient(timeout=HTTP_TIMEOUT_SECONDS, follow_redirects=False, verify=tls_context())
+        self._http = httpx.AsyncClient(timeout=HTTP_TIMEOUT_SECONDS, follow_redirects=False,
+                                       verify=tls_context())
         self._metadata: dict[str, Any] | None = None
         self._keys: JwksKeys | None = None
 

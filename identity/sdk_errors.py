@@ -89,8 +89,8 @@ def translate(error: BaseException, action: str) -> IdentityError:
         return ProviderMisconfigured("The agent's own cloud credentials are missing or invalid.")
     if isinstance(error, UnretryableException | DaraException | aiohttp.ClientError | asyncio.TimeoutError | OSError):
         if untrusted_certificate(error):
-            log.warning("Agent Identity %s: the endpoint's TLS certificate is not trusted (a private CA must be "
-                        "named in SSL_CERT_FILE)", action)
+            log.warning("Agent Identity %s: the endpoint's TLS certificate is not trusted (a private CA "
+                        "must be named in SSL_CERT_FILE)", action)
             return IdentityUnavailable()
         log.warning("Agent Identity %s could not be reached (%s)", action, type(error).__name__)
         return IdentityUnavailable()

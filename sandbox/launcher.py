@@ -131,7 +131,8 @@ def _build_app(cloud: LocalCloud, env: dict[str, str], demo_user: str) -> FastAP
     app = create_app({**env, "HOST": "127.0.0.1"})
     dingtalk = cloud.url("dingtalk")
     emulator_tls = cloud.ssl_context()
-    page_config: dict[str, Any] = {"idp_token_url": f"{cloud.browser_url('idp')}/token", "demo_user": demo_user,
+    page_config: dict[str, Any] = {"idp_token_url": f"{cloud.browser_url('idp')}/token",
+                                   "demo_user": demo_user,
                                    "example_prompt": EXAMPLE_PROMPT, "demo_document": DEMO_DOCUMENT,
                                    "model": cloud.info["model_name"]}
 

@@ -14,7 +14,7 @@ from emulators.tls import local_ca
 for _name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
     os.environ.pop(_name, None)
 os.environ["ALIBABA_CLOUD_ECS_METADATA_DISABLED"] = "true"
-os.environ["SSL_CERT_FILE"] = str(local_ca().ca_file)  # this process's CA: every local cloud it starts uses it
+os.environ["SSL_CERT_FILE"] = str(local_ca().ca_file)  # this process's CA: every local cloud here uses it
 
 
 @pytest.fixture(scope="session")

@@ -100,7 +100,8 @@ async def test_a_browser_signs_in_at_the_idp_and_the_flow_completes_with_the_ori
         token = await asyncio.wait_for(task, 10)
 
     # The provider's redirect reached the callback, which sent the browser to the IdP with PKCE and a nonce.
-    assert hops[1].startswith(f"{callback.url}?") and hops[2].startswith(fresh_cloud.browser_url("idp") + "/authorize?")
+    assert hops[1].startswith(f"{callback.url}?")
+    assert hops[2].startswith(fresh_cloud.browser_url("idp") + "/authorize?")
     authorize = {k: v[0] for k, v in parse_qs(urlsplit(hops[2]).query).items()}
     assert authorize["code_challenge_method"] == "S256" and len(authorize["code_challenge"]) == 43
     assert authorize["redirect_uri"] == f"{callback.url}/signed-in" and authorize["nonce"]
@@ -193,7 +194,8 @@ async def test_forged_expired_and_foreign_states_complete_nothing(fresh_cloud) -
     assert statuses == {"tampered": 400, "other secret": 400, "expired": 400, "no state": 400, "huge": 400,
                         "another user's JWT": 403, "invalid JWT": 302, "no session_uri": 400}
     assert "expired" in results["expired"].text and "different user" in results["another user's JWT"].text
-    assert results["invalid JWT"].headers["location"].startswith(fresh_cloud.browser_url("idp"))  # sign in instead
+    assert results["invalid JWT"].headers["location"].startswith(
+        fresh_cloud.browser_url("idp"))  # sign in instead
     assert all("text/html" in r.headers["content-type"] for r in results.values() if r.status_code != 302)
     assert await completions(fresh_cloud) == 0
 
@@ -236,7 +238,8 @@ async def test_error_from_the_provider_counts_only_for_the_signed_in_owner(fresh
         await browser.aclose()
         with pytest.raises(AuthorizationDeclined):
             await asyncio.wait_for(task, 5)
-    assert anonymous.status_code == 302 and anonymous.headers["location"].startswith(fresh_cloud.browser_url("idp"))
+    assert anonymous.status_code == 302
+    assert anonymous.headers["location"].startswith(fresh_cloud.browser_url("idp"))
     assert wrong_user.status_code == 403 and still_waiting
     assert declined.status_code == 200 and page_title(declined) == "Authorization declined"
     assert await completions(fresh_cloud) == 0

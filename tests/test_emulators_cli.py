@@ -73,7 +73,8 @@ def test_cli_writes_the_ready_file_and_stops_cleanly(tmp_path, stop_signal):
 
         data = DataClient(Config(access_key_id=info["access_key_id"],
                                  access_key_secret=info["access_key_secret"],
-                                 endpoint=info["agent_identity_url"], region_id="cn-hangzhou", ca=info["ca_file"]))
+                                 endpoint=info["agent_identity_url"], region_id="cn-hangzhou",
+                                 ca=info["ca_file"]))
         user_jwt = http.post(f"{info['idp_url']}/token",
                              data={"grant_type": "password", "username": "cli-user"}).json()["id_token"]
         wat = data.get_workload_access_token_for_jwt(ai.GetWorkloadAccessTokenForJWTRequest(

@@ -23,7 +23,7 @@ async def connections(cloud, name: str) -> int:
         return (await http.get(f"{cloud.url(name)}/emulator/connections")).json()["connections"]
 
 
-async def test_an_endpoint_whose_certificate_is_not_trusted_is_refused_with_a_clear_error(fresh_cloud, caplog):
+async def test_an_endpoint_with_an_untrusted_certificate_is_refused_with_a_clear_error(fresh_cloud, caplog):
     """The Agent Identity emulator behind a certificate of a CA nobody here trusts: no call goes through, the
     error the user sees is the plain "unavailable", and the log says why without quoting a secret."""
     jwt = fresh_cloud.issue_user_jwt(unique("untrusted"))
@@ -73,7 +73,8 @@ def test_a_chat_reuses_connections_to_every_service(fresh_cloud):
     jwts = [fresh_cloud.issue_user_jwt(unique("who")) for _ in range(CALLS)]
     with serve_app(fresh_cloud.env) as base_url, httpx.Client(trust_env=False, timeout=60) as client:
         for jwt in jwts:
-            answer = client.post(f"{base_url}/openai/v1/chat/completions", headers={"Authorization": f"Bearer {jwt}"},
+            answer = client.post(f"{base_url}/openai/v1/chat/completions",
+                                 headers={"Authorization": f"Bearer {jwt}"},
                                  json={"model": "qwen-plus", "messages": [
                                      {"role": "user", "content": "Who am I on Alibaba Cloud?"}]})
             assert answer.status_code == 200 and "acts as Alibaba Cloud account" in answer.text, answer.text
