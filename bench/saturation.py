@@ -4,9 +4,9 @@ Through python app.py (emulators in their own process, HTTPS with their CA in SS
 and STS 50 ms, DingTalk 100 ms, the model without added latency, so the first byte is the server's own
 time): one other user sends chats one after another and its time to the first streamed byte is measured,
 first with nobody waiting, then while 200 users have each asked to write to DingTalk without authorizing,
-so their streams stay open and the server polls Agent Identity for each of them. Meanwhile, with no other load, the app process's CPU (psutil) and the
-Agent Identity calls it makes (the emulator's counters) are measured over `--window` seconds once every
-waiting flow has backed off to its steady interval. Targets: the other user's first-byte p99 within 1.5x its
+so their streams stay open and the server polls Agent Identity for each of them. Meanwhile, with no other
+load, the app process's CPU (psutil) and the Agent Identity calls it makes (the emulator's counters) are
+measured over `--window` seconds once every waiting flow has backed off to its steady interval. Targets: the other user's first-byte p99 within 1.5x its
 idle value; app CPU under 0.3 core; the calls per second per waiting user are reported.
 
     python -m bench.saturation [--waiting 200] [--requests 100] [--window 30]
