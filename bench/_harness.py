@@ -12,6 +12,7 @@ import asyncio
 import json
 import math
 import os
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -187,9 +188,12 @@ def chat_body(text: str, *, stream: bool = True, model: str = "agent") -> dict[s
 
 
 def local_client(*, connections: int = 400, timeout_s: float = 120) -> httpx.AsyncClient:
-    """An httpx client for loopback servers: no proxies from the environment, enough connections for the load."""
+    """An httpx client for loopback servers: no proxies from the environment, enough connections for the load,
+    and trust in the emulators' CA (`SSL_CERT_FILE`, set by bench._cloud.local_cloud) for the HTTPS ones."""
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    return httpx.AsyncClient(trust_env=False, limits=limits, timeout=timeout_s)
+    ca_file = os.environ.get("SSL_CERT_FILE")
+    verify = ssl.create_default_context(cafile=ca_file) if ca_file else True
+    return httpx.AsyncClient(trust_env=False, limits=limits, timeout=timeout_s, verify=verify)
 
 
 # --- process figures ----------------------------------------------------------------------------------------

@@ -87,8 +87,7 @@ class DingTalkClient:
     def _pool(self) -> httpx.AsyncClient:
         if self._http is None or self._http.is_closed:
             self._http = httpx.AsyncClient(base_url=self._base_url, timeout=self._timeout,
-                                           limits=httpx.Limits(max_connections=100,
-                                                               max_keepalive_connections=100),
+                                           limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
                                            headers={"Accept": "application/json"})
         return self._http
 
