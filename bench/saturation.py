@@ -6,8 +6,9 @@ time): one other user sends chats one after another and its time to the first st
 first with nobody waiting, then while 200 users have each asked to write to DingTalk without authorizing,
 so their streams stay open and the server polls Agent Identity for each of them. Meanwhile, with no other
 load, the app process's CPU (psutil) and the Agent Identity calls it makes (the emulator's counters) are
-measured over `--window` seconds once every waiting flow has backed off to its steady interval. Targets: the other user's first-byte p99 within 1.5x its
-idle value; app CPU under 0.3 core; the calls per second per waiting user are reported.
+measured over `--window` seconds once every waiting flow has backed off to its steady interval. Targets:
+the other user's first-byte p99 within 1.5x its idle value; app CPU under 0.3 core; the calls per second per
+waiting user are reported.
 
     python -m bench.saturation [--waiting 200] [--requests 100] [--window 30]
 """
