@@ -85,3 +85,21 @@ def test_a_chat_reuses_connections_to_every_service(fresh_cloud):
                      for name in ("agent_identity", "sts", "model")}
     assert all(calls[name] >= CALLS for name in calls), calls
     assert all(count <= 3 for count in seen.values()), (seen, calls)
+
+
+def test_a_model_endpoint_with_an_untrusted_certificate_is_refused_with_a_clear_error(fresh_cloud):
+    """The model behind a certificate nobody here trusts: the chat fails as "the model is unreachable", with
+    neither the model's API key nor the user's JWT in the answer, and nothing reaches the model."""
+    jwt = fresh_cloud.issue_user_jwt(unique("untrusted-model"))
+    with serving("model", fresh_cloud.model.app, ca=make_ca()) as impostor:
+        env = fresh_cloud.env | {"MODEL_BASE_URL": f"{impostor}/v1", "MODEL_MAX_RETRIES": "0"}
+        with serve_app(env) as base_url, httpx.Client(trust_env=False, timeout=60) as client:
+            answer = client.post(f"{base_url}/openai/v1/chat/completions",
+                                 headers={"Authorization": f"Bearer {jwt}"},
+                                 json={"model": "qwen-plus", "messages": [{"role": "user", "content": "hello"}]})
+    assert answer.status_code in (502, 503, 504), answer.text
+    assert answer.json()["error"]["message"]
+    for secret in (jwt, fresh_cloud.env["MODEL_API_KEY"]):
+        assert secret not in answer.text
+    with httpx.Client() as http:
+        assert http.get(f"{fresh_cloud.url('model')}/emulator/connections").json()["connections"] == 0
