@@ -13,6 +13,8 @@ from urllib.parse import urlsplit
 from alibabacloud_credentials.client import Client as CredentialClient
 from alibabacloud_tea_openapi.utils_models import Config as SdkConfig
 
+from outbound import SDK_THREADS
+
 # The Agent Identity SDK's default region; every package falls back to it, so they agree when it is unset.
 DEFAULT_REGION = "cn-beijing"
 # Where every variable is described. The deployed zip carries no README, so the message names the section.
@@ -159,10 +161,11 @@ def sdk_endpoint(value: str) -> tuple[str, str]:
 def sdk_config(credential: CredentialClient, region_id: str, endpoint: str | None, *,
                timeout_seconds: float) -> SdkConfig:
     """How every Alibaba Cloud SDK client here is configured: credential, region, endpoint (None: the SDK's
-    default for the region) and bounded timeouts (connecting at most 5 s)."""
+    default for the region), bounded timeouts (connecting at most 5 s) and a connection pool per endpoint as
+    large as the thread pool its calls run in (outbound.sdk_call)."""
     timeout_ms = int(timeout_seconds * 1000)
     config = SdkConfig(credential=credential, region_id=region_id, read_timeout=timeout_ms,
-                       connect_timeout=min(timeout_ms, 5000))
+                       connect_timeout=min(timeout_ms, 5000), max_idle_conns=SDK_THREADS)
     if endpoint:
         config.endpoint, config.protocol = sdk_endpoint(endpoint)
     return config

@@ -3,7 +3,8 @@
 This is the one place that makes the model. With the default provider `openai` it talks to any
 OpenAI-compatible endpoint: configured directly (`MODEL_BASE_URL` + `MODEL_API_KEY`) or taken from an
 AgentRun model service (`MODEL_SERVICE_NAME`) through the control-plane action `GetModelService`, on the
-first request (no network call at start-up), once per process, with the SDK's async call. Another provider
+first request (no network call at start-up), once per process, with the SDK's pooled call
+(`outbound.sdk_call`). Another provider
 is `MODEL_NAME=<provider>:<model>` plus its LangChain package in requirements.in; it reads its own key.
 """
 
@@ -22,6 +23,7 @@ from langchain_core.language_models import BaseChatModel
 
 from agent.settings import OPENAI_COMPATIBLE, AgentSettings
 from config import sdk_config
+from outbound import sdk_call
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +130,7 @@ async def fetch_model_service(settings: AgentSettings, credential: CredentialCli
     client = AgentRunClient(sdk_config(credential, settings.region_id, settings.control_endpoint,
                                        timeout_seconds=10.0))
     try:
-        response = await client.get_model_service_async(name)
+        response = await sdk_call(client.get_model_service, name)
     except Exception as exc:  # SDK errors carry request details; keep only the code
         code = getattr(exc, "code", None) or type(exc).__name__
         log.warning("GetModelService %s failed: %s", name, code)
@@ -148,7 +150,7 @@ async def fetch_model_service(settings: AgentSettings, credential: CredentialCli
 async def _stored_credential(client: AgentRunClient, service: str, credential: str) -> str | None:
     """GetCredential's secret: the API key a model service names instead of holding it inline."""
     try:
-        response = await client.get_credential_async(credential)
+        response = await sdk_call(client.get_credential, credential)
     except Exception as exc:  # SDK errors carry request details; keep only the code
         code = getattr(exc, "code", None) or type(exc).__name__
         log.warning("GetCredential %s (for model service %s) failed: %s", credential, service, code)

@@ -8,8 +8,10 @@ directory, and is stopped on exit.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -62,13 +64,22 @@ class Cloud:
 
     @property
     def env(self) -> dict[str, str]:
+        """The product's environment: HTTPS endpoints, and SSL_CERT_FILE naming the emulators' CA."""
         return dict(self.info["env"])
 
     def url(self, name: str) -> str:
         return self.info[f"{name}_url"]
 
+    def browser_url(self, name: str) -> str:
+        return self.info.get(f"{name}_browser_url") or self.url(name)
+
+    @functools.cached_property
+    def _http(self) -> httpx.Client:
+        return httpx.Client(trust_env=False, verify=ssl.create_default_context(cafile=self.info["ca_file"]),
+                            timeout=30)
+
     def set_faults(self, name: str, **faults: Any) -> None:
-        httpx.post(f"{self.url(name)}/emulator/faults", json=faults, trust_env=False).raise_for_status()
+        self._http.post(f"{self.url(name)}/emulator/faults", json=faults).raise_for_status()
 
     def set_specified_latencies(self) -> None:
         """Identity 50 ms (Agent Identity and STS), DingTalk 100 ms, model time to first token 200 ms."""
@@ -79,14 +90,18 @@ class Cloud:
 
     def reset(self) -> None:
         for name in ("idp", "agent_identity", "sts", "dingtalk", "model"):
-            httpx.post(f"{self.url(name)}/emulator/reset", trust_env=False).raise_for_status()
+            self._http.post(f"{self.url(name)}/emulator/reset").raise_for_status()
 
     def calls(self, name: str) -> dict[str, int]:
-        return httpx.get(f"{self.url(name)}/emulator/calls", trust_env=False).json()
+        return self._http.get(f"{self.url(name)}/emulator/calls").json()
+
+    def connections(self, name: str) -> int:
+        """How many client connections `name` has seen since the last reset."""
+        return self._http.get(f"{self.url(name)}/emulator/connections").json()["connections"]
 
     def user_jwt(self, sub: str) -> str:
-        response = httpx.post(f"{self.url('idp')}/token", data={"grant_type": "password", "username": sub},
-                              trust_env=False)
+        response = self._http.post(f"{self.url('idp')}/token",
+                                   data={"grant_type": "password", "username": sub})
         response.raise_for_status()
         return response.json()["id_token"]
 
@@ -109,7 +124,11 @@ def local_cloud(return_urls: tuple[str, ...] = ()) -> Iterator[Cloud]:
                 print(log_path.read_text(errors="replace"), file=sys.stderr)
                 raise
             time.sleep(0.05)  # the file is written in one go, but give the writer a moment to close it
-            yield Cloud(json.loads(info_path.read_text()), info_path, process)
+            info = json.loads(info_path.read_text())
+            # Trust the emulators' CA as an operator trusts a corporate CA: this process (which runs identity/
+            # and tools/ in-process) and every child started with clean_env() reach them over HTTPS.
+            os.environ["SSL_CERT_FILE"] = info["ca_file"]
+            yield Cloud(info, info_path, process)
         finally:
             stop_process(process)
 

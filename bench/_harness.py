@@ -12,6 +12,7 @@ import asyncio
 import json
 import math
 import os
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -187,9 +188,12 @@ def chat_body(text: str, *, stream: bool = True, model: str = "agent") -> dict[s
 
 
 def local_client(*, connections: int = 400, timeout_s: float = 120) -> httpx.AsyncClient:
-    """An httpx client for loopback servers: no proxies from the environment, enough connections for the load."""
+    """An httpx client for loopback servers: no proxies from the environment, enough connections for the load,
+    and trust in the emulators' CA (`SSL_CERT_FILE`, set by bench._cloud.local_cloud) for the HTTPS ones."""
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    return httpx.AsyncClient(trust_env=False, limits=limits, timeout=timeout_s)
+    ca_file = os.environ.get("SSL_CERT_FILE")
+    verify = ssl.create_default_context(cafile=ca_file) if ca_file else True
+    return httpx.AsyncClient(trust_env=False, limits=limits, timeout=timeout_s, verify=verify)
 
 
 # --- process figures ----------------------------------------------------------------------------------------
@@ -230,16 +234,22 @@ def ratio(ours: float, theirs: float) -> float:
     return ours / theirs if theirs else math.inf
 
 
-def read_worker_arguments(description: str) -> tuple[dict[str, Any], list[str], int]:
+def read_worker_arguments(description: str) -> tuple[dict[str, Any], list[str], int, list[str]]:
     """The command line shared by the benchmark-2 worker processes: the emulators' ready-file, a JSON list of
-    user JWTs (one per simulated user) and the requests per user."""
+    user JWTs (one per simulated user), the requests per user, and optionally other users' JWTs whose same
+    workload runs first, unmeasured (`--warmup-tokens`), so the measured run meets a warm process."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--info", required=True, help="the emulators' ready-file (JSON)")
     parser.add_argument("--tokens", required=True, help="a JSON file with one user JWT per simulated user")
     parser.add_argument("--requests-per-user", type=int, default=1)
+    parser.add_argument("--warmup-tokens", help="a JSON file with the JWTs of the unmeasured warm-up users")
     args = parser.parse_args()
     with open(args.info) as f:
         info = json.load(f)
     with open(args.tokens) as f:
         tokens = json.load(f)
-    return info, tokens, args.requests_per_user
+    warmup: list[str] = []
+    if args.warmup_tokens:
+        with open(args.warmup_tokens) as f:
+            warmup = json.load(f)
+    return info, tokens, args.requests_per_user, warmup

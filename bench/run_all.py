@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import argparse
 
-from bench import cold_start, consent_resume, footprint, identity_calls, isolation, overhead, vs_naive
+from bench import (cold_start, consent_resume, footprint, identity_calls, identity_cpu, isolation, overhead,
+                   saturation, vs_naive)
 
 
 def main() -> None:
@@ -23,6 +24,8 @@ def main() -> None:
     footprint.measure(100 if quick else 1000, with_zip=False)
     cold_start.measure_zip(3 if quick else 10, None)  # builds the zip and prints its size too
     consent_resume.measure(2 if quick else 8)
+    identity_cpu.measure(20 if quick else 200)
+    saturation.measure(20 if quick else 200, 10 if quick else 100, 5 if quick else 30)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """`python -m emulators --ready-file PATH`: run every emulator until SIGINT/SIGTERM.
 
 When all servers accept connections, the `.info` JSON (URLs, AccessKey, names, `env`) is written to PATH
-atomically, so a waiting script never reads half a file. A short summary goes to stderr.
+atomically, so a waiting script never reads half a file. The emulators serve HTTPS: the certificate of the
+local CA they made at start is written next to it (`PATH.ca.pem`, named in it as `ca_file` and as
+`SSL_CERT_FILE` in `env`). A short summary goes to stderr.
 """
 
 from __future__ import annotations
@@ -78,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, ms in args.latency:
         faults.setdefault(name, {})["latency_ms"] = ms
     try:
-        cloud = start_local_cloud(return_urls=args.return_url, faults=faults)
+        ca_file = args.ready_file.with_name(args.ready_file.name + ".ca.pem") if args.ready_file else None
+        cloud = start_local_cloud(return_urls=args.return_url, faults=faults, ca_file=ca_file)
     except ValueError as error:  # unknown fault fields
         print(f"python -m emulators: {error}", file=sys.stderr)
         return 2
@@ -89,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in EMULATORS:
             print(f"  {name:<15} {cloud.url(name)}", file=sys.stderr)
         print(f"  return URLs     {', '.join(cloud.info['return_urls'])}", file=sys.stderr)
+        print(f"  CA certificate  {cloud.ca_file} (trust it: SSL_CERT_FILE)", file=sys.stderr)
         if args.ready_file:
             print(f"  info and env    {args.ready_file}", file=sys.stderr)
         print("Ctrl-C or SIGTERM stops them.", file=sys.stderr, flush=True)

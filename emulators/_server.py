@@ -1,9 +1,12 @@
 """The tiny server kit every emulator is built from.
 
 Each emulator is a Starlette app made by `emulator_app`, which adds what all of them share: a call counter,
-fault and latency injection, and `/emulator/...` control routes. `ServerGroup` serves several apps on free
-127.0.0.1 ports from one background event loop, so pytest fixtures and `python -m emulators` run the same
-code, and emulator state is only ever touched from that one loop (no locks needed).
+a count of the client connections seen, fault and latency injection, and `/emulator/...` control routes.
+`ServerGroup` serves several apps on free 127.0.0.1 ports from one background event loop, over HTTPS with a
+certificate of the process's local CA (emulators/tls.py), as the real services are served; an app with pages
+a browser opens (a consent or sign-in page) is also served on a plain-HTTP port, so a person's browser needs
+no certificate. Pytest fixtures and `python -m emulators` run the same code, and emulator state is only ever
+touched from that one loop (no locks needed).
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
+
+from emulators.tls import LocalCa, local_ca
 
 # Renders a service-specific error body (ACS, DingTalk, OpenAI shapes differ): (status, code, message) -> Response.
 ErrorRenderer = Callable[[int, str, str], Response]
@@ -51,6 +56,9 @@ class EmulatorState:
     name: str
     faults: Faults = field(default_factory=Faults)
     calls: Counter[str] = field(default_factory=Counter)
+    # Client addresses (host, port) seen: one per TCP (and TLS) connection a client opened, so a test can tell
+    # whether a client reuses its connections.
+    connections: set[tuple[str, int]] = field(default_factory=set)
 
 
 def call_key(request: Request) -> str:
@@ -74,6 +82,9 @@ def emulator_app(
     async def get_calls(_: Request) -> Response:
         return JSONResponse(dict(state.calls))
 
+    async def get_connections(_: Request) -> Response:
+        return JSONResponse({"connections": len(state.connections)})
+
     async def get_faults(_: Request) -> Response:
         return JSONResponse(asdict(state.faults))
 
@@ -94,12 +105,14 @@ def emulator_app(
     async def reset(_: Request) -> Response:
         state.faults = Faults()
         state.calls.clear()
+        state.connections.clear()
         if on_reset is not None:
             on_reset()
         return JSONResponse({"reset": True})
 
     control = [
         Route("/emulator/calls", get_calls, methods=["GET"]),
+        Route("/emulator/connections", get_connections, methods=["GET"]),
         Route("/emulator/faults", get_faults, methods=["GET"]),
         Route("/emulator/faults", set_faults, methods=["POST"]),
         Route("/emulator/expire-tokens", expire_tokens, methods=["POST"]),
@@ -110,6 +123,8 @@ def emulator_app(
             return await call_next(request)
         key = call_key(request)
         state.calls[key] += 1
+        if request.client is not None:
+            state.connections.add((request.client.host, request.client.port))
         faults = state.faults
         if faults.latency_ms and faults.applies_to(key):
             await asyncio.sleep(faults.latency_ms / 1000)
@@ -151,23 +166,40 @@ def listening_socket(port: int = 0, host: str = "127.0.0.1") -> socket.socket:
 
 
 class ServerGroup:
-    """Serves several ASGI apps on free 127.0.0.1 ports from one background thread and event loop."""
+    """Serves several ASGI apps on free 127.0.0.1 ports from one background thread and event loop.
 
-    def __init__(self) -> None:
+    Every app is served over HTTPS (`urls`), with the server certificate of `local_ca()`; one reserved with
+    `browser=True` is also served over plain HTTP (`browser_urls`) for the pages a person's browser opens.
+    `ca` (default: the process's `local_ca()`) signs the server certificate; `tls=False` serves plain HTTP."""
+
+    def __init__(self, *, tls: bool = True, ca: LocalCa | None = None) -> None:
+        self.ca: LocalCa | None = (ca or local_ca()) if tls else None
         self._apps: dict[str, Starlette] = {}
         self._servers: list[uvicorn.Server] = []
         self._sockets: dict[str, socket.socket] = {}
+        self._browser_sockets: dict[str, socket.socket] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self.urls: dict[str, str] = {}
+        self.browser_urls: dict[str, str] = {}
 
-    def reserve(self, name: str, port: int = 0) -> str:
-        """Bind a port for `name` now, so every emulator can know every URL before any app is built."""
+    def reserve(self, name: str, port: int = 0, *, browser: bool = False) -> str:
+        """Bind a port for `name` now, so every emulator can know every URL before any app is built. With
+        `browser`, a second, plain-HTTP port too (`browser_url(name)`)."""
         if name not in self._sockets:
             sock = listening_socket(port)
             self._sockets[name] = sock
-            self.urls[name] = "http://127.0.0.1:%d" % sock.getsockname()[1]
+            scheme = "https" if self.ca else "http"
+            self.urls[name] = f"{scheme}://127.0.0.1:{sock.getsockname()[1]}"
+        if browser and name not in self._browser_sockets:
+            sock = listening_socket()
+            self._browser_sockets[name] = sock
+            self.browser_urls[name] = f"http://127.0.0.1:{sock.getsockname()[1]}"
         return self.urls[name]
+
+    def browser_url(self, name: str) -> str:
+        """Where a browser opens `name`'s pages: its plain-HTTP URL if it has one, else its service URL."""
+        return self.browser_urls.get(name) or self.urls[name]
 
     def add(self, name: str, app: Starlette, port: int = 0) -> str:
         """Serve `app` under `name` (on its reserved port, or a new one) and return its base URL."""
@@ -178,20 +210,31 @@ class ServerGroup:
     def app(self, name: str) -> Starlette:
         return self._apps[name]
 
+    def _server(self, app: Starlette, tls: bool) -> uvicorn.Server:
+        ssl_files = {}
+        if tls and self.ca:
+            ssl_files = {"ssl_certfile": str(self.ca.server_cert_file),
+                         "ssl_keyfile": str(self.ca.server_key_file)}
+        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
+                                timeout_keep_alive=30, **ssl_files)
+        server = uvicorn.Server(config)
+        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self._servers.append(server)
+        return server
+
     def start(self) -> None:
         """Start every added app; returns once all of them accept connections."""
         started = threading.Event()
         self._loop = asyncio.new_event_loop()
 
         async def serve_all() -> None:
+            tasks = []
             for name, app in self._apps.items():
-                config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
-                                        timeout_keep_alive=30)
-                server = uvicorn.Server(config)
-                server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-                self._servers.append(server)
-            tasks = [asyncio.create_task(s.serve(sockets=[self._sockets[n]]))
-                     for s, n in zip(self._servers, self._apps)]
+                tls_server = self._server(app, True)
+                tasks.append(asyncio.create_task(tls_server.serve(sockets=[self._sockets[name]])))
+                if name in self._browser_sockets:
+                    tasks.append(asyncio.create_task(
+                        self._server(app, False).serve(sockets=[self._browser_sockets[name]])))
             while not all(s.started for s in self._servers):
                 await asyncio.sleep(0.002)
             started.set()
@@ -222,7 +265,7 @@ class ServerGroup:
             server.should_exit = True
             server.force_exit = True
         self._thread.join(timeout=15)
-        for sock in self._sockets.values():
+        for sock in [*self._sockets.values(), *self._browser_sockets.values()]:
             sock.close()
         self._thread = None
 
@@ -235,9 +278,9 @@ async def _as_coro(fn: Callable[[], Any]) -> Any:
 
 
 @contextmanager
-def serving(name: str, app: Starlette) -> Iterator[str]:
+def serving(name: str, app: Starlette, *, ca: LocalCa | None = None) -> Iterator[str]:
     """Serve one app on a free port for the length of a `with` block (tests); yields its base URL."""
-    group = ServerGroup()
+    group = ServerGroup(ca=ca)
     url = group.add(name, app)
     group.start()
     try:

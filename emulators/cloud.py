@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import secrets
+import ssl
 import string
 import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlencode
@@ -29,6 +31,7 @@ from emulators.registry import CredentialRegistry
 from emulators.sts import RamUser, StsEmulator
 
 EMULATORS = ("idp", "agent_identity", "sts", "dingtalk", "model", "agentrun", "oss")
+BROWSER_FACING = ("idp", "agent_identity")  # sign-in and consent pages: also served over plain HTTP
 DEFAULT_RETURN_URL = "http://localhost:8090/callback"
 APP_REDIRECT_URI = "http://localhost:8090"
 REGION = "cn-hangzhou"
@@ -45,7 +48,9 @@ CALLBACK_CLIENT_ID = "agentrun-callback"  # the IdP OAuth client the callback si
 SIGNED_IN_PATH = "/signed-in"  # below a return URL: that callback's browser sign-in redirect URI
 
 # Urllib without proxies: a loopback call must never go through HTTP_PROXY.
-_http = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+def _opener(context: ssl.SSLContext | None = None) -> urllib.request.OpenerDirector:
+    return urllib.request.build_opener(urllib.request.ProxyHandler({}),
+                                       urllib.request.HTTPSHandler(context=context))
 
 
 @dataclass(frozen=True)
@@ -60,7 +65,7 @@ class ExternalIdp:
     client_secret: str
 
     def jwks(self) -> dict[str, Any]:
-        with _http.open(self.jwks_url, timeout=10) as response:
+        with _opener().open(self.jwks_url, timeout=10) as response:
             return json.loads(response.read())
 
 
@@ -80,9 +85,24 @@ class LocalCloud:
         self.dingtalk_tokens = dingtalk_tokens
         self.sts_credentials = sts_credentials
         self.oss = oss
+        self._http = _opener(self.ssl_context())
 
     def url(self, name: str) -> str:
+        """The service URL of emulator `name` (HTTPS)."""
         return self._group.urls[name]
+
+    def browser_url(self, name: str) -> str:
+        """Where a browser opens `name`'s pages (plain HTTP for the IdP and Agent Identity's consent page)."""
+        return self._group.browser_url(name)
+
+    @property
+    def ca_file(self) -> str:
+        """The local CA's certificate: what a client trusts (`SSL_CERT_FILE`) to reach the emulators."""
+        return self.info["ca_file"]
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """A client TLS context trusting the emulators' CA, for helpers that do not read SSL_CERT_FILE."""
+        return ssl.create_default_context(cafile=self.ca_file)
 
     def register_return_url(self, url: str) -> None:
         """Allow another callback: on the workload identity, and its sign-in redirect on the IdP's client."""
@@ -114,21 +134,24 @@ class LocalCloud:
                  tb: TracebackType | None) -> None:
         self.stop()
 
-    @staticmethod
-    def _post(url: str, body: bytes) -> bytes:
+    def _post(self, url: str, body: bytes) -> bytes:
         request = urllib.request.Request(url, data=body, method="POST",
                                          headers={"Content-Type": "application/x-www-form-urlencoded"})
-        with _http.open(request, timeout=10) as response:
+        with self._http.open(request, timeout=10) as response:
             return response.read()
 
 
 def start_local_cloud(return_urls: Iterable[str] = (), faults: Mapping[str, Mapping[str, Any]] | None = None,
-                      users_idp: ExternalIdp | None = None) -> LocalCloud:
+                      users_idp: ExternalIdp | None = None, ca_file: Path | None = None) -> LocalCloud:
     """Start all emulators; `faults` (e.g. `{"agent_identity": {"latency_ms": 50}}`) apply from the start.
-    With `users_idp`, users are those of that provider, not of the IdP emulator (which still runs)."""
+    With `users_idp`, users are those of that provider, not of the IdP emulator (which still runs).
+    They serve HTTPS with a certificate of this process's local CA, whose certificate is at `info["ca_file"]`
+    (`ca_file` if given, e.g. next to a ready file) and is `SSL_CERT_FILE` in `.env`."""
     start_faults = {name: _faults(name, spec) for name, spec in (faults or {}).items()}
     group = ServerGroup()
-    urls = {name: group.reserve(name) for name in EMULATORS}
+    assert group.ca is not None
+    urls = {name: group.reserve(name, browser=name in BROWSER_FACING) for name in EMULATORS}
+    trusted = str(group.ca.write_ca(ca_file) if ca_file else group.ca.ca_file)
     registered = tuple(dict.fromkeys([DEFAULT_RETURN_URL, *return_urls]))
     access_key_id = "LTAI" + "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(20))
     access_key_secret = secrets.token_urlsafe(22)[:30]
@@ -140,13 +163,13 @@ def start_local_cloud(return_urls: Iterable[str] = (), faults: Mapping[str, Mapp
     def verifier() -> SignatureVerifier:
         return SignatureVerifier(access_key_id, access_key_secret, sts_credentials)
 
-    idp = LocalIdp(urls["idp"])
+    idp = LocalIdp(urls["idp"], browser_url=group.browser_url("idp"))
     callback_client_secret = secrets.token_urlsafe(24)
     idp.register_client(CALLBACK_CLIENT_ID, callback_client_secret, [url + SIGNED_IN_PATH for url in registered])
     workload = WorkloadIdentity(name=WORKLOAD_IDENTITY_NAME, return_urls=registered, account_id=account_id,
                                 role_name="AgentRunLocalAgentRole", role_id=_digits(19), region=REGION)
     agent_identity = AgentIdentityEmulator(
-        urls["agent_identity"], verifier=verifier(),
+        group.browser_url("agent_identity"), verifier=verifier(),
         users=(UserJwtValidator(users_idp.jwks, users_idp.issuer, users_idp.audience) if users_idp
                else UserJwtValidator(idp.jwks, idp.issuer, idp.audience)),
         workload=workload, providers=[CredentialProvider(DINGTALK_PROVIDER, "DingTalk", DINGTALK_SCOPES)],
@@ -176,6 +199,7 @@ def start_local_cloud(return_urls: Iterable[str] = (), faults: Mapping[str, Mapp
         "ALIBABA_CLOUD_ACCESS_KEY_ID": access_key_id,
         "ALIBABA_CLOUD_ACCESS_KEY_SECRET": access_key_secret,
         "ALIBABA_CLOUD_ECS_METADATA_DISABLED": "true",
+        "SSL_CERT_FILE": trusted,
         "INBOUND_JWKS_URL": f"{urls['idp']}/jwks",
         "INBOUND_JWT_ISSUER": idp.issuer,
         "INBOUND_JWT_AUDIENCE": idp.audience,
@@ -199,6 +223,8 @@ def start_local_cloud(return_urls: Iterable[str] = (), faults: Mapping[str, Mapp
                     "CALLBACK_OIDC_CLIENT_SECRET": users_idp.client_secret})
     info = {
         **{f"{name}_url": url for name, url in urls.items()},
+        **{f"{name}_browser_url": group.browser_url(name) for name in BROWSER_FACING},
+        "ca_file": trusted,
         "access_key_id": access_key_id,
         "access_key_secret": access_key_secret,
         "account_id": account_id,

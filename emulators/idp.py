@@ -75,8 +75,11 @@ class AuthorizationCode:
 class LocalIdp:
     """An OIDC provider with one in-memory RSA key; `.issue()` signs tokens without an HTTP round trip."""
 
-    def __init__(self, base_url: str, audience: str = "agentrun-agent") -> None:
+    def __init__(self, base_url: str, audience: str = "agentrun-agent", *,
+                 browser_url: str | None = None) -> None:
+        """`base_url` is the issuer (HTTPS); `browser_url`, if given, serves the page browsers open."""
         self.issuer = base_url.rstrip("/")
+        self.browser_url = (browser_url or base_url).rstrip("/")
         self.audience = audience
         self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self._kid = "local-" + secrets.token_hex(8)
@@ -110,7 +113,7 @@ class LocalIdp:
         return {
             "issuer": self.issuer,
             "jwks_uri": f"{self.issuer}/jwks",
-            "authorization_endpoint": f"{self.issuer}/authorize",
+            "authorization_endpoint": f"{self.browser_url}/authorize",
             "token_endpoint": f"{self.issuer}/token",
             "response_types_supported": ["code"],
             "response_modes_supported": ["query"],

@@ -22,6 +22,7 @@ from identity.browser_session import SignInTransaction
 from identity.errors import IdentityUnavailable, InvalidCallerToken
 from identity.jwt_verifier import JwksKeys, JwtVerifier
 from identity.settings import IdentitySettings
+from outbound import tls_context
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,8 @@ class OidcSignIn:
     def __init__(self, settings: IdentitySettings, verifier: JwtVerifier) -> None:
         self._settings = settings
         self._verifier = verifier
-        self._http = httpx.AsyncClient(timeout=HTTP_TIMEOUT_SECONDS, follow_redirects=False)
+        self._http = httpx.AsyncClient(timeout=HTTP_TIMEOUT_SECONDS, follow_redirects=False,
+                                       verify=tls_context())
         self._metadata: dict[str, Any] | None = None
         self._keys: JwksKeys | None = None
 
@@ -101,7 +103,7 @@ class OidcSignIn:
         return AsyncOAuth2Client(client_id=settings.signin_client_id, client_secret=settings.signin_client_secret
                                  or None, token_endpoint_auth_method=method, scope=" ".join(settings.signin_scopes),
                                  redirect_uri=settings.signin_redirect_url, code_challenge_method="S256",
-                                 timeout=HTTP_TIMEOUT_SECONDS, trust_env=False)
+                                 timeout=HTTP_TIMEOUT_SECONDS, trust_env=False, verify=tls_context())
 
     async def _discovery(self) -> dict[str, Any]:
         """The IdP's discovery document (OIDC Discovery 1.0), fetched once; its `issuer` must be ours."""

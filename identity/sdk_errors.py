@@ -18,6 +18,7 @@ from darabonba.exceptions import DaraException, UnretryableException
 
 from identity.errors import (IdentityError, IdentityThrottled, IdentityUnavailable, InvalidCallerToken,
                              ProviderMisconfigured)
+from outbound import untrusted_certificate
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,10 @@ def translate(error: BaseException, action: str) -> IdentityError:
         log.warning("Agent Identity %s: the instance credentials are unavailable (%s)", action, type(error).__name__)
         return ProviderMisconfigured("The agent's own cloud credentials are missing or invalid.")
     if isinstance(error, UnretryableException | DaraException | aiohttp.ClientError | asyncio.TimeoutError | OSError):
+        if untrusted_certificate(error):
+            log.warning("Agent Identity %s: the endpoint's TLS certificate is not trusted (a private CA "
+                        "must be named in SSL_CERT_FILE)", action)
+            return IdentityUnavailable()
         log.warning("Agent Identity %s could not be reached (%s)", action, type(error).__name__)
         return IdentityUnavailable()
     log.warning("Agent Identity %s failed unexpectedly (%s)", action, type(error).__name__)

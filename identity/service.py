@@ -1,9 +1,11 @@
 """`AgentIdentity`: the only code that talks to Agent Identity.
 
 It follows the Agent Identity SDK's own credential flow (user JWT -> workload access token -> optional STS
-credentials -> resource OAuth2 token) but calls the data client's `*_async` methods itself: the SDK's
-`async def` helpers run sync HTTP inside, its decorators cannot be pointed at another endpoint and write
-`.config.json`. One instance per process holds every cache; tools ask it for credentials and never see a JWT.
+credentials -> resource OAuth2 token) but calls the data client itself: the SDK's `async def` helpers run
+sync HTTP inside, its decorators cannot be pointed at another endpoint and write `.config.json`. Every call
+is the data client's pooled sync method in the process's SDK thread pool (`outbound.sdk_call`): its
+`*_async` methods open a new TLS connection per call. One instance per process holds every cache; tools ask
+it for credentials and never see a JWT.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from identity.jwt_verifier import JwtVerifier
 from identity.sdk_errors import may_be_stale_credential, translate
 from identity.settings import IdentitySettings
 from identity.state import FlowState, FlowStates
+from outbound import sdk_call
 
 __all__ = ["AgentIdentity", "StsCredential"]
 
@@ -113,8 +116,8 @@ class AgentIdentity:
         async def exchange() -> tuple[str, float]:
             request = GetWorkloadAccessTokenForJWTRequest(
                 workload_identity_name=self.settings.workload_identity_name, user_token=user_token)
-            response = await self._call("GetWorkloadAccessTokenForJWT",
-                                        self._instance_client.get_workload_access_token_for_jwt_async(request))
+            response = await self._call("GetWorkloadAccessTokenForJWT", sdk_call(
+                self._instance_client.get_workload_access_token_for_jwt, request))
             token = response.body.workload_access_token if response.body else None
             if not token:
                 raise IdentityUnavailable("The identity service returned no workload access token.")
@@ -192,8 +195,8 @@ class AgentIdentity:
         request = AssumeRoleForWorkloadIdentityRequest(
             workload_access_token=workload_token, role_session_name=f"agent-{token_key(caller.sub)[:16]}",
             duration_seconds=duration_seconds, policy=policy)
-        response = await self._call("AssumeRoleForWorkloadIdentity",
-                                    self._instance_client.assume_role_for_workload_identity_async(request))
+        response = await self._call("AssumeRoleForWorkloadIdentity", sdk_call(
+            self._instance_client.assume_role_for_workload_identity, request))
         issued = response.body.credentials if response.body else None
         if not issued or not issued.access_key_id or not issued.access_key_secret or not issued.security_token:
             raise IdentityUnavailable("The identity service returned no STS credentials.")
@@ -321,7 +324,8 @@ class AgentIdentity:
             request.resource_oauth2_return_url = self.settings.callback_url
             request.custom_state = state
             request.force_authentication = force_authentication or None
-        response = await self._call("GetResourceOAuth2Token", client.get_resource_oauth2_token_async(request))
+        response = await self._call("GetResourceOAuth2Token",
+                                    sdk_call(client.get_resource_oauth2_token, request))
         body = response.body
         if body and body.access_token:
             return IssuedToken(body.access_token, body.expires_in)
@@ -348,7 +352,8 @@ class AgentIdentity:
         if pending.outcome is not None:
             raise pending.outcome
         try:
-            response = await self._call("GetResourceOAuth2Token", client.get_resource_oauth2_token_async(request))
+            response = await self._call("GetResourceOAuth2Token",
+                                        sdk_call(client.get_resource_oauth2_token, request))
         except (IdentityUnavailable, IdentityThrottled):
             return None  # keep waiting: the user may still finish, and the next poll may succeed
         body = response.body
@@ -412,7 +417,8 @@ class AgentIdentity:
         request = CompleteResourceTokenAuthRequest(
             session_uri=session_uri,
             user_identifier=CompleteResourceTokenAuthRequestUserIdentifier(user_jwt=flow.user_jwt))
-        await self._call("CompleteResourceTokenAuth", self._instance_client.complete_resource_token_auth_async(request))
+        await self._call("CompleteResourceTokenAuth",
+                         sdk_call(self._instance_client.complete_resource_token_auth, request))
         self._pending.completed(session_uri)
 
     def provider_refused(self, flow: FlowState, error: str) -> IdentityError:

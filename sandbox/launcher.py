@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shlex
 import socket
 import threading
@@ -84,6 +85,8 @@ def start_sandbox(port: int = 9000, demo_user: str = DEMO_USER, *, callback_port
     callback_sock.close()  # the callback process binds it itself
     callback_url = f"http://localhost:{callback_port}"
     cloud = start_local_cloud(return_urls=[f"{callback_url}/callback"])
+    # The agent runs in this process: it trusts the emulators' CA as an operator trusts a corporate CA.
+    os.environ["SSL_CERT_FILE"] = cloud.ca_file
     callback = ExitStack()
     try:
         env = {**cloud.env, "APP_REDIRECT_URI": callback_url, "LOG_LEVEL": "INFO"}
@@ -127,7 +130,9 @@ def _build_app(cloud: LocalCloud, env: dict[str, str], demo_user: str) -> FastAP
 
     app = create_app({**env, "HOST": "127.0.0.1"})
     dingtalk = cloud.url("dingtalk")
-    page_config: dict[str, Any] = {"idp_token_url": f"{cloud.url('idp')}/token", "demo_user": demo_user,
+    emulator_tls = cloud.ssl_context()
+    page_config: dict[str, Any] = {"idp_token_url": f"{cloud.browser_url('idp')}/token",
+                                   "demo_user": demo_user,
                                    "example_prompt": EXAMPLE_PROMPT, "demo_document": DEMO_DOCUMENT,
                                    "model": cloud.info["model_name"]}
 
@@ -138,7 +143,7 @@ def _build_app(cloud: LocalCloud, env: dict[str, str], demo_user: str) -> FastAP
     @app.get("/sandbox/documents/{doc_key}", include_in_schema=False)
     async def document(doc_key: str) -> JSONResponse:
         """The emulated DingTalk document as the API stored it (emulator state, no credential involved)."""
-        async with httpx.AsyncClient(trust_env=False, timeout=5) as client:
+        async with httpx.AsyncClient(trust_env=False, verify=emulator_tls, timeout=5) as client:
             response = await client.get(f"{dingtalk}/emulator/documents/{doc_key}")
         return JSONResponse(response.json(), status_code=response.status_code)
 

@@ -31,6 +31,7 @@ from alibabacloud_sts20150401.client import Client as StsClient
 
 from config import sdk_config
 from identity.credentials import StsCredential
+from outbound import sdk_call
 from tools.settings import ToolSettings
 
 NEEDED = ("SMOKE_USER_JWT", "ALIBABA_CLOUD_ACCESS_KEY_ID", "ALIBABA_CLOUD_ACCESS_KEY_SECRET")
@@ -135,7 +136,7 @@ async def _caller_identity(env: Mapping[str, str], credential: StsCredential) ->
     settings = ToolSettings.from_env(env)
     client = StsClient(sdk_config(credential.credential_client(), settings.region_id, settings.sts_endpoint,
                                   timeout_seconds=settings.http_timeout_seconds))
-    answer = await client.get_caller_identity_async()
+    answer = await sdk_call(client.get_caller_identity)
     return f"the workload identity's role is {answer.body.arn}"
 
 

@@ -16,6 +16,7 @@ import openai
 
 from agent.model import ModelUnavailable
 from identity.errors import IdentityError
+from outbound import untrusted_certificate
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,10 @@ def classify(exc: BaseException) -> ApiError:
     Libraries wrap errors (langchain_openai re-raises `openai.InternalServerError` as its own subclass, LangGraph
     may chain them), so the whole `__cause__`/`__context__` chain is searched for something we recognise.
     """
+    if untrusted_certificate(exc):  # openai's aiohttp client reports it as a connect *timeout*: say what it is
+        log.warning("the model's endpoint presented a TLS certificate this agent does not trust (a private CA "
+                    "must be named in SSL_CERT_FILE)")
+        return ApiError(502, "The model could not be reached.", "upstream_error", "model_unreachable")
     for link in _chain(exc):
         known = _classify_one(link)
         if known is not None:

@@ -1,4 +1,5 @@
-"""Test-wide hygiene: never reach the internet, never probe the ECS metadata address.
+"""Test-wide hygiene: never reach the internet, never probe the ECS metadata address, and trust the local
+emulators' CA the way an operator trusts a corporate CA (`SSL_CERT_FILE`): every emulator serves HTTPS.
 
 Also the local cloud: `cloud` is one set of running emulators for the whole session (stopped at the end);
 `fresh_cloud` is the same cloud with faults and call counters cleared before the test.
@@ -8,9 +9,12 @@ import os
 
 import pytest
 
+from emulators.tls import local_ca
+
 for _name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
     os.environ.pop(_name, None)
 os.environ["ALIBABA_CLOUD_ECS_METADATA_DISABLED"] = "true"
+os.environ["SSL_CERT_FILE"] = str(local_ca().ca_file)  # this process's CA: every local cloud here uses it
 
 
 @pytest.fixture(scope="session")

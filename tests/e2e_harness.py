@@ -227,7 +227,7 @@ async def document_content(product: Product, doc_key: str) -> str | None:
 
 async def document_content_at(cloud: LocalCloud, doc_key: str) -> str | None:
     """What the emulated DingTalk holds for `doc_key` (None if never written)."""
-    async with httpx.AsyncClient(trust_env=False) as http:
+    async with httpx.AsyncClient(trust_env=False, verify=cloud.ssl_context()) as http:
         response = await http.get(f"{cloud.url('dingtalk')}/emulator/documents/{doc_key}")
     return response.json()["content"] if response.status_code == 200 else None
 

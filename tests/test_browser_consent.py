@@ -66,7 +66,7 @@ async def test_a_new_browser_approves_signs_in_and_the_same_stream_goes_on(produ
     finally:
         await context.close()
 
-    assert seen["signin"].startswith(production.cloud.url("idp") + "/authorize?")
+    assert seen["signin"].startswith(production.cloud.browser_url("idp") + "/authorize?")
     assert seen["landing"].startswith(f"{production.public_url}/callback/signed-in?")
     assert "Write to DingTalk document" in seen["text"]
     assert reply["types"].index("authorization_required") < reply["types"].index("authorization_completed")

@@ -100,7 +100,8 @@ async def test_a_browser_signs_in_at_the_idp_and_the_flow_completes_with_the_ori
         token = await asyncio.wait_for(task, 10)
 
     # The provider's redirect reached the callback, which sent the browser to the IdP with PKCE and a nonce.
-    assert hops[1].startswith(f"{callback.url}?") and hops[2].startswith(fresh_cloud.url("idp") + "/authorize?")
+    assert hops[1].startswith(f"{callback.url}?")
+    assert hops[2].startswith(fresh_cloud.browser_url("idp") + "/authorize?")
     authorize = {k: v[0] for k, v in parse_qs(urlsplit(hops[2]).query).items()}
     assert authorize["code_challenge_method"] == "S256" and len(authorize["code_challenge"]) == 43
     assert authorize["redirect_uri"] == f"{callback.url}/signed-in" and authorize["nonce"]
@@ -145,7 +146,7 @@ async def test_the_session_cookie_is_sealed_short_lived_and_scoped_to_the_public
 
 async def set_vault_empty(cloud, user: str) -> None:
     """Revoke the user's DingTalk token, so the next ask needs a new authorization."""
-    async with httpx.AsyncClient(trust_env=False) as http:
+    async with httpx.AsyncClient(trust_env=False, verify=cloud.ssl_context()) as http:
         (await http.post(f"{cloud.url('dingtalk')}/emulator/revoke", json={"subject": user})).raise_for_status()
 
 
@@ -193,7 +194,8 @@ async def test_forged_expired_and_foreign_states_complete_nothing(fresh_cloud) -
     assert statuses == {"tampered": 400, "other secret": 400, "expired": 400, "no state": 400, "huge": 400,
                         "another user's JWT": 403, "invalid JWT": 302, "no session_uri": 400}
     assert "expired" in results["expired"].text and "different user" in results["another user's JWT"].text
-    assert results["invalid JWT"].headers["location"].startswith(fresh_cloud.url("idp"))  # sign in instead
+    assert results["invalid JWT"].headers["location"].startswith(
+        fresh_cloud.browser_url("idp"))  # sign in instead
     assert all("text/html" in r.headers["content-type"] for r in results.values() if r.status_code != 302)
     assert await completions(fresh_cloud) == 0
 
@@ -236,7 +238,8 @@ async def test_error_from_the_provider_counts_only_for_the_signed_in_owner(fresh
         await browser.aclose()
         with pytest.raises(AuthorizationDeclined):
             await asyncio.wait_for(task, 5)
-    assert anonymous.status_code == 302 and anonymous.headers["location"].startswith(fresh_cloud.url("idp"))
+    assert anonymous.status_code == 302
+    assert anonymous.headers["location"].startswith(fresh_cloud.browser_url("idp"))
     assert wrong_user.status_code == 403 and still_waiting
     assert declined.status_code == 200 and page_title(declined) == "Authorization declined"
     assert await completions(fresh_cloud) == 0

@@ -15,6 +15,7 @@ READMES = {"en": ROOT / "README.md", "cn": ROOT / "README-CN.md"}
 # Variables the platform or the tests set, named in the docs without being read through the settings.
 NOT_SETTINGS = {"SMOKE_USER_JWT", "PACKAGE_PYTHON", "CHAT_PAGE_SCREENSHOTS", "BASE", "USER_JWT", "PYTHONPATH",
                 "CHROMIUM_PATH", "FC_ACCOUNT_ID", "FC_INSTANCE_ID", "USER_FEDERATION",
+                "SSL_CERT_FILE",  # read by the TLS libraries from the process environment, not by settings
                 # the example tool of "Add a tool that acts as the user" (Develop)
                 "GITHUB_CREDENTIAL_PROVIDER_NAME", "GITHUB_API_BASE", "GITHUB_SCOPES"}
 

@@ -167,7 +167,8 @@ def test_user_federation_flow_end_to_end(data, fresh_cloud, acs_config, user):
 
     first = client.get_resource_oauth2_token(resource_token_request(fresh_cloud, wat)).body
     assert first.access_token is None and first.session_status == "IN_PROGRESS"
-    assert first.authorization_url.startswith(fresh_cloud.url("agent_identity") + "/oauth2/authorize?")
+    consent_page = fresh_cloud.browser_url("agent_identity") + "/oauth2/authorize?"
+    assert first.authorization_url.startswith(consent_page)
     assert first.session_uri.startswith("urn:ietf:params:oauth:request_uri:")
 
     polling = resource_token_request(fresh_cloud, wat, session_uri=first.session_uri)
@@ -364,7 +365,7 @@ def test_identity_sdk_get_token_hands_over_the_authorization_url(data, fresh_clo
         return urls
 
     urls = asyncio.run(run())
-    assert len(urls) == 1 and urls[0].startswith(fresh_cloud.url("agent_identity"))
+    assert len(urls) == 1 and urls[0].startswith(fresh_cloud.browser_url("agent_identity"))
 
 
 # -- STS credentials -----------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -23,11 +24,12 @@ ENV_VARS = {  # docs/architecture.md, "emulators/"
     "INBOUND_JWKS_URL", "INBOUND_JWT_ISSUER", "INBOUND_JWT_AUDIENCE", "DINGTALK_API_BASE",
     "DINGTALK_CREDENTIAL_PROVIDER_NAME", "STS_ENDPOINT", "OSS_ENDPOINT", "OSS_REGION", "MODEL_BASE_URL", "MODEL_API_KEY", "MODEL_NAME",
     "AGENTRUN_CONTROL_ENDPOINT", "IDENTITY_STATE_SECRET", "APP_REDIRECT_URI",
-    "ALIBABA_CLOUD_ECS_METADATA_DISABLED",
+    "ALIBABA_CLOUD_ECS_METADATA_DISABLED", "SSL_CERT_FILE",
 }
 INFO_KEYS = {"idp_url", "agent_identity_url", "sts_url", "dingtalk_url", "model_url", "agentrun_url", "oss_url",
              "access_key_id", "access_key_secret", "workload_identity_name", "dingtalk_provider",
-             "return_urls", "idp_issuer", "idp_audience", "model_service_name", "env"}
+             "return_urls", "idp_issuer", "idp_audience", "model_service_name", "env", "ca_file",
+             "idp_browser_url", "agent_identity_browser_url"}
 
 
 def start(tmp_path: Path, *args: str) -> subprocess.Popen:
@@ -58,15 +60,23 @@ def test_cli_writes_the_ready_file_and_stops_cleanly(tmp_path, stop_signal):
         assert INFO_KEYS <= set(info) and ENV_VARS <= set(info["env"])
         assert info["return_urls"] == ["http://localhost:8090/callback", callback]
         assert info["env"]["MODEL_BASE_URL"] == info["model_url"] + "/v1"
-        assert httpx.get(f"{info['agent_identity_url']}/emulator/faults").json()["latency_ms"] == 25
-        sts_faults = httpx.get(f"{info['sts_url']}/emulator/faults").json()
+        # HTTPS with the CA the emulators made at start, written next to the ready file and named in it.
+        assert info["ca_file"] == info["env"]["SSL_CERT_FILE"] == str(ready) + ".ca.pem"
+        assert all(info[f"{name}_url"].startswith("https://") for name in ("idp", "agent_identity", "sts",
+                                                                          "dingtalk", "model", "agentrun"))
+        http = httpx.Client(verify=ssl.create_default_context(cafile=info["ca_file"]), trust_env=False)
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):  # another process's CA
+            httpx.get(f"{info['sts_url']}/emulator/faults", trust_env=False)
+        assert http.get(f"{info['agent_identity_url']}/emulator/faults").json()["latency_ms"] == 25
+        sts_faults = http.get(f"{info['sts_url']}/emulator/faults").json()
         assert (sts_faults["fail_next"], sts_faults["fail_kind"]) == (2, "throttle")
 
         data = DataClient(Config(access_key_id=info["access_key_id"],
                                  access_key_secret=info["access_key_secret"],
-                                 endpoint=info["agent_identity_url"], region_id="cn-hangzhou"))
-        user_jwt = httpx.post(f"{info['idp_url']}/token",
-                              data={"grant_type": "password", "username": "cli-user"}).json()["id_token"]
+                                 endpoint=info["agent_identity_url"], region_id="cn-hangzhou",
+                                 ca=info["ca_file"]))
+        user_jwt = http.post(f"{info['idp_url']}/token",
+                             data={"grant_type": "password", "username": "cli-user"}).json()["id_token"]
         wat = data.get_workload_access_token_for_jwt(ai.GetWorkloadAccessTokenForJWTRequest(
             workload_identity_name=info["workload_identity_name"], user_token=user_jwt,
         )).body.workload_access_token

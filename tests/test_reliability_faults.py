@@ -35,8 +35,8 @@ def server(cloud):
 
 
 @pytest.fixture
-async def client():
-    async with httpx.AsyncClient(trust_env=False, timeout=60) as http:
+async def client(cloud):
+    async with httpx.AsyncClient(trust_env=False, verify=cloud.ssl_context(), timeout=60) as http:
         yield http
 
 

@@ -82,7 +82,7 @@ async def test_200_streams_for_60_seconds(cloud):
         assert fds_after <= fds_before + 10, (fds_before, fds_after)
         settled = [rss for t, rss in rss_samples if t >= SECONDS / 3]
         assert max(settled) - min(settled) < 96, rss_samples  # MiB: flat once warm, not growing with requests
-        async with httpx.AsyncClient(trust_env=False) as check:
+        async with httpx.AsyncClient(trust_env=False, verify=cloud.ssl_context()) as check:
             for doc, content in last_written.items():
                 stored = (await check.get(f"{cloud.url('dingtalk')}/emulator/documents/{doc}")).json()
                 assert stored["content"] == content, doc

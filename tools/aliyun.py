@@ -24,6 +24,7 @@ from pydantic import BaseModel
 from config import SdkConfig, sdk_config
 from identity.errors import IdentityError
 from identity.sdk_errors import THROTTLED, UNAVAILABLE, credential_rejected, failure_kind
+from outbound import sdk_call
 from tools.outcome import Outcome, failed, succeeded
 from tools.settings import ToolSettings
 from tools.validation import NoArguments, describe_validation_error
@@ -54,7 +55,9 @@ class CloudCallFailed(Exception):
 
 
 class CloudSession:
-    """What an Alibaba Cloud tool receives: SDK clients signed with credentials scoped to its actions."""
+    """What an Alibaba Cloud tool receives: SDK clients signed with credentials scoped to its actions. A tool
+    awaits a client's sync method with `outbound.sdk_call` (pooled TLS connections), not its `*_async` twin
+    (a new TLS connection per call)."""
 
     def __init__(self, credential: StsCredential, settings: ToolSettings) -> None:
         self.credential = credential  # for SDKs with their own credential types (OSS); its repr hides secrets
@@ -119,7 +122,7 @@ async def get_alibaba_cloud_caller_identity(cloud: CloudSession) -> str:
     identity type. Use this when the user asks who the agent is on Alibaba Cloud, which account or role it
     uses, or to check that its cloud credentials work."""
     sts = cloud.client(StsClient, cloud.settings.sts_endpoint)
-    body = (await sts.get_caller_identity_async()).body
+    body = (await sdk_call(sts.get_caller_identity)).body
     return (f"The agent acts as Alibaba Cloud account {body.account_id}, with ARN {body.arn} "
             f"(identity type: {body.identity_type}; principal: {body.principal_id}).")
 

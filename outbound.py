@@ -1,0 +1,88 @@
+"""How the product calls outside services: over pooled TLS connections, with one TLS context per process.
+
+Alibaba Cloud SDK calls (Agent Identity, STS, AgentRun) go through `sdk_call`: the SDK's own sync method,
+run in one bounded thread pool. The SDK's `*_async` methods build a new SSL context and a new TLS connection
+for every call (~17-35 ms of CPU each over HTTPS); its sync methods keep one pooled `requests` session per
+endpoint, so a call costs ~0.8-1.7 ms (measured: docs/architecture.md, "Outbound calls"). The pool's size stays
+below the SDK's connection pool per endpoint (40), so every connection goes back to the pool and is reused.
+
+Clients we build ourselves (the callback's OIDC sign-in) take `tls_context()`. Trust is the platform's: the
+system store and certifi's bundle, plus whatever the operator names in `SSL_CERT_FILE` / `SSL_CERT_DIR` (a
+corporate CA; the local emulators' CA in tests and the sandbox).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import ssl
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import certifi
+
+T = TypeVar("T")
+
+# Threads that make Alibaba Cloud SDK calls at once, and the SDK's connection pool per endpoint (its public
+# `max_idle_conns`, set by config.sdk_config): as large, so a thread never opens a connection the pool would
+# then have to discard (a new TLS handshake for every call beyond the pool).
+SDK_THREADS = 64
+# A TLS error that means "the server's certificate is not trusted here" (OpenSSL's reason, in every wrapper).
+UNTRUSTED_CERTIFICATE = "CERTIFICATE_VERIFY_FAILED"
+
+
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """The process's one client TLS context: default verification (hostname, certificate chain) against the
+    system store (or SSL_CERT_FILE / SSL_CERT_DIR when set) plus certifi's bundle, as the Alibaba SDK does."""
+    context = ssl.create_default_context()
+    context.load_verify_locations(certifi.where())
+    return context
+
+
+@functools.cache
+def _sdk_threads() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=SDK_THREADS, thread_name_prefix="alibaba-sdk")
+
+
+async def sdk_call(method: Callable[..., T], *args: Any) -> T:
+    """`method(*args)`, an Alibaba Cloud SDK client's sync method, awaited without blocking the event loop.
+
+    The SDK's bounded timeouts (config.sdk_config) bound how long a thread is held; a cancelled caller stops
+    waiting at once while its thread finishes the call in the background."""
+    return await asyncio.get_running_loop().run_in_executor(_sdk_threads(), _first_call_alone, method, args)
+
+
+_warm: set[type] = set()
+_first_call_locks: dict[type, threading.Lock] = {}
+
+
+def _first_call_alone(method: Callable[..., T], args: tuple[Any, ...]) -> T:
+    """Run the first call of each SDK client class alone. The SDK builds its pooled session (an SSL context
+    loading the CA bundle, ~30 ms of CPU) on first use without a lock: threads starting together would each
+    build and drop one. After that first call every thread shares the one session and its connections."""
+    kind = type(getattr(method, "__self__", method))
+    if kind in _warm:
+        return method(*args)
+    with _first_call_locks.setdefault(kind, threading.Lock()):
+        if kind not in _warm:
+            try:
+                return method(*args)
+            finally:
+                _warm.add(kind)
+    return method(*args)
+
+
+def untrusted_certificate(error: BaseException) -> bool:
+    """Whether `error` (from any HTTP client) says the server's TLS certificate is not trusted here. Only the
+    reason is looked for; the text is never shown."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLCertVerificationError) or UNTRUSTED_CERTIFICATE in str(current):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
