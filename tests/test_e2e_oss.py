@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 import alibabacloud_oss_v2 as oss
+from alibabacloud_oss_v2.aio import AsyncClient
 import pytest
 from alibabacloud_oss_v2.credentials import StaticCredentialsProvider
 
@@ -59,11 +60,12 @@ async def test_the_credentials_issued_for_one_object_cannot_read_another(product
     assert json.loads(record.details["policy"])["Statement"][0]["Resource"] == \
         "acs:oss:*:*:agent-docs/notes/welcome.txt"
     provider = StaticCredentialsProvider(key_id, record.secret, record.details["security_token"])
-    client = oss.Client(oss.Config(region="cn-hangzhou", endpoint=product.cloud.url("oss"),
-                                   use_path_style=True, credentials_provider=provider, retry_max_attempts=1))
-    welcome = client.get_object(oss.GetObjectRequest(bucket="agent-docs", key="notes/welcome.txt"))
-    assert welcome.status_code == 200
-    with pytest.raises(oss.exceptions.OperationError) as caught:  # the role may, these credentials not
-        client.get_object(oss.GetObjectRequest(bucket="agent-docs", key="notes/other.txt"))
+    config = oss.Config(region="cn-hangzhou", endpoint=product.cloud.url("oss"), use_path_style=True,
+                        credentials_provider=provider, retry_max_attempts=1)
+    async with AsyncClient(config) as client:  # trusts SSL_CERT_FILE, as the product's client does
+        welcome = await client.get_object(oss.GetObjectRequest(bucket="agent-docs", key="notes/welcome.txt"))
+        assert welcome.status_code == 200
+        with pytest.raises(oss.exceptions.OperationError) as caught:  # the role may, these credentials not
+            await client.get_object(oss.GetObjectRequest(bucket="agent-docs", key="notes/other.txt"))
     error = caught.value.unwrap()
     assert (error.status_code, error.code) == (403, "AccessDenied")

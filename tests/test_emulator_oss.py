@@ -36,6 +36,12 @@ def assume(fresh_cloud, acs_config):
     return make
 
 
+@pytest.fixture(autouse=True)
+def sync_clients_trust_the_local_ca(cloud, monkeypatch):
+    """The SDK's sync client (requests) trusts REQUESTS_CA_BUNDLE, not SSL_CERT_FILE (docs/services.md, OSS)."""
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", cloud.ca_file)
+
+
 def client(cloud, credentials, *, region: str = "cn-hangzhou", **options) -> oss.Client:
     return oss.Client(config(cloud, credentials, region=region, **options))
 

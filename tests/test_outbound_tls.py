@@ -7,6 +7,7 @@ import asyncio
 import logging
 
 import httpx
+import pytest
 
 from emulators._server import serving
 from emulators.tls import make_ca
@@ -67,22 +68,26 @@ async def test_agent_identity_calls_reuse_pooled_tls_connections(fresh_cloud):
     assert await connections(fresh_cloud, "agent_identity") <= SDK_THREADS + one_after_another
 
 
-def test_a_chat_reuses_connections_to_every_service(fresh_cloud):
+@pytest.mark.parametrize(("prompt", "services", "answer"), [
+    ("Who am I on Alibaba Cloud?", ("agent_identity", "sts", "model"), "acts as Alibaba Cloud account"),
+    ("Read oss://agent-docs/notes/welcome.txt", ("agent_identity", "oss", "model"), "Welcome to the local OSS"),
+])
+def test_a_chat_reuses_connections_to_every_service(fresh_cloud, prompt, services, answer):
     """Through the whole app: CALLS users each ask who the agent is on Alibaba Cloud (model, Agent Identity,
-    STS). Every service sees a handful of connections, not one per call."""
+    STS), or read an OSS object (a new OSS client per call, with that call's credentials). Every service sees
+    a handful of connections, not one per call."""
     jwts = [fresh_cloud.issue_user_jwt(unique("who")) for _ in range(CALLS)]
     with serve_app(fresh_cloud.env) as base_url, httpx.Client(trust_env=False, timeout=60) as client:
         for jwt in jwts:
-            answer = client.post(f"{base_url}/openai/v1/chat/completions",
-                                 headers={"Authorization": f"Bearer {jwt}"},
-                                 json={"model": "qwen-plus", "messages": [
-                                     {"role": "user", "content": "Who am I on Alibaba Cloud?"}]})
-            assert answer.status_code == 200 and "acts as Alibaba Cloud account" in answer.text, answer.text
+            reply = client.post(f"{base_url}/openai/v1/chat/completions",
+                                headers={"Authorization": f"Bearer {jwt}"},
+                                json={"model": "qwen-plus", "messages": [{"role": "user", "content": prompt}]})
+            assert reply.status_code == 200 and answer in reply.text, reply.text
         with httpx.Client() as http:
             seen = {name: http.get(f"{fresh_cloud.url(name)}/emulator/connections").json()["connections"]
-                    for name in ("agent_identity", "sts", "model")}
+                    for name in services}
             calls = {name: sum(http.get(f"{fresh_cloud.url(name)}/emulator/calls").json().values())
-                     for name in ("agent_identity", "sts", "model")}
+                     for name in services}
     assert all(calls[name] >= CALLS for name in calls), calls
     assert all(count <= 3 for count in seen.values()), (seen, calls)
 

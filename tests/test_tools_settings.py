@@ -9,7 +9,7 @@ from alibabacloud_sts20150401.client import Client as StsClient
 
 from config import ConfigError, EnvReader
 from identity.credentials import StsCredential
-from tools.aliyun import CloudSession
+from tools.aliyun import CloudConnections, CloudSession
 from tools.oauth2 import OAuth2Provider
 from tools.settings import ProviderSettings, ToolSettings
 
@@ -68,5 +68,5 @@ def test_sdk_clients_get_host_and_protocol_from_the_endpoint(endpoint, host, pro
     credential = StsCredential(access_key_id="STS.example", access_key_secret="not-a-real-secret",
                                security_token="not-a-real-token", expiration=datetime.now(timezone.utc))
     settings = ToolSettings(http_timeout_seconds=2.5)
-    client = CloudSession(credential, settings).client(StsClient, endpoint)
+    client = CloudSession(credential, settings, CloudConnections()).client(StsClient, endpoint)
     assert (client._endpoint, client._protocol, client._read_timeout) == (host, protocol, 2500)

@@ -14,7 +14,7 @@ from langchain_core.tools import BaseTool
 
 from tools import dingtalk  # noqa: F401 - registers its @oauth2_tool functions
 from tools import oss  # noqa: F401 - registers its @aliyun_tool
-from tools.aliyun import build_aliyun_tools
+from tools.aliyun import CloudConnections, build_aliyun_tools
 from tools.oauth2 import ProviderClients, build_oauth2_tools
 from tools.settings import ToolSettings
 
@@ -27,14 +27,16 @@ __all__ = ["ToolSettings", "Toolbox"]
 class Toolbox:
     """Every tool the agent offers the model, and the providers' connection pools they share.
 
-    STS clients need no closing: the Alibaba SDK opens one connection per call; the OSS tool closes its client
-    after each call."""
+    The SDK clients of STS-style tools pool their connections in `outbound`'s threads; OSS's async client
+    takes the shared aiohttp session of `CloudConnections`."""
 
     def __init__(self, identity: AgentIdentity, settings: ToolSettings) -> None:
         self._clients = ProviderClients(settings)
+        self._cloud = CloudConnections()
         self.tools: list[BaseTool] = [*build_oauth2_tools(identity, settings, self._clients),
-                                      *build_aliyun_tools(identity, settings)]
+                                      *build_aliyun_tools(identity, settings, self._cloud)]
 
     async def aclose(self) -> None:
         """Close the shared pools; call it on the event loop that served the requests (the app's shutdown)."""
         await self._clients.aclose()
+        await self._cloud.aclose()

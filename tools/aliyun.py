@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import aiohttp
 from alibabacloud_sts20150401.client import Client as StsClient
 from alibabacloud_tea_openapi.exceptions import AlibabaCloudException
 from darabonba.exceptions import DaraException, UnretryableException
@@ -54,14 +55,33 @@ class CloudCallFailed(Exception):
         self.stale_credentials = stale_credentials
 
 
+class CloudConnections:
+    """Connection pools shared by every call of the Alibaba Cloud tools, for SDKs that take a transport (OSS's
+    async client takes an aiohttp session): credentials differ per call, TLS connections need not. The
+    session opens on first use, inside the event loop that serves requests; `aclose` runs on that loop."""
+
+    def __init__(self) -> None:
+        self._aiohttp: aiohttp.ClientSession | None = None
+
+    def aiohttp_session(self) -> aiohttp.ClientSession:
+        if self._aiohttp is None or self._aiohttp.closed:
+            self._aiohttp = aiohttp.ClientSession()
+        return self._aiohttp
+
+    async def aclose(self) -> None:
+        if self._aiohttp is not None:
+            await self._aiohttp.close()
+
+
 class CloudSession:
     """What an Alibaba Cloud tool receives: SDK clients signed with credentials scoped to its actions. A tool
     awaits a client's sync method with `outbound.sdk_call` (pooled TLS connections), not its `*_async` twin
-    (a new TLS connection per call)."""
+    (a new TLS connection per call), or hands an async SDK the shared `connections`."""
 
-    def __init__(self, credential: StsCredential, settings: ToolSettings) -> None:
+    def __init__(self, credential: StsCredential, settings: ToolSettings, connections: CloudConnections) -> None:
         self.credential = credential  # for SDKs with their own credential types (OSS); its repr hides secrets
         self.settings = settings
+        self.connections = connections
 
     def client(self, client_class: Callable[[SdkConfig], SdkClient], endpoint: str) -> SdkClient:
         """An SDK client for `endpoint` (`host`, `https://host` or `http://host:port` for local emulators)."""
@@ -127,15 +147,21 @@ async def get_alibaba_cloud_caller_identity(cloud: CloudSession) -> str:
             f"(identity type: {body.identity_type}; principal: {body.principal_id}).")
 
 
-def build_aliyun_tools(identity: AgentIdentity, settings: ToolSettings) -> list[BaseTool]:
+def build_aliyun_tools(identity: AgentIdentity, settings: ToolSettings,
+                       connections: CloudConnections) -> list[BaseTool]:
     """Every registered Alibaba Cloud tool as a LangChain tool bound to this process's identity service."""
-    return [_as_langchain_tool(spec, identity, settings) for spec in REGISTERED_TOOLS]
+
+    def session(credential: StsCredential) -> CloudSession:
+        return CloudSession(credential, settings, connections)
+
+    return [_as_langchain_tool(spec, identity, session) for spec in REGISTERED_TOOLS]
 
 
-def _as_langchain_tool(spec: AliyunToolSpec, identity: AgentIdentity, settings: ToolSettings) -> BaseTool:
+def _as_langchain_tool(spec: AliyunToolSpec, identity: AgentIdentity,
+                       session: Callable[[StsCredential], CloudSession]) -> BaseTool:
     async def run(**arguments: Any) -> Outcome:
         try:
-            return succeeded(await _call_with_fresh_credentials_once(spec, identity, settings, arguments))
+            return succeeded(await _call_with_fresh_credentials_once(spec, identity, session, arguments))
         except CloudCallFailed as failure:
             return failed(failure.message, failure.code)
         except IdentityError as error:
@@ -159,14 +185,15 @@ def _as_langchain_tool(spec: AliyunToolSpec, identity: AgentIdentity, settings: 
     )
 
 
-async def _call_with_fresh_credentials_once(spec: AliyunToolSpec, identity: AgentIdentity, settings: ToolSettings,
+async def _call_with_fresh_credentials_once(spec: AliyunToolSpec, identity: AgentIdentity,
+                                            session: Callable[[StsCredential], CloudSession],
                                             arguments: dict[str, Any]) -> str:
     """Run the tool; if the service refuses the cached STS credentials (expired or revoked early), run it once
     more with fresh ones. A refused credential means the action itself never ran, so repeating it is safe."""
     policy = spec.policy(arguments)
     credential = await identity.sts_credential(policy=policy)
     try:
-        return await spec.function(CloudSession(credential, settings), **arguments)
+        return await spec.function(session(credential), **arguments)
     except AlibabaCloudException as error:
         if not credential_rejected(error.code):
             raise
@@ -178,7 +205,7 @@ async def _call_with_fresh_credentials_once(spec: AliyunToolSpec, identity: Agen
         log.info("%s: the service refused the STS credentials (%s); retrying once with fresh ones",
                  spec.name, failure.code)
     credential = await identity.sts_credential(policy=policy, rejected=credential)
-    return await spec.function(CloudSession(credential, settings), **arguments)
+    return await spec.function(session(credential), **arguments)
 
 
 def _describe_failure(error: AlibabaCloudException) -> str:

@@ -3,7 +3,7 @@
 The STS credentials of a call are scoped by their session policy to `oss:GetObject` on exactly the object
 asked for, so a model talked into reading something else gets credentials that cannot. At most
 `OSS_MAX_OBJECT_BYTES` are fetched (a ranged GET); an object that is not text is described, not dumped. The
-SDK's async client keeps the event loop free. What this relies on is in docs/services.md, "OSS".
+SDK's async client keeps the event loop free, over the tools' shared aiohttp session (pooled TLS). What this relies on is in docs/services.md, "OSS".
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import alibabacloud_oss_v2 as oss
 from alibabacloud_oss_v2.aio import AsyncClient
+from alibabacloud_oss_v2.aio.transport import AioHttpClient
 from alibabacloud_oss_v2.credentials import StaticCredentialsProvider
 from pydantic import BaseModel, Field, field_validator
 
@@ -92,7 +93,11 @@ def _config(cloud: CloudSession, region: str) -> oss.Config:
         use_path_style=needs_path_style(settings.oss_endpoint),
         credentials_provider=StaticCredentialsProvider(credential.access_key_id, credential.access_key_secret,
                                                        credential.security_token),
-        connect_timeout=settings.http_timeout_seconds, readwrite_timeout=settings.http_timeout_seconds)
+        # The process's pooled session: a new client per call (its credentials are the call's) reuses the TLS
+        # connections of the previous calls; the client's close leaves a session it does not own open.
+        http_client=AioHttpClient(session=cloud.connections.aiohttp_session(),
+                                  connect_timeout=settings.http_timeout_seconds,
+                                  readwrite_timeout=settings.http_timeout_seconds))
 
 
 def needs_path_style(endpoint: str) -> bool:
