@@ -1,6 +1,6 @@
 """Benchmarks 5 and 6: cold start against the bare import time, memory after 1,000 requests, zip size.
 
-- Bare import: a fresh `python -c` importing the dependencies a first request needs (FastAPI, uvicorn,
+- Bare import: a fresh `python -c` importing the dependencies a first request needs (FastAPI, Hypercorn,
   LangChain's agent, langchain-openai, the Alibaba SDK clients), timed inside that process.
 - Cold start: `python app.py` from `Popen` to the first `/health` 200 and to the first chat answered
   (bench/cold_start.py's `one_run`), median of 3; ratio = cold start / bare import.
@@ -24,7 +24,7 @@ from bench._cloud import PYTHON, ROOT, app_server, clean_env, local_cloud
 from bench._harness import Report, chat_body, drive, local_client, rss_mb, timed_stream
 from bench.cold_start import one_run, unpacked_zip
 
-IMPORTS = ("fastapi", "uvicorn", "langchain.agents", "langchain_openai",
+IMPORTS = ("fastapi", "hypercorn", "langchain.agents", "langchain_openai",
            "alibabacloud_agentidentitydata20251127.client", "alibabacloud_sts20150401.client",
            "alibabacloud_credentials.client", "jwt", "httpx")
 
