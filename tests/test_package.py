@@ -206,8 +206,8 @@ def test_an_edited_source_file_wins_over_its_shipped_bytecode(unpacked: tuple[Pa
         shutil.copy2(pyc, tmp_path / "__pycache__" / pyc.name)
     (tmp_path / "config.py").write_text((code / "config.py").read_text() + "\nEDITED_AFTER_PACKAGING = True\n")
     result = subprocess.run([interpreter, "-B", "-E", "-s", "-S", "-c",
-                             "import sys; sys.path[:0] = ['.', sys.argv[1]]; import config; "
-                             "print(config.EDITED_AFTER_PACKAGING)", str(code / "python")],
+                             "import sys; sys.path[:0] = ['.', *sys.argv[1:]]; import config; "
+                             "print(config.EDITED_AFTER_PACKAGING)", str(code), str(code / "python")],
                             cwd=tmp_path, capture_output=True, text=True, timeout=60)
 
     assert list((tmp_path / "__pycache__").glob("config.*.pyc"))  # the stale .pyc was there to be picked
@@ -358,7 +358,7 @@ async def test_the_consent_journey_runs_from_the_zip_with_agent_and_callback_as_
 
 def test_an_older_python_runtime_is_named_in_one_line(tmp_path: Path) -> None:
     """AgentRun also offers python3.10: there the app must say which runtime to choose, not die on an import."""
-    python310 = _interpreter_for("3.10")
+    python310 = find_interpreter("3.10")
     if python310 is None:
         pytest.skip("no Python 3.10 on this machine")
     started = subprocess.run([python310, "-E", "-s", str(Path(__file__).parents[1] / "app.py")], cwd=tmp_path,
