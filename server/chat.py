@@ -3,9 +3,6 @@ context, run the agent, and answer as one `chat.completion` or as server-sent `c
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from fastapi import Request
@@ -13,13 +10,13 @@ from fastapi.responses import JSONResponse, Response
 
 from agent.graph import RunOptions
 from agent.model import ModelProvider
-from agent.runner import AgentRunner, Emit
-from identity.context import RequestContext, bind_request_context, reset_request_context
+from agent.runner import AgentRunner
 from identity.service import AgentIdentity
-from server.chunks import SSE_HEADERS, CompletionWriter
-from server.errors import ApiError
+from server.chunks import SSE_HEADERS, ChatCompletionStream, CompletionWriter
+from server.request_body import parse_body, read_body
 from server.request_log import RequestLog
-from server.schemas import ChatCompletionRequest, RequestInvalid, parse_request, to_langchain_messages
+from server.run_scope import outcome_logger, request_scope, session_id
+from server.schemas import ChatCompletionRequest, parse_request, to_langchain_messages
 from server.streaming import EventStreamResponse, RunOutcome, collect
 
 CHAT_PATH = "/openai/v1/chat/completions"
@@ -59,70 +56,21 @@ class ChatCompletions:
         entry.session_id = session_id(request)
         caller = await self.identity.authenticate(request.headers.get("authorization"))
         entry.sub = caller.sub
-        chat = _parse(await read_body(request, self.max_request_bytes))
+        chat = parse_body(await read_body(request, self.max_request_bytes), parse_request)
         known = await self.provider.model_names()
         model = chat.model if chat.model in known else self.provider.settings.model_name
         entry.model, entry.stream = model, chat.streamed
         options = RunOptions(model=model, temperature=chat.temperature, max_tokens=chat.token_limit,
                              stop=chat.stop_sequences, seed=chat.seed)
 
-        @contextmanager
-        def request_scope(emit: Emit) -> Iterator[None]:
-            context = RequestContext(caller=caller, request_id=entry.request_id, session_id=entry.session_id,
-                                     emit=emit, wait_for_authorization=chat.streamed)
-            token = bind_request_context(context)
-            try:
-                yield
-            finally:
-                reset_request_context(token)
-
-        def log_outcome(outcome: RunOutcome) -> None:
-            entry.tokens = outcome.usage.as_dict() if outcome.usage else None
-            entry.error = entry.error or outcome.error_code
-
-        writer, outcome = CompletionWriter(model=model), RunOutcome()
-        items = self.runner.run(to_langchain_messages(chat.messages), options, request_scope,
+        writer, outcome, log_outcome = CompletionWriter(model=model), RunOutcome(), outcome_logger(entry)
+        items = self.runner.run(to_langchain_messages(chat.messages), options,
+                                request_scope(caller, entry, wait_for_authorization=chat.streamed),
                                 self.keepalive_seconds if chat.streamed else None)
         if not chat.streamed:
             try:
                 return JSONResponse(await collect(items, writer, outcome))
             finally:
                 log_outcome(outcome)
-        return EventStreamResponse(items, writer, include_usage=chat.include_usage, outcome=outcome,
+        return EventStreamResponse(items, ChatCompletionStream(writer, chat.include_usage), outcome=outcome,
                                    headers=SSE_HEADERS, on_close=log_outcome)
-
-
-def session_id(request: Request) -> str | None:
-    """The client's session: `?sessionId=` or the `X-AgentRun-Session-ID` header (AgentRun's own), or the
-    `X-app-custom-session-id` header (what the Agent Identity sample's clients send)."""
-    return (request.query_params.get("sessionId") or request.headers.get("x-agentrun-session-id")
-            or request.headers.get("x-app-custom-session-id"))
-
-
-def _parse(raw: bytes) -> ChatCompletionRequest:
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        raise ApiError(400, "The request body is not valid JSON.", "invalid_request_error", "invalid_json") from None
-    except RecursionError:
-        raise ApiError(400, "The request body is nested too deeply.", "invalid_request_error",
-                       "invalid_json") from None
-    try:
-        return parse_request(body)
-    except RequestInvalid as invalid:
-        raise ApiError(400, str(invalid), "invalid_request_error", "invalid_value", invalid.param) from None
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refusing more than `limit` bytes while reading (a chunked body has no Content-Length)."""
-    too_large = ApiError(413, f"Request body is larger than {limit} bytes.", "invalid_request_error",
-                         "request_too_large")
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise too_large
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise too_large
-    return bytes(body)

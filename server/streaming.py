@@ -1,8 +1,11 @@
-"""Run items -> the client's response: SSE bytes for `stream: true`, one `chat.completion` otherwise.
+"""Run items -> the client's response: server-sent events for a streamed run, one `chat.completion` otherwise.
 
-A failure before anything useful was produced is answered with a real error status (502, 504, ...); once the
-stream has started, a failure is a last event in OpenAI's shape, `data: {"error": {...}}`, and the stream
-ends there (no `[DONE]`), so a client never mistakes a broken answer for a complete one.
+`EventStreamResponse` is the streamed response of every protocol; a `StreamEncoder` (server/chunks.py for
+OpenAI's chunks, server/agui_stream.py for AG-UI's events) turns each run item into that protocol's frames.
+A failure before anything useful was produced is answered with a real error status (502, 504, ...) in the
+OpenAI error shape; once the stream has started, a failure is the protocol's last error event (OpenAI's
+`data: {"error": {...}}` with no `[DONE]` after it; AG-UI's `RUN_ERROR`), so a client never mistakes a broken
+answer for a complete one.
 """
 
 from __future__ import annotations
@@ -11,16 +14,16 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from agent.runner import Finished, KeepAlive, RunItem, TextDelta, Usage
 from identity.errors import AuthorizationPending, consent_sentence
-from server.chunks import DONE, KEEPALIVE, CompletionWriter, sse
+from server.chunks import KEEPALIVE, CompletionWriter
 from server.errors import ApiError, classify
-from server.events import render
+from server.events import Rendered, render
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +37,22 @@ class RunOutcome:
     events: list[dict[str, Any]] = field(default_factory=list)
 
 
+class StreamEncoder(Protocol):
+    """One streamed response's frames in a protocol's wire format (SSE bytes; `b""` for nothing)."""
+
+    def opening(self) -> bytes:
+        """The first frame, sent with the run's first item."""
+
+    def item(self, item: RunItem, rendered: Rendered | None) -> bytes:
+        """A run item (`rendered`: its agent event, for items that are one)."""
+
+    def error(self, error: ApiError) -> bytes:
+        """The last frame of a run that failed after the stream started."""
+
+    def closing(self) -> bytes:
+        """The last frame of a run that ended well."""
+
+
 class EventStreamResponse(Response):
     """The ASGI response of a streamed run.
 
@@ -45,13 +64,12 @@ class EventStreamResponse(Response):
     cancels the run. `on_close(outcome)` runs once the response is over, whichever way it ended.
     """
 
-    def __init__(self, items: AsyncIterator[RunItem], writer: CompletionWriter, *, include_usage: bool,
-                 outcome: RunOutcome, headers: Mapping[str, str],
-                 on_close: Callable[[RunOutcome], None] | None = None) -> None:
+    def __init__(self, items: AsyncIterator[RunItem], encoder: StreamEncoder, *, outcome: RunOutcome,
+                 headers: Mapping[str, str], on_close: Callable[[RunOutcome], None] | None = None) -> None:
         # No body, so no Content-Length (as StreamingResponse).
         self.status_code, self.media_type, self.background = 200, "text/event-stream", None
         self.init_headers(headers)
-        self.items, self.writer, self.include_usage, self.outcome = items, writer, include_usage, outcome
+        self.items, self.encoder, self.outcome = items, encoder, outcome
         self.on_close = on_close
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -82,8 +100,8 @@ class EventStreamResponse(Response):
             await JSONResponse(error.body(), status_code=error.status, headers=error.headers)(scope, receive, send)
             return
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-        chunks = _sse(first, self.items, self.writer, self.include_usage, self.outcome)
-        # The role chunk and the first item's chunk leave in one write: the client wakes once for both.
+        chunks = _frames(first, self.items, self.encoder, self.outcome)
+        # The opening frame and the first item's leave in one write: the client wakes once for both.
         opening = await anext(chunks) + await anext(chunks, b"")
         await send({"type": "http.response.body", "body": opening, "more_body": True})
         async for chunk in chunks:
@@ -96,33 +114,31 @@ async def _until_disconnect(receive: Receive) -> None:
         pass
 
 
-async def _sse(first: RunItem, items: AsyncIterator[RunItem], writer: CompletionWriter, include_usage: bool,
-               outcome: RunOutcome) -> AsyncIterator[bytes]:
-    yield sse(writer.role())
+async def _frames(first: RunItem, items: AsyncIterator[RunItem], encoder: StreamEncoder,
+                  outcome: RunOutcome) -> AsyncIterator[bytes]:
+    yield encoder.opening()
     try:
         item: RunItem | None = first
         while item is not None:
             if isinstance(item, KeepAlive):
                 yield KEEPALIVE
-            elif isinstance(item, TextDelta):
-                yield sse(writer.content(item.text))
-            elif isinstance(item, Finished):
-                outcome.usage = item.usage
-                yield sse(writer.finish(item.finish_reason))
-                if include_usage and item.usage is not None:
-                    yield sse(writer.usage(item.usage))
-            elif (rendered := render(item)) is not None:
-                outcome.events.append(rendered.agent_event)
-                yield sse(writer.content(rendered.text, rendered.agent_event))
+            else:
+                rendered = None
+                if isinstance(item, Finished):
+                    outcome.usage = item.usage
+                elif not isinstance(item, TextDelta) and (rendered := render(item)) is not None:
+                    outcome.events.append(rendered.agent_event)
+                if frame := encoder.item(item, rendered):
+                    yield frame
             item = await anext(items, None)
     except Exception as exc:  # whatever it is, the client gets an error event and the end, never a cut stream
         error = classify(exc)
         outcome.error_code = error.code
-        yield sse(writer.error(error))
-        return  # as OpenAI: the stream ends after its error event, with no `[DONE]`
+        yield encoder.error(error)
+        return  # the stream ends after its error event
     finally:
         await items.aclose()  # on disconnect too: cancels the run
-    yield DONE
+    yield encoder.closing()
 
 
 async def collect(items: AsyncIterator[RunItem], writer: CompletionWriter, outcome: RunOutcome) -> dict[str, Any]:

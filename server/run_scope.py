@@ -1,0 +1,47 @@
+"""What every protocol's route does around one agent run, whatever its wire format: which session the request
+belongs to, the caller's identity bound for the run's duration, and the run's outcome in the request log."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from fastapi import Request
+
+from agent.runner import Emit, RequestScope
+from identity.context import Caller, RequestContext, bind_request_context, reset_request_context
+from server.request_log import RequestLog
+from server.streaming import RunOutcome
+
+
+def session_id(request: Request) -> str | None:
+    """The client's session: `?sessionId=` or the `X-AgentRun-Session-ID` header (AgentRun's own), or the
+    `X-app-custom-session-id` header (what the Agent Identity sample's clients send)."""
+    return (request.query_params.get("sessionId") or request.headers.get("x-agentrun-session-id")
+            or request.headers.get("x-app-custom-session-id"))
+
+
+def request_scope(caller: Caller, entry: RequestLog, *, wait_for_authorization: bool) -> RequestScope:
+    """Binds the caller's identity context (identity/context.py) around the run, with the run's event sink."""
+
+    @contextmanager
+    def scope(emit: Emit) -> Iterator[None]:
+        context = RequestContext(caller=caller, request_id=entry.request_id, session_id=entry.session_id,
+                                 emit=emit, wait_for_authorization=wait_for_authorization)
+        bound = bind_request_context(context)
+        try:
+            yield
+        finally:
+            reset_request_context(bound)
+
+    return scope
+
+
+def outcome_logger(entry: RequestLog) -> Callable[[RunOutcome], None]:
+    """What the request log keeps of a run once its response is over."""
+
+    def log_outcome(outcome: RunOutcome) -> None:
+        entry.tokens = outcome.usage.as_dict() if outcome.usage else None
+        entry.error = entry.error or outcome.error_code
+
+    return log_outcome
