@@ -9,13 +9,10 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
 from agent.graph import RunOptions
-from agent.model import ModelProvider
-from agent.runner import AgentRunner
-from identity.service import AgentIdentity
 from server.chunks import SSE_HEADERS, ChatCompletionStream, CompletionWriter
 from server.request_body import parse_body, read_body
 from server.request_log import RequestLog
-from server.run_scope import outcome_logger, request_scope, session_id
+from server.run_scope import AgentRoute, outcome_logger, request_scope, session_id
 from server.schemas import ChatCompletionRequest, parse_request, to_langchain_messages
 from server.streaming import EventStreamResponse, RunOutcome, collect
 
@@ -42,14 +39,8 @@ CHAT_OPENAPI: dict[str, Any] = {
 }
 
 
-class ChatCompletions:
-    """The chat route's handler, bound to the process's identity service, model and agent runner."""
-
-    def __init__(self, identity: AgentIdentity, provider: ModelProvider, runner: AgentRunner, *,
-                 max_request_bytes: int, keepalive_seconds: float) -> None:
-        self.identity, self.provider, self.runner = identity, provider, runner
-        self.max_request_bytes = max_request_bytes
-        self.keepalive_seconds = keepalive_seconds
+class ChatCompletions(AgentRoute):
+    """The chat route."""
 
     async def handle(self, request: Request) -> Response:
         entry: RequestLog = request.state.request_log

@@ -103,11 +103,15 @@ def _field_path(loc: tuple[int | str, ...], body: Any) -> str:
     path: list[str] = []
     value = body
     for i, part in enumerate(loc):
-        if isinstance(value, list) and isinstance(part, int) and 0 <= part < len(value):
-            value = value[part]
-        elif isinstance(value, dict) and part in value:
+        if _has(value, part):
             value = value[part]
         elif not (isinstance(value, dict) and i == len(loc) - 1):
             continue
         path.append(str(part))
     return ".".join(path)
+
+
+def _has(value: Any, part: int | str) -> bool:
+    if isinstance(value, list):
+        return isinstance(part, int) and 0 <= part < len(value)
+    return isinstance(value, dict) and part in value

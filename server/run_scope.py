@@ -1,17 +1,33 @@
-"""What every protocol's route does around one agent run, whatever its wire format: which session the request
-belongs to, the caller's identity bound for the run's duration, and the run's outcome in the request log."""
+"""What every protocol's route shares around one agent run, whatever its wire format: what it runs the agent
+with, which session the request belongs to, the caller's identity bound for the run's duration, and the run's
+outcome in the request log."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from fastapi import Request
 
-from agent.runner import Emit, RequestScope
+from agent.model import ModelProvider
+from agent.runner import AgentRunner, Emit, RequestScope
 from identity.context import Caller, RequestContext, bind_request_context, reset_request_context
+from identity.service import AgentIdentity
 from server.request_log import RequestLog
 from server.streaming import RunOutcome
+
+
+@dataclass
+class AgentRoute:
+    """A protocol route's handler (its `handle` method), bound to the process's identity service, model and
+    agent runner."""
+
+    identity: AgentIdentity
+    provider: ModelProvider
+    runner: AgentRunner
+    max_request_bytes: int
+    keepalive_seconds: float
 
 
 def session_id(request: Request) -> str | None:

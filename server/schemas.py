@@ -132,7 +132,7 @@ def to_langchain_messages(messages: list[ChatMessage]) -> list[BaseMessage]:
         elif message.role == "user":
             converted.append(HumanMessage(_user_content(message)))
         elif message.role == "assistant":
-            calls = [{"id": c.id, "name": c.function.name, "args": _json_object(c.function.arguments)}
+            calls = [{"id": c.id, "name": c.function.name, "args": tool_arguments(c.function.arguments)}
                      for c in message.tool_calls or ()]
             converted.append(AIMessage(message.text(), tool_calls=calls))
         else:
@@ -152,7 +152,8 @@ def _user_content(message: ChatMessage) -> str | list[str | dict]:
     return parts
 
 
-def _json_object(arguments: str) -> dict:
+def tool_arguments(arguments: str) -> dict:
+    """A tool call's JSON arguments as LangChain's `args` (anything but a JSON object: none)."""
     try:
         value = json.loads(arguments or "{}")
     except ValueError:
