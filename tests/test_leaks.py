@@ -24,18 +24,25 @@ def product(pytestconfig) -> Iterator[Product]:
 
 
 async def run_one_of_everything(product: Product) -> None:
-    """Stream with consent, a second write, the caller-identity tool, and a non-stream pending link."""
+    """Stream with consent, a second write, the caller-identity tool, and a non-stream pending link; on the
+    AG-UI route (whose events also carry each tool call's arguments and result), consent, a write and the
+    caller-identity tool."""
     user = User(product, "leak-check")
     newcomer = User(product, "leak-check-new")
+    agui_user = User(product, "leak-check-agui")
     try:
         await user.chat_stream("帮我写入“Helloworld”到钉钉文档，文档ID：docLeak1", on_link=user.approve)
         await user.chat_stream('Please write "again" to the DingTalk document ID: docLeak1')
         await user.chat_stream("Who am I on Alibaba Cloud?")
         await newcomer.chat("帮我写入“Helloworld”到钉钉文档，文档ID：docLeak2")
+        agui = await agui_user.agui_stream("帮我写入“AG-UI”到钉钉文档，文档ID：docLeak3", on_link=agui_user.approve)
+        await agui_user.agui_stream("Who am I on Alibaba Cloud?")
     finally:
         await user.aclose()
         await newcomer.aclose()
+        await agui_user.aclose()
     assert await document_content(product, "docLeak1") == "again"
+    assert agui.finish_reason == "RUN_FINISHED" and await document_content(product, "docLeak3") == "AG-UI"
 
 
 async def test_no_secret_reaches_the_model_a_response_or_a_log(product):
