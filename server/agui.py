@@ -10,8 +10,6 @@ after the stream started is a `RUN_ERROR` event.
 
 from __future__ import annotations
 
-from typing import Any
-
 from ag_ui.core import RunAgentInput
 from fastapi import Request
 from fastapi.responses import Response
@@ -20,41 +18,22 @@ from agent.graph import RunOptions
 from server.agui_input import parse_run_input, to_langchain_messages
 from server.agui_stream import AgUiStream
 from server.chunks import SSE_HEADERS
-from server.request_body import parse_body, read_body
-from server.request_log import RequestLog
-from server.run_scope import AgentRoute, outcome_logger, request_scope, session_id
+from server.request_body import body_openapi
+from server.run_scope import AgentRoute, outcome_logger, request_scope
 from server.streaming import EventStreamResponse, RunOutcome
 
 AGUI_PATH = "/ag-ui/agent"
 
-# Published as the chat route's body is (server/chat.py): the route reads its own body.
-AGUI_OPENAPI: dict[str, Any] = {
-    "requestBody": {"required": True, "content": {"application/json": {"schema": {
-        **RunAgentInput.model_json_schema(
-            ref_template="#/paths/~1ag-ui~1agent/post/requestBody/content/application~1json/schema/$defs/{model}")
-    }}}},
-    "responses": {
-        "200": {"description": "AG-UI events (server-sent events) from `RUN_STARTED` to `RUN_FINISHED` or "
-                               "`RUN_ERROR`.",
-                "content": {"text/event-stream": {"schema": {"type": "string"}}}},
-        "400": {"description": "Invalid JSON, an invalid field, or client `tools` (`error.param` names it)."},
-        "401": {"description": "Missing or invalid bearer token."},
-        "413": {"description": "The body is larger than MAX_REQUEST_BYTES."},
-        "502": {"description": "The model or an upstream service failed before any output."},
-        "504": {"description": "The model did not answer in time."},
-    },
-}
+AGUI_OPENAPI = body_openapi(
+    AGUI_PATH, RunAgentInput, "AG-UI events (server-sent events) from `RUN_STARTED` to `RUN_FINISHED` or "
+    "`RUN_ERROR`.", ("text/event-stream",))
 
 
 class AgUiAgent(AgentRoute):
     """The AG-UI route."""
 
     async def handle(self, request: Request) -> Response:
-        entry: RequestLog = request.state.request_log
-        entry.session_id = session_id(request)
-        caller = await self.identity.authenticate(request.headers.get("authorization"))
-        entry.sub = caller.sub
-        run = parse_body(await read_body(request, self.max_request_bytes), parse_run_input)
+        entry, caller, run = await self.admit(request, parse_run_input)
         entry.session_id = entry.session_id or run.thread_id  # AG-UI's conversation is its thread
         entry.model, entry.stream = self.provider.settings.model_name, True
         items = self.runner.run(to_langchain_messages(run), RunOptions(model=entry.model),

@@ -1,6 +1,7 @@
 """A route's JSON body, read and checked the same way for every protocol: the size limit applies while reading
 (before parsing), then JSON, then the protocol's schema; each failure is a 400 or 413 in the OpenAI error shape
-that names the offending field (`error.param`, e.g. `messages.0.role`)."""
+that names the offending field (`error.param`, e.g. `messages.0.role`). Since the routes read their own body,
+`body_openapi` publishes its schema through FastAPI's `openapi_extra`."""
 
 from __future__ import annotations
 
@@ -39,6 +40,26 @@ async def read_body(request: Request, limit: int) -> bytes:
         if len(body) > limit:
             raise too_large
     return bytes(body)
+
+
+def body_openapi(path: str, model: type[BaseModel], answer: str, answer_types: tuple[str, ...]) -> dict[str, Any]:
+    """The `openapi_extra` of the agent route at `path` whose body is `model` and whose 200 is `answer`."""
+    escaped = path.replace("/", "~1")
+    schema = model.model_json_schema(
+        ref_template=f"#/paths/{escaped}/post/requestBody/content/application~1json/schema/$defs/{{model}}")
+    return {
+        "requestBody": {"required": True, "content": {"application/json": {"schema": schema}}},
+        "responses": {
+            "200": {"description": answer, "content": {
+                kind: {"schema": {"type": "string" if kind == "text/event-stream" else "object"}}
+                for kind in answer_types}},
+            "400": {"description": "Invalid JSON or an invalid field (`error.param` names it)."},
+            "401": {"description": "Missing or invalid bearer token."},
+            "413": {"description": "The body is larger than MAX_REQUEST_BYTES."},
+            "502": {"description": "The model or an upstream service failed before any output."},
+            "504": {"description": "The model did not answer in time."},
+        },
+    }
 
 
 def parse_body(raw: bytes, parse: Callable[[Any], Parsed]) -> Parsed:

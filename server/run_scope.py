@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from fastapi import Request
 
@@ -14,8 +15,11 @@ from agent.model import ModelProvider
 from agent.runner import AgentRunner, Emit, RequestScope
 from identity.context import Caller, RequestContext, bind_request_context, reset_request_context
 from identity.service import AgentIdentity
+from server.request_body import parse_body, read_body
 from server.request_log import RequestLog
 from server.streaming import RunOutcome
+
+Parsed = TypeVar("Parsed")
 
 
 @dataclass
@@ -28,6 +32,15 @@ class AgentRoute:
     runner: AgentRunner
     max_request_bytes: int
     keepalive_seconds: float
+
+    async def admit(self, request: Request, parse: Callable[[Any], Parsed]) -> tuple[RequestLog, Caller, Parsed]:
+        """The request's log entry, its authenticated caller and its body as `parse` reads it (failures raise
+        the errors every route answers the same way: 401, 413, 400)."""
+        entry: RequestLog = request.state.request_log
+        entry.session_id = session_id(request)
+        caller = await self.identity.authenticate(request.headers.get("authorization"))
+        entry.sub = caller.sub
+        return entry, caller, parse_body(await read_body(request, self.max_request_bytes), parse)
 
 
 def session_id(request: Request) -> str | None:
