@@ -13,6 +13,10 @@ import pytest
 from ag_ui.core import Event, EventType
 from pydantic import TypeAdapter
 
+from agent.runner import Finished, TextDelta, ToolArguments, ToolFinished, ToolStarted, Usage
+from identity.context import AuthorizationRequired
+from server.agui_stream import AgUiStream
+from server.events import render
 from tests.app_server import serve_app
 from tests.test_app_wire import request_log_lines
 
@@ -137,3 +141,32 @@ def test_the_conversation_reaches_the_model_without_calls_left_unanswered(server
                             ("tool", "account 1", []), ("assistant", "You are account 1.", []),
                             ("user", "write x to d", []), ("user", "hello there", [])]
     assert any(m["role"] == "system" and "- page: home" in m["content"] for m in sent)
+
+
+def test_text_then_parallel_tool_calls_make_one_assistant_message_and_each_turn_its_own():
+    """What the official client builds its conversation from: the calls after the model's text name that text
+    message as their parent (parallel calls all name it), every call ends before anything else is said, and
+    the model's next turn is a new message."""
+    stream = AgUiStream("thread-1", "run-1", "qwen-plus")
+    items = [TextDelta("Let me check. "), ToolStarted("a", "c1"), ToolArguments("c1", '{"x":'),
+             ToolStarted("b", "c2"), ToolArguments("c2", "{}"), ToolArguments("c1", "1}"),
+             AuthorizationRequired("https://consent.example/1", "Write to DingTalk document", "dingtalk"),
+             ToolFinished("a", call_id="c1", text="a done"), ToolFinished("b", call_id="c2", text="b done"),
+             TextDelta("Both done."), Finished("stop", Usage(10, 5))]
+    raw = stream.opening() + b"".join(stream.item(item, render(item)) for item in items) + stream.closing()
+    events = [EVENTS.validate_json(f.removeprefix(b"data: ")) for f in raw.strip().split(b"\n\n")]
+    kinds = [e.type.value for e in events]
+    first_text = events[1].message_id
+    starts = [e for e in events if e.type == EventType.TOOL_CALL_START]
+    assert [(s.tool_call_id, s.parent_message_id) for s in starts] == [("c1", first_text), ("c2", first_text)]
+    assert kinds.index("TEXT_MESSAGE_END") < kinds.index("TOOL_CALL_START")
+    assert [e.tool_call_id for e in events if e.type == EventType.TOOL_CALL_ARGS] == ["c1", "c2", "c1"]
+    assert kinds.index("TOOL_CALL_END") > max(i for i, k in enumerate(kinds) if k == "TOOL_CALL_ARGS")
+    custom = next(e for e in events if e.type == EventType.CUSTOM)
+    assert (custom.name, custom.value) == ("authorization_required", {
+        "type": "authorization_required", "url": "https://consent.example/1",
+        "purpose": "Write to DingTalk document", "provider": "dingtalk"})
+    assert [e.content for e in events if e.type == EventType.TOOL_CALL_RESULT] == ["a done", "b done"]
+    text_messages = [e.message_id for e in events if e.type == EventType.TEXT_MESSAGE_START]
+    assert len(set(text_messages)) == 3  # the model's text, the consent sentence, the answer after the tools
+    assert events[-1].type == EventType.RUN_FINISHED and events[-1].usage[0].total_tokens == 15
