@@ -25,17 +25,17 @@ for _path in (os.path.join(_HERE, "python"), _HERE):
     if os.path.isdir(_path) and _path not in sys.path:
         sys.path.insert(0, _path)
 
+import asyncio  # noqa: E402
 import gc  # noqa: E402
-import logging  # noqa: E402
 from collections.abc import AsyncIterator, Mapping  # noqa: E402
 from contextlib import asynccontextmanager  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from typing import Any, Self  # noqa: E402
 
-import uvicorn  # noqa: E402
 from dotenv import dotenv_values  # noqa: E402
 from fastapi import FastAPI  # noqa: E402
 from starlette.middleware.cors import CORSMiddleware  # noqa: E402
+from starlette.types import ASGIApp  # noqa: E402
 
 import tools  # noqa: E402
 from agent.model import ModelProvider  # noqa: E402
@@ -43,15 +43,24 @@ from agent.runner import AgentRunner  # noqa: E402
 from agent.settings import AgentSettings  # noqa: E402
 from config import ConfigError, EnvReader  # noqa: E402
 from identity.callback import CallbackRoutes, callback_app  # noqa: E402
+from identity.jwt_verifier import log_waived_verification  # noqa: E402
 from identity.service import AgentIdentity  # noqa: E402
 from identity.settings import IdentitySettings  # noqa: E402
 from server.agui import AGUI_OPENAPI, AGUI_PATH, AgUiAgent  # noqa: E402
 from server.chat import CHAT_OPENAPI, CHAT_PATH, ChatCompletions  # noqa: E402
 from server.errors import ApiError  # noqa: E402
+from server.limits import AdmissionLimits, Limits  # noqa: E402
+from server.logs import configure_logging  # noqa: E402
 from server.request_log import RequestLogMiddleware, install_error_handlers  # noqa: E402
+from server.serving import ServerLimits, serve  # noqa: E402
+from server.shutdown import Shutdown  # noqa: E402
 
 # Allocations between two young-generation collections (CPython's default: 700).
 GC_YOUNG_THRESHOLD = 20_000
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("json", "text")
 
 
 @dataclass(frozen=True)
@@ -60,8 +69,11 @@ class ServerSettings:
     port: int
     max_request_bytes: int
     log_level: str
+    log_format: str  # json: one JSON object a line (Function Compute / SLS); text: for a terminal
     keepalive_seconds: float
     cors_allow_origins: tuple[str, ...]  # browser origins allowed to call the API; empty: CORS off
+    server_limits: ServerLimits  # enforced by the HTTP server, before the app sees a request
+    limits: Limits  # enforced by the app before authentication
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Self:
@@ -74,9 +86,16 @@ class ServerSettings:
             host=read.str("HOST", "0.0.0.0"),
             port=int(port),
             max_request_bytes=read.int("MAX_REQUEST_BYTES", 1024 * 1024, minimum=1024),
-            log_level=read.str("LOG_LEVEL", "INFO").upper(),
+            log_level=read.choice("LOG_LEVEL", LOG_LEVELS, "INFO", upper=True),
+            log_format=read.choice("LOG_FORMAT", LOG_FORMATS, "json"),
             keepalive_seconds=read.float("STREAM_KEEPALIVE_SECONDS", 10.0, minimum=0.01),
-            cors_allow_origins=tuple(read.list("CORS_ALLOW_ORIGINS", [])),
+            cors_allow_origins=tuple(read.origins("CORS_ALLOW_ORIGINS")),
+            server_limits=ServerLimits(
+                max_header_bytes=read.int("MAX_HEADER_BYTES", 16 * 1024, minimum=1024),
+                header_timeout_seconds=read.float("HEADER_TIMEOUT_SECONDS", 20.0, minimum=0.1),
+                shutdown_grace_seconds=read.float("SHUTDOWN_GRACE_SECONDS", 3.0, minimum=0.5)),
+            limits=Limits(max_concurrent_requests=read.int("MAX_CONCURRENT_REQUESTS", 200, minimum=1),
+                          body_timeout_seconds=read.float("BODY_TIMEOUT_SECONDS", 10.0, minimum=0.1)),
         )
         read.check()
         return settings
@@ -112,19 +131,21 @@ def load_env() -> dict[str, str]:
     return {**values, **os.environ}
 
 
-def create_app(config: Settings | Mapping[str, str] | None = None) -> FastAPI:
+def create_app(config: Settings | Mapping[str, str] | None = None, *, shutdown: Shutdown | None = None) -> FastAPI:
     """Build the app from `config` (settings, or an env mapping; default: the process environment over
-    `.env`). No network call here."""
+    `.env`). `shutdown`: set by the server on SIGTERM (app.state.shutdown). No network call here."""
     settings = config if isinstance(config, Settings) else Settings.from_env(load_env() if config is None else config)
+    log_waived_verification(settings.identity)
     identity = AgentIdentity(settings.identity)
     provider = ModelProvider(settings.agent, identity.instance_credential)
     toolbox = tools.Toolbox(identity, settings.tools)
     callback = CallbackRoutes(identity)
+    shutdown = shutdown or Shutdown()
     runner = AgentRunner(provider, toolbox.tools)
-    limits = {"max_request_bytes": settings.server.max_request_bytes,
-              "keepalive_seconds": settings.server.keepalive_seconds}
-    chat = ChatCompletions(identity, provider, runner, **limits)
-    agui = AgUiAgent(identity, provider, runner, **limits)
+    route = {"max_request_bytes": settings.server.max_request_bytes,
+             "keepalive_seconds": settings.server.keepalive_seconds, "shutdown": shutdown}
+    chat = ChatCompletions(identity, provider, runner, **route)
+    agui = AgUiAgent(identity, provider, runner, **route)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -148,7 +169,9 @@ def create_app(config: Settings | Mapping[str, str] | None = None) -> FastAPI:
 
     app = FastAPI(title="AgentRun identity agent", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.settings = settings
+    app.state.shutdown = shutdown
     install_error_handlers(app)
+    app.add_middleware(AdmissionLimits, limits=settings.server.limits, shutdown=shutdown)
     app.add_middleware(RequestLogMiddleware)
     app.add_api_route(CHAT_PATH, chat.handle, methods=["POST"], summary="Chat Completions",
                       operation_id="chat_completions", openapi_extra=CHAT_OPENAPI)
@@ -186,45 +209,50 @@ def tune_garbage_collector() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    # httpx logs every request URL at INFO; keep those (and their query strings) out of the logs.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-
-
-def _callback_server(env: Mapping[str, str]) -> tuple[ServerSettings, FastAPI]:
+@dataclass(frozen=True)
+class CallbackSettings:
     """`python app.py callback`: the authorization callback alone, for many users, where browsers reach it
     without a bearer token. It needs the server's and identity's variables only (no model, no tools)."""
-    problems: list[str] = []
-    server = identity = None
-    try:
-        server = ServerSettings.from_env(env)
-    except ConfigError as error:
-        problems += error.problems
-    try:
-        identity = IdentitySettings.from_env(env, callback_only=True)
-    except ConfigError as error:
-        problems += error.problems
-    if problems or server is None or identity is None:
-        raise ConfigError(problems)
-    return server, callback_app(AgentIdentity(identity))
+
+    server: ServerSettings
+    identity: IdentitySettings
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Self:
+        problems: list[str] = []
+        built: dict[str, Any] = {}
+        for name, read in (("server", ServerSettings.from_env),
+                           ("identity", lambda e: IdentitySettings.from_env(e, callback_only=True))):
+            try:
+                built[name] = read(env)
+            except ConfigError as error:
+                problems += error.problems
+        if problems:
+            raise ConfigError(problems)
+        return cls(**built)
+
+
+def create_callback_app(settings: CallbackSettings, shutdown: Shutdown) -> ASGIApp:
+    """The callback alone; browsers reach it without a token, so the agent's limits hold here too."""
+    app = callback_app(AgentIdentity(settings.identity))
+    return RequestLogMiddleware(AdmissionLimits(app, settings.server.limits, shutdown))
 
 
 def main(argv: list[str]) -> int:
     env = load_env()
+    callback_only = argv[1:2] == ["callback"]
     try:
-        if argv[1:2] == ["callback"]:
-            server, app = _callback_server(env)
-        else:
-            settings = Settings.from_env(env)
-            server, app = settings.server, create_app(settings)
+        settings = CallbackSettings.from_env(env) if callback_only else Settings.from_env(env)
     except ConfigError as error:
         print(error, file=sys.stderr)
         return 2
-    _configure_logging(server.log_level)
+    server = settings.server
+    configure_logging(server.log_level, server.log_format)  # before the app: it logs what start-up waived
+    shutdown = Shutdown()
+    app = create_callback_app(settings, shutdown) if isinstance(settings, CallbackSettings) else \
+        create_app(settings, shutdown=shutdown)
     tune_garbage_collector()
-    uvicorn.run(app, host=server.host, port=server.port, log_level=server.log_level.lower(), access_log=False,
-                timeout_keep_alive=75)
+    asyncio.run(serve(app, server.server_limits, shutdown, host=server.host, port=server.port))
     return 0
 
 

@@ -15,6 +15,9 @@ from alibabacloud_tea_openapi.utils_models import Config as SdkConfig
 
 # The Agent Identity SDK's default region; every package falls back to it, so they agree when it is unset.
 DEFAULT_REGION = "cn-beijing"
+# Where every variable is described. The deployed zip carries no README, so the message names the section.
+DOCS_REFERENCE = "the README's \"Configuration\" section (README-CN.md: \"配置\"), one row per variable"
+APP_ENVS = ("development", "production")
 
 
 class ConfigError(Exception):
@@ -23,7 +26,13 @@ class ConfigError(Exception):
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
         super().__init__("Invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems)
-                         + "\nSee .env.example and README.md#configuration.")
+                         + f"\nSee {DOCS_REFERENCE}.")
+
+
+def is_production(env: Mapping[str, str]) -> bool:
+    """Running on Function Compute (it sets `FC_*` variables) or declared so with APP_ENV=production."""
+    declared = (env.get("APP_ENV") or "").strip().lower()
+    return declared == "production" or (declared != "development" and any(k.startswith("FC_") for k in env))
 
 
 class EnvReader:
@@ -77,6 +86,41 @@ class EnvReader:
         self.problems.append(f"{name} must be true or false, got {raw!r}")
         return default
 
+    def choice(self, name: str, choices: tuple[str, ...], default: str, *, upper: bool = False) -> str:
+        """One of `choices` (compared case-insensitively; returned as listed)."""
+        raw = (self.env.get(name) or "").strip()
+        if not raw:
+            return default
+        for choice in choices:
+            if raw.lower() == choice.lower():
+                return choice.upper() if upper else choice
+        self.problems.append(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+        return default
+
+    def url(self, name: str, default: str = "", *, required: bool = False, why: str = "", base: bool = False) -> str:
+        """An http(s) URL with a host, without a trailing slash; `base`: no query or fragment either (other
+        paths are appended to it)."""
+        value = self.str(name, default, required=required, why=why).rstrip("/")
+        if value and not _is_http_url(value, base=base):
+            kind = "an http(s) base URL without query or fragment" if base else "an http(s) URL"
+            self.problems.append(f"{name} must be {kind}, e.g. https://example.com/path, got {value!r}")
+        return value
+
+    def endpoint(self, name: str, default: str = "") -> str:
+        """An Alibaba Cloud SDK endpoint: `host[:port]`, or `http(s)://host[:port]` (see `sdk_endpoint`)."""
+        value = self.str(name, default).rstrip("/")
+        if value and not _is_http_url(value if "://" in value else f"https://{value}", base=True, path=False):
+            self.problems.append(f"{name} must be host[:port] or http(s)://host[:port], got {value!r}")
+        return value
+
+    def origins(self, name: str) -> list[str]:
+        """Browser origins (`https://host[:port]`, no path) or `*`."""
+        origins = self.list(name, [])
+        bad = [o for o in origins if o != "*" and not _is_http_url(o, base=True, path=False)]
+        if bad:
+            self.problems.append(f"{name} must list origins such as https://chat.example.com (or *), got {bad}")
+        return origins
+
     def list(self, name: str, default: list[str], sep: str | None = None) -> list[str]:
         """A list split on `sep` (default: whitespace or commas)."""
         raw = (self.env.get(name) or "").strip()
@@ -89,6 +133,18 @@ class EnvReader:
         """Raise ConfigError naming every problem collected so far."""
         if self.problems:
             raise ConfigError(self.problems)
+
+
+def _is_http_url(value: str, *, base: bool, path: bool = True) -> bool:
+    """http(s) with a host and a valid port; `base`: no query or fragment; not `path`: no path either."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 (raises ValueError on a malformed port)
+    except ValueError:
+        return False
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in value):
+        return False
+    return not (base and (parts.query or parts.fragment)) and (path or parts.path in ("", "/"))
 
 
 def sdk_endpoint(value: str) -> tuple[str, str]:

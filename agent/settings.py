@@ -34,7 +34,7 @@ class AgentSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Self:
         read = EnvReader(env)
-        base_url = read.str("MODEL_BASE_URL") or None
+        base_url = read.url("MODEL_BASE_URL") or None
         service = read.str("MODEL_SERVICE_NAME") or None
         api_key = read.first("MODEL_API_KEY", "DASHSCOPE_API_KEY") or None
         if service and (base_url or api_key):
@@ -57,7 +57,7 @@ class AgentSettings:
             base_url=base_url or (None if service else DASHSCOPE_COMPATIBLE_URL),
             api_key=api_key,
             model_service_name=service,
-            control_endpoint=read.str("AGENTRUN_CONTROL_ENDPOINT") or None,
+            control_endpoint=read.endpoint("AGENTRUN_CONTROL_ENDPOINT") or None,
             region_id=read.first("FC_REGION", "AGENT_IDENTITY_REGION_ID", default=DEFAULT_REGION),
             timeout_seconds=read.float("MODEL_TIMEOUT_SECONDS", 60.0, minimum=0.01),
             max_retries=read.int("MODEL_MAX_RETRIES", 1, minimum=0),

@@ -145,16 +145,20 @@ class AppServer:
 
 @contextlib.contextmanager
 def app_server(cloud_env: Mapping[str, str], port: int | None = None,
-               extra_env: Mapping[str, str] | None = None) -> Iterator[AppServer]:
-    """Serve the product against the emulators; waits for `GET /health` and times that start."""
+               extra_env: Mapping[str, str] | None = None, *, code_dir: Path | None = None,
+               python: str = PYTHON) -> Iterator[AppServer]:
+    """Serve the product against the emulators; waits for `GET /health` and times that start. With `code_dir`
+    (an unpacked zip), `python -B -E -s -S app.py` runs there, so only the zip's contents can be imported and no
+    `.pyc` is written (-E ignores PYTHONDONTWRITEBYTECODE, so -B it is)."""
     port = port or free_port()
     env = clean_env({**cloud_env, "HOST": "127.0.0.1", "PORT": str(port), "LOG_LEVEL": "WARNING",
                      **(extra_env or {})})
     env.pop("FC_CUSTOM_LISTEN_PORT", None)
     with tempfile.TemporaryDirectory(prefix="bench-app-") as workdir:
-        began = time.perf_counter()
         root = Path(os.environ.get("BENCH_APP_ROOT") or ROOT)  # another checkout, for side-by-side runs
-        process = subprocess.Popen([PYTHON, str(root / "app.py")], cwd=workdir, env=env)
+        argv = [python, "-B", "-E", "-s", "-S", "app.py"] if code_dir else [python, str(root / "app.py")]
+        began = time.perf_counter()
+        process = subprocess.Popen(argv, cwd=code_dir or workdir, env=env)
         url = f"http://127.0.0.1:{port}"
         try:
             while True:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench import consent_resume, footprint, identity_calls, isolation, overhead, vs_naive
+from bench import cold_start, consent_resume, footprint, identity_calls, isolation, overhead, vs_naive
 
 
 def main() -> None:
@@ -20,7 +20,8 @@ def main() -> None:
     vs_naive.measure([1, 10] if quick else [1, 10, 100])
     identity_calls.measure(10 if quick else 100)
     isolation.measure(5 if quick else 20)
-    footprint.measure(100 if quick else 1000, with_zip=True)
+    footprint.measure(100 if quick else 1000, with_zip=False)
+    cold_start.measure_zip(3 if quick else 10, None)  # builds the zip and prints its size too
     consent_resume.measure(2 if quick else 8)
 
 

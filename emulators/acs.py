@@ -92,7 +92,7 @@ class SignatureVerifier:
         raise AcsError(400, "MissingAuthorization", "The request is not signed: Authorization is missing.")
 
     def _verify_acs3(self, request: Request, body: bytes, authorization: str) -> Principal:
-        fields = _parse_acs3_authorization(authorization[len(ACS3_ALGORITHM) + 1:])
+        fields = authorization_fields(authorization[len(ACS3_ALGORITHM) + 1:])
         access_key_id = fields.get("Credential", "")
         signed_headers = [h for h in fields.get("SignedHeaders", "").split(";") if h]
         unsigned = MUST_SIGN - set(signed_headers)
@@ -164,7 +164,8 @@ class SignatureVerifier:
         self._seen_nonces[nonce] = now
 
 
-def _parse_acs3_authorization(rest: str) -> dict[str, str]:
+def authorization_fields(rest: str) -> dict[str, str]:
+    """`Name=value` pairs after the algorithm of an Authorization header (ACS3 and OSS V4 share the form)."""
     fields: dict[str, str] = {}
     for part in rest.split(","):
         name, _, value = part.strip().partition("=")

@@ -44,3 +44,11 @@ CODE_CREDENTIAL_NOT_FOUND = (404, "CredentialNotFound")
 # --- the IdP ------------------------------------------------------------------------------------------------
 AUTHORIZATION_CODE_TTL_S = 60  # RFC 6749 10.5 recommends at most 10 minutes
 # Every client must use PKCE S256, confidential ones included (OAuth 2.1's rule).
+
+# --- OSS ----------------------------------------------------------------------------------------------------
+# OSS's error pages name the codes (InvalidAccessKeyId, InvalidSecurityToken, SignatureDoesNotMatch,
+# RequestTimeTooSkewed, AccessDenied: 403; NoSuchBucket, NoSuchKey: 404) but not these two answers:
+OSS_CODE_TOKEN_EXPIRED = (403, "SecurityTokenExpired")  # the 0002-00000007 error page, status not stated
+OSS_CODE_WRONG_SIGNING_REGION = (403, "SignatureDoesNotMatch")  # a V4 scope naming another region
+# A missing bucket is named (404 NoSuchBucket) before permissions are checked; a missing key only after
+# (a principal that may not read the object learns AccessDenied, not whether it exists).

@@ -24,10 +24,11 @@ from emulators.agentrun import AgentRunEmulator, ModelService
 from emulators.dingtalk import DingTalkEmulator
 from emulators.idp import LocalIdp
 from emulators.model import ModelEmulator
+from emulators.oss import OssEmulator, role_policy, sample_buckets
 from emulators.registry import CredentialRegistry
 from emulators.sts import RamUser, StsEmulator
 
-EMULATORS = ("idp", "agent_identity", "sts", "dingtalk", "model", "agentrun")
+EMULATORS = ("idp", "agent_identity", "sts", "dingtalk", "model", "agentrun", "oss")
 DEFAULT_RETURN_URL = "http://localhost:8090/callback"
 APP_REDIRECT_URI = "http://localhost:8090"
 REGION = "cn-hangzhou"
@@ -38,6 +39,8 @@ MODEL_SERVICE_NAME = "local-qwen"
 MODEL_SERVICE_WITH_CREDENTIAL = "local-qwen-stored-key"  # its key is a stored credential, read with GetCredential
 MODEL_CREDENTIAL_NAME = "local-qwen-key"
 MODEL_NAME = "qwen-plus"
+OSS_BUCKET = "agent-docs"  # the role may read any object in it (emulators/oss.py sample_buckets)
+OSS_FORBIDDEN_BUCKET = "finance-private"  # exists, but the role may read nothing in it
 CALLBACK_CLIENT_ID = "agentrun-callback"  # the IdP OAuth client the callback signs browsers in with
 SIGNED_IN_PATH = "/signed-in"  # below a return URL: that callback's browser sign-in redirect URI
 
@@ -66,7 +69,8 @@ class LocalCloud:
 
     def __init__(self, group: ServerGroup, info: dict[str, Any], *, idp: LocalIdp,
                  agent_identity: AgentIdentityEmulator, model: ModelEmulator,
-                 dingtalk_tokens: CredentialRegistry, sts_credentials: CredentialRegistry) -> None:
+                 dingtalk_tokens: CredentialRegistry, sts_credentials: CredentialRegistry,
+                 oss: OssEmulator) -> None:
         self._group = group
         self.info = info
         self.env: dict[str, str] = info["env"]
@@ -75,6 +79,7 @@ class LocalCloud:
         self.model = model
         self.dingtalk_tokens = dingtalk_tokens
         self.sts_credentials = sts_credentials
+        self.oss = oss
 
     def url(self, name: str) -> str:
         return self._group.urls[name]
@@ -153,8 +158,11 @@ def start_local_cloud(return_urls: Iterable[str] = (), faults: Mapping[str, Mapp
         ModelService(MODEL_SERVICE_NAME, f"{urls['model']}/v1", model_api_key, (MODEL_NAME,)),
         ModelService(MODEL_SERVICE_WITH_CREDENTIAL, f"{urls['model']}/v1", model_api_key, (MODEL_NAME,),
                      credential_name=MODEL_CREDENTIAL_NAME)])
+    oss = OssEmulator(region=REGION, account_id=account_id, role_policy=role_policy(OSS_BUCKET),
+                      buckets=sample_buckets(OSS_BUCKET, OSS_FORBIDDEN_BUCKET), sts_credentials=sts_credentials)
     apps = {"idp": idp.app, "agent_identity": agent_identity.app, "sts": sts.app,
-            "dingtalk": DingTalkEmulator(dingtalk_tokens).app, "model": model.app, "agentrun": agentrun.app}
+            "dingtalk": DingTalkEmulator(dingtalk_tokens).app, "model": model.app, "agentrun": agentrun.app,
+            "oss": oss.app}
     for name, app in apps.items():
         if name in start_faults:
             app.state.emulator.faults = start_faults[name]
@@ -174,6 +182,8 @@ def start_local_cloud(return_urls: Iterable[str] = (), faults: Mapping[str, Mapp
         "DINGTALK_API_BASE": urls["dingtalk"],
         "DINGTALK_CREDENTIAL_PROVIDER_NAME": DINGTALK_PROVIDER,
         "STS_ENDPOINT": urls["sts"],
+        "OSS_ENDPOINT": urls["oss"],
+        "OSS_REGION": REGION,
         "MODEL_BASE_URL": f"{urls['model']}/v1",
         "MODEL_API_KEY": model_api_key,
         "MODEL_NAME": MODEL_NAME,
@@ -201,11 +211,13 @@ def start_local_cloud(return_urls: Iterable[str] = (), faults: Mapping[str, Mapp
         "model_service_name": MODEL_SERVICE_NAME,
         "model_service_with_credential": MODEL_SERVICE_WITH_CREDENTIAL,
         "model_name": MODEL_NAME,
+        "oss_bucket": OSS_BUCKET,
+        "oss_forbidden_bucket": OSS_FORBIDDEN_BUCKET,
         "env": env,
     }
     group.start()
     return LocalCloud(group, info, idp=idp, agent_identity=agent_identity, model=model,
-                      dingtalk_tokens=dingtalk_tokens, sts_credentials=sts_credentials)
+                      dingtalk_tokens=dingtalk_tokens, sts_credentials=sts_credentials, oss=oss)
 
 
 def _digits(n: int) -> str:

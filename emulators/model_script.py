@@ -5,6 +5,8 @@ Deterministic on purpose, so end-to-end tests can assert exact tool calls and an
 - "Who am I on Alibaba Cloud?" (or the Chinese form) calls `get_alibaba_cloud_caller_identity`;
 - "Call the tool NAME" or "Call the tool NAME with {json arguments}" calls any tool by name (for tools that
   tests add);
+- "Read oss://bucket/key" (or "读取 oss://bucket/key"), optionally "in region cn-shanghai" (or
+  "地域 cn-shanghai"), calls `read_oss_object`;
 - a tool result as the last message gets a final answer quoting it, in the user's language;
 - anything else gets a plain reply saying what was understood.
 A tool is only called if the request offers it in `tools` (and `tool_choice` allows it); otherwise the model
@@ -20,6 +22,7 @@ from typing import Any
 
 WRITE_TOOL = "write_dingtalk_document"
 IDENTITY_TOOL = "get_alibaba_cloud_caller_identity"
+OSS_TOOL = "read_oss_object"
 
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 _OPEN_QUOTES = "“\"'「『‘"
@@ -35,6 +38,10 @@ _CLOUD_EN = re.compile(r"alibaba\s*cloud|aliyun", re.IGNORECASE)
 _IDENTITY_ZH = re.compile(r"(我是谁|我的身份|身份是什么|什么身份)")
 _CALL_TOOL = re.compile(r"^call the tool (?P<name>[A-Za-z0-9_-]+)(?:\s+with\s+(?P<arguments>\{.*\}))?\s*$",
                         re.IGNORECASE | re.DOTALL)
+_READ_OSS = re.compile(r"(?:\bread|\bshow|\bopen|读取|读|查看|打开)\s*(?:the\s+)?"
+                       r"(?:file\s+|object\s+|文件\s*|对象\s*)?oss://(?P<bucket>[a-z0-9-]+)/(?P<key>[^\s“”\"'「」，。；、]+)"
+                       r"(?:.*?(?:region|地域|区域)\s*[：:]?\s*(?P<region>[a-z]{2,}(?:-[a-z0-9]+)+))?",
+                       re.IGNORECASE | re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,11 @@ def plan_reply(body: dict[str, Any]) -> Reply:
     if match := (_WRITE_ZH.search(user_text) or _WRITE_EN.search(user_text)):
         call = ToolCall(WRITE_TOOL, {"document_id": match["doc"], "content": match["content"]})
         return _call_if_offered(call, offered, chinese)
+    if match := _READ_OSS.search(user_text):
+        arguments = {"bucket": match["bucket"], "key": match["key"].rstrip("。.,，")}
+        if match["region"]:
+            arguments["region"] = match["region"]
+        return _call_if_offered(ToolCall(OSS_TOOL, arguments), offered, chinese)
     if _asks_identity(user_text):
         return _call_if_offered(ToolCall(IDENTITY_TOOL, {}), offered, chinese)
     if (match := _CALL_TOOL.match(user_text)) and isinstance(arguments := _json_object(match["arguments"]), dict):
@@ -143,11 +155,13 @@ def _tool_name_for(messages: list[dict[str, Any]], call_id: Any) -> str | None:
 def _plain_reply(user_text: str, chinese: bool) -> str:
     said = user_text if len(user_text) <= 200 else user_text[:200] + "…"
     if not said:
-        return "Hello! Ask me to write to a DingTalk document or who you are on Alibaba Cloud."
+        return ("Hello! Ask me to write to a DingTalk document, to read a file from OSS, or who you are on "
+                "Alibaba Cloud.")
     if chinese:
-        return f"我收到了你的消息：“{said}”。我可以把内容写入钉钉文档，或者查询你在阿里云上的身份。"
-    return (f'I understood your message: "{said}". I can write text to a DingTalk document or tell you '
-            "who you are on Alibaba Cloud.")
+        return (f"我收到了你的消息：“{said}”。我可以把内容写入钉钉文档、读取 OSS 中的文件，"
+                "或者查询你在阿里云上的身份。")
+    return (f'I understood your message: "{said}". I can write text to a DingTalk document, read a file from '
+            "OSS, or tell you who you are on Alibaba Cloud.")
 
 
 def arguments_json(call: ToolCall) -> str:

@@ -27,6 +27,7 @@ MAX_JWKS_BYTES = 256 * 1024
 MAX_KEYS = 64
 VERIFIED_CACHE_SIZE = 4096
 VERIFIED_CACHE_SECONDS = 60.0
+_UNAVAILABLE_MESSAGE = "The sign-in key set is unavailable right now; try again shortly."
 
 
 def bearer_token(authorization_header: str | None) -> str:
@@ -39,27 +40,44 @@ def bearer_token(authorization_header: str | None) -> str:
 
 
 class JwksKeys:
-    """The IdP's signing keys by `kid`: fetched on first use, refetched (at most every `min_refresh_seconds`)
-    when a token names an unknown kid, and at least every `max_age_seconds` so removed keys stop working."""
+    """The IdP's signing keys by `kid`: fetched on first use, refetched when a token names an unknown kid (at
+    most once per `min_refresh_seconds`, whatever the fetch's outcome, so random kids cannot make us fetch
+    per request), and at least every `max_age_seconds` so removed keys stop working.
+
+    A failed fetch never loses the keys already known: they keep verifying until a fetch succeeds. After a
+    failure no fetch is tried for a backoff that doubles per failure (`retry_initial_seconds` up to
+    `retry_max_seconds`); meanwhile, with no key known yet, callers get `IdentityUnavailable` at once."""
 
     def __init__(self, url: str, *, min_refresh_seconds: float = 30.0, max_age_seconds: float = 3600.0,
-                 timeout_seconds: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
+                 timeout_seconds: float = 5.0, retry_initial_seconds: float = 1.0, retry_max_seconds: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.url = url
         self._keys: dict[str, dict[str, Any]] = {}
-        self._fetched_at: float | None = None
+        self._fetched_at: float | None = None  # last success
+        self._attempted_at = float("-inf")  # last try, whatever came of it
+        self._failures = 0
+        self._retry_at = float("-inf")  # no fetch before this after a failure
         self._min_refresh = min_refresh_seconds
         self._max_age = max_age_seconds
+        self._retry_initial, self._retry_max = retry_initial_seconds, retry_max_seconds
         self._clock = clock
         self._http = httpx.AsyncClient(timeout=timeout_seconds, follow_redirects=False)
         self._refresh: asyncio.Task[None] | None = None
 
     async def find(self, kid: str | None) -> dict[str, Any] | None:
-        now = self._clock()
-        stale = self._fetched_at is None or now - self._fetched_at > self._max_age
-        unknown_may_refresh = (kid or "") not in self._keys and now - (self._fetched_at or -1e18) >= self._min_refresh
-        if stale or unknown_may_refresh:
+        kid = kid or ""
+        if self._should_fetch(kid, self._clock()):
             await self._refresh_once()
-        return self._keys.get(kid or "")
+        if self._fetched_at is None:
+            raise IdentityUnavailable(_UNAVAILABLE_MESSAGE)
+        return self._keys.get(kid)
+
+    def _should_fetch(self, kid: str, now: float) -> bool:
+        if now < self._retry_at:
+            return False
+        if self._fetched_at is None or now - self._fetched_at > self._max_age:
+            return True
+        return kid not in self._keys and now - self._attempted_at >= self._min_refresh
 
     async def _refresh_once(self) -> None:
         """Single flight: a burst of tokens with unknown kids costs one fetch."""
@@ -73,6 +91,8 @@ class JwksKeys:
                 self._refresh = None
 
     async def _fetch(self) -> None:
+        """Never raises: a failure is logged and starts the backoff; the known keys stay."""
+        self._attempted_at = self._clock()
         try:
             response = await self._http.get(self.url)
             response.raise_for_status()
@@ -80,8 +100,13 @@ class JwksKeys:
                 raise ValueError("JWKS document too large")
             document = response.json()
         except (httpx.HTTPError, ValueError) as error:
-            log.warning("Could not fetch the inbound JWKS (%s)", type(error).__name__)
-            raise IdentityUnavailable("The sign-in key set is unavailable right now; try again shortly.") from None
+            self._failures += 1
+            backoff = min(self._retry_initial * 2 ** (self._failures - 1), self._retry_max)
+            self._retry_at = self._clock() + backoff
+            log.warning("Could not fetch the inbound JWKS (%s); %s; next try in %g s", type(error).__name__,
+                        "keeping the keys already known" if self._fetched_at is not None else "no key known yet",
+                        backoff)
+            return
         entries = document.get("keys") if isinstance(document, dict) else None
         keys: dict[str, dict[str, Any]] = {}
         for jwk in (entries if isinstance(entries, list) else [])[:MAX_KEYS]:
@@ -89,9 +114,17 @@ class JwksKeys:
                 keys[str(jwk.get("kid", ""))] = jwk  # a kid-less key only matches kid-less tokens
         self._keys = keys
         self._fetched_at = self._clock()
+        self._failures, self._retry_at = 0, float("-inf")
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+
+def log_waived_verification(settings: IdentitySettings) -> None:
+    """At start-up, not at the first request: the operator sees at once that signatures go unchecked."""
+    if not settings.jwks_url:
+        log.warning("Inbound JWT signatures are NOT verified here (INBOUND_JWT_VERIFY=off or no INBOUND_JWKS_URL "
+                    "outside production): this is safe only behind a gateway that verifies the JWT")
 
 
 class VerifiedClaims:
@@ -132,7 +165,6 @@ class JwtVerifier:
         self._algorithms = list(settings.jwt_algorithms)
         self._keys = keys or (JwksKeys(settings.jwks_url) if settings.jwks_url else None)
         self._verified_claims = verified if verified is not None else VerifiedClaims()
-        self._warned_unverified = False
 
     async def authenticate(self, authorization_header: str | None) -> Caller:
         token = bearer_token(authorization_header)
@@ -198,11 +230,8 @@ class JwtVerifier:
         return claims
 
     async def _unverified(self, token: str, algorithm: str) -> dict[str, Any]:
-        """The gateway verified the signature; still insist on a well-formed, unexpired JWT."""
-        if not self._warned_unverified:
-            self._warned_unverified = True
-            log.warning("INBOUND_JWKS_URL is not set: inbound JWT signatures are NOT verified here; this is only "
-                        "safe behind the AgentRun gateway's JWT inbound authentication")
+        """The gateway verified the signature (see `log_waived_verification`); still insist on a well-formed,
+        unexpired JWT."""
         return jwt.decode(token, algorithms=[algorithm], **self._claim_checks(),
                           options={"verify_signature": False, "verify_exp": True, "verify_nbf": True,
                                    "verify_iat": True, "verify_iss": bool(self._settings.jwt_issuer),

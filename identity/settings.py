@@ -5,14 +5,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Self
-from urllib.parse import urlsplit
+import re
 
-from config import DEFAULT_REGION, EnvReader
+from config import APP_ENVS, DEFAULT_REGION, EnvReader, is_production
 
 # Asymmetric algorithms only: HS* with a published key is the classic key-confusion attack, `none` is no check.
 DEFAULT_JWT_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
 MIN_STATE_SECRET_LENGTH = 16
 SIGNED_IN_PATH = "/signed-in"  # below the callback: the browser sign-in's redirect URI
+LOCAL_REDIRECT_URI = "http://localhost:8090"  # the local callback's default, outside production only
+REGION_FORM = re.compile(r"^[a-z]{2,}(-[a-z0-9]+)+$")  # cn-beijing, ap-southeast-1
+GATEWAY_VERIFIES = "only behind a gateway that verifies the JWT (AgentRun's JWT inbound authentication)"
 
 
 @dataclass(frozen=True)
@@ -22,7 +25,7 @@ class IdentitySettings:
     region_id: str = DEFAULT_REGION
     data_endpoint: str = ""
     use_sts: bool = True
-    redirect_uri: str = "http://localhost:8090"
+    redirect_uri: str = LOCAL_REDIRECT_URI
     authorization_timeout_seconds: float = 300.0
     jwks_url: str = ""
     jwt_issuer: str = ""
@@ -57,7 +60,11 @@ class IdentitySettings:
     def from_env(cls, env: Mapping[str, str], *, callback_only: bool = False) -> Self:
         """`callback_only`: for `python app.py callback`, which acts as no workload identity."""
         read = EnvReader(env)
+        read.choice("APP_ENV", APP_ENVS, "")  # checked here; what it means: config.is_production
+        production = is_production(env)
         region = read.str("AGENT_IDENTITY_REGION_ID", DEFAULT_REGION)
+        if not REGION_FORM.match(region):
+            read.problems.append(f"AGENT_IDENTITY_REGION_ID must be a region id such as cn-beijing, got {region!r}")
         algorithms = tuple(read.list("INBOUND_JWT_ALGORITHMS", list(DEFAULT_JWT_ALGORITHMS)))
         unsafe = [a for a in algorithms if a.lower() == "none" or a.upper().startswith("HS")]
         if unsafe:
@@ -75,21 +82,19 @@ class IdentitySettings:
         scopes = tuple(read.list("CALLBACK_OIDC_SCOPES", ["openid"]))
         if "openid" not in scopes:
             read.problems.append(f"CALLBACK_OIDC_SCOPES must include openid, got {' '.join(scopes)!r}")
-        redirect_uri = read.str("APP_REDIRECT_URI", "http://localhost:8090").rstrip("/")
-        redirect_parts = urlsplit(redirect_uri)
-        if redirect_parts.scheme not in ("http", "https") or not redirect_parts.netloc or redirect_parts.query \
-                or redirect_parts.fragment:
-            read.problems.append(f"APP_REDIRECT_URI must be an http(s) base URL without query, got {redirect_uri!r}")
+        redirect_uri = read.url("APP_REDIRECT_URI", "" if production else LOCAL_REDIRECT_URI, base=True,
+                                required=production, why="in production: the callback deployment's public URL")
+        jwks_url = _inbound_jwks_url(read, production=production and not callback_only)
         settings = cls(
             workload_identity_name=read.str("AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME", required=not callback_only,
                                             why="the workload identity this agent acts as; never created at run time"),
             state_secret=secret,
             region_id=region,
-            data_endpoint=read.str("AGENT_IDENTITY_DATA_ENDPOINT", f"agentidentitydata.{region}.aliyuncs.com"),
+            data_endpoint=read.endpoint("AGENT_IDENTITY_DATA_ENDPOINT", f"agentidentitydata.{region}.aliyuncs.com"),
             use_sts=read.bool("AGENT_IDENTITY_USE_STS", True),
             redirect_uri=redirect_uri,
             authorization_timeout_seconds=read.float("AUTHORIZATION_TIMEOUT_SECONDS", 300.0, minimum=0.1),
-            jwks_url=read.str("INBOUND_JWKS_URL"),
+            jwks_url=jwks_url,
             jwt_issuer=issuer,
             jwt_audience=read.str("INBOUND_JWT_AUDIENCE"),
             jwt_algorithms=algorithms,
@@ -102,3 +107,17 @@ class IdentitySettings:
         )
         read.check()
         return settings
+
+
+def _inbound_jwks_url(read: EnvReader, *, production: bool) -> str:
+    """INBOUND_JWKS_URL, or "" where verification is waived: explicitly (INBOUND_JWT_VERIFY=off, only behind a
+    gateway that verifies), or outside production by leaving it unset."""
+    verify = read.choice("INBOUND_JWT_VERIFY", ("on", "off"), "on")
+    url = read.url("INBOUND_JWKS_URL")
+    if verify == "off" and url:
+        read.problems.append("INBOUND_JWT_VERIFY=off and INBOUND_JWKS_URL are both set: unset one (off is "
+                             f"{GATEWAY_VERIFIES})")
+    elif verify == "on" and not url and production:
+        read.problems.append("INBOUND_JWKS_URL is required in production (your identity provider's jwks_uri); "
+                             f"INBOUND_JWT_VERIFY=off waives it, {GATEWAY_VERIFIES}")
+    return url if verify == "on" else ""

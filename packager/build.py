@@ -7,12 +7,14 @@ by default, which is why `app.py` adds its own `python/` folder to `sys.path` be
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from packager.bytecode import compile_tree
 from packager.contents import app_files
 from packager.wheels import PackagingError, Progress, Target, install, prune, tag_mismatches, validate
 
@@ -35,7 +37,8 @@ def build(root: Path, output: Path, target: Target, progress: Progress = print) 
         raise PackagingError(f"{root / ENTRY_FILE} is missing: the zip needs its entry file at the root")
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="agentrun-package-") as scratch:
-        python_dir = Path(scratch) / DEPENDENCY_DIR
+        code = Path(scratch) / "code"  # the zip's contents, as AgentRun unpacks them into /code
+        python_dir = code / DEPENDENCY_DIR
         wheelhouse = Path(scratch) / "wheelhouse"
         wheelhouse.mkdir()
         progress(f"[1/3] Installing runtime dependencies into {DEPENDENCY_DIR}/")
@@ -44,25 +47,26 @@ def build(root: Path, output: Path, target: Target, progress: Progress = print) 
         mismatches = tag_mismatches(python_dir, target)
         if mismatches:
             raise PackagingError("wheels that do not fit the target:\n  " + "\n  ".join(mismatches))
+        for source, name in app_files(root):
+            (code / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, code / name)
+        compile_tree(code, target.python_version, progress)
         progress("[2/3] Writing " + str(output))
-        count = _write_zip(root, python_dir, output)
+        count = _write_zip(code, output)
     size = output.stat().st_size
     progress(f"[3/3] Done in {time.monotonic() - started:.0f} s: {count} files, {size / 2**20:.1f} MiB")
     return BuiltPackage(path=output, size_bytes=size, file_count=count, target=target)
 
 
-def _write_zip(root: Path, python_dir: Path, output: Path) -> int:
-    """Write app files and `python/` into a new zip (atomically replacing `output`); returns the file count."""
+def _write_zip(code: Path, output: Path) -> int:
+    """Write the staged folder `code` into a new zip (atomically replacing `output`); returns the file count."""
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(output.name + ".partial")
     count = 0
     with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
-        for source, name in app_files(root):
-            archive.write(source, name)
-            count += 1
-        for source in sorted(python_dir.rglob("*")):
+        for source in sorted(code.rglob("*")):
             if source.is_file():
-                archive.write(source, f"{DEPENDENCY_DIR}/{source.relative_to(python_dir).as_posix()}")
+                archive.write(source, source.relative_to(code).as_posix())
                 count += 1
     os.replace(partial, output)
     return count

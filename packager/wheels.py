@@ -1,8 +1,10 @@
 """Installs the pinned runtime dependencies as Linux x86_64 wheels for the AgentRun Python, and checks them.
 
 pip is told the target (`--platform`, `--python-version`, `--only-binary=:all:`), so it never builds or picks a
-wheel for the machine running the build. Two pinned packages publish only an sdist; both are pure Python, so a
-wheel built here is valid everywhere (`py3-none-any`), and we check that it really is before using it.
+wheel for the machine running the build, and `--no-deps`: requirements.txt is a complete lock, so the zip holds
+exactly its pins (scripts/lock leaves out what a pinned package declares but nothing imports, see
+requirements-nodeps.in). A pinned package that publishes only an sdist is pure Python, so a wheel built here is
+valid everywhere (`py3-none-any`), and we check that it really is before using it.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from packaging import tags
 from packaging.requirements import Requirement
 
 # Pinned packages that publish no wheel at all (checked on PyPI for the pinned versions). All are pure Python.
-SDIST_ONLY = frozenset({"utils", "alibabacloud-tea"})
+SDIST_ONLY = frozenset({"alibabacloud-tea"})
 
 DEFAULT_PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_28_x86_64")
 _MANYLINUX = re.compile(r"^manylinux_(\d+)_(\d+)_x86_64$")
@@ -131,7 +133,7 @@ def install(requirements: Path, destination: Path, wheelhouse: Path, target: Tar
     progress(f"  installing {requirements.name} for CPython {target.python_version} on "
              f"{', '.join(target.platforms)}")
     platform_args = [arg for platform in target.platforms for arg in ("--platform", platform)]
-    _run_pip(["install", "--target", str(destination), "--no-compile", "--only-binary=:all:",
+    _run_pip(["install", "--target", str(destination), "--no-compile", "--no-deps", "--only-binary=:all:",
               "--implementation", "cp", "--python-version", target.python_version, *platform_args,
               "--find-links", str(wheelhouse), "--upgrade", "-r", str(requirements)], progress)
 

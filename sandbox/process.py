@@ -39,12 +39,12 @@ class AppProcessFailed(RuntimeError):
 @contextmanager
 def app_process(env: Mapping[str, str], *args: str, port: int, code_dir: Path = ROOT,
                 python: str = sys.executable, isolated: bool = False, log_path: Path | None = None,
-                echo: bool = False) -> Iterator[str]:
+                echo: bool = False, started: list[subprocess.Popen[bytes]] | None = None) -> Iterator[str]:
     """Start `python app.py *args` in `code_dir` on 127.0.0.1:`port`, yield its base URL once `/health`
     answers, and stop it (SIGTERM, then SIGKILL) when the block ends. Only `env` reaches the process, plus
     PATH and the settings that keep it offline. `isolated`: no site-packages and no PYTHONPATH (`-E -s -S`), so
     only `code_dir` can satisfy imports, as on AgentRun. Its output goes to `log_path` (else a temporary file),
-    or with `echo` to this process's own output."""
+    or with `echo` to this process's own output. `started` receives the process (e.g. to signal it)."""
     child_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "ALIBABA_CLOUD_ECS_METADATA_DISABLED": "true",
                  "PYTHONDONTWRITEBYTECODE": "1", **env, "HOST": "127.0.0.1", "PORT": str(port)}
     child_env.pop("FC_CUSTOM_LISTEN_PORT", None)
@@ -54,6 +54,8 @@ def app_process(env: Mapping[str, str], *args: str, port: int, code_dir: Path = 
         process = subprocess.Popen([python, *flags, "app.py", *args], cwd=code_dir, env=child_env,
                                    stdout=None if echo else output, stderr=None if echo else subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL)
+        if started is not None:
+            started.append(process)
         try:
             _wait_until_healthy(process, base_url, output)
             yield base_url

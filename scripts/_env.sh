@@ -20,7 +20,9 @@ ensure_venv() {
   local want="$hash $req" have; have="$(cat "$stamp" 2>/dev/null || true)"
   if [ "$have" != "$want" ] && [ "$have" != "$hash requirements-dev.txt" ]; then
     echo "Installing $req into .venv" >&2
-    .venv/bin/pip install --disable-pip-version-check -q -r "$req" 2>&1 | grep -v '^WARNING: Location' >&2 || true
+    # --no-deps: the lock files are complete, so the venv holds exactly their pins (requirements-nodeps.in).
+    .venv/bin/pip install --disable-pip-version-check -q --no-deps -r "$req" 2>&1 \
+      | grep -v '^WARNING: Location' >&2 || true
     .venv/bin/python -c 'import fastapi, langchain, agent_identity_python_sdk' \
       || { echo "dependency install failed" >&2; exit 1; }
     echo "$want" > "$stamp"

@@ -39,4 +39,4 @@ class AgUiAgent(AgentRoute):
         items = self.runner.run(to_langchain_messages(run), RunOptions(model=entry.model),
                                 request_scope(caller, entry, wait_for_authorization=True), self.keepalive_seconds)
         return EventStreamResponse(items, AgUiStream(run.thread_id, run.run_id, entry.model), outcome=RunOutcome(),
-                                   headers=SSE_HEADERS, on_close=outcome_logger(entry))
+                                   headers=SSE_HEADERS, on_close=outcome_logger(entry), shutdown=self.shutdown)

@@ -41,4 +41,4 @@ class ChatCompletions(AgentRoute):
             finally:
                 log_outcome(outcome)
         return EventStreamResponse(items, ChatCompletionStream(writer, chat.include_usage), outcome=outcome,
-                                   headers=SSE_HEADERS, on_close=log_outcome)
+                                   headers=SSE_HEADERS, on_close=log_outcome, shutdown=self.shutdown)

@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -18,6 +19,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from identity.errors import IdentityError
 from server.errors import ApiError, classify, describe
+from server.logs import capped
+
+MAX_TOOLS_LOGGED = 20
 
 log = logging.getLogger("app")
 request_log = logging.getLogger("app.request")
@@ -31,20 +35,35 @@ class RequestLog:
     method: str
     path: str
     started: float = field(default_factory=time.perf_counter)
+    first_byte: float | None = None
     status: int | None = None
     session_id: str | None = None
     sub: str | None = None
     model: str | None = None
     stream: bool | None = None
     tokens: dict[str, int] | None = None
+    tools: list[dict[str, Any]] | None = None  # each tool call's outcome: {"tool", "ok", "code"?}
     error: str | None = None
 
-    def line(self) -> str:
-        record = {"request_id": self.request_id, "method": self.method, "path": self.path,
-                  "status": self.status, "duration_ms": round((time.perf_counter() - self.started) * 1000, 1),
-                  "session_id": self.session_id, "sub": self.sub, "model": self.model, "stream": self.stream,
-                  "tokens": self.tokens, "error": self.error}
-        return json.dumps({k: v for k, v in record.items() if v is not None}, ensure_ascii=False)
+    def record_events(self, events: list[dict[str, Any]]) -> None:
+        """The run's tool outcomes, from its `agent_event`s."""
+        finished = [e for e in events if e.get("type") == "tool_finished"]
+        self.tools = [{k: e[k] for k in ("tool", "ok", "code") if k in e} for e in finished[:MAX_TOOLS_LOGGED]] \
+            or None
+
+    def fields(self) -> dict[str, Any]:
+        """The log line's fields; every caller-supplied string is capped (a 1 MiB header is not logged)."""
+        record = {"request_id": self.request_id, "method": self.method, "path": capped(self.path),
+                  "status": self.status, "duration_ms": _ms(self.started, time.perf_counter()),
+                  "first_byte_ms": _ms(self.started, self.first_byte) if self.first_byte else None,
+                  "session_id": capped(self.session_id) if self.session_id else None,
+                  "sub": capped(self.sub) if self.sub else None, "model": capped(self.model) if self.model else None,
+                  "stream": self.stream, "tokens": self.tokens, "tools": self.tools, "error": self.error}
+        return {k: v for k, v in record.items() if v is not None}
+
+
+def _ms(start: float, end: float) -> float:
+    return round((end - start) * 1000, 1)
 
 
 class RequestLogMiddleware:
@@ -66,6 +85,8 @@ class RequestLogMiddleware:
             if message["type"] == "http.response.start":
                 entry.status = message["status"]
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+            elif entry.first_byte is None and message.get("body"):
+                entry.first_byte = time.perf_counter()
             await send(message)
 
         try:
@@ -76,7 +97,8 @@ class RequestLogMiddleware:
         except Exception as error:
             await self._answer_unexpected(error, entry, scope, receive, send_logged)
         finally:
-            request_log.info(entry.line())
+            fields = entry.fields()  # as JSON in the text format; at the top level in the JSON format
+            request_log.info("%s", json.dumps(fields, ensure_ascii=False), extra={"fields": fields})
 
     @staticmethod
     async def _answer_unexpected(error: Exception, entry: RequestLog, scope: Scope, receive: Receive,

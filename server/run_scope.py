@@ -17,6 +17,7 @@ from identity.context import Caller, RequestContext, bind_request_context, reset
 from identity.service import AgentIdentity
 from server.request_body import parse_body, read_body
 from server.request_log import RequestLog
+from server.shutdown import Shutdown
 from server.streaming import RunOutcome
 
 Parsed = TypeVar("Parsed")
@@ -32,6 +33,7 @@ class AgentRoute:
     runner: AgentRunner
     max_request_bytes: int
     keepalive_seconds: float
+    shutdown: Shutdown | None = None  # the process's stop (server/shutdown.py); None: never told to stop
 
     async def admit(self, request: Request, parse: Callable[[Any], Parsed]) -> tuple[RequestLog, Caller, Parsed]:
         """The request's log entry, its authenticated caller and its body as `parse` reads it (failures raise
@@ -72,5 +74,6 @@ def outcome_logger(entry: RequestLog) -> Callable[[RunOutcome], None]:
     def log_outcome(outcome: RunOutcome) -> None:
         entry.tokens = outcome.usage.as_dict() if outcome.usage else None
         entry.error = entry.error or outcome.error_code
+        entry.record_events(outcome.events)
 
     return log_outcome

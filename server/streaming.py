@@ -24,6 +24,7 @@ from identity.errors import AuthorizationPending, consent_sentence
 from server.chunks import KEEPALIVE, CompletionWriter
 from server.errors import ApiError, classify
 from server.events import Rendered, render
+from server.shutdown import Shutdown, restarting_error
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,8 @@ class RunOutcome:
     usage: Usage | None = None
     error_code: str | None = None
     events: list[dict[str, Any]] = field(default_factory=list)
+    # Set while the client has an authorization link and the run waits for the user (shutdown ends it at once).
+    waiting_for_user: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class StreamEncoder(Protocol):
@@ -61,30 +64,40 @@ class EventStreamResponse(Response):
     Everything else the stream needs, the disconnect watch included, is set up while the model is still
     thinking, so the first token has only to be written (Starlette's StreamingResponse sets up after the
     route returns, i.e. after the first token). A client that goes away, before or during the stream,
-    cancels the run. `on_close(outcome)` runs once the response is over, whichever way it ended.
+    cancels the run. When the process stops (`shutdown`), the run is cancelled and the client gets the
+    protocol's last error event `service_restarting` (or a 503 if nothing was sent yet). `on_close(outcome)`
+    runs once the response is over, whichever way it ended.
     """
 
     def __init__(self, items: AsyncIterator[RunItem], encoder: StreamEncoder, *, outcome: RunOutcome,
-                 headers: Mapping[str, str], on_close: Callable[[RunOutcome], None] | None = None) -> None:
+                 headers: Mapping[str, str], shutdown: Shutdown | None = None,
+                 on_close: Callable[[RunOutcome], None] | None = None) -> None:
         # No body, so no Content-Length (as StreamingResponse).
         self.status_code, self.media_type, self.background = 200, "text/event-stream", None
         self.init_headers(headers)
         self.items, self.encoder, self.outcome = items, encoder, outcome
-        self.on_close = on_close
+        self.shutdown, self.on_close = shutdown or Shutdown(), on_close  # None: never told to stop
+        self.started = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         respond = asyncio.create_task(self._respond(scope, receive, send), name="sse-response")
         disconnected = asyncio.create_task(_until_disconnect(receive), name="sse-disconnect-watch")
+        must_end = asyncio.create_task(self.shutdown.stream_must_end(self.outcome.waiting_for_user),
+                                       name="sse-shutdown-watch")
         try:
-            done, _ = await asyncio.wait((respond, disconnected), return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait((respond, disconnected, must_end), return_when=asyncio.FIRST_COMPLETED)
             if respond in done:
                 respond.result()  # what the response raised, if anything, goes on up as it is
-            else:  # the client left first
+            elif disconnected in done:  # the client left first
                 self.outcome.error_code = self.outcome.error_code or "client_disconnected"
+            else:
+                respond.cancel()
+                await asyncio.gather(respond, return_exceptions=True)
+                await self._last_word(scope, receive, send)
         finally:
-            for task in (respond, disconnected):
+            for task in (respond, disconnected, must_end):
                 task.cancel()
-            await asyncio.gather(respond, disconnected, return_exceptions=True)
+            await asyncio.gather(respond, disconnected, must_end, return_exceptions=True)
             await self.items.aclose()  # cancels the run if it is still going
             if self.on_close is not None:
                 self.on_close(self.outcome)
@@ -100,12 +113,23 @@ class EventStreamResponse(Response):
             await JSONResponse(error.body(), status_code=error.status, headers=error.headers)(scope, receive, send)
             return
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        self.started = True
         chunks = _frames(first, self.items, self.encoder, self.outcome)
         # The opening frame and the first item's leave in one write: the client wakes once for both.
         opening = await anext(chunks) + await anext(chunks, b"")
         await send({"type": "http.response.body", "body": opening, "more_body": True})
         async for chunk in chunks:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def _last_word(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The process is stopping: say so, in the stream if it started, else as a 503."""
+        error = restarting_error()
+        self.outcome.error_code = error.code
+        if not self.started:
+            await JSONResponse(error.body(), status_code=error.status, headers=error.headers)(scope, receive, send)
+            return
+        await send({"type": "http.response.body", "body": self.encoder.error(error), "more_body": True})
         await send({"type": "http.response.body", "body": b""})
 
 
@@ -130,6 +154,8 @@ async def _frames(first: RunItem, items: AsyncIterator[RunItem], encoder: Stream
                     outcome.events.append(rendered.agent_event)
                 if frame := encoder.item(item, rendered):
                     yield frame
+                if rendered is not None:  # once the link was sent
+                    _note_waiting(outcome.waiting_for_user, rendered.agent_event["type"])
             item = await anext(items, None)
     except Exception as exc:  # whatever it is, the client gets an error event and the end, never a cut stream
         error = classify(exc)
@@ -139,6 +165,13 @@ async def _frames(first: RunItem, items: AsyncIterator[RunItem], encoder: Stream
     finally:
         await items.aclose()  # on disconnect too: cancels the run
     yield encoder.closing()
+
+
+def _note_waiting(waiting_for_user: asyncio.Event, event_type: str) -> None:
+    if event_type == "authorization_required":
+        waiting_for_user.set()
+    elif event_type == "authorization_completed":
+        waiting_for_user.clear()
 
 
 async def collect(items: AsyncIterator[RunItem], writer: CompletionWriter, outcome: RunOutcome) -> dict[str, Any]:

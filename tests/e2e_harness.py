@@ -1,8 +1,9 @@
 """The product running end to end for tests: emulators + app.py on 127.0.0.1, and a witness for leaks.
 
 One `Product` per pytest session (started by the first test that needs it, stopped when pytest ends):
-the local cloud, with the app's own `/callback` registered as the return URL, and the app served with
-uvicorn. A second app on the same cloud, with a one-second authorization timeout, is started on demand.
+the local cloud, with the app's own `/callback` registered as the return URL, and the app served as
+`python app.py` serves it (tests/app_server.py). A second app on the same cloud, with a one-second
+authorization timeout, is started on demand.
 
 `Witness` keeps every response body a test read, every log record, and knows every secret the emulators
 issued, so test_leaks.py can prove none of them escaped.
@@ -23,6 +24,7 @@ import openai
 
 from emulators import LocalCloud, start_local_cloud
 from emulators._server import listening_socket
+from server.logs import JsonFormatter
 from tests.app_server import serve_app
 
 PATIENT_TIMEOUT_SECONDS = "30"
@@ -37,6 +39,7 @@ class Witness(logging.Handler):
         self.bodies: list[str] = []
         self.log_lines: list[str] = []
         self.user_jwts: set[str] = set()
+        self.json_format = JsonFormatter()
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -46,6 +49,7 @@ class Witness(logging.Handler):
         if record.exc_info:
             text += "\n" + logging.Formatter().formatException(record.exc_info)
         self.log_lines.append(f"{record.name} {text}")
+        self.log_lines.append(self.json_format.format(record))  # as production writes it (LOG_FORMAT=json)
 
     def saw(self, body: str) -> str:
         self.bodies.append(body)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import json
 import os
 import re
 import subprocess
@@ -25,8 +26,10 @@ ROOT = Path(__file__).resolve().parent.parent
 RUNTIME_PACKAGES = ("agent", "identity", "tools", "server")
 RUNTIME_SOURCES = [ROOT / "app.py", ROOT / "config.py",
                    *[path for package in RUNTIME_PACKAGES for path in (ROOT / package).glob("*.py")]]
+DOCS_POINTER = 'README\'s "Configuration" section'
 ENV_NAME = re.compile(r"^[A-Z][A-Z0-9]*(_[A-Z0-9]+)+$")
-READ_METHODS = {"str", "first", "int", "float", "bool", "list", "get", "getenv"}
+READ_METHODS = {"str", "first", "int", "float", "bool", "list", "get", "getenv", "choice", "url", "endpoint",
+                "origins"}
 REQUIRED = ("MODEL_API_KEY", "DASHSCOPE_API_KEY", "MODEL_SERVICE_NAME", "IDENTITY_STATE_SECRET",
             "AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME", "DINGTALK_CREDENTIAL_PROVIDER_NAME", "CALLBACK_OIDC_CLIENT_ID")
 
@@ -73,8 +76,78 @@ def test_python_app_py_names_every_missing_and_invalid_variable() -> None:
     for name in ("MODEL_API_KEY", "IDENTITY_STATE_SECRET", "AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME",
                  "DINGTALK_CREDENTIAL_PROVIDER_NAME", "MODEL_TIMEOUT_SECONDS", "AUTHORIZATION_TIMEOUT_SECONDS"):
         assert name in result.stderr
-    assert "README.md#configuration" in result.stderr and ".env.example" in result.stderr
+    assert DOCS_POINTER in result.stderr  # the zip has no README: the section is named
     assert "Traceback" not in result.stderr + result.stdout
+
+
+# Each variable with a value of the wrong form, and a word the message must carry about it.
+MALFORMED = {
+    "LOG_LEVEL": ("verbose", "DEBUG, INFO"), "LOG_FORMAT": ("xml", "json, text"), "APP_ENV": ("prod", "production"),
+    "APP_REDIRECT_URI": ("localhost:8090", "http(s) base URL"), "INBOUND_JWKS_URL": ("ftp://idp/jwks", "http(s) URL"),
+    "MODEL_BASE_URL": ("dashscope.aliyuncs.com/v1", "http(s) URL"),
+    "DINGTALK_API_BASE": ("https://api.dingtalk.com?x=1", "http(s) base URL"),
+    "STS_ENDPOINT": ("https://sts.example.com/some/path", "host[:port]"),
+    "AGENT_IDENTITY_DATA_ENDPOINT": ("http://:80", "host[:port]"), "AGENTRUN_CONTROL_ENDPOINT": ("a b", "host[:port]"),
+    "AGENT_IDENTITY_REGION_ID": ("Beijing", "region id"), "CORS_ALLOW_ORIGINS": ("chat.example.com", "origins"),
+    "INBOUND_JWT_VERIFY": ("maybe", "on, off"), "MAX_HEADER_BYTES": ("16k", "number"),
+    "HEADER_TIMEOUT_SECONDS": ("0", ">="), "BODY_TIMEOUT_SECONDS": ("-1", ">="),
+    "MAX_CONCURRENT_REQUESTS": ("0", ">="), "SHUTDOWN_GRACE_SECONDS": ("soon", "number"),
+}
+
+
+def test_every_malformed_variable_is_named_in_one_message() -> None:
+    result = run_app(env=clean_env(**{name: value for name, (value, _) in MALFORMED.items()}))
+    assert result.returncode == 2, result.stderr
+    problems = result.stderr.splitlines()
+    for name, (value, words) in MALFORMED.items():
+        line = next((p for p in problems if p.startswith(f"  - {name} ")), None)
+        assert line is not None and words in line, (name, result.stderr)
+    assert DOCS_POINTER in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def valid_env(**values: str) -> dict[str, str]:
+    return {"MODEL_API_KEY": "sk-x", "IDENTITY_STATE_SECRET": "s" * 32, "AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME": "a",
+            "DINGTALK_CREDENTIAL_PROVIDER_NAME": "dingtalk", **values}
+
+
+def problems_of(env: dict[str, str], *, callback: bool = False) -> list[str]:
+    from app import CallbackSettings, Settings
+    from config import ConfigError
+    try:
+        (CallbackSettings if callback else Settings).from_env(env)
+    except ConfigError as error:
+        return error.problems
+    return []
+
+
+def test_production_requires_the_redirect_uri_and_the_jwks_url_unless_verification_is_waived() -> None:
+    for production in ({"FC_REGION": "cn-hangzhou"}, {"APP_ENV": "production"}):
+        problems = problems_of(valid_env(**production))
+        assert [p.split()[0] for p in problems] == ["APP_REDIRECT_URI", "INBOUND_JWKS_URL"], problems
+        assert "INBOUND_JWT_VERIFY=off" in problems[1] and "gateway that verifies" in problems[1]
+        # The callback verifies no inbound JWT: only the redirect URI is its business.
+        assert [p.split()[0] for p in problems_of(valid_env(**production), callback=True)] == ["APP_REDIRECT_URI"]
+    public = {"APP_REDIRECT_URI": "https://callback.example.com"}
+    assert problems_of(valid_env(FC_REGION="cn-hangzhou", INBOUND_JWKS_URL="https://idp/jwks", **public)) == []
+    assert problems_of(valid_env(FC_REGION="cn-hangzhou", INBOUND_JWT_VERIFY="off", **public)) == []
+    assert problems_of(valid_env(FC_REGION="cn-hangzhou", APP_ENV="development")) == []  # declared: not production
+    assert problems_of(valid_env()) == []  # locally: the local callback and, with a warning, no verification
+    both = problems_of(valid_env(INBOUND_JWT_VERIFY="off", INBOUND_JWKS_URL="https://idp/jwks"))
+    assert len(both) == 1 and "both set" in both[0]
+
+
+def test_a_waived_verification_is_logged_at_start_up_before_any_request(fresh_cloud, tmp_path) -> None:
+    port = free_port()
+    env = {**{k: v for k, v in fresh_cloud.env.items() if k != "INBOUND_JWKS_URL"},
+           "APP_ENV": "production", "INBOUND_JWT_VERIFY": "off", "LOG_LEVEL": "INFO"}
+    log = tmp_path / "app.log"
+    with app_process(env, port=port, log_path=log):
+        started = log.read_text()
+    lines = [json.loads(line) for line in started.splitlines() if line.startswith("{")]
+    warning = next(line for line in lines if "NOT verified" in line.get("message", ""))
+    assert warning["level"] == "WARNING" and "gateway that verifies" in warning["message"]
+    assert not any(line.get("logger") == "app.request" and line.get("path") != "/health" for line in lines)
 
 
 def test_two_model_routes_at_once_is_a_start_up_error_naming_both() -> None:
@@ -92,7 +165,7 @@ def test_a_bad_server_variable_does_not_hide_the_others() -> None:
     assert result.returncode == 2
     for name in ("PORT", "MODEL_API_KEY", "IDENTITY_STATE_SECRET"):
         assert name in result.stderr
-    assert "README.md#configuration" in result.stderr and ".env.example" in result.stderr
+    assert DOCS_POINTER in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
 
 

@@ -14,7 +14,7 @@ from tests.test_configuration import variables_in_env_example, variables_read_by
 ROOT = Path(__file__).resolve().parent.parent
 READMES = {"en": ROOT / "README.md", "cn": ROOT / "README-CN.md"}
 # Variables the platform or the tests set, named in the docs without being read through the settings.
-NOT_SETTINGS = {"SMOKE_USER_JWT", "PACKAGE_TEST_PYTHON", "CHAT_PAGE_SCREENSHOTS", "BASE", "USER_JWT", "PYTHONPATH",
+NOT_SETTINGS = {"SMOKE_USER_JWT", "PACKAGE_PYTHON", "CHAT_PAGE_SCREENSHOTS", "BASE", "USER_JWT", "PYTHONPATH",
                 "CHROMIUM_PATH", "FC_ACCOUNT_ID", "FC_INSTANCE_ID", "USER_FEDERATION",
                 # the example tool of "Add a tool that acts as the user" (Develop)
                 "GITHUB_CREDENTIAL_PROVIDER_NAME", "GITHUB_API_BASE", "GITHUB_SCOPES",

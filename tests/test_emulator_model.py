@@ -35,7 +35,13 @@ async def get_alibaba_cloud_caller_identity() -> str:
     return "{}"
 
 
-TOOLS = [write_dingtalk_document, get_alibaba_cloud_caller_identity]
+@tool
+async def read_oss_object(bucket: str, key: str, region: str | None = None) -> str:
+    """Read a text object from OSS."""
+    return "text"
+
+
+TOOLS = [write_dingtalk_document, get_alibaba_cloud_caller_identity, read_oss_object]
 OPENAI_TOOLS = [{"type": "function",
                  "function": {"name": t.name, "description": t.description,
                               "parameters": t.args_schema.model_json_schema()}} for t in TOOLS]
@@ -152,6 +158,18 @@ async def test_write_prompt_streams_the_tool_call_in_pieces(chat: ChatOpenAI,
 async def test_identity_question_calls_the_caller_identity_tool(chat: ChatOpenAI, prompt: str) -> None:
     message = await chat.bind_tools(TOOLS).ainvoke([HumanMessage(prompt)])
     assert [(c["name"], c["args"]) for c in message.tool_calls] == [("get_alibaba_cloud_caller_identity", {})]
+
+
+@pytest.mark.parametrize(("prompt", "arguments"), [
+    ("Read oss://agent-docs/notes/welcome.txt", {"bucket": "agent-docs", "key": "notes/welcome.txt"}),
+    ("读取 oss://agent-docs/notes/welcome.txt 的内容", {"bucket": "agent-docs", "key": "notes/welcome.txt"}),
+    ("Please show the file oss://b-1/a/b.md in region cn-shanghai.",
+     {"bucket": "b-1", "key": "a/b.md", "region": "cn-shanghai"}),
+    ("读取文件 oss://agent-docs/x.txt，地域：cn-beijing", {"bucket": "agent-docs", "key": "x.txt", "region": "cn-beijing"}),
+])
+async def test_read_prompt_calls_the_oss_tool(chat: ChatOpenAI, prompt: str, arguments: dict) -> None:
+    message = await chat.bind_tools(TOOLS).ainvoke([HumanMessage(prompt)])
+    assert [(c["name"], c["args"]) for c in message.tool_calls] == [("read_oss_object", arguments)]
 
 
 async def test_tool_not_offered_means_no_tool_call(client: openai.AsyncOpenAI) -> None:

@@ -21,11 +21,11 @@ ENV_VARS = {  # docs/architecture.md, "emulators/"
     "AGENT_IDENTITY_REGION_ID", "AGENT_IDENTITY_DATA_ENDPOINT", "AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME",
     "AGENT_IDENTITY_USE_STS", "ALIBABA_CLOUD_ACCESS_KEY_ID", "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
     "INBOUND_JWKS_URL", "INBOUND_JWT_ISSUER", "INBOUND_JWT_AUDIENCE", "DINGTALK_API_BASE",
-    "DINGTALK_CREDENTIAL_PROVIDER_NAME", "STS_ENDPOINT", "MODEL_BASE_URL", "MODEL_API_KEY", "MODEL_NAME",
+    "DINGTALK_CREDENTIAL_PROVIDER_NAME", "STS_ENDPOINT", "OSS_ENDPOINT", "OSS_REGION", "MODEL_BASE_URL", "MODEL_API_KEY", "MODEL_NAME",
     "AGENTRUN_CONTROL_ENDPOINT", "IDENTITY_STATE_SECRET", "APP_REDIRECT_URI",
     "ALIBABA_CLOUD_ECS_METADATA_DISABLED",
 }
-INFO_KEYS = {"idp_url", "agent_identity_url", "sts_url", "dingtalk_url", "model_url", "agentrun_url",
+INFO_KEYS = {"idp_url", "agent_identity_url", "sts_url", "dingtalk_url", "model_url", "agentrun_url", "oss_url",
              "access_key_id", "access_key_secret", "workload_identity_name", "dingtalk_provider",
              "return_urls", "idp_issuer", "idp_audience", "model_service_name", "env"}
 

@@ -22,7 +22,8 @@ from starlette.routing import Route
 
 from emulators._server import ServerGroup
 from identity.errors import InvalidCallerToken
-from identity.jwt_verifier import JwksKeys, JwtVerifier, VerifiedClaims
+from identity.errors import IdentityUnavailable
+from identity.jwt_verifier import JwksKeys, JwtVerifier, VerifiedClaims, log_waived_verification
 from identity.settings import IdentitySettings
 
 ISSUER = "https://idp.test"
@@ -45,12 +46,15 @@ class Jwks:
     def __init__(self) -> None:
         self.keys = [JWK]
         self.fetches = 0
+        self.failing = False  # answer 503, as an IdP in an outage
         self.group = ServerGroup()
         self.group.add("jwks", Starlette(routes=[Route("/jwks", self.serve)]))
         self.url = self.group.urls["jwks"] + "/jwks"
 
     async def serve(self, _: Request) -> JSONResponse:
         self.fetches += 1
+        if self.failing:
+            return JSONResponse({"error": "unavailable"}, status_code=503)
         return JSONResponse({"keys": self.keys})
 
 
@@ -64,7 +68,7 @@ def jwks() -> Iterator[Jwks]:
 
 @pytest.fixture
 def settings(jwks: Jwks) -> IdentitySettings:
-    jwks.keys = [JWK]
+    jwks.keys, jwks.failing = [JWK], False
     return IdentitySettings.from_env({
         "AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME": "wi", "IDENTITY_STATE_SECRET": "s" * 32,
         "INBOUND_JWKS_URL": jwks.url, "INBOUND_JWT_ISSUER": ISSUER, "INBOUND_JWT_AUDIENCE": AUDIENCE})
@@ -173,6 +177,61 @@ async def test_unknown_kids_cannot_force_a_fetch_per_request(jwks: Jwks, setting
     await verifier.aclose()
 
 
+class ManualClock:
+    """Monotonic seconds a test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_failing_jwks_is_not_fetched_per_request_and_is_retried_with_backoff(
+        jwks: Jwks, settings: IdentitySettings) -> None:
+    clock = ManualClock()
+    verifier = JwtVerifier(settings, keys=JwksKeys(jwks.url, clock=clock, retry_initial_seconds=1.0))
+    jwks.failing = True
+    before = jwks.fetches
+    for i in range(40):  # random kids while the IdP is down and no key is known: one fetch, then 503s at once
+        with pytest.raises(IdentityUnavailable):
+            await verifier.authenticate("Bearer " + sign(claims(), kid=f"random-{i}"))
+    assert jwks.fetches == before + 1
+    clock.now += 1.0  # the first backoff is over: one more try, which fails too, and doubles the backoff
+    with pytest.raises(IdentityUnavailable):
+        await verifier.authenticate("Bearer " + sign(claims()))
+    clock.now += 1.5
+    with pytest.raises(IdentityUnavailable):
+        await verifier.authenticate("Bearer " + sign(claims()))
+    assert jwks.fetches == before + 2
+    jwks.failing = False  # the IdP recovers: the next try after the backoff works
+    clock.now += 0.5
+    assert (await verifier.authenticate("Bearer " + sign(claims()))).sub == "alice"
+    assert jwks.fetches == before + 3
+    await verifier.aclose()
+
+
+async def test_known_keys_keep_working_when_a_refresh_fails(jwks: Jwks, settings: IdentitySettings) -> None:
+    clock = ManualClock()
+    verifier = JwtVerifier(settings, keys=JwksKeys(jwks.url, clock=clock, max_age_seconds=3600),
+                           verified=VerifiedClaims(max_age_seconds=0))
+    assert (await verifier.authenticate("Bearer " + sign(claims()))).sub == "alice"
+    jwks.failing = True
+    before = jwks.fetches
+    clock.now += 3601  # the hourly refresh is due, and fails: the known key still verifies
+    for i in range(20):
+        assert (await verifier.authenticate("Bearer " + sign(claims(jti=str(i))))).sub == "alice"
+        with pytest.raises(InvalidCallerToken):  # an unknown kid is refused, with no fetch of its own
+            await verifier.authenticate("Bearer " + sign(claims(), key=OTHER_KEY, kid=f"random-{i}"))
+    assert jwks.fetches == before + 1
+    jwks.failing = False
+    jwks.keys = [JWK, OTHER_JWK]
+    clock.now += 60  # after the backoff the refresh succeeds and brings the rotated-in key
+    assert (await verifier.authenticate("Bearer " + sign(claims(sub="bob"), key=OTHER_KEY, kid="k2"))).sub == "bob"
+    assert jwks.fetches == before + 2
+    await verifier.aclose()
+
+
 def test_symmetric_and_none_algorithms_are_refused_in_configuration() -> None:
     from config import ConfigError
     with pytest.raises(ConfigError, match="INBOUND_JWT_ALGORITHMS"):
@@ -180,18 +239,20 @@ def test_symmetric_and_none_algorithms_are_refused_in_configuration() -> None:
                                    "INBOUND_JWT_ALGORITHMS": "RS256,HS256,none"})
 
 
-async def test_without_jwks_a_well_formed_jwt_passes_and_a_warning_is_logged_once(
+async def test_without_jwks_a_well_formed_jwt_passes_and_the_warning_is_logged_at_start_up_only(
         settings: IdentitySettings, caplog: pytest.LogCaptureFixture) -> None:
-    verifier = JwtVerifier(replace(settings, jwks_url=""))
     caplog.set_level(logging.DEBUG, logger="identity")
+    unverified = replace(settings, jwks_url="")
+    log_waived_verification(unverified)  # what app.create_app does at start-up
+    verifier = JwtVerifier(unverified)
     other = sign(claims(sub="carol"), key=OTHER_KEY, kid="unpublished")
     assert (await verifier.authenticate("Bearer " + other)).sub == "carol"
     assert (await verifier.authenticate("Bearer " + sign(claims()))).sub == "alice"
     for attack in ("alg none", "expired", "malformed", "missing header", "wrong aud"):
         with pytest.raises(InvalidCallerToken):
             await verifier.authenticate(ATTACKS[attack]())
-    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "INBOUND_JWKS_URL" in r.getMessage()]
-    assert len(warnings) == 1
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "NOT verified" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0] is caplog.records[0]  # before the first request, and only then
     assert other not in caplog.text
     await verifier.aclose()
 

@@ -6,6 +6,7 @@ or state secret appears in what the model was sent, in any response body a clien
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import httpx
@@ -24,9 +25,9 @@ def product(pytestconfig) -> Iterator[Product]:
 
 
 async def run_one_of_everything(product: Product) -> None:
-    """Stream with consent, a second write, the caller-identity tool, and a non-stream pending link; on the
-    AG-UI route (whose events also carry each tool call's arguments and result), consent, a write and the
-    caller-identity tool."""
+    """Stream with consent, a second write, the caller-identity tool, OSS reads (one refused with a body that
+    quotes the security token), and a non-stream pending link; on the AG-UI route (whose events also carry each
+    tool call's arguments and result), consent, a write and the caller-identity tool."""
     user = User(product, "leak-check")
     newcomer = User(product, "leak-check-new")
     agui_user = User(product, "leak-check-agui")
@@ -34,6 +35,9 @@ async def run_one_of_everything(product: Product) -> None:
         await user.chat_stream("帮我写入“Helloworld”到钉钉文档，文档ID：docLeak1", on_link=user.approve)
         await user.chat_stream('Please write "again" to the DingTalk document ID: docLeak1')
         await user.chat_stream("Who am I on Alibaba Cloud?")
+        await user.chat_stream("Read oss://agent-docs/notes/welcome.txt")
+        # Another region: OSS answers SignatureDoesNotMatch with the signed request, security token and all.
+        await user.chat_stream("Read oss://agent-docs/notes/welcome.txt in region cn-shanghai")
         await newcomer.chat("帮我写入“Helloworld”到钉钉文档，文档ID：docLeak2")
         agui = await agui_user.agui_stream("帮我写入“AG-UI”到钉钉文档，文档ID：docLeak3", on_link=agui_user.approve)
         await agui_user.agui_stream("Who am I on Alibaba Cloud?")
@@ -43,6 +47,24 @@ async def run_one_of_everything(product: Product) -> None:
         await agui_user.aclose()
     assert await document_content(product, "docLeak1") == "again"
     assert agui.finish_reason == "RUN_FINISHED" and await document_content(product, "docLeak3") == "AG-UI"
+
+
+async def test_each_request_is_one_json_line_with_its_ids_status_durations_and_tool_outcomes(product):
+    """As Function Compute ships it to SLS (LOG_FORMAT=json): one object a line, fields at the top level."""
+    user = User(product, "log-line")
+    try:
+        await user.chat_stream("帮我写入“logged”到钉钉文档，文档ID：docLog1", on_link=user.approve)
+    finally:
+        await user.aclose()
+    lines = [json.loads(line) for line in product.witness.log_lines if line.startswith("{")]
+    chats = [line for line in lines if line["logger"] == "app.request" and line.get("path", "").endswith(
+        "/chat/completions") and any(tool.get("tool") for tool in line.get("tools", []))]
+    assert chats, "no chat with a tool call was logged"
+    line = chats[-1]
+    assert {"time", "level", "request_id", "method", "status", "duration_ms", "first_byte_ms", "sub", "model",
+            "stream", "tools"} <= set(line)
+    assert line["status"] == 200 and line["tools"][-1]["ok"] is True
+    assert line["first_byte_ms"] <= line["duration_ms"]
 
 
 async def test_no_secret_reaches_the_model_a_response_or_a_log(product):

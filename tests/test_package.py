@@ -7,7 +7,6 @@ the way AgentRun does, with no site-packages and no PYTHONPATH, so only the zip'
 
 from __future__ import annotations
 
-import glob
 import os
 import re
 import shutil
@@ -22,9 +21,10 @@ import pytest
 
 from emulators import start_local_cloud
 from packager.build import BuiltPackage, build
+from packager.bytecode import compile_tree, find_interpreter
 from packager.contents import app_files
 from packager.deploy_settings import console_settings
-from packager.wheels import PackagingError, Target, validate, wheel_tags
+from packager.wheels import PackagingError, Target, pinned, validate, wheel_tags
 from sandbox.process import app_process, free_port
 from tests.deployment import DINGTALK_PROMPT, LinkFollowingBrowser, page_title, stream_chat
 from tests.e2e_harness import document_content_at
@@ -93,29 +93,20 @@ def test_missing_entry_file_fails_before_any_download(tmp_path: Path) -> None:
         build(tmp_path, tmp_path / "out.zip", Target(), progress=lambda _: None)
 
 
+def test_a_build_without_the_runtime_python_says_how_to_get_it(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PACKAGE_PYTHON", raising=False)
+    with pytest.raises(PackagingError, match=r"python3\.99 was not found.*PACKAGE_PYTHON"):
+        compile_tree(tmp_path, "3.99", progress=lambda _: None)
+
+
 # ---- the real zip, unpacked and started ---------------------------------------------------------------------
-
-def _interpreter_for(version: str) -> str | None:
-    """A working interpreter of `version` on this machine (pyenv installs count), or None."""
-    candidates = [os.environ.get("PACKAGE_TEST_PYTHON", ""), shutil.which(f"python{version}") or "",
-                  *sorted(glob.glob(os.path.expanduser(f"~/.pyenv/versions/{version}*/bin/python{version}"))),
-                  f"/usr/bin/python{version}", f"/usr/local/bin/python{version}"]
-    for candidate in filter(None, candidates):
-        try:
-            found = subprocess.run([candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                                   capture_output=True, text=True, timeout=20)
-        except (OSError, subprocess.TimeoutExpired):
-            continue
-        if found.returncode == 0 and found.stdout.strip() == version:
-            return candidate
-    return None
-
 
 @pytest.fixture(scope="module")
 def unpacked(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, Target]:
     """Build the zip for AgentRun's Python 3.12 when this machine has a 3.12 to try it with, else for our own."""
-    version = "3.12" if _interpreter_for("3.12") else "%d.%d" % sys.version_info[:2]
-    interpreter = _interpreter_for(version) or sys.executable
+    version = "3.12" if find_interpreter("3.12") else "%d.%d" % sys.version_info[:2]
+    interpreter = find_interpreter(version) or sys.executable
     target = Target(python_version=version)
     out = tmp_path_factory.mktemp("zip") / "agentrun.zip"
     package = build(ROOT, out, target, progress=lambda _: None)
@@ -141,8 +132,9 @@ def test_the_zip_holds_the_app_and_no_development_files(unpacked: tuple[Path, st
     assert {"app.py", "config.py", "python", "agent", "identity", "tools"} <= top
     assert not top & {"tests", "emulators", "bench", "sandbox", "packager", "scripts", "web", ".env", ".git",
                       "README.md", ".venv", "images"}
-    assert not list(code.rglob("__pycache__")) and not list(code.rglob("*.pyc"))
     assert not (code / "python" / "bin").exists()
+    dependencies = {path.name for path in (code / "python").iterdir()}
+    assert not dependencies & {"utils", "setuptools", "_distutils_hack", "pkg_resources"}  # requirements-nodeps.in
 
 
 @pytestmark_app
@@ -164,6 +156,107 @@ def test_every_wheel_fits_the_target_interpreter(unpacked: tuple[Path, str, Targ
     assert all(p == "any" or (p.startswith("manylinux") and p.endswith("x86_64")) for p in platforms), platforms
 
 
+# ---- bytecode for the runtime's Python (a read-only /code must not mean compiling at every start) ----------
+
+def _pyc_flags(pyc: Path) -> int:
+    """PEP 552 flags of a .pyc: 0b01 hash-based, 0b10 check the source's hash."""
+    return int.from_bytes(pyc.read_bytes()[4:8], "little")
+
+
+@pytestmark_app
+def test_every_python_file_ships_checked_hash_bytecode_for_the_target(
+        unpacked: tuple[Path, str, Target]) -> None:
+    code, interpreter, _ = unpacked
+    tag = subprocess.run([interpreter, "-c", "import sys; print(sys.implementation.cache_tag)"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    sources = {p for p in code.rglob("*.py")}
+    compiled = {p for p in code.rglob("*.pyc")}
+    expected = {p.parent / "__pycache__" / f"{p.stem}.{tag}.pyc" for p in sources}
+
+    assert len(sources) > 1000
+    assert expected - compiled == set()  # compileall skips nothing (a file that failed would be missing)
+    assert compiled - expected == set()  # and ships no bytecode for another Python or without its source
+    assert {_pyc_flags(p) for p in compiled} == {0b11}
+
+
+@pytestmark_app
+def test_the_app_runs_from_the_shipped_bytecode_without_writing_any(unpacked: tuple[Path, str, Target]) -> None:
+    code, interpreter, _ = unpacked
+    before = len(list(code.rglob("*.pyc")))
+    # -v reports where each module's code object came from; -B: as on a read-only /code.
+    result = subprocess.run([interpreter, "-v", "-B", "-E", "-s", "-S", "-c", "import app"], cwd=code,
+                            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+                            capture_output=True, text=True, timeout=120)
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    loaded = [line.split("code object from ", 1)[1].strip("'") for line in result.stderr.splitlines()
+              if line.startswith("# code object from ")]
+    from_zip = [where for where in loaded if where.startswith(str(code))]
+    assert len(from_zip) > 500
+    assert [where for where in from_zip if not where.endswith(".pyc")] == []
+    assert len(list(code.rglob("*.pyc"))) == before
+
+
+@pytestmark_app
+def test_an_edited_source_file_wins_over_its_shipped_bytecode(unpacked: tuple[Path, str, Target],
+                                                               tmp_path: Path) -> None:
+    code, interpreter, _ = unpacked
+    (tmp_path / "__pycache__").mkdir()
+    for pyc in (code / "__pycache__").glob("config.*.pyc"):
+        shutil.copy2(pyc, tmp_path / "__pycache__" / pyc.name)
+    (tmp_path / "config.py").write_text((code / "config.py").read_text() + "\nEDITED_AFTER_PACKAGING = True\n")
+    result = subprocess.run([interpreter, "-B", "-E", "-s", "-S", "-c",
+                             "import sys; sys.path[:0] = ['.', sys.argv[1]]; import config; "
+                             "print(config.EDITED_AFTER_PACKAGING)", str(code / "python")],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=60)
+
+    assert list((tmp_path / "__pycache__").glob("config.*.pyc"))  # the stale .pyc was there to be picked
+    assert result.stdout.strip() == "True", result.stderr[-2000:]
+
+
+# ---- the lock: every package in the zip pinned, pip check clean, nothing unused -----------------------------
+
+# Declared by a pinned package but never imported, so left out (requirements-nodeps.in says why).
+LEFT_OUT_ON_PURPOSE = {("agent-identity-python-sdk", "setuptools"), ("agent-identity-python-sdk", "utils")}
+
+
+def _normalised(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+@pytestmark_app
+def test_every_distribution_in_the_zip_is_pinned_in_the_lock_and_nothing_else(
+        unpacked: tuple[Path, str, Target]) -> None:
+    code, _, _ = unpacked
+    shipped = {}
+    for metadata in (code / "python").glob("*.dist-info/METADATA"):
+        fields = dict(line.split(": ", 1) for line in metadata.read_text(errors="replace").splitlines()[:10]
+                      if ": " in line)
+        shipped[_normalised(fields["Name"])] = fields["Version"]
+    locked = {name: str(pin.specifier) for name, pin in pinned(ROOT / "requirements.txt").items()}
+
+    assert {name: f"=={version}" for name, version in shipped.items()} == locked
+
+
+@pytestmark_app
+def test_the_zip_is_pip_check_clean_but_for_what_is_left_out_on_purpose(unpacked: tuple[Path, str, Target],
+                                                                         tmp_path: Path) -> None:
+    code, interpreter, _ = unpacked
+    # An empty venv of the runtime's Python: only the zip's python/ (PYTHONPATH) holds distributions.
+    subprocess.run([interpreter, "-m", "venv", "--without-pip", str(tmp_path / "venv")], check=True)
+    venv_python = str(tmp_path / "venv" / "bin" / "python")
+    result = subprocess.run([sys.executable, "-m", "pip", "--python", venv_python, "check",
+                             "--disable-pip-version-check"],
+                            env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(code / "python")},
+                            capture_output=True, text=True, timeout=120)
+    problems = result.stdout.strip().splitlines()
+    missing = {(_normalised(m.group(1)), _normalised(m.group(2))) for line in problems
+               if (m := re.fullmatch(r"(\S+) \S+ requires (\S+), which is not installed\.", line))}
+
+    assert len(problems) == len(missing), result.stdout + result.stderr  # no conflicts, only absences
+    assert missing == LEFT_OUT_ON_PURPOSE
+
+
 # Imports every runtime module, then lists loaded modules that came from neither the zip nor the stdlib.
 _IMPORT_EVERYTHING = """
 import importlib, pkgutil, sys, sysconfig
@@ -173,6 +266,7 @@ for package in ('agent', 'identity', 'tools'):
     for module in pkgutil.walk_packages(importlib.import_module(package).__path__, package + '.'):
         importlib.import_module(module.name)
 import langchain_openai, langchain.agents, alibabacloud_agentidentitydata20251127.client, alibabacloud_sts20150401.client
+import agent_identity_python_sdk.context
 allowed = (sys.argv[1], sysconfig.get_paths()['stdlib'], sysconfig.get_paths()['platstdlib'])
 for name, module in sorted(sys.modules.items()):
     where = getattr(module, '__file__', None)

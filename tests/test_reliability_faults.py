@@ -259,13 +259,18 @@ async def test_client_disconnect_mid_stream_leaves_no_task_and_no_partial_write(
 
 
 async def _server_request_tasks(state: dict) -> list[str]:
-    """Tasks still alive on the server's loop besides uvicorn's own serving machinery."""
+    """Tasks still alive on the server's loop besides the HTTP server's own serving machinery (Hypercorn's
+    connections, its lifespan, server/serving.py waiting for the stop)."""
     loop = state["loop"]
+
+    def serving_machinery(task: asyncio.Task) -> bool:
+        code = getattr(task.get_coro(), "cr_code", None)
+        where, name = (code.co_filename, code.co_name) if code else ("", "")
+        running_the_app = where.endswith("task_group.py") and name == "_handle"  # a request still in the app
+        return ("/hypercorn/" in where and not running_the_app) or where.endswith("server/serving.py")
 
     async def names() -> list[str]:
         current = asyncio.current_task()
-        return [repr(t.get_coro()) for t in asyncio.all_tasks() if t is not current
-                and not any(k in repr(t.get_coro()) for k in ("Server.serve", "main_loop", "on_tick",
-                                                                "LifespanOn", "_serve", "startup"))]
+        return [repr(t.get_coro()) for t in asyncio.all_tasks() if t is not current and not serving_machinery(t)]
 
     return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(names(), loop))

@@ -19,14 +19,17 @@ def test_defaults_follow_the_region():
                                       "AGENT_IDENTITY_REGION_ID": "cn-shanghai"})
     assert settings == ToolSettings(oauth2={"DINGTALK": ProviderSettings("dt", "https://api.dingtalk.com")},
                                     region_id="cn-shanghai", sts_endpoint="sts.cn-shanghai.aliyuncs.com",
-                                    http_timeout_seconds=10.0)
+                                    http_timeout_seconds=10.0, oss_endpoint="", oss_region="cn-shanghai",
+                                    oss_max_object_bytes=65536)
 
 
 def test_every_problem_is_named_at_once():
     with pytest.raises(ConfigError) as caught:
-        ToolSettings.from_env({"DINGTALK_API_BASE": "api.dingtalk.com", "TOOLS_HTTP_TIMEOUT_SECONDS": "soon"})
+        ToolSettings.from_env({"DINGTALK_API_BASE": "api.dingtalk.com", "TOOLS_HTTP_TIMEOUT_SECONDS": "soon",
+                               "OSS_ENDPOINT": "ftp://oss.example", "OSS_MAX_OBJECT_BYTES": "0"})
     text = str(caught.value)
-    for name in ("DINGTALK_CREDENTIAL_PROVIDER_NAME", "DINGTALK_API_BASE", "TOOLS_HTTP_TIMEOUT_SECONDS"):
+    for name in ("DINGTALK_CREDENTIAL_PROVIDER_NAME", "DINGTALK_API_BASE", "TOOLS_HTTP_TIMEOUT_SECONDS",
+                 "OSS_ENDPOINT", "OSS_MAX_OBJECT_BYTES"):
         assert name in text
 
 
@@ -51,7 +54,7 @@ def test_every_provider_a_tool_uses_has_its_own_variables():
     with pytest.raises(ConfigError) as caught:
         ToolSettings.from_env({"FEISHU_API_BASE": "open.feishu.cn"}, providers=[feishu])
     assert "FEISHU_CREDENTIAL_PROVIDER_NAME is required" in str(caught.value)
-    assert "FEISHU_API_BASE must be an http(s) URL" in str(caught.value)
+    assert "FEISHU_API_BASE must be an http(s) base URL" in str(caught.value)
     settings = ToolSettings.from_env({"FEISHU_CREDENTIAL_PROVIDER_NAME": "feishu-oauth"}, providers=[feishu])
     assert settings.oauth2 == {"FEISHU": ProviderSettings("feishu-oauth", "https://open.feishu.cn")}
 

@@ -1,5 +1,5 @@
-"""The agent's tools: APIs called on the user's behalf with their own OAuth2 authorization (`@oauth2_tool`),
-and Alibaba Cloud APIs called with the agent's own identity through STS (`@aliyun_tool`).
+"""The agent's tools: APIs called on the user's behalf with their own OAuth2 authorization (`@oauth2_tool`:
+DingTalk), and Alibaba Cloud APIs called with the agent's own identity through STS (`@aliyun_tool`: STS, OSS).
 
 Importing this package imports every tool module, which registers its tools; a `Toolbox` binds them to the
 process's identity service and owns the HTTP clients they share (the app closes them on shutdown). Tools
@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from langchain_core.tools import BaseTool
 
 from tools import dingtalk  # noqa: F401 - registers its @oauth2_tool functions
+from tools import oss  # noqa: F401 - registers its @aliyun_tool
 from tools.aliyun import build_aliyun_tools
 from tools.oauth2 import ProviderClients, build_oauth2_tools
 from tools.settings import ToolSettings
@@ -26,7 +27,8 @@ __all__ = ["ToolSettings", "Toolbox"]
 class Toolbox:
     """Every tool the agent offers the model, and the providers' connection pools they share.
 
-    STS clients need no closing: the Alibaba SDK opens one connection per call."""
+    STS clients need no closing: the Alibaba SDK opens one connection per call; the OSS tool closes its client
+    after each call."""
 
     def __init__(self, identity: AgentIdentity, settings: ToolSettings) -> None:
         self._clients = ProviderClients(settings)

@@ -1,8 +1,9 @@
 """Alibaba Cloud APIs, called with the agent's own workload identity through short-lived STS credentials.
 
 Each API tool is one small async function registered with `@aliyun_tool(actions=[...])`: it names the RAM
-actions it needs, and gets a `CloudSession` whose SDK clients are signed with STS credentials scoped down to
-exactly those actions by a session policy. How the credentials were obtained stays in identity/.
+actions it needs (and, with `resources=`, the resources of this one call), and gets a `CloudSession` whose SDK
+clients are signed with STS credentials scoped down to exactly those by a session policy. How the credentials
+were obtained stays in identity/.
 """
 
 from __future__ import annotations
@@ -34,53 +35,82 @@ log = logging.getLogger(__name__)
 
 SdkClient = TypeVar("SdkClient")
 ToolFunction = Callable[..., Awaitable[str]]
+# The RAM resources one call touches, from the tool's (validated) arguments, e.g. one OSS object's ARN.
+Resources = Callable[..., Sequence[str]]
+ANY_RESOURCE = ("*",)
+
+
+class CloudCallFailed(Exception):
+    """Raised by a tool for a failure it has worded for the user itself (never quoting the service's text).
+
+    `stale_credentials`: the service refused the STS credentials themselves (expired or revoked early); the
+    call is then repeated once with fresh ones, as for the Alibaba Cloud SDK's own errors."""
+
+    def __init__(self, message: str, code: str, *, stale_credentials: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.stale_credentials = stale_credentials
 
 
 class CloudSession:
     """What an Alibaba Cloud tool receives: SDK clients signed with credentials scoped to its actions."""
 
     def __init__(self, credential: StsCredential, settings: ToolSettings) -> None:
-        self._credential = credential
+        self.credential = credential  # for SDKs with their own credential types (OSS); its repr hides secrets
         self.settings = settings
 
     def client(self, client_class: Callable[[SdkConfig], SdkClient], endpoint: str) -> SdkClient:
         """An SDK client for `endpoint` (`host`, `https://host` or `http://host:port` for local emulators)."""
-        return client_class(sdk_config(self._credential.credential_client(), self.settings.region_id, endpoint,
+        return client_class(sdk_config(self.credential.credential_client(), self.settings.region_id, endpoint,
                                        timeout_seconds=self.settings.http_timeout_seconds))
 
 
 @dataclass(frozen=True)
 class AliyunToolSpec:
-    """One registered Alibaba Cloud tool: its function, the RAM actions it needs, its argument schema."""
+    """One registered Alibaba Cloud tool: its function, the RAM actions it needs, its argument schema and the
+    resources a call touches (None: any)."""
 
     function: ToolFunction
     actions: tuple[str, ...]
     args_schema: type[BaseModel]
+    resources: Resources | None = None
 
     @property
     def name(self) -> str:
         return self.function.__name__
 
+    def policy(self, arguments: dict[str, Any]) -> str | None:
+        """The session policy for one call with `arguments` (None when the tool names no action)."""
+        if not self.actions:
+            return None
+        resources = tuple(self.resources(**arguments)) if self.resources is not None else ANY_RESOURCE
+        return session_policy(self.actions, resources)
+
 
 REGISTERED_TOOLS: list[AliyunToolSpec] = []
 
 
-def aliyun_tool(*, actions: Sequence[str], args_schema: type[BaseModel] = NoArguments
-                ) -> Callable[[ToolFunction], ToolFunction]:
+def aliyun_tool(*, actions: Sequence[str], args_schema: type[BaseModel] = NoArguments,
+                resources: Resources | None = None) -> Callable[[ToolFunction], ToolFunction]:
     """Register an Alibaba Cloud tool. Its docstring is what the model reads; its first parameter is the
-    `CloudSession`, the others are the tool's arguments (described by `args_schema`)."""
+    `CloudSession`, the others are the tool's arguments (described by `args_schema`). `resources`, called with
+    those arguments, names the RAM resources of one call: the credentials then reach nothing else (without it,
+    the actions are allowed on any resource the role may reach)."""
 
     def register(function: ToolFunction) -> ToolFunction:
-        REGISTERED_TOOLS.append(AliyunToolSpec(function, tuple(actions), args_schema))
+        REGISTERED_TOOLS.append(AliyunToolSpec(function, tuple(actions), args_schema, resources))
         return function
 
     return register
 
 
-def session_policy(actions: Sequence[str]) -> str:
-    """A RAM session policy allowing only `actions`: the STS credentials can do nothing else."""
-    statement = {"Effect": "Allow", "Action": sorted(set(actions)), "Resource": "*"}
-    return json.dumps({"Version": "1", "Statement": [statement]}, separators=(",", ":"))
+def session_policy(actions: Sequence[str], resources: Sequence[str] = ANY_RESOURCE) -> str:
+    """A RAM session policy allowing only `actions` on `resources`: the credentials can do nothing else.
+    Compact and with non-ASCII kept as it is: a session policy is at most 2,048 characters (docs/services.md)."""
+    resource: str | list[str] = resources[0] if len(resources) == 1 else list(resources)
+    statement = {"Effect": "Allow", "Action": sorted(set(actions)), "Resource": resource}
+    return json.dumps({"Version": "1", "Statement": [statement]}, separators=(",", ":"), ensure_ascii=False)
 
 
 @aliyun_tool(actions=["sts:GetCallerIdentity"])
@@ -100,11 +130,11 @@ def build_aliyun_tools(identity: AgentIdentity, settings: ToolSettings) -> list[
 
 
 def _as_langchain_tool(spec: AliyunToolSpec, identity: AgentIdentity, settings: ToolSettings) -> BaseTool:
-    policy = session_policy(spec.actions) if spec.actions else None
-
     async def run(**arguments: Any) -> Outcome:
         try:
-            return succeeded(await _call_with_fresh_credentials_once(spec, identity, settings, policy, arguments))
+            return succeeded(await _call_with_fresh_credentials_once(spec, identity, settings, arguments))
+        except CloudCallFailed as failure:
+            return failed(failure.message, failure.code)
         except IdentityError as error:
             return failed(error.safe_message, error.code)
         except AlibabaCloudException as error:
@@ -127,9 +157,10 @@ def _as_langchain_tool(spec: AliyunToolSpec, identity: AgentIdentity, settings: 
 
 
 async def _call_with_fresh_credentials_once(spec: AliyunToolSpec, identity: AgentIdentity, settings: ToolSettings,
-                                            policy: str | None, arguments: dict[str, Any]) -> str:
+                                            arguments: dict[str, Any]) -> str:
     """Run the tool; if the service refuses the cached STS credentials (expired or revoked early), run it once
     more with fresh ones. A refused credential means the action itself never ran, so repeating it is safe."""
+    policy = spec.policy(arguments)
     credential = await identity.sts_credential(policy=policy)
     try:
         return await spec.function(CloudSession(credential, settings), **arguments)
@@ -138,6 +169,11 @@ async def _call_with_fresh_credentials_once(spec: AliyunToolSpec, identity: Agen
             raise
         log.info("%s: Alibaba Cloud refused the STS credentials (%s); retrying once with fresh ones",
                  spec.name, error.code)
+    except CloudCallFailed as failure:
+        if not failure.stale_credentials:
+            raise
+        log.info("%s: the service refused the STS credentials (%s); retrying once with fresh ones",
+                 spec.name, failure.code)
     credential = await identity.sts_credential(policy=policy, rejected=credential)
     return await spec.function(CloudSession(credential, settings), **arguments)
 

@@ -1,11 +1,11 @@
-"""Settings of the tools: each OAuth2 provider's credential provider, scopes and API, and where STS lives."""
+"""Settings of the tools: each OAuth2 provider's credential provider, scopes and API, where STS and OSS live,
+and how much of an OSS object a tool may read."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Self
-from urllib.parse import urlsplit
 
 from config import DEFAULT_REGION, EnvReader
 from tools.oauth2 import OAuth2Provider, registered_providers
@@ -30,11 +30,13 @@ class ProviderSettings:
         name_var, api_var, scopes_var = cls.variables(provider)
         credential_provider = read.str(name_var, required=True, why="the Agent Identity credential provider that "
                                                                     f"holds the {provider.label} OAuth2 app")
-        api_base = read.str(api_var, provider.api_base).rstrip("/")
-        if urlsplit(api_base).scheme not in ("http", "https") or not urlsplit(api_base).netloc:
-            read.problems.append(f"{api_var} must be an http(s) URL, got {api_base!r}")
+        api_base = read.url(api_var, provider.api_base, base=True)
         return cls(credential_provider=credential_provider, api_base=api_base,
                    scopes=tuple(read.list(scopes_var, [])))
+
+
+# What the OSS tool hands the model at most: a model's context is the real limit, not OSS's.
+DEFAULT_OSS_MAX_OBJECT_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,9 @@ class ToolSettings:
     region_id: str = DEFAULT_REGION
     sts_endpoint: str = f"sts.{DEFAULT_REGION}.aliyuncs.com"
     http_timeout_seconds: float = 10.0
+    oss_endpoint: str = ""  # empty: the SDK's public endpoint of the object's region
+    oss_region: str = DEFAULT_REGION
+    oss_max_object_bytes: int = DEFAULT_OSS_MAX_OBJECT_BYTES
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], reader: EnvReader | None = None,
@@ -55,8 +60,12 @@ class ToolSettings:
         oauth2 = {provider.env_prefix: ProviderSettings.read(read, provider)
                   for provider in (registered_providers() if providers is None else providers)}
         region = read.str("AGENT_IDENTITY_REGION_ID", DEFAULT_REGION)
-        sts_endpoint = read.str("STS_ENDPOINT", f"sts.{region}.aliyuncs.com").rstrip("/")
+        sts_endpoint = read.endpoint("STS_ENDPOINT", f"sts.{region}.aliyuncs.com")
         timeout = read.float("TOOLS_HTTP_TIMEOUT_SECONDS", 10.0, minimum=0.1)
+        oss_endpoint = read.endpoint("OSS_ENDPOINT")
+        oss_region = read.str("OSS_REGION", region)
+        max_bytes = read.int("OSS_MAX_OBJECT_BYTES", DEFAULT_OSS_MAX_OBJECT_BYTES, minimum=1)
         if reader is None:
             read.check()
-        return cls(oauth2=oauth2, region_id=region, sts_endpoint=sts_endpoint, http_timeout_seconds=timeout)
+        return cls(oauth2=oauth2, region_id=region, sts_endpoint=sts_endpoint, http_timeout_seconds=timeout,
+                   oss_endpoint=oss_endpoint, oss_region=oss_region, oss_max_object_bytes=max_bytes)

@@ -1,0 +1,70 @@
+"""Serve the app with Hypercorn: the limits that must hold before a request reaches the app, and a stop on
+SIGTERM that ends every open stream with a last word within the grace period.
+
+Why Hypercorn (bench/RESULTS.md, "The HTTP server"): uvicorn with httptools has no header size limit and no
+header read timeout; Hypercorn bounds both (`h11_max_incomplete_size`; `keep_alive_timeout` runs from the
+connection's start, or the previous response's end, until the request's headers are complete), and takes
+its stop signal from the caller (`shutdown_trigger`), so the app learns of SIGTERM before the server waits
+for open responses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+from dataclasses import dataclass
+
+from hypercorn.asyncio import serve as hypercorn_serve
+from hypercorn.config import Config
+from starlette.types import ASGIApp
+
+from server.shutdown import Shutdown
+
+log = logging.getLogger("app")
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    max_header_bytes: int
+    header_timeout_seconds: float
+    shutdown_grace_seconds: float
+    backlog: int = 2048  # connections the kernel queues before accept: a burst of hundreds of clients
+
+
+def hypercorn_config(limits: ServerLimits, bind: str) -> Config:
+    """`bind`: `host:port`, or `fd://N` for a socket already listening."""
+    config = Config()
+    config.bind = [bind]
+    config.h11_max_incomplete_size = limits.max_header_bytes  # request line + headers; larger: 431 and close
+    config.h2_max_header_list_size = limits.max_header_bytes  # the same for HTTP/2 over cleartext (h2c)
+    # From the connection's start (or the previous response's end) to complete headers; also how long an idle
+    # kept-alive connection stays open.
+    config.keep_alive_timeout = limits.header_timeout_seconds
+    config.graceful_timeout = limits.shutdown_grace_seconds
+    config.backlog = limits.backlog
+    config.accesslog = None  # server/request_log.py writes one line per request
+    config.include_server_header = False
+    config.errorlog = logging.getLogger("hypercorn.error")
+    return config
+
+
+async def serve(app: ASGIApp, limits: ServerLimits, shutdown: Shutdown, *, host: str = "", port: int = 0,
+                sock: socket.socket | None = None, stop: asyncio.Event | None = None) -> None:
+    """Serve until SIGTERM or SIGINT (or, when given, until `stop` is set): then stop accepting, tell
+    `shutdown` (open streams end themselves), wait at most the grace period for open responses, and run the
+    app's lifespan shutdown."""
+    if stop is None:
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+
+    async def stopped() -> None:
+        await stop.wait()
+        log.info("stopping: no new connections, open responses end within %g s", limits.shutdown_grace_seconds)
+        shutdown.begin(limits.shutdown_grace_seconds)
+
+    # A socket passed in stays the caller's: Hypercorn closes the duplicate it is given.
+    bind = f"fd://{sock.dup().detach()}" if sock is not None else f"{host}:{port}"
+    await hypercorn_serve(app, hypercorn_config(limits, bind), shutdown_trigger=stopped, mode="asgi")

@@ -1,0 +1,69 @@
+"""End to end through app.py with the openai SDK: a user asks the agent to read an OSS object.
+
+The app, the scripted model, Agent Identity and the OSS emulator over loopback HTTP; the tool signs with the
+real alibabacloud-oss-v2 client. The last test takes the STS credentials the app was issued for one object and
+shows, with the same SDK, that they cannot read another.
+"""
+
+from __future__ import annotations
+
+import json
+
+import alibabacloud_oss_v2 as oss
+import pytest
+from alibabacloud_oss_v2.credentials import StaticCredentialsProvider
+
+from tests import test_e2e_dingtalk
+
+WELCOME = "oss://agent-docs/notes/welcome.txt"
+# The fixtures: the shared product with its logs witnessed, and users that are closed after each test.
+product = test_e2e_dingtalk.product
+user_named = test_e2e_dingtalk.user_named
+
+
+def finished(reply) -> dict:
+    return next(e for e in reply.events if e["type"] == "tool_finished")
+
+
+async def test_a_user_reads_a_text_object(user_named):
+    reply = await user_named("oss-reader").chat_stream(f"Read {WELCOME}")
+    assert f"Done. read_oss_object returned: {WELCOME} (text/plain, " in reply.text
+    assert "Welcome to the local OSS emulator." in reply.text and reply.finish_reason == "stop"
+    assert finished(reply) == {"type": "tool_finished", "tool": "read_oss_object", "ok": True}
+
+
+async def test_a_chinese_prompt_reads_and_a_binary_object_is_described(user_named):
+    reply = await user_named("oss-reader-zh").chat("读取 oss://agent-docs/images/logo.png")
+    assert "已完成。工具 read_oss_object 返回：oss://agent-docs/images/logo.png is " in reply.text
+    assert "of image/png, not text, so its content is not shown." in reply.text
+
+
+async def test_a_missing_key_and_a_denied_bucket_are_short_answers(user_named):
+    user = user_named("oss-misser")
+    reply = await user.chat_stream("Read oss://agent-docs/notes/nothing.txt")
+    assert "There is no object 'notes/nothing.txt' in bucket 'agent-docs'." in reply.text
+    assert finished(reply) == {"type": "tool_finished", "tool": "read_oss_object", "ok": False,
+                               "code": "oss_no_such_key"}
+    reply = await user.chat_stream("Read oss://finance-private/reports/salaries.txt")
+    assert "The agent is not allowed to read oss://finance-private/reports/salaries.txt" in reply.text
+    assert "Not for the agent" not in reply.text and finished(reply)["code"] == "oss_access_denied"
+
+
+async def test_the_credentials_issued_for_one_object_cannot_read_another(product, user_named):
+    reply = await user_named("oss-scoped").chat_stream(f"Read {WELCOME}")
+    assert finished(reply)["ok"] is True
+    issued = [(key, record) for key, record in product.cloud.sts_credentials._by_key.items()
+              if record.subject == "oss-scoped"]
+    assert len(issued) == 1
+    key_id, record = issued[0]
+    assert json.loads(record.details["policy"])["Statement"][0]["Resource"] == \
+        "acs:oss:*:*:agent-docs/notes/welcome.txt"
+    provider = StaticCredentialsProvider(key_id, record.secret, record.details["security_token"])
+    client = oss.Client(oss.Config(region="cn-hangzhou", endpoint=product.cloud.url("oss"),
+                                   use_path_style=True, credentials_provider=provider, retry_max_attempts=1))
+    welcome = client.get_object(oss.GetObjectRequest(bucket="agent-docs", key="notes/welcome.txt"))
+    assert welcome.status_code == 200
+    with pytest.raises(oss.exceptions.OperationError) as caught:  # the role may, these credentials not
+        client.get_object(oss.GetObjectRequest(bucket="agent-docs", key="notes/other.txt"))
+    error = caught.value.unwrap()
+    assert (error.status_code, error.code) == (403, "AccessDenied")
