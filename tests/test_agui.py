@@ -17,6 +17,7 @@ from agent.runner import Finished, TextDelta, ToolArguments, ToolFinished, ToolS
 from identity.context import AuthorizationRequired
 from server.agui_stream import AgUiStream
 from server.events import render
+from emulators._server import listening_socket
 from tests.app_server import serve_app
 from tests.test_app_wire import request_log_lines
 
@@ -170,3 +171,28 @@ def test_text_then_parallel_tool_calls_make_one_assistant_message_and_each_turn_
     text_messages = [e.message_id for e in events if e.type == EventType.TEXT_MESSAGE_START]
     assert len(set(text_messages)) == 3  # the model's text, the consent sentence, the answer after the tools
     assert events[-1].type == EventType.RUN_FINISHED and events[-1].usage[0].total_tokens == 15
+
+
+async def test_a_run_waiting_for_consent_ends_with_a_run_error_when_the_process_stops(cloud):
+    """SIGTERM's last word (server/shutdown.py) in AG-UI's terms: the waiting run ends with `RUN_ERROR`
+    `service_restarting`, not a cut connection."""
+    sock = listening_socket()
+    public = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    cloud.register_return_url(f"{public}/callback")
+    state: dict = {}
+    body = run_input(user("帮我写入“bye”到钉钉文档，文档ID：docAgUiStop"))
+    headers = {"Authorization": f"Bearer {cloud.issue_user_jwt('agui-stopping')}"}
+    with serve_app(cloud.env | {"APP_REDIRECT_URI": public, "SHUTDOWN_GRACE_SECONDS": "3"}, sock=sock,
+                   app_state=state) as server:
+        events = []
+        async with httpx.AsyncClient(timeout=30) as http, http.stream("POST", f"{server}{AGUI}", json=body,
+                                                                       headers=headers) as response:
+            async for line in response.aiter_lines():
+                if line.startswith("data: "):
+                    events.append(EVENTS.validate_json(line.removeprefix("data: ")))
+                    if events[-1].type == EventType.CUSTOM:
+                        state["loop"].call_soon_threadsafe(state["stop"].set)
+    kinds = [event.type for event in events]
+    assert kinds[-4:] == [EventType.TEXT_MESSAGE_START, EventType.TEXT_MESSAGE_CONTENT,  # the consent sentence
+                          EventType.TEXT_MESSAGE_END, EventType.RUN_ERROR] and EventType.RUN_FINISHED not in kinds
+    assert events[-1].code == "service_restarting"
