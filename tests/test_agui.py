@@ -14,10 +14,10 @@ from ag_ui.core import Event, EventType
 from pydantic import TypeAdapter
 
 from agent.runner import Finished, TextDelta, ToolArguments, ToolFinished, ToolStarted, Usage
+from emulators._server import listening_socket
 from identity.context import AuthorizationRequired
 from server.agui_stream import AgUiStream
 from server.events import render
-from emulators._server import listening_socket
 from tests.app_server import serve_app
 from tests.test_app_wire import request_log_lines
 
