@@ -46,6 +46,7 @@ from identity.callback import CallbackRoutes, callback_app  # noqa: E402
 from identity.jwt_verifier import log_waived_verification  # noqa: E402
 from identity.service import AgentIdentity  # noqa: E402
 from identity.settings import IdentitySettings  # noqa: E402
+from server.agui import AGUI_OPENAPI, AGUI_PATH, AgUiAgent  # noqa: E402
 from server.chat import CHAT_OPENAPI, CHAT_PATH, ChatCompletions  # noqa: E402
 from server.errors import ApiError  # noqa: E402
 from server.limits import AdmissionLimits, Limits  # noqa: E402
@@ -140,9 +141,11 @@ def create_app(config: Settings | Mapping[str, str] | None = None, *, shutdown: 
     toolbox = tools.Toolbox(identity, settings.tools)
     callback = CallbackRoutes(identity)
     shutdown = shutdown or Shutdown()
-    chat = ChatCompletions(identity, provider, AgentRunner(provider, toolbox.tools),
-                           max_request_bytes=settings.server.max_request_bytes,
-                           keepalive_seconds=settings.server.keepalive_seconds, shutdown=shutdown)
+    runner = AgentRunner(provider, toolbox.tools)
+    route = {"max_request_bytes": settings.server.max_request_bytes,
+             "keepalive_seconds": settings.server.keepalive_seconds, "shutdown": shutdown}
+    chat = ChatCompletions(identity, provider, runner, **route)
+    agui = AgUiAgent(identity, provider, runner, **route)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -172,6 +175,8 @@ def create_app(config: Settings | Mapping[str, str] | None = None, *, shutdown: 
     app.add_middleware(RequestLogMiddleware)
     app.add_api_route(CHAT_PATH, chat.handle, methods=["POST"], summary="Chat Completions",
                       operation_id="chat_completions", openapi_extra=CHAT_OPENAPI)
+    app.add_api_route(AGUI_PATH, agui.handle, methods=["POST"], summary="AG-UI agent run", operation_id="ag_ui_run",
+                      openapi_extra=AGUI_OPENAPI)
     app.add_api_route("/openai/v1/models", models, methods=["GET"])
     app.add_api_route("/openai/v1/models/{model_id}", model, methods=["GET"])
     if settings.server.cors_allow_origins:

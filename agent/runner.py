@@ -14,7 +14,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.messages import AIMessageChunk, BaseMessage, ToolMessage
@@ -57,7 +57,18 @@ class TextDelta:
 
 @dataclass(frozen=True)
 class ToolStarted:
+    """The model began a tool call (its arguments follow as `ToolArguments`)."""
+
     tool: str
+    call_id: str = ""
+
+
+@dataclass(frozen=True)
+class ToolArguments:
+    """A piece of a tool call's JSON arguments, as the model writes them (model output: never a credential)."""
+
+    call_id: str
+    delta: str
 
 
 @dataclass(frozen=True)
@@ -65,6 +76,8 @@ class ToolFinished:
     tool: str
     ok: bool = True
     code: str | None = None  # why the tool did not do its job (tools/outcome.py)
+    call_id: str = ""
+    text: str = field(default="", repr=False)  # what the tool told the model
 
 
 @dataclass(frozen=True)
@@ -78,7 +91,8 @@ class KeepAlive:
 
 
 KEEPALIVE = KeepAlive()
-RunItem = TextDelta | ToolStarted | ToolFinished | Finished | KeepAlive | object  # object: identity's events
+# `object`: identity's events (identity/context.py: AuthorizationRequired, AuthorizationCompleted).
+RunItem = TextDelta | ToolStarted | ToolArguments | ToolFinished | Finished | KeepAlive | object
 
 
 @dataclass(frozen=True)
@@ -163,6 +177,7 @@ class _RunTracker:
     def __init__(self) -> None:
         self.usage: Usage | None = None
         self.finish_reason = "stop"
+        self._call_ids: dict[int | None, str] = {}  # the current model message's tool calls, by chunk index
 
     def translate(self, message: BaseMessage, metadata: dict[str, Any]) -> list[object]:
         if "|" in metadata.get("langgraph_checkpoint_ns", ""):
@@ -178,7 +193,13 @@ class _RunTracker:
         if reason in ("stop", "length", "content_filter"):
             self.finish_reason = reason
         items: list[object] = [TextDelta(message.text)] if message.text else []
-        return items + [ToolStarted(call["name"]) for call in message.tool_call_chunks if call.get("name")]
+        for call in message.tool_call_chunks:
+            if call.get("name"):  # a call's first chunk: its name and id (later ones carry only the index)
+                self._call_ids[call.get("index")] = call.get("id") or ""
+                items.append(ToolStarted(call["name"], self._call_ids[call.get("index")]))
+            if call.get("args"):
+                items.append(ToolArguments(self._call_ids.get(call.get("index"), ""), call["args"]))
+        return items
 
 
 def _finished(message: Any) -> ToolFinished:
@@ -186,10 +207,11 @@ def _finished(message: Any) -> ToolFinished:
     raised, or was called with invalid arguments, is an error)."""
     outcome = getattr(message, "artifact", None)
     name = getattr(message, "name", None) or "tool"
+    said = {"call_id": getattr(message, "tool_call_id", None) or "", "text": getattr(message, "text", "")}
     if isinstance(outcome, dict) and "ok" in outcome:
-        return ToolFinished(name, bool(outcome["ok"]), outcome.get("code"))
+        return ToolFinished(name, bool(outcome["ok"]), outcome.get("code"), **said)
     if getattr(message, "status", "success") == "error":
-        return ToolFinished(name, False, "tool_error")
-    return ToolFinished(name)
+        return ToolFinished(name, False, "tool_error", **said)
+    return ToolFinished(name, **said)
 
 

@@ -1,6 +1,7 @@
 """OpenAI chat-completion objects and their SSE framing (docs/services.md, OpenAI-compatible server).
 
-One `CompletionWriter` per response keeps the id, model and timestamp every chunk must repeat.
+One `CompletionWriter` per response keeps the id, model and timestamp every chunk must repeat;
+`ChatCompletionStream` is the streamed response's encoder (server/streaming.py).
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.runner import Usage
+from agent.runner import Finished, RunItem, TextDelta, Usage
 from server.errors import ApiError
+from server.events import Rendered
 
 DONE = b"data: [DONE]\n\n"
 KEEPALIVE = b": keep-alive\n\n"
@@ -66,3 +68,31 @@ class CompletionWriter:
         if usage is not None:
             body["usage"] = usage.as_dict()
         return body
+
+
+@dataclass
+class ChatCompletionStream:
+    """A streamed run as `chat.completion.chunk`s: the role first, agent events as content text with their
+    `agent_event`, the finish (and with `include_usage` the usage chunk), then `[DONE]`."""
+
+    writer: CompletionWriter
+    include_usage: bool = False
+
+    def opening(self) -> bytes:
+        return sse(self.writer.role())
+
+    def item(self, item: RunItem, rendered: Rendered | None) -> bytes:
+        if isinstance(item, TextDelta):
+            return sse(self.writer.content(item.text))
+        if rendered is not None:
+            return sse(self.writer.content(rendered.text, rendered.agent_event))
+        if isinstance(item, Finished):
+            usage = sse(self.writer.usage(item.usage)) if self.include_usage and item.usage is not None else b""
+            return sse(self.writer.finish(item.finish_reason)) + usage
+        return b""
+
+    def error(self, error: ApiError) -> bytes:
+        return sse(self.writer.error(error))  # as OpenAI: no `[DONE]` after an error
+
+    def closing(self) -> bytes:
+        return DONE

@@ -7,11 +7,12 @@ fields (the product docs put a `user_id` in a text part): accepted and dropped, 
 from __future__ import annotations
 
 import json
-import re
 from typing import Annotated, Any, Literal
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
+
+from server.request_body import RequestInvalid, validated
 
 
 class _Lenient(BaseModel):
@@ -114,71 +115,13 @@ class ChatCompletionRequest(_Lenient):
         return self.max_completion_tokens or self.max_tokens
 
 
-class RequestInvalid(Exception):
-    """The body does not match the schema; `param` names the first offending field (e.g. `messages.0.role`)."""
-
-    def __init__(self, message: str, param: str | None) -> None:
-        super().__init__(message)
-        self.param = param
-
-
 def parse_request(body: Any) -> ChatCompletionRequest:
     """Validate a decoded JSON body; raise `RequestInvalid` naming the field."""
-    if not isinstance(body, dict):
-        raise RequestInvalid("The request body must be a JSON object.", None)
-    if (param := _lone_surrogate_path(body)) is not None:
-        raise RequestInvalid(f"Invalid value for '{param}': the text contains a lone UTF-16 surrogate "
-                             "(an unpaired \\ud800-\\udfff escape), which is not valid Unicode.", param)
-    try:
-        chat = ChatCompletionRequest.model_validate(body)
-    except ValidationError as exc:
-        # With unions the deepest error is the telling one ("content.0.text missing", not "not a string").
-        first = max(exc.errors(include_url=False, include_input=False), key=lambda e: len(e["loc"]))
-        param = _field_path(first["loc"])
-        raise RequestInvalid(f"Invalid value for '{param}': {first['msg']}.", param) from None
-    except RecursionError:
-        raise RequestInvalid("The request body is nested too deeply.", None) from None
+    chat = validated(ChatCompletionRequest, body)
     if (unsupported := chat.unsupported()) is not None:
         param, message = unsupported
         raise RequestInvalid(message, param)
     return chat
-
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def _lone_surrogate_path(body: Any) -> str | None:
-    """Where a JSON `\\ud800`-style escape left a string that cannot be encoded (it would fail deep inside the
-    model call otherwise). Iterative, so a deeply nested body cannot exhaust the stack."""
-    pending: list[tuple[Any, str]] = [(body, "")]
-    while pending:
-        value, path = pending.pop()
-        if isinstance(value, str):
-            if not value.isascii() and _SURROGATE.search(value):
-                return path
-        elif isinstance(value, dict):
-            for key, item in value.items():
-                if not key.isascii() and _SURROGATE.search(key):
-                    return f"{path}.(key)" if path else "(key)"
-                pending.append((item, f"{path}.{key}" if path else key))
-        elif isinstance(value, list):
-            pending += [(item, f"{path}.{i}") for i, item in enumerate(value)]
-    return None
-
-
-def _field_path(loc: tuple[int | str, ...]) -> str:
-    """Pydantic puts union members into error paths (`str`, `list[...]`, then the tag `text`); drop them."""
-    path: list[str] = []
-    after_tagged_list = False
-    for i, part in enumerate(loc):
-        if part == "str" or (isinstance(part, str) and "[" in part):
-            after_tagged_list = "tagged-union" in part
-            continue
-        if after_tagged_list and isinstance(loc[i - 1], int) and part in ("text", "image_url"):
-            after_tagged_list = False
-            continue
-        path.append(str(part))
-    return ".".join(path)
 
 
 def to_langchain_messages(messages: list[ChatMessage]) -> list[BaseMessage]:
@@ -189,7 +132,7 @@ def to_langchain_messages(messages: list[ChatMessage]) -> list[BaseMessage]:
         elif message.role == "user":
             converted.append(HumanMessage(_user_content(message)))
         elif message.role == "assistant":
-            calls = [{"id": c.id, "name": c.function.name, "args": _json_object(c.function.arguments)}
+            calls = [{"id": c.id, "name": c.function.name, "args": tool_arguments(c.function.arguments)}
                      for c in message.tool_calls or ()]
             converted.append(AIMessage(message.text(), tool_calls=calls))
         else:
@@ -209,7 +152,8 @@ def _user_content(message: ChatMessage) -> str | list[str | dict]:
     return parts
 
 
-def _json_object(arguments: str) -> dict:
+def tool_arguments(arguments: str) -> dict:
+    """A tool call's JSON arguments as LangChain's `args` (anything but a JSON object: none)."""
     try:
         value = json.loads(arguments or "{}")
     except ValueError:

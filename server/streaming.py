@@ -1,8 +1,11 @@
-"""Run items -> the client's response: SSE bytes for `stream: true`, one `chat.completion` otherwise.
+"""Run items -> the client's response: server-sent events for a streamed run, one `chat.completion` otherwise.
 
-A failure before anything useful was produced is answered with a real error status (502, 504, ...); once the
-stream has started, a failure is a last event in OpenAI's shape, `data: {"error": {...}}`, and the stream
-ends there (no `[DONE]`), so a client never mistakes a broken answer for a complete one.
+`EventStreamResponse` is the streamed response of every protocol; a `StreamEncoder` (server/chunks.py for
+OpenAI's chunks, server/agui_stream.py for AG-UI's events) turns each run item into that protocol's frames.
+A failure before anything useful was produced is answered with a real error status (502, 504, ...) in the
+OpenAI error shape; once the stream has started, a failure is the protocol's last error event (OpenAI's
+`data: {"error": {...}}` with no `[DONE]` after it; AG-UI's `RUN_ERROR`), so a client never mistakes a broken
+answer for a complete one.
 """
 
 from __future__ import annotations
@@ -11,16 +14,16 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from agent.runner import Finished, KeepAlive, RunItem, TextDelta, Usage
 from identity.errors import AuthorizationPending, consent_sentence
-from server.chunks import DONE, KEEPALIVE, CompletionWriter, sse
+from server.chunks import KEEPALIVE, CompletionWriter
 from server.errors import ApiError, classify
-from server.events import render
+from server.events import Rendered, render
 from server.shutdown import Shutdown, restarting_error
 
 log = logging.getLogger(__name__)
@@ -37,6 +40,22 @@ class RunOutcome:
     waiting_for_user: asyncio.Event = field(default_factory=asyncio.Event)
 
 
+class StreamEncoder(Protocol):
+    """One streamed response's frames in a protocol's wire format (SSE bytes; `b""` for nothing)."""
+
+    def opening(self) -> bytes:
+        """The first frame, sent with the run's first item."""
+
+    def item(self, item: RunItem, rendered: Rendered | None) -> bytes:
+        """A run item (`rendered`: its agent event, for items that are one)."""
+
+    def error(self, error: ApiError) -> bytes:
+        """The last frame of a run that failed after the stream started."""
+
+    def closing(self) -> bytes:
+        """The last frame of a run that ended well."""
+
+
 class EventStreamResponse(Response):
     """The ASGI response of a streamed run.
 
@@ -45,18 +64,18 @@ class EventStreamResponse(Response):
     Everything else the stream needs, the disconnect watch included, is set up while the model is still
     thinking, so the first token has only to be written (Starlette's StreamingResponse sets up after the
     route returns, i.e. after the first token). A client that goes away, before or during the stream,
-    cancels the run. When the process stops (`shutdown`), the run is cancelled and the client gets a last
-    error chunk `service_restarting` (or a 503 if nothing was sent yet). `on_close(outcome)` runs once the
-    response is over, whichever way it ended.
+    cancels the run. When the process stops (`shutdown`), the run is cancelled and the client gets the
+    protocol's last error event `service_restarting` (or a 503 if nothing was sent yet). `on_close(outcome)`
+    runs once the response is over, whichever way it ended.
     """
 
-    def __init__(self, items: AsyncIterator[RunItem], writer: CompletionWriter, *, include_usage: bool,
-                 outcome: RunOutcome, headers: Mapping[str, str], shutdown: Shutdown | None = None,
+    def __init__(self, items: AsyncIterator[RunItem], encoder: StreamEncoder, *, outcome: RunOutcome,
+                 headers: Mapping[str, str], shutdown: Shutdown | None = None,
                  on_close: Callable[[RunOutcome], None] | None = None) -> None:
         # No body, so no Content-Length (as StreamingResponse).
         self.status_code, self.media_type, self.background = 200, "text/event-stream", None
         self.init_headers(headers)
-        self.items, self.writer, self.include_usage, self.outcome = items, writer, include_usage, outcome
+        self.items, self.encoder, self.outcome = items, encoder, outcome
         self.shutdown, self.on_close = shutdown or Shutdown(), on_close  # None: never told to stop
         self.started = False
 
@@ -95,14 +114,13 @@ class EventStreamResponse(Response):
             return
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
         self.started = True
-        chunks = _sse(first, self.items, self.writer, self.include_usage, self.outcome)
-        # The role chunk and the first item's chunk leave in one write: the client wakes once for both.
+        chunks = _frames(first, self.items, self.encoder, self.outcome)
+        # The opening frame and the first item's leave in one write: the client wakes once for both.
         opening = await anext(chunks) + await anext(chunks, b"")
         await send({"type": "http.response.body", "body": opening, "more_body": True})
         async for chunk in chunks:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
-
 
     async def _last_word(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The process is stopping: say so, in the stream if it started, else as a 503."""
@@ -111,7 +129,7 @@ class EventStreamResponse(Response):
         if not self.started:
             await JSONResponse(error.body(), status_code=error.status, headers=error.headers)(scope, receive, send)
             return
-        await send({"type": "http.response.body", "body": sse(self.writer.error(error)), "more_body": True})
+        await send({"type": "http.response.body", "body": self.encoder.error(error), "more_body": True})
         await send({"type": "http.response.body", "body": b""})
 
 
@@ -120,34 +138,33 @@ async def _until_disconnect(receive: Receive) -> None:
         pass
 
 
-async def _sse(first: RunItem, items: AsyncIterator[RunItem], writer: CompletionWriter, include_usage: bool,
-               outcome: RunOutcome) -> AsyncIterator[bytes]:
-    yield sse(writer.role())
+async def _frames(first: RunItem, items: AsyncIterator[RunItem], encoder: StreamEncoder,
+                  outcome: RunOutcome) -> AsyncIterator[bytes]:
+    yield encoder.opening()
     try:
         item: RunItem | None = first
         while item is not None:
             if isinstance(item, KeepAlive):
                 yield KEEPALIVE
-            elif isinstance(item, TextDelta):
-                yield sse(writer.content(item.text))
-            elif isinstance(item, Finished):
-                outcome.usage = item.usage
-                yield sse(writer.finish(item.finish_reason))
-                if include_usage and item.usage is not None:
-                    yield sse(writer.usage(item.usage))
-            elif (rendered := render(item)) is not None:
-                outcome.events.append(rendered.agent_event)
-                yield sse(writer.content(rendered.text, rendered.agent_event))
-                _note_waiting(outcome.waiting_for_user, rendered.agent_event["type"])  # once the link was sent
+            else:
+                rendered = None
+                if isinstance(item, Finished):
+                    outcome.usage = item.usage
+                elif not isinstance(item, TextDelta) and (rendered := render(item)) is not None:
+                    outcome.events.append(rendered.agent_event)
+                if frame := encoder.item(item, rendered):
+                    yield frame
+                if rendered is not None:  # once the link was sent
+                    _note_waiting(outcome.waiting_for_user, rendered.agent_event["type"])
             item = await anext(items, None)
     except Exception as exc:  # whatever it is, the client gets an error event and the end, never a cut stream
         error = classify(exc)
         outcome.error_code = error.code
-        yield sse(writer.error(error))
-        return  # as OpenAI: the stream ends after its error event, with no `[DONE]`
+        yield encoder.error(error)
+        return  # the stream ends after its error event
     finally:
         await items.aclose()  # on disconnect too: cancels the run
-    yield DONE
+    yield encoder.closing()
 
 
 def _note_waiting(waiting_for_user: asyncio.Event, event_type: str) -> None:

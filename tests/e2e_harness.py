@@ -11,7 +11,9 @@ issued, so test_leaks.py can prove none of them escaped.
 
 from __future__ import annotations
 
+import json
 import logging
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -186,6 +188,28 @@ class User:
                 reply.finish_reason = choice.finish_reason or reply.finish_reason
             if event and event["type"] == "authorization_required" and on_link is not None:
                 await on_link(event["url"])
+        reply.text = "".join(text)
+        return reply
+
+    async def agui_stream(self, prompt: str,
+                          on_link: Callable[[str], Awaitable[None]] | None = None) -> Reply:
+        """One AG-UI run (`POST /ag-ui/agent`); `on_link(url)` runs when the authorization event arrives.
+        `Reply.events` holds the `agent_event`s of the CUSTOM events; `finish_reason` the last event's type."""
+        reply, text = Reply(), []
+        body = {"threadId": f"thread-{self.sub}", "runId": uuid.uuid4().hex,
+                "messages": [{"id": "u1", "role": "user", "content": prompt}]}
+        async with httpx.AsyncClient(timeout=60) as http, http.stream(
+                "POST", f"{self.app_url}/ag-ui/agent", json=body,
+                headers={"Authorization": f"Bearer {self.jwt}"}) as response:
+            async for line in response.aiter_lines():
+                self.product.witness.saw(line)
+                event = json.loads(line.removeprefix("data: ")) if line.startswith("data: ") else {}
+                if event.get("type") == "CUSTOM":
+                    reply.events.append(event["value"])
+                    if event["name"] == "authorization_required" and on_link is not None:
+                        await on_link(event["value"]["url"])
+                text.append(event.get("delta", "") if event.get("type") == "TEXT_MESSAGE_CONTENT" else "")
+                reply.finish_reason = event.get("type", reply.finish_reason)
         reply.text = "".join(text)
         return reply
 

@@ -18,7 +18,7 @@ from openai.types.chat import ChatCompletion
 from agent import runner as runner_module
 from agent.graph import RunOptions
 from agent.model import DictChunkCompletions, ModelProvider
-from agent.runner import AgentRunner, Finished, TextDelta, ToolFinished, ToolStarted
+from agent.runner import AgentRunner, Finished, TextDelta, ToolArguments, ToolFinished, ToolStarted
 from agent.settings import AgentSettings
 
 
@@ -63,8 +63,11 @@ async def test_the_text_is_the_agent_model_s_own_and_a_tool_s_model_stays_inside
     items = [item async for item in runner.run([HumanMessage("Who am I on Alibaba Cloud?")], RunOptions(),
                                                no_scope)]
     text = "".join(item.text for item in items if isinstance(item, TextDelta))
-    assert [type(item) for item in items if not isinstance(item, TextDelta)] == [ToolStarted, ToolFinished,
-                                                                                  Finished]
+    events = [item for item in items if not isinstance(item, TextDelta)]
+    assert [type(item) for item in events] == [ToolStarted, ToolArguments, ToolFinished, Finished]
+    started, arguments, finished = events[:3]
+    assert started.call_id and arguments.call_id == finished.call_id == started.call_id  # one call, one id
+    assert arguments.delta == "{}" and "role-from-tool" in finished.text
     assert "role-from-tool" in text  # the model quoted the tool's result to the user
     assert "nested question" not in text
     assert sum(isinstance(item, TextDelta) for item in items) > 1  # streamed, not one block at the end

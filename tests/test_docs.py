@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+from ag_ui.core import EventType
 
 from tests.test_configuration import variables_in_env_example, variables_read_by_the_code
 
@@ -17,7 +18,9 @@ NOT_SETTINGS = {"SMOKE_USER_JWT", "PACKAGE_PYTHON", "CHAT_PAGE_SCREENSHOTS", "BA
                 "CHROMIUM_PATH", "FC_ACCOUNT_ID", "FC_INSTANCE_ID", "USER_FEDERATION",
                 "SSL_CERT_FILE",  # read by the TLS libraries from the process environment, not by settings
                 # the example tool of "Add a tool that acts as the user" (Develop)
-                "GITHUB_CREDENTIAL_PROVIDER_NAME", "GITHUB_API_BASE", "GITHUB_SCOPES"}
+                "GITHUB_CREDENTIAL_PROVIDER_NAME", "GITHUB_API_BASE", "GITHUB_SCOPES",
+                # AG-UI's event names (The AG-UI endpoint)
+                *(event.value for event in EventType)}
 
 
 def text(name: str) -> str:

@@ -1,7 +1,8 @@
-"""The agent through OpenAI clients written in JavaScript by others: the official `openai` npm package and the
-Vercel AI SDK (`ai` + `@ai-sdk/openai`), pinned in tests/js_clients/package-lock.json and installed by
-scripts/test with `npm ci`. Each client streams a plain chat and the consent flow, reports a mid-stream error,
-a 401 and a 429 as errors, and a client-supplied tool as the clear 400 it is."""
+"""The agent through clients written in JavaScript by others: the official `openai` npm package and the Vercel
+AI SDK (`ai` + `@ai-sdk/openai`) on the OpenAI route, and the AG-UI protocol's own `HttpAgent`
+(`@ag-ui/client`) on `/ag-ui/agent`, pinned in tests/js_clients/package-lock.json and installed by scripts/test
+with `npm ci`. Each client streams a plain chat and the consent flow, reports a mid-stream error, a 401 and a
+429 as errors, and a client-supplied tool as the clear 400 it is."""
 
 from __future__ import annotations
 
@@ -16,10 +17,11 @@ import pytest
 from emulators._server import listening_socket
 from sandbox.browser import LinkFollowingBrowser
 from tests.app_server import serve_app
+from tests.e2e_harness import document_content_at
 
 CLIENTS_DIR = Path(__file__).resolve().parent / "js_clients"
 NODE = shutil.which("node")
-CLIENTS = ["openai", "ai-sdk"]
+CLIENTS = ["openai", "ai-sdk", "ag-ui"]
 
 pytestmark = pytest.mark.skipif(not NODE or not (CLIENTS_DIR / "node_modules" / "ai").is_dir(),
                                 reason="node or tests/js_clients/node_modules is missing (scripts/test runs npm ci)")
@@ -37,11 +39,11 @@ def server(cloud):
 
 
 async def run_client(client: str, server: str, api_key: str, prompt: str, scenario: str = "stream",
-                     on_link=None) -> dict:
+                     on_link=None, follow_up: str | None = None) -> dict:
     """Run the client; `on_link(url)` runs as soon as the client has shown an authorization link."""
     process = await asyncio.create_subprocess_exec(
-        NODE, "clients.mjs", json.dumps({"client": client, "baseURL": f"{server}/openai/v1", "apiKey": api_key,
-                                         "scenario": scenario, "prompt": prompt}),
+        NODE, "clients.mjs", json.dumps({"client": client, "server": server, "apiKey": api_key,
+                                         "scenario": scenario, "prompt": prompt, "followUp": follow_up}),
         cwd=CLIENTS_DIR, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     result = None
     async with asyncio.timeout(90):
@@ -79,6 +81,7 @@ async def test_the_consent_flow_goes_on_in_the_same_stream(server, fresh_cloud, 
     result = await run_client(client, server, jwt, f"帮我写入“from {client}”到钉钉文档，文档ID：{doc}", on_link=person)
     assert result["error"] is None, result
     assert "Please click the link to authorize" in result["text"] and f"Wrote {len('from ' + client)}" in result["text"]
+    assert await document_content_at(fresh_cloud, doc) == f"from {client}"
 
 
 @pytest.mark.parametrize("client", CLIENTS)
@@ -102,3 +105,26 @@ async def test_401_429_and_a_client_tool_are_errors_with_their_status(server, fr
     assert unauthenticated["status"] == 401, unauthenticated
     assert throttled["status"] == 429, throttled
     assert with_tool["status"] == 400 and "tools" in with_tool["error"], with_tool
+
+
+async def test_the_ag_ui_client_keeps_the_tool_call_and_its_result_and_goes_on_with_them(server, fresh_cloud):
+    """AG-UI's own events, in the order its client checks, and the conversation the client builds from them:
+    the tool call with its arguments and result, then the answer; the next run sends all of it back."""
+    jwt = fresh_cloud.issue_user_jwt("js-ag-ui-history")
+    result = await run_client("ag-ui", server, jwt, "Who am I on Alibaba Cloud?", follow_up="hello again")
+    assert result["error"] is None, result
+    first_run = result["events"][:result["events"].index("RUN_FINISHED") + 1]
+    assert first_run == ["RUN_STARTED", "TOOL_CALL_START", "TOOL_CALL_ARGS", "TOOL_CALL_END", "TOOL_CALL_RESULT",
+                         "TEXT_MESSAGE_START", *["TEXT_MESSAGE_CONTENT"] * first_run.count("TEXT_MESSAGE_CONTENT"),
+                         "TEXT_MESSAGE_END", "RUN_FINISHED"]
+    user, call, tool, answer, again, reply = result["messages"]
+    assert (user["role"], call["role"], tool["role"], answer["role"], again["role"], reply["role"]) == (
+        "user", "assistant", "tool", "assistant", "user", "assistant")
+    assert call["toolCalls"][0]["function"] == {"name": "get_alibaba_cloud_caller_identity", "arguments": "{}"}
+    assert tool["toolCallId"] == call["toolCalls"][0]["id"] and "Alibaba Cloud account" in tool["content"]
+    assert "Alibaba Cloud account" in answer["content"]
+    # The second run's model request held the whole conversation: the call, its result and the answer.
+    async with httpx.AsyncClient() as http:
+        sent = (await http.get(f"{fresh_cloud.url('model')}/emulator/requests")).json()[-1]["messages"]
+    assert [m["role"] for m in sent][-5:] == ["user", "assistant", "tool", "assistant", "user"]
+    assert 'I understood your message: "hello again"' in reply["content"]

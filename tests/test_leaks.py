@@ -26,9 +26,11 @@ def product(pytestconfig) -> Iterator[Product]:
 
 async def run_one_of_everything(product: Product) -> None:
     """Stream with consent, a second write, the caller-identity tool, OSS reads (one refused with a body that
-    quotes the security token), and a non-stream pending link."""
+    quotes the security token), and a non-stream pending link; on the AG-UI route (whose events also carry each
+    tool call's arguments and result), consent, a write and the caller-identity tool."""
     user = User(product, "leak-check")
     newcomer = User(product, "leak-check-new")
+    agui_user = User(product, "leak-check-agui")
     try:
         await user.chat_stream("帮我写入“Helloworld”到钉钉文档，文档ID：docLeak1", on_link=user.approve)
         await user.chat_stream('Please write "again" to the DingTalk document ID: docLeak1')
@@ -37,10 +39,14 @@ async def run_one_of_everything(product: Product) -> None:
         # Another region: OSS answers SignatureDoesNotMatch with the signed request, security token and all.
         await user.chat_stream("Read oss://agent-docs/notes/welcome.txt in region cn-shanghai")
         await newcomer.chat("帮我写入“Helloworld”到钉钉文档，文档ID：docLeak2")
+        agui = await agui_user.agui_stream("帮我写入“AG-UI”到钉钉文档，文档ID：docLeak3", on_link=agui_user.approve)
+        await agui_user.agui_stream("Who am I on Alibaba Cloud?")
     finally:
         await user.aclose()
         await newcomer.aclose()
+        await agui_user.aclose()
     assert await document_content(product, "docLeak1") == "again"
+    assert agui.finish_reason == "RUN_FINISHED" and await document_content(product, "docLeak3") == "AG-UI"
 
 
 async def test_each_request_is_one_json_line_with_its_ids_status_durations_and_tool_outcomes(product):

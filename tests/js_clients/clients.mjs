@@ -1,12 +1,17 @@
-// Runs one scenario with an OpenAI client nobody here wrote, against the agent, and prints JSON lines: a
+// Runs one scenario with a client nobody here wrote, against the agent, and prints JSON lines: a
 // `{"link": ...}` line as soon as the stream shows an authorization link, then the result.
-// Usage: node clients.mjs '{"client": "openai" | "ai-sdk", "baseURL": ..., "apiKey": ..., "scenario": ..., "prompt": ...}'
+// Usage: node clients.mjs '{"client": "openai" | "ai-sdk" | "ag-ui", "server": ..., "apiKey": ..., "scenario": ...,
+//                          "prompt": ..., "followUp": ...}'
 // Scenarios: "stream" (text, agent events, errors as the client reports them), "tools" (a client-supplied tool).
+// The AG-UI client (HttpAgent, POST /ag-ui/agent) also reports the conversation it keeps (`messages`) and, with
+// `followUp`, asks that in a second run over the same conversation.
+import { HttpAgent } from "@ag-ui/client";
 import { createOpenAI } from "@ai-sdk/openai";
 import { jsonSchema, streamText, tool } from "ai";
 import OpenAI from "openai";
 
 const input = JSON.parse(process.argv[2]);
+const baseURL = `${input.server}/openai/v1`;
 const result = { text: "", events: [], error: null, status: null };
 const CONSENT = "Please click the link to authorize ";
 let linkShown = false;
@@ -26,7 +31,7 @@ function recordError(error) {
 }
 
 async function withOpenAI() {
-  const client = new OpenAI({ baseURL: input.baseURL, apiKey: input.apiKey, maxRetries: 0 });
+  const client = new OpenAI({ baseURL, apiKey: input.apiKey, maxRetries: 0 });
   const extra = input.scenario === "tools"
     ? { tools: [{ type: "function", function: { name: "lookup", parameters: { type: "object", properties: {} } } }] }
     : {};
@@ -44,7 +49,7 @@ async function withOpenAI() {
 }
 
 async function withAiSdk() {
-  const provider = createOpenAI({ baseURL: input.baseURL, apiKey: input.apiKey });
+  const provider = createOpenAI({ baseURL, apiKey: input.apiKey });
   const tools = input.scenario === "tools"
     ? { lookup: tool({ description: "Look something up.", inputSchema: jsonSchema({ type: "object", properties: {} }) }) }
     : undefined;
@@ -60,5 +65,31 @@ async function withAiSdk() {
   }
 }
 
-await (input.client === "openai" ? withOpenAI() : withAiSdk());
+async function withAgUi() {
+  const agent = new HttpAgent({ url: `${input.server}/ag-ui/agent`, headers: { Authorization: `Bearer ${input.apiKey}` },
+                                threadId: "thread-js" });
+  const tools = input.scenario === "tools"
+    ? [{ name: "lookup", description: "Look something up.", parameters: { type: "object", properties: {} } }]
+    : [];
+  const subscriber = {
+    onEvent: ({ event }) => { result.events.push(event.type === "CUSTOM" ? `CUSTOM:${event.name}` : event.type); },
+    onTextMessageContentEvent: ({ event }) => { result.text += event.delta; },
+    onCustomEvent: ({ event }) => {
+      if (event.name === "authorization_required") console.log(JSON.stringify({ link: event.value.url }));
+    },
+    onRunErrorEvent: ({ event }) => { result.error = event.message; result.code = event.code; },
+  };
+  try {
+    for (const prompt of [input.prompt, input.followUp].filter(Boolean)) {
+      agent.addMessage({ id: `user-${agent.messages.length}`, role: "user", content: prompt });
+      await agent.runAgent({ tools }, subscriber);
+    }
+  } catch (error) {
+    result.error ??= error?.message ?? String(error);
+    result.status = error?.status ?? null;
+  }
+  result.messages = agent.messages;
+}
+
+await ({ openai: withOpenAI, "ai-sdk": withAiSdk, "ag-ui": withAgUi })[input.client]();
 console.log(JSON.stringify(result));
