@@ -88,7 +88,11 @@ def measure(waiting_users: int, requests: int, window_s: float) -> dict[str, Any
     with local_cloud() as cloud:
         other = cloud.user_jwt("saturation-other")
         waiting = [cloud.user_jwt(f"saturation-waiting-{i}") for i in range(waiting_users)]
-        with app_server(cloud.env, extra_env={"AUTHORIZATION_TIMEOUT_SECONDS": "900"}) as app:
+        # The waiting users and the one measured make waiting_users + 1 requests at once: above the default
+        # MAX_CONCURRENT_REQUESTS (200, AgentRun's highest instance concurrency) when 200 wait.
+        limit = str(max(200, waiting_users + 16))
+        with app_server(cloud.env, extra_env={"AUTHORIZATION_TIMEOUT_SECONDS": "900",
+                                              "MAX_CONCURRENT_REQUESTS": limit}) as app:
             cloud.set_specified_latencies()
             cloud.set_faults("model", latency_ms=0)  # the first byte is then the server's own time
             asyncio.run(first_bytes(app, other, 10))  # warm-up
