@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from emulators import LocalCloud, start_local_cloud
 from sandbox.process import app_process
+from server.serving import serve
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 DEMO_USER = "alice"
@@ -43,7 +43,8 @@ class Sandbox:
     cloud: LocalCloud
     demo_user: str
     demo_jwt: str
-    _server: uvicorn.Server
+    _loop: asyncio.AbstractEventLoop
+    _stop: asyncio.Event  # set on `_loop`: the server stops as on SIGTERM
     _thread: threading.Thread
     _callback: ExitStack
 
@@ -53,7 +54,8 @@ class Sandbox:
 
     def stop(self) -> None:
         """Stop the agent server (finishing open streams briefly), then every emulator."""
-        self._server.should_exit = True
+        if not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(timeout=15)
         self._callback.close()
         self.cloud.stop()
@@ -92,19 +94,23 @@ def start_sandbox(port: int = 9000, demo_user: str = DEMO_USER, *, callback_port
         env = {**cloud.env, "APP_REDIRECT_URI": callback_url, "LOG_LEVEL": "INFO"}
         callback.enter_context(app_process(env, "callback", port=callback_port, echo=log_level == "info"))
         app = _build_app(cloud, env, demo_user)
-        config = uvicorn.Config(app, log_level=log_level, access_log=False, timeout_keep_alive=75,
-                                timeout_graceful_shutdown=3)
-        server = uvicorn.Server(config)
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # the caller owns Ctrl-C
-        thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])), name="agent-server",
-                                  daemon=True)
+        # Served as `python app.py` serves it (server/serving.py, Hypercorn and its limits); the socket already
+        # listens, so the URL works at once. The caller owns Ctrl-C: `stop` ends the server.
+        loop, stop = asyncio.new_event_loop(), asyncio.Event()
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            try:
+                loop.run_until_complete(serve(app, app.state.settings.server.server_limits, app.state.shutdown,
+                                              sock=sock, stop=stop))
+            finally:
+                loop.close()
+                sock.close()
+
+        thread = threading.Thread(target=run, name="agent-server", daemon=True)
         thread.start()
-        while not server.started:
-            if not thread.is_alive():
-                raise RuntimeError("the agent server failed to start; see the log above")
-            thread.join(0.01)
-        return Sandbox(base_url, callback_url, cloud, demo_user, cloud.issue_user_jwt(demo_user), server, thread,
-                       callback)
+        return Sandbox(base_url, callback_url, cloud, demo_user, cloud.issue_user_jwt(demo_user), loop, stop,
+                       thread, callback)
     except BaseException:
         callback.close()
         cloud.stop()
