@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 import sys
 
-# AgentRun offers python3.10 and python3.12 (docs/services.md, AgentRun): on 3.10 the imports below would die with
-# "cannot import name 'Self'", which says nothing about the runtime to choose.
+# AgentRun offers python3.10 and python3.12 (docs/services.md, AgentRun): on 3.10 the imports below would die
+# with "cannot import name 'Self'", which says nothing about the runtime to choose.
 if sys.version_info < (3, 11):
     sys.exit(f"This agent needs Python 3.11 or newer, not {sys.version.split()[0]}: choose the python3.12 "
              "runtime for it in AgentRun.")
@@ -131,10 +131,12 @@ def load_env() -> dict[str, str]:
     return {**values, **os.environ}
 
 
-def create_app(config: Settings | Mapping[str, str] | None = None, *, shutdown: Shutdown | None = None) -> FastAPI:
+def create_app(config: Settings | Mapping[str, str] | None = None, *,
+               shutdown: Shutdown | None = None) -> FastAPI:
     """Build the app from `config` (settings, or an env mapping; default: the process environment over
     `.env`). `shutdown`: set by the server on SIGTERM (app.state.shutdown). No network call here."""
-    settings = config if isinstance(config, Settings) else Settings.from_env(load_env() if config is None else config)
+    settings = config if isinstance(config, Settings) else Settings.from_env(
+        load_env() if config is None else config)
     log_waived_verification(settings.identity)
     identity = AgentIdentity(settings.identity)
     provider = ModelProvider(settings.agent, identity.instance_credential)
@@ -163,8 +165,8 @@ def create_app(config: Settings | Mapping[str, str] | None = None, *, shutdown: 
 
     async def model(model_id: str) -> dict[str, Any]:
         if model_id not in await provider.model_names():
-            raise ApiError(404, f"The model {model_id!r} does not exist.", "invalid_request_error", "model_not_found",
-                           "model")
+            raise ApiError(404, f"The model {model_id!r} does not exist.", "invalid_request_error",
+                           "model_not_found", "model")
         return _model_object(model_id)
 
     app = FastAPI(title="AgentRun identity agent", lifespan=lifespan, docs_url=None, redoc_url=None)
@@ -175,8 +177,8 @@ def create_app(config: Settings | Mapping[str, str] | None = None, *, shutdown: 
     app.add_middleware(RequestLogMiddleware)
     app.add_api_route(CHAT_PATH, chat.handle, methods=["POST"], summary="Chat Completions",
                       operation_id="chat_completions", openapi_extra=CHAT_OPENAPI)
-    app.add_api_route(AGUI_PATH, agui.handle, methods=["POST"], summary="AG-UI agent run", operation_id="ag_ui_run",
-                      openapi_extra=AGUI_OPENAPI)
+    app.add_api_route(AGUI_PATH, agui.handle, methods=["POST"], summary="AG-UI agent run",
+                      operation_id="ag_ui_run", openapi_extra=AGUI_OPENAPI)
     app.add_api_route("/openai/v1/models", models, methods=["GET"])
     app.add_api_route("/openai/v1/models/{model_id}", model, methods=["GET"])
     if settings.server.cors_allow_origins:

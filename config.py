@@ -99,7 +99,8 @@ class EnvReader:
         self.problems.append(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
         return default
 
-    def url(self, name: str, default: str = "", *, required: bool = False, why: str = "", base: bool = False) -> str:
+    def url(self, name: str, default: str = "", *, required: bool = False, why: str = "",
+            base: bool = False) -> str:
         """An http(s) URL with a host, without a trailing slash; `base`: no query or fragment either (other
         paths are appended to it)."""
         value = self.str(name, default, required=required, why=why).rstrip("/")
@@ -120,7 +121,8 @@ class EnvReader:
         origins = self.list(name, [])
         bad = [o for o in origins if o != "*" and not _is_http_url(o, base=True, path=False)]
         if bad:
-            self.problems.append(f"{name} must list origins such as https://chat.example.com (or *), got {bad}")
+            self.problems.append(f"{name} must list origins such as https://chat.example.com (or *), "
+                                 f"got {bad}")
         return origins
 
     def list(self, name: str, default: list[str], sep: str | None = None) -> list[str]:

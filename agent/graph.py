@@ -1,8 +1,8 @@
 """Assembles the agent: model + tools + system prompt, for one set of per-request model settings.
 
-What differs per request (model name, temperature, max tokens, stop sequences, seed) is set on the agent's own copy of the chat
-model, so the agent needs no per-call middleware. Agents are compiled once per distinct `RunOptions`
-(`AgentRunner` keeps a few) and shared by the requests that use them.
+What differs per request (model name, temperature, max tokens, stop sequences, seed) is set on the agent's own
+copy of the chat model, so the agent needs no per-call middleware. Agents are compiled once per distinct
+`RunOptions` (`AgentRunner` keeps a few) and shared by the requests that use them.
 """
 
 from __future__ import annotations

@@ -39,7 +39,8 @@ class ModelEndpoint:
 
 
 class ModelUnavailable(Exception):
-    """The model endpoint could not be determined (e.g. GetModelService failed). The message is safe to show."""
+    """The model endpoint could not be determined (e.g. GetModelService failed). The message is safe to
+    show."""
 
 
 class DictChunkCompletions:
@@ -75,9 +76,10 @@ class ModelProvider:
         self.settings = settings
         self._credential = credential  # the instance's own, signs GetModelService
         self._model: BaseChatModel | None = None
-        # The model's own SDK client and connection pool (the SDK's aiohttp client: it measured lower first-byte
-        # time and CPU than its httpx default here), opened on the event loop that serves requests and closed
-        # with the app (langchain-openai's default pool is shared by the whole process, whatever loop uses it).
+        # The model's own SDK client and connection pool (the SDK's aiohttp client: it measured lower
+        # first-byte time and CPU than its httpx default here), opened on the event loop that serves requests
+        # and closed with the app (langchain-openai's default pool is shared by the whole process, whatever
+        # loop uses it).
         self._sdk: openai.AsyncOpenAI | None = None
         self._endpoint: ModelEndpoint | None = None
         self._lock = asyncio.Lock()
@@ -154,15 +156,16 @@ async def _stored_credential(client: AgentRunClient, service: str, credential: s
     except Exception as exc:  # SDK errors carry request details; keep only the code
         code = getattr(exc, "code", None) or type(exc).__name__
         log.warning("GetCredential %s (for model service %s) failed: %s", credential, service, code)
-        raise ModelUnavailable(f"Could not read the credential of model service {service!r} ({code}).") from None
+        raise ModelUnavailable(f"Could not read the credential of model service {service!r} "
+                               f"({code}).") from None
     data = response.body.data if response.body else None
     return data.credential_secret if data else None
 
 
 def build_chat_model(settings: AgentSettings, endpoint: ModelEndpoint | None,
                      sdk: openai.AsyncOpenAI | None) -> BaseChatModel:
-    """The stock LangChain chat model for `settings`; an OpenAI-compatible one is pointed at `endpoint` through
-    `sdk`, its streamed calls through `DictChunkCompletions`."""
+    """The stock LangChain chat model for `settings`; an OpenAI-compatible one is pointed at `endpoint`
+    through `sdk`, its streamed calls through `DictChunkCompletions`."""
     if endpoint is None or sdk is None:
         return init_chat_model(settings.model_name, model_provider=settings.model_provider,
                                timeout=settings.timeout_seconds, max_retries=settings.max_retries)

@@ -4,7 +4,8 @@ Two sources feed one queue: the LangGraph stream of the run in its "messages" mo
 text as it arrives, the tool calls it starts, usage, finish reason, and each tool's result), and the request's
 event sink (authorization requests that identity/ emits through `RequestContext.emit` while a tool waits). The
 consumer drains the queue, yielding `KEEPALIVE` whenever nothing arrived for a while so proxies keep the
-connection open. Closing or cancelling the consumer (the client went away) cancels the run: no task outlives it.
+connection open. Closing or cancelling the consumer (the client went away) cancels the run: no task outlives
+it.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ Emit = Callable[[object], Awaitable[None]]
 RequestScope = Callable[[Emit], AbstractContextManager[Any]]
 
 
-# --- what a run yields ----------------------------------------------------------------------------------------
+# --- what a run yields --------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Usage:
@@ -43,7 +44,8 @@ class Usage:
         return self.prompt_tokens + self.completion_tokens
 
     def __add__(self, other: Usage) -> Usage:
-        return Usage(self.prompt_tokens + other.prompt_tokens, self.completion_tokens + other.completion_tokens)
+        return Usage(self.prompt_tokens + other.prompt_tokens,
+                     self.completion_tokens + other.completion_tokens)
 
     def as_dict(self) -> dict[str, int]:
         return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
@@ -65,7 +67,8 @@ class ToolStarted:
 
 @dataclass(frozen=True)
 class ToolArguments:
-    """A piece of a tool call's JSON arguments, as the model writes them (model output: never a credential)."""
+    """A piece of a tool call's JSON arguments, as the model writes them (model output: never a
+    credential)."""
 
     call_id: str
     delta: str
@@ -188,7 +191,8 @@ class _RunTracker:
         if node != MODEL_NODE or not isinstance(message, AIMessageChunk):
             return []
         if usage := message.usage_metadata:
-            self.usage = (self.usage or Usage()) + Usage(usage.get("input_tokens", 0), usage.get("output_tokens", 0))
+            self.usage = (self.usage or Usage()) + Usage(usage.get("input_tokens", 0),
+                                                         usage.get("output_tokens", 0))
         reason = message.response_metadata.get("finish_reason")
         if reason in ("stop", "length", "content_filter"):
             self.finish_reason = reason

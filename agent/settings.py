@@ -40,17 +40,19 @@ class AgentSettings:
         if service and (base_url or api_key):
             set_too = " and ".join(name for name, value in (("MODEL_BASE_URL", base_url), ("MODEL_API_KEY or "
                                    "DASHSCOPE_API_KEY", api_key)) if value)
-            read.problems.append(f"MODEL_SERVICE_NAME and {set_too} are both set: choose one model route (the "
-                                 "AgentRun model service, or an endpoint and key) and unset the other")
+            read.problems.append(f"MODEL_SERVICE_NAME and {set_too} are both set: choose one model route "
+                                 "(the AgentRun model service, or an endpoint and key) and unset the other")
         # One setting names the model, LangChain's init_chat_model style: "qwen-plus" (any OpenAI-compatible
         # endpoint) or "<provider>:<model>", e.g. "anthropic:claude-sonnet-4-5" with langchain-anthropic.
         provider, _, model_name = read.str("MODEL_NAME", "qwen-plus").rpartition(":")
         provider = provider or OPENAI_COMPATIBLE
         if not model_name:
-            read.problems.append("MODEL_NAME must name a model, e.g. qwen-plus or anthropic:claude-sonnet-4-5")
+            read.problems.append("MODEL_NAME must name a model, e.g. qwen-plus or "
+                                 "anthropic:claude-sonnet-4-5")
         if provider == OPENAI_COMPATIBLE and not api_key and not service:
-            read.problems.append("MODEL_API_KEY (or DASHSCOPE_API_KEY) is required, unless MODEL_SERVICE_NAME "
-                                 "names an AgentRun model service to take the endpoint and key from")
+            read.problems.append("MODEL_API_KEY (or DASHSCOPE_API_KEY) is required, unless "
+                                 "MODEL_SERVICE_NAME names an AgentRun model service to take the endpoint "
+                                 "and key from")
         settings = cls(
             model_name=model_name or "qwen-plus",
             model_provider=provider,

@@ -50,7 +50,8 @@ class PendingAuthorizations:
             pending.wake.set()
 
     def ended(self, flow_id: str, outcome: IdentityError) -> bool:
-        """The provider sent the user back with an error for the flow `flow_id`: end its wait with `outcome`."""
+        """The provider sent the user back with an error for the flow `flow_id`: end its wait with
+        `outcome`."""
         pending = self._by_flow.get(flow_id)
         if pending is None:
             return False

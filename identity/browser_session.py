@@ -83,8 +83,8 @@ class BrowserSessions:
         return sub if isinstance(sub, str) and sub else None
 
     def sign_in(self, response: Response, sub: str) -> None:
-        self.cookies.set(response, self.cookies.session_name, self._sessions.seal({"sub": sub}, SESSION_SECONDS),
-                         SESSION_SECONDS)
+        self.cookies.set(response, self.cookies.session_name,
+                         self._sessions.seal({"sub": sub}, SESSION_SECONDS), SESSION_SECONDS)
 
     def start_sign_in(self, response: Response, transaction: SignInTransaction) -> None:
         self.cookies.set(response, self.cookies.sign_in_name, self.seal_sign_in(transaction), SIGN_IN_SECONDS)
@@ -97,8 +97,8 @@ class BrowserSessions:
         """The sign-in cookie's value: the sealed secrets, then the resume query in the clear (it is only the
         provider's redirect, already in the browser's history), bound to them by a digest."""
         resume = _FIELD_SEPARATOR.join(quote(transaction.resume.get(k, ""), safe="") for k in RESUME_FIELDS)
-        sealed = self._sign_ins.seal({"v": transaction.verifier, "n": transaction.nonce, "c": transaction.csrf,
-                                      "r": _digest(resume)}, SIGN_IN_SECONDS)
+        sealed = self._sign_ins.seal({"v": transaction.verifier, "n": transaction.nonce,
+                                      "c": transaction.csrf, "r": _digest(resume)}, SIGN_IN_SECONDS)
         return f"{sealed}{_PART_SEPARATOR}{resume}"
 
     def open_sign_in(self, value: str) -> SignInTransaction | None:
@@ -108,9 +108,11 @@ class BrowserSessions:
         except Unsealable:
             return None
         fields = resume.split(_FIELD_SEPARATOR)
-        if not hmac.compare_digest(str(document.get("r", "")), _digest(resume)) or len(fields) != len(RESUME_FIELDS):
+        if (not hmac.compare_digest(str(document.get("r", "")), _digest(resume))
+                or len(fields) != len(RESUME_FIELDS)):
             return None
-        return SignInTransaction(verifier=str(document["v"]), nonce=str(document["n"]), csrf=str(document["c"]),
+        return SignInTransaction(verifier=str(document["v"]), nonce=str(document["n"]),
+                                 csrf=str(document["c"]),
                                  resume={k: unquote(v) for k, v in zip(RESUME_FIELDS, fields) if v})
 
     def end_sign_in(self, response: Response) -> None:

@@ -73,7 +73,8 @@ class CachedFlights(Generic[V]):
         self._flights: dict[Hashable, asyncio.Task[tuple[V, float]]] = {}
 
     async def get(self, key: Hashable, load: Callable[[], Awaitable[tuple[V, float]]]) -> V:
-        """The cached value for `key`, or the result of `load()` -> (value, expires_at), shared by concurrent callers."""
+        """The cached value for `key`, or the result of `load()` -> (value, expires_at), shared by concurrent
+        callers."""
         cached = self.cache.get(key)
         if cached is not None:
             return cached

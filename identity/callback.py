@@ -53,7 +53,8 @@ class CallbackRoutes:
             self.router.add_api_route(path, self.callback, methods=["GET"], include_in_schema=False)
         self.router.add_api_route(SIGNED_IN_PATH, self.signed_in, methods=["GET"], include_in_schema=False)
 
-    async def callback(self, request: Request, state: str = "", session_uri: str = "", error: str = "") -> Response:
+    async def callback(self, request: Request, state: str = "", session_uri: str = "",
+                       error: str = "") -> Response:
         """The provider's redirect: finish the flow for the signed-in user, or sign the browser in first."""
         if max(len(state), len(session_uri), len(error)) > MAX_PARAMETER_LENGTH:
             return _page(400, "Authorization failed", "The link is malformed.")
@@ -68,8 +69,9 @@ class CallbackRoutes:
         if sub is not None:
             return await self._finish(flow, sub, session_uri=session_uri, error=error)
         if self.sign_in is None:
-            return _page(401, "Sign-in needed", "This callback cannot sign your browser in: the operator has not set "
-                         "CALLBACK_OIDC_CLIENT_ID. Ask the operator, or ask the assistant again later.")
+            return _page(401, "Sign-in needed", "This callback cannot sign your browser in: the operator has "
+                         "not set CALLBACK_OIDC_CLIENT_ID. Ask the operator, or ask the assistant again "
+                         "later.")
         resume = {"state": state, "session_uri": session_uri, "error": error}
         try:
             url, transaction = await self.sign_in.begin(resume)
@@ -84,8 +86,9 @@ class CallbackRoutes:
         transaction = self.sessions.pending_sign_in(request)
         if transaction is None or not state or state != transaction.csrf:
             log.info("Browser sign-in rejected: no matching sign-in in this browser")
-            return _page(400, "Sign-in expired", "This sign-in was not started in this browser or took too long. "
-                         "Open the authorization link from the assistant again, or ask it for a new one.")
+            return _page(400, "Sign-in expired", "This sign-in was not started in this browser or took too "
+                         "long. Open the authorization link from the assistant again, or ask it for a new "
+                         "one.")
         if error or not code or self.sign_in is None:
             return _page(401, "Sign-in failed", "You were not signed in at the identity provider, so the "
                          "authorization was not completed. Ask the assistant again to retry.")
@@ -117,32 +120,36 @@ class CallbackRoutes:
 
     async def _finish(self, flow: FlowState, sub: str, *, session_uri: str, error: str) -> Response:
         if sub != flow.sub:
-            log.warning("Authorization callback rejected: the signed-in user did not start this authorization")
-            return _page(403, "Wrong user", "This authorization was started by a different user. Sign in as that "
-                         "user, or ask the assistant again yourself.")
+            log.warning("Authorization callback rejected: the signed-in user did not start this "
+                        "authorization")
+            return _page(403, "Wrong user", "This authorization was started by a different user. Sign in as "
+                         "that user, or ask the assistant again yourself.")
         if error:
             self._used.put(flow.flow_id, True, flow.expires_at)
             code = error if _ERROR_CODE.match(error) else "unrecognised_error"
             outcome = self.identity.provider_refused(flow, code)
             if code == "access_denied":
-                return _page(200, "Authorization declined", "You declined the request; the assistant will not get "
-                             "access. You can close this tab.")
+                return _page(200, "Authorization declined", "You declined the request; the assistant will "
+                             "not get access. You can close this tab.")
             return _page(502, "Authorization failed", outcome.safe_message)
         if not session_uri:
             return _page(400, "Authorization failed", "The link is incomplete or was altered.")
-        self._used.put(flow.flow_id, True, flow.expires_at)  # before the call: a concurrent replay must not pass
+        # before the call: a concurrent replay must not pass
+        self._used.put(flow.flow_id, True, flow.expires_at)
         try:
             await self.identity.complete_authorization(session_uri=session_uri, flow=flow)
-        except ProviderMisconfigured as refused:  # the service answered 4xx: most often a used or expired session
+        # the service answered 4xx: most often a used or expired session
+        except ProviderMisconfigured as refused:
             log.info("Authorization callback: CompleteResourceTokenAuth refused (%s)", refused.service_code)
             return _page(400, "Authorization failed", f"Agent Identity did not accept this authorization "
-                         f"({refused.service_code or 'refused'}): the link may have been used already or have "
-                         "expired. Ask the assistant again for a new link.")
+                         f"({refused.service_code or 'refused'}): the link may have been used already or "
+                         "have expired. Ask the assistant again for a new link.")
         except IdentityError as failure:
             self._used.pop(flow.flow_id)  # the same user may retry after a transient failure
             return _page(failure.http_status if failure.http_status >= 400 else 502, "Authorization failed",
                          failure.safe_message)
-        log.info("Authorization completed for provider %s (session %s)", flow.provider, flow.session_id or "-")
+        log.info("Authorization completed for provider %s (session %s)", flow.provider,
+                 flow.session_id or "-")
         return HTMLResponse(success_page(f"{flow.purpose} ({flow.provider})"), headers=_NO_STORE)
 
     async def aclose(self) -> None:
@@ -162,7 +169,8 @@ def _already_used() -> HTMLResponse:
 
 
 def callback_app(identity: AgentIdentity) -> FastAPI:
-    """The callback alone, for `python app.py callback`: `/callback` (as mounted in the agent) and `/health`."""
+    """The callback alone, for `python app.py callback`: `/callback` (as mounted in the agent) and
+    `/health`."""
     routes = CallbackRoutes(identity)
 
     @asynccontextmanager
@@ -171,13 +179,15 @@ def callback_app(identity: AgentIdentity) -> FastAPI:
         await routes.aclose()
         await identity.aclose()
 
-    app = FastAPI(title="Authorization callback", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app = FastAPI(title="Authorization callback", docs_url=None, redoc_url=None, openapi_url=None,
+                  lifespan=lifespan)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, error: StarletteHTTPException) -> Response:
         """Unknown paths and methods in the OpenAI error shape, as the agent's own routes answer them."""
         code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
-        return JSONResponse({"error": {"message": str(error.detail), "type": "invalid_request_error", "code": code}},
+        return JSONResponse({"error": {"message": str(error.detail), "type": "invalid_request_error",
+                                       "code": code}},
                             status_code=error.status_code, headers=error.headers)
 
     @app.get("/health")

@@ -2,10 +2,10 @@
 
 The request handler binds it once per request with `bind_request_context`. The caller's verified JWT, its
 subject and the session id are handed to the Agent Identity SDK's own context (`AgentIdentityContext`: the
-entry point the SDK's helpers read, contextvars, no I/O), and identity/ reads them back from there; tools never
-take or see the JWT. What the SDK's context has no slot for (the verified claims, the event sink, whether the
-request can wait for consent) travels beside it in `RequestContext`. Contextvars, because every task the agent
-spawns for a request copies them and concurrent requests never see each other's.
+entry point the SDK's helpers read, contextvars, no I/O), and identity/ reads them back from there; tools
+never take or see the JWT. What the SDK's context has no slot for (the verified claims, the event sink,
+whether the request can wait for consent) travels beside it in `RequestContext`. Contextvars, because every
+task the agent spawns for a request copies them and concurrent requests never see each other's.
 """
 
 from __future__ import annotations
@@ -95,7 +95,8 @@ def current_request_context() -> RequestContext:
 
 
 def current_user_token() -> str:
-    """The current caller's verified JWT, from the SDK's context; raises NoRequestContext outside a request."""
+    """The current caller's verified JWT, from the SDK's context; raises NoRequestContext outside a
+    request."""
     token = AgentIdentityContext.get_user_token()
     if not token:
         raise NoRequestContext()

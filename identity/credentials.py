@@ -46,7 +46,8 @@ class StsCredential:
 
 
 def parse_expiration(value: str | None, fallback: datetime) -> datetime:
-    """ISO 8601 `Expiration` (e.g. 2025-11-27T10:00:00Z) as an aware datetime; `fallback` when absent or odd."""
+    """ISO 8601 `Expiration` (e.g. 2025-11-27T10:00:00Z) as an aware datetime; `fallback` when absent or
+    odd."""
     if not value:
         return fallback
     try:

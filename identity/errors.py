@@ -47,7 +47,8 @@ def consent_sentence(purpose: str, url: str) -> str:
 
 
 class AuthorizationPending(IdentityError):
-    """The user must open `url` to authorize; raised instead of waiting when the client cannot be streamed to."""
+    """The user must open `url` to authorize; raised instead of waiting when the client cannot be streamed
+    to."""
 
     code = "authorization_required"
     http_status = 200
@@ -71,8 +72,8 @@ class AuthorizationFailed(IdentityError):
 
     code = "authorization_failed"
     http_status = 502
-    default_message = ("The authorization was not completed (declined, or the provider failed). Ask again to get "
-                       "a new link.")
+    default_message = ("The authorization was not completed (declined, or the provider failed). Ask again to "
+                       "get a new link.")
 
     def __init__(self, provider_error: str | None = None) -> None:
         super().__init__(f"The provider could not complete the authorization ({provider_error}). "
@@ -86,7 +87,8 @@ class AuthorizationTimedOut(IdentityError):
 
 
 class ProviderMisconfigured(IdentityError):
-    """The credential provider, workload identity or return URL is wrong: an operator must fix configuration."""
+    """The credential provider, workload identity or return URL is wrong: an operator must fix
+    configuration."""
 
     code = "provider_misconfigured"
     http_status = 502

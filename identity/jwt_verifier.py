@@ -1,4 +1,5 @@
-"""Inbound user JWT verification (pyjwt), with a bounded JWKS key cache and a bounded cache of verified claims.
+"""Inbound user JWT verification (pyjwt), with a bounded JWKS key cache and a bounded cache of verified
+claims.
 
 Every failure becomes the same `InvalidCallerToken` so the 401 tells an attacker nothing; the reason is
 logged at debug level as an exception class name only (never the token or its claims).
@@ -49,8 +50,8 @@ class JwksKeys:
     `retry_max_seconds`); meanwhile, with no key known yet, callers get `IdentityUnavailable` at once."""
 
     def __init__(self, url: str, *, min_refresh_seconds: float = 30.0, max_age_seconds: float = 3600.0,
-                 timeout_seconds: float = 5.0, retry_initial_seconds: float = 1.0, retry_max_seconds: float = 60.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 timeout_seconds: float = 5.0, retry_initial_seconds: float = 1.0,
+                 retry_max_seconds: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.url = url
         self._keys: dict[str, dict[str, Any]] = {}
         self._fetched_at: float | None = None  # last success
@@ -104,8 +105,8 @@ class JwksKeys:
             backoff = min(self._retry_initial * 2 ** (self._failures - 1), self._retry_max)
             self._retry_at = self._clock() + backoff
             log.warning("Could not fetch the inbound JWKS (%s); %s; next try in %g s", type(error).__name__,
-                        "keeping the keys already known" if self._fetched_at is not None else "no key known yet",
-                        backoff)
+                        "keeping the keys already known" if self._fetched_at is not None
+                        else "no key known yet", backoff)
             return
         entries = document.get("keys") if isinstance(document, dict) else None
         keys: dict[str, dict[str, Any]] = {}
@@ -123,8 +124,9 @@ class JwksKeys:
 def log_waived_verification(settings: IdentitySettings) -> None:
     """At start-up, not at the first request: the operator sees at once that signatures go unchecked."""
     if not settings.jwks_url:
-        log.warning("Inbound JWT signatures are NOT verified here (INBOUND_JWT_VERIFY=off or no INBOUND_JWKS_URL "
-                    "outside production): this is safe only behind a gateway that verifies the JWT")
+        log.warning("Inbound JWT signatures are NOT verified here (INBOUND_JWT_VERIFY=off or no "
+                    "INBOUND_JWKS_URL outside production): this is safe only behind a gateway that verifies "
+                    "the JWT")
 
 
 class VerifiedClaims:
@@ -137,7 +139,8 @@ class VerifiedClaims:
     short window bounds how long a key removed from the JWKS keeps accepting tokens it signed.
     """
 
-    def __init__(self, *, max_entries: int = VERIFIED_CACHE_SIZE, max_age_seconds: float = VERIFIED_CACHE_SECONDS,
+    def __init__(self, *, max_entries: int = VERIFIED_CACHE_SIZE,
+                 max_age_seconds: float = VERIFIED_CACHE_SECONDS,
                  clock: Callable[[], float] = time.time) -> None:
         self._entries: ExpiringLru[dict[str, Any]] = ExpiringLru(max_entries, clock)  # keyed by token hash
         self._max_age = max_age_seconds
@@ -177,7 +180,8 @@ class JwtVerifier:
             algorithm = header.get("alg")
             if algorithm not in self._algorithms:
                 raise jwt.InvalidAlgorithmError("algorithm not allowed")
-            claims = await (self._verified(token, header, algorithm) if self._keys else self._unverified(token, algorithm))
+            claims = await (self._verified(token, header, algorithm) if self._keys
+                            else self._unverified(token, algorithm))
         except (jwt.PyJWTError, ValueError, TypeError, KeyError) as error:
             log.debug("Inbound token rejected (%s)", type(error).__name__)
             raise InvalidCallerToken() from None
@@ -189,7 +193,8 @@ class JwtVerifier:
 
     @property
     def inbound_keys(self) -> JwksKeys | None:
-        """The INBOUND_JWKS_URL key set (None when the gateway verifies), for callers that trust the same IdP."""
+        """The INBOUND_JWKS_URL key set (None when the gateway verifies), for callers that trust the same
+        IdP."""
         return self._keys
 
     async def id_token_claims(self, token: str, *, audience: str, keys: JwksKeys) -> dict[str, Any]:
@@ -206,8 +211,8 @@ class JwtVerifier:
             raise InvalidCallerToken()
         return claims
 
-    async def _verified(self, token: str, header: Mapping[str, Any], algorithm: str, *, keys: JwksKeys | None = None,
-                        audience: str | None = None) -> dict[str, Any]:
+    async def _verified(self, token: str, header: Mapping[str, Any], algorithm: str, *,
+                        keys: JwksKeys | None = None, audience: str | None = None) -> dict[str, Any]:
         if algorithm not in self._algorithms:
             raise jwt.InvalidAlgorithmError("algorithm not allowed")
         inbound = keys is None

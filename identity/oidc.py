@@ -1,4 +1,5 @@
-"""Browser sign-in for the callback at the users' own IdP: the OpenID Connect authorization code flow with PKCE.
+"""Browser sign-in for the callback at the users' own IdP: the OpenID Connect authorization code flow with
+PKCE.
 
 Only the user who started a flow may approve or decline it, and a browser that follows the provider's
 redirect carries no bearer token. So the callback sends the browser to the IdP the agent already trusts for
@@ -56,8 +57,9 @@ class OidcSignIn:
         transaction = SignInTransaction(verifier=secrets.token_urlsafe(48), nonce=secrets.token_urlsafe(24),
                                         csrf=secrets.token_urlsafe(24), resume=resume)
         async with self._client(metadata) as client:
-            url, _ = client.create_authorization_url(metadata["authorization_endpoint"], state=transaction.csrf,
-                                                     nonce=transaction.nonce, code_verifier=transaction.verifier)
+            url, _ = client.create_authorization_url(metadata["authorization_endpoint"],
+                                                     state=transaction.csrf, nonce=transaction.nonce,
+                                                     code_verifier=transaction.verifier)
         return url, transaction
 
     async def finish(self, *, code: str, transaction: SignInTransaction) -> str:
@@ -84,8 +86,8 @@ class OidcSignIn:
         except InvalidCallerToken:
             raise SignInFailed("The identity provider's answer could not be verified.") from None
         except IdentityUnavailable:
-            raise SignInFailed("The identity provider's signing keys are unavailable right now; try again shortly.",
-                               unavailable=True) from None
+            raise SignInFailed("The identity provider's signing keys are unavailable right now; try again "
+                               "shortly.", unavailable=True) from None
         if not hmac.compare_digest(str(claims.get("nonce", "")), transaction.nonce):
             log.warning("Browser sign-in: the ID token's nonce does not match this browser's sign-in")
             raise SignInFailed("The identity provider's answer belongs to another sign-in.")
@@ -100,8 +102,9 @@ class OidcSignIn:
             method = "client_secret_basic"
         else:
             method = "client_secret_post"
-        return AsyncOAuth2Client(client_id=settings.signin_client_id, client_secret=settings.signin_client_secret
-                                 or None, token_endpoint_auth_method=method, scope=" ".join(settings.signin_scopes),
+        return AsyncOAuth2Client(client_id=settings.signin_client_id,
+                                 client_secret=settings.signin_client_secret or None,
+                                 token_endpoint_auth_method=method, scope=" ".join(settings.signin_scopes),
                                  redirect_uri=settings.signin_redirect_url, code_challenge_method="S256",
                                  timeout=HTTP_TIMEOUT_SECONDS, trust_env=False, verify=tls_context())
 
@@ -117,7 +120,8 @@ class OidcSignIn:
                 raise ValueError("discovery document too large")
             metadata = response.json()
         except (httpx.HTTPError, ValueError) as error:
-            log.warning("Browser sign-in: the IdP's discovery document is unavailable (%s)", type(error).__name__)
+            log.warning("Browser sign-in: the IdP's discovery document is unavailable (%s)",
+                        type(error).__name__)
             raise SignInFailed("The identity provider is unavailable right now; try again shortly.",
                                unavailable=True) from None
         needed = ("authorization_endpoint", "token_endpoint", "jwks_uri")
@@ -125,7 +129,8 @@ class OidcSignIn:
                 or not all(isinstance(metadata.get(k), str) for k in needed):
             log.error("Browser sign-in: %s/.well-known/openid-configuration names another issuer or lacks %s",
                       issuer, ", ".join(needed))
-            raise SignInFailed("The identity provider is not configured for browser sign-in; contact the operator.")
+            raise SignInFailed("The identity provider is not configured for browser sign-in; contact the "
+                               "operator.")
         self._metadata = metadata
         return metadata
 

@@ -48,7 +48,8 @@ def may_be_stale_credential(error: IdentityError) -> bool:
     if credential_rejected(error.service_code):
         return True
     status, code = error.service_status or 0, (error.service_code or "").lower()
-    return status in (401, 403) or (400 <= status < 500 and any(word in code for word in STALE_CREDENTIAL_WORDS))
+    return status in (401, 403) or (400 <= status < 500
+                                     and any(word in code for word in STALE_CREDENTIAL_WORDS))
 
 
 THROTTLED, UNAVAILABLE, REJECTED, UNREACHABLE = "throttled", "unavailable", "rejected", "unreachable"
@@ -79,15 +80,17 @@ def translate(error: BaseException, action: str) -> IdentityError:
         if kind == UNAVAILABLE:
             return IdentityUnavailable(**answer)
         if "JsonWebToken" in code or "UserToken" in code or "UserJWT" in code:
-            return InvalidCallerToken("The identity service did not accept your sign-in; please sign in again.",
-                                      **answer)
+            return InvalidCallerToken("The identity service did not accept your sign-in; please sign in "
+                                      "again.", **answer)
         return ProviderMisconfigured(f"The identity service rejected {action} (code {code or status}); "
                                      "an operator must check the credential provider and workload identity.",
                                      **answer)
     if isinstance(error, CredentialException):
-        log.warning("Agent Identity %s: the instance credentials are unavailable (%s)", action, type(error).__name__)
+        log.warning("Agent Identity %s: the instance credentials are unavailable (%s)", action,
+                    type(error).__name__)
         return ProviderMisconfigured("The agent's own cloud credentials are missing or invalid.")
-    if isinstance(error, UnretryableException | DaraException | aiohttp.ClientError | asyncio.TimeoutError | OSError):
+    if isinstance(error, UnretryableException | DaraException | aiohttp.ClientError | asyncio.TimeoutError
+                  | OSError):
         if untrusted_certificate(error):
             log.warning("Agent Identity %s: the endpoint's TLS certificate is not trusted (a private CA "
                         "must be named in SSL_CERT_FILE)", action)

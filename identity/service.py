@@ -33,8 +33,9 @@ from identity.cache import CachedFlights, ExpiringLru, token_key
 from identity.context import (AuthorizationCompleted, AuthorizationRequired, Caller, RequestContext,
                               current_request_context, current_session_id, current_user_token)
 from identity.credentials import StsCredential, instance_credential_client, parse_expiration
-from identity.errors import (AuthorizationDeclined, AuthorizationFailed, AuthorizationPending, AuthorizationTimedOut,
-                             IdentityError, IdentityThrottled, IdentityUnavailable, ProviderMisconfigured)
+from identity.errors import (AuthorizationDeclined, AuthorizationFailed, AuthorizationPending,
+                             AuthorizationTimedOut, IdentityError, IdentityThrottled, IdentityUnavailable,
+                             ProviderMisconfigured)
 from identity.jwt_verifier import JwtVerifier
 from identity.sdk_errors import may_be_stale_credential, translate
 from identity.settings import IdentitySettings
@@ -48,12 +49,13 @@ T = TypeVar("T")
 
 FLOWS = ("USER_FEDERATION", "M2M")
 USER_TOKEN_MARGIN_SECONDS = 30.0  # stop using a workload token this long before the user's JWT expires
-UNDATED_TOKEN_TTL_SECONDS = 300.0  # JWTs without `exp` (only possible behind a gateway) are re-exchanged this often
+# JWTs without `exp` (only possible behind a gateway) are re-exchanged this often
+UNDATED_TOKEN_TTL_SECONDS = 300.0
 SIGNING_STS_SECONDS = 3600  # the same duration as sts_credential's default, so both share one credential
 OAUTH2_TOKEN_MARGIN_SECONDS = 60.0  # stop serving a cached OAuth2 token this long before its ExpiresIn
-# SessionStatus values are not published (docs/services.md): AWS documents IN_PROGRESS and FAILED. FAILED ends the
-# wait as "not completed" (a refusal or a provider failure look the same here); any value we do not know means
-# "still waiting".
+# SessionStatus values are not published (docs/services.md): AWS documents IN_PROGRESS and FAILED. FAILED ends
+# the wait as "not completed" (a refusal or a provider failure look the same here); any value we do not know
+# means "still waiting".
 FAILED_STATUSES = {"FAILED"}
 EXPIRED_STATUSES = {"EXPIRED", "TIMEOUT", "TIMED_OUT"}
 # While waiting, every this many polls of its own session a flow also asks the vault (GetResourceOAuth2Token
@@ -62,7 +64,8 @@ VAULT_PROBE_EVERY_POLLS = 3
 
 
 class IssuedToken(NamedTuple):
-    """An OAuth2 access token and its lifetime as the service reported it (`ExpiresIn`, seconds; None if absent)."""
+    """An OAuth2 access token and its lifetime as the service reported it (`ExpiresIn`, seconds; None if
+    absent)."""
 
     token: str
     expires_in: int | str | None
@@ -84,7 +87,8 @@ class AgentIdentity:
         self._clock = clock
         self._verifier = JwtVerifier(settings)
         self._states = FlowStates(settings.state_secret, clock)
-        self.instance_credential = instance_credential_client(settings.access_key_id, settings.access_key_secret,
+        self.instance_credential = instance_credential_client(settings.access_key_id,
+                                                              settings.access_key_secret,
                                                               settings.security_token)
         self._instance_client = self._data_client(self.instance_credential)
         self._workload_tokens: CachedFlights[str] = CachedFlights(settings.cache_size, clock)
@@ -139,8 +143,9 @@ class AgentIdentity:
         session `policy`; cached until shortly before they expire, single flight.
 
         `rejected`: credentials a service just refused (InvalidSecurityToken.*, see
-        identity.sdk_errors.credential_rejected) although our cache still held them. They are dropped, unless a
-        concurrent request already replaced them, and fresh ones are returned: call this once, then give up."""
+        identity.sdk_errors.credential_rejected) although our cache still held them. They are dropped, unless
+        a concurrent request already replaced them, and fresh ones are returned: call this once, then give
+        up."""
         caller = current_request_context().caller
 
         async def attempt() -> StsCredential:
@@ -172,8 +177,8 @@ class AgentIdentity:
         self._signing_clients.pop(rejected.access_key_id)
 
     async def _retry_if_stale(self, caller: Caller, attempt: Callable[[], Awaitable[T]]) -> T:
-        """Run `attempt`; if the service refused a cached workload token or the STS credentials that signed the
-        call, drop both and run it once more (the user's JWT is exchanged again)."""
+        """Run `attempt`; if the service refused a cached workload token or the STS credentials that signed
+        the call, drop both and run it once more (the user's JWT is exchanged again)."""
         try:
             return await attempt()
         except IdentityError as error:
@@ -198,7 +203,8 @@ class AgentIdentity:
         response = await self._call("AssumeRoleForWorkloadIdentity", sdk_call(
             self._instance_client.assume_role_for_workload_identity, request))
         issued = response.body.credentials if response.body else None
-        if not issued or not issued.access_key_id or not issued.access_key_secret or not issued.security_token:
+        if (not issued or not issued.access_key_id or not issued.access_key_secret
+                or not issued.security_token):
             raise IdentityUnavailable("The identity service returned no STS credentials.")
         fallback = datetime.fromtimestamp(self._clock(), timezone.utc) + timedelta(seconds=duration_seconds)
         return StsCredential(access_key_id=issued.access_key_id, access_key_secret=issued.access_key_secret,
@@ -225,17 +231,17 @@ class AgentIdentity:
                                       self._refresh_time(credential, SIGNING_STS_SECONDS))
         return client
 
-    # --- OAuth2 resource tokens ----------------------------------------------------------------------------
+    # --- OAuth2 resource tokens -----------------------------------------------------------------------------
 
     async def oauth2_token(self, *, provider: str, scopes: Sequence[str], purpose: str,
                            flow: str = "USER_FEDERATION", force_authentication: bool = False) -> str:
-        """An OAuth2 access token for `provider`, cached per (user, provider, scopes, flow) until shortly before
-        its `ExpiresIn`. When the user must consent, the link is emitted to the request's event sink at once
-        (AuthorizationRequired), then the service is polled until the user finishes (AuthorizationCompleted),
-        declines, or AUTHORIZATION_TIMEOUT_SECONDS pass. In non-stream mode the link is emitted too, then
-        AuthorizationPending is raised. Every ask that finds no token gets a new link: an authorization URL
-        works once, so a link shown before is never shown again. `force_authentication` (the provider refused
-        the token) drops the cached token and asks the user again."""
+        """An OAuth2 access token for `provider`, cached per (user, provider, scopes, flow) until shortly
+        before its `ExpiresIn`. When the user must consent, the link is emitted to the request's event sink at
+        once (AuthorizationRequired), then the service is polled until the user finishes
+        (AuthorizationCompleted), declines, or AUTHORIZATION_TIMEOUT_SECONDS pass. In non-stream mode the link
+        is emitted too, then AuthorizationPending is raised. Every ask that finds no token gets a new link: an
+        authorization URL works once, so a link shown before is never shown again. `force_authentication` (the
+        provider refused the token) drops the cached token and asks the user again."""
         if flow not in FLOWS:
             raise ValueError(f"flow must be one of {FLOWS}")
         ctx = current_request_context()
@@ -250,8 +256,9 @@ class AgentIdentity:
             ctx, cache_key, provider=provider, scopes=scopes, purpose=purpose, flow=flow,
             force_authentication=force_authentication))
 
-    async def _oauth2_token(self, ctx: RequestContext, cache_key: str, *, provider: str, scopes: Sequence[str],
-                            purpose: str, flow: str, force_authentication: bool) -> str:
+    async def _oauth2_token(self, ctx: RequestContext, cache_key: str, *, provider: str,
+                            scopes: Sequence[str], purpose: str, flow: str,
+                            force_authentication: bool) -> str:
         workload_token = await self._workload_token_for(ctx.caller)
         client = await self._resource_client(ctx.caller, workload_token)
 
@@ -283,8 +290,8 @@ class AgentIdentity:
 
     async def _vault_token_or_consent(self, cache_key: str, start: Callable[[], Awaitable[IssuedToken |
                                       PendingAuthorization]]) -> str | PendingAuthorization:
-        """One GetResourceOAuth2Token for every concurrent ask of the same user: the vaulted token (now cached),
-        or the authorization every one of them shows the user."""
+        """One GetResourceOAuth2Token for every concurrent ask of the same user: the vaulted token (now
+        cached), or the authorization every one of them shows the user."""
 
         async def load() -> tuple[str, float]:
             started = await start()
@@ -314,12 +321,14 @@ class AgentIdentity:
     async def _start(self, client: DataClient, workload_token: str, caller: Caller, *, provider: str,
                      scopes: Sequence[str], purpose: str, flow: str, force_authentication: bool,
                      remember: bool = True) -> IssuedToken | PendingAuthorization:
-        """Ask for a token; returns it, or a new pending authorization (kept for the callback if `remember`)."""
+        """Ask for a token; returns it, or a new pending authorization (kept for the callback if
+        `remember`)."""
         state, signed = self._states.issue(sub=caller.sub, user_jwt=current_user_token(), provider=provider,
                                            purpose=purpose, session_id=current_session_id(),
                                            ttl_seconds=self.settings.authorization_timeout_seconds + 60)
-        request = GetResourceOAuth2TokenRequest(resource_credential_provider_name=provider, scopes=list(scopes),
-                                                oauth2_flow=flow, workload_access_token=workload_token)
+        request = GetResourceOAuth2TokenRequest(resource_credential_provider_name=provider,
+                                                scopes=list(scopes), oauth2_flow=flow,
+                                                workload_access_token=workload_token)
         if flow == "USER_FEDERATION":
             request.resource_oauth2_return_url = self.settings.callback_url
             request.custom_state = state
@@ -330,8 +339,9 @@ class AgentIdentity:
         if body and body.access_token:
             return IssuedToken(body.access_token, body.expires_in)
         if not body or not body.authorization_url or not body.session_uri:
-            raise ProviderMisconfigured("The identity service returned neither a token nor an authorization link "
-                                        f"for provider {provider!r}.", request_id=body.request_id if body else None)
+            raise ProviderMisconfigured("The identity service returned neither a token nor an authorization "
+                                        f"link for provider {provider!r}.",
+                                        request_id=body.request_id if body else None)
         pending = PendingAuthorization(url=body.authorization_url, session_uri=body.session_uri,
                                        flow_id=signed.flow_id, provider=provider, purpose=purpose,
                                        scopes=tuple(scopes), flow=flow)
@@ -340,11 +350,13 @@ class AgentIdentity:
             log.info("Authorization required for provider %s (%s)", provider, purpose)
         return pending
 
-    def _poll_request(self, workload_token: str, pending: PendingAuthorization) -> GetResourceOAuth2TokenRequest:
+    def _poll_request(self, workload_token: str,
+                      pending: PendingAuthorization) -> GetResourceOAuth2TokenRequest:
         return GetResourceOAuth2TokenRequest(
             resource_credential_provider_name=pending.provider, scopes=list(pending.scopes),
             oauth2_flow=pending.flow, workload_access_token=workload_token, session_uri=pending.session_uri,
-            resource_oauth2_return_url=self.settings.callback_url if pending.flow == "USER_FEDERATION" else None)
+            resource_oauth2_return_url=(self.settings.callback_url if pending.flow == "USER_FEDERATION"
+                                        else None))
 
     async def _poll_once(self, client: DataClient, request: GetResourceOAuth2TokenRequest,
                          pending: PendingAuthorization) -> IssuedToken | None:
@@ -367,8 +379,10 @@ class AgentIdentity:
         return None
 
     @staticmethod
-    async def _probe_vault(ask: Callable[[], Awaitable[IssuedToken | PendingAuthorization]]) -> IssuedToken | None:
-        """The vaulted token, if the user approved another link meanwhile (an answer with a new link means no)."""
+    async def _probe_vault(
+            ask: Callable[[], Awaitable[IssuedToken | PendingAuthorization]]) -> IssuedToken | None:
+        """The vaulted token, if the user approved another link meanwhile (an answer with a new link means
+        no)."""
         try:
             answer = await ask()
         except (IdentityUnavailable, IdentityThrottled):
@@ -376,10 +390,11 @@ class AgentIdentity:
         return answer if isinstance(answer, IssuedToken) else None
 
     async def _wait_for_user(self, client: DataClient, workload_token: str, pending: PendingAuthorization,
-                             vault: Callable[[], Awaitable[IssuedToken | PendingAuthorization]] | None) -> IssuedToken:
-        """Poll with backoff until a token, a refusal, or the timeout; wakes early when this process's callback
-        completes the flow. Every few polls it also asks the `vault`, so a flow ends as soon as the user
-        approved any link for the same token, whichever instance served it. Cancellation (the client went
+                             vault: Callable[[], Awaitable[IssuedToken | PendingAuthorization]] | None,
+                             ) -> IssuedToken:
+        """Poll with backoff until a token, a refusal, or the timeout; wakes early when this process's
+        callback completes the flow. Every few polls it also asks the `vault`, so a flow ends as soon as the
+        user approved any link for the same token, whichever instance served it. Cancellation (the client went
         away) propagates at once."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.authorization_timeout_seconds
@@ -406,7 +421,7 @@ class AgentIdentity:
         finally:
             self._pending.forget(pending)
 
-    # --- the callback's side ---------------------------------------------------------------------------------
+    # --- the callback's side --------------------------------------------------------------------------------
 
     def open_state(self, value: str) -> FlowState:
         """The flow a callback's `state` stands for; raises identity.state.InvalidState."""
@@ -424,11 +439,12 @@ class AgentIdentity:
     def provider_refused(self, flow: FlowState, error: str) -> IdentityError:
         """The provider sent the flow's owner back with `error`: end the wait of that flow (when this process
         runs it) at once. Returns what the waiting tool reports."""
-        outcome: IdentityError = AuthorizationDeclined() if error == "access_denied" else AuthorizationFailed(error)
+        outcome: IdentityError = (AuthorizationDeclined() if error == "access_denied"
+                                  else AuthorizationFailed(error))
         self._pending.ended(flow.flow_id, outcome)
         return outcome
 
-    # --- plumbing --------------------------------------------------------------------------------------------
+    # --- plumbing -------------------------------------------------------------------------------------------
 
     async def _call(self, action: str, call: Awaitable[T]) -> T:
         """Await one SDK call; its failures become typed errors, with the SDK's own text left behind."""

@@ -9,8 +9,10 @@ import re
 
 from config import APP_ENVS, DEFAULT_REGION, EnvReader, is_production
 
-# Asymmetric algorithms only: HS* with a published key is the classic key-confusion attack, `none` is no check.
-DEFAULT_JWT_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
+# Asymmetric algorithms only: HS* with a published key is the classic key-confusion attack, `none` is no
+# check.
+DEFAULT_JWT_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512",
+                          "EdDSA")
 MIN_STATE_SECRET_LENGTH = 16
 SIGNED_IN_PATH = "/signed-in"  # below the callback: the browser sign-in's redirect URI
 LOCAL_REDIRECT_URI = "http://localhost:8090"  # the local callback's default, outside production only
@@ -67,7 +69,8 @@ class IdentitySettings:
         production = is_production(env)
         region = read.str("AGENT_IDENTITY_REGION_ID", DEFAULT_REGION)
         if not REGION_FORM.match(region):
-            read.problems.append(f"AGENT_IDENTITY_REGION_ID must be a region id such as cn-beijing, got {region!r}")
+            read.problems.append(f"AGENT_IDENTITY_REGION_ID must be a region id such as cn-beijing, "
+                                 f"got {region!r}")
         algorithms = tuple(read.list("INBOUND_JWT_ALGORITHMS", list(DEFAULT_JWT_ALGORITHMS)))
         unsafe = [a for a in algorithms if a.lower() == "none" or a.upper().startswith("HS")]
         if unsafe:
@@ -75,7 +78,8 @@ class IdentitySettings:
         secret = read.str("IDENTITY_STATE_SECRET", required=True,
                           why="the key that seals the OAuth2 state and the callback's cookies")
         if secret and len(secret) < MIN_STATE_SECRET_LENGTH:
-            read.problems.append(f"IDENTITY_STATE_SECRET must be at least {MIN_STATE_SECRET_LENGTH} characters")
+            read.problems.append(f"IDENTITY_STATE_SECRET must be at least {MIN_STATE_SECRET_LENGTH} "
+                                 "characters")
         signin_client_id = read.str("CALLBACK_OIDC_CLIENT_ID")
         issuer = read.str("INBOUND_JWT_ISSUER")
         if signin_client_id and not issuer:
@@ -86,14 +90,18 @@ class IdentitySettings:
         if "openid" not in scopes:
             read.problems.append(f"CALLBACK_OIDC_SCOPES must include openid, got {' '.join(scopes)!r}")
         redirect_uri = read.url("APP_REDIRECT_URI", "" if production else LOCAL_REDIRECT_URI, base=True,
-                                required=production, why="in production: the callback deployment's public URL")
+                                required=production,
+                                why="in production: the callback deployment's public URL")
         jwks_url = _inbound_jwks_url(read, production=production and not callback_only)
         settings = cls(
-            workload_identity_name=read.str("AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME", required=not callback_only,
-                                            why="the workload identity this agent acts as; never created at run time"),
+            workload_identity_name=read.str("AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME",
+                                            required=not callback_only,
+                                            why="the workload identity this agent acts as; never created at "
+                                                "run time"),
             state_secret=secret,
             region_id=region,
-            data_endpoint=read.endpoint("AGENT_IDENTITY_DATA_ENDPOINT", f"agentidentitydata.{region}.aliyuncs.com"),
+            data_endpoint=read.endpoint("AGENT_IDENTITY_DATA_ENDPOINT",
+                                        f"agentidentitydata.{region}.aliyuncs.com"),
             use_sts=read.bool("AGENT_IDENTITY_USE_STS", True),
             redirect_uri=redirect_uri,
             authorization_timeout_seconds=read.float("AUTHORIZATION_TIMEOUT_SECONDS", 300.0, minimum=0.1),
@@ -121,6 +129,6 @@ def _inbound_jwks_url(read: EnvReader, *, production: bool) -> str:
         read.problems.append("INBOUND_JWT_VERIFY=off and INBOUND_JWKS_URL are both set: unset one (off is "
                              f"{GATEWAY_VERIFIES})")
     elif verify == "on" and not url and production:
-        read.problems.append("INBOUND_JWKS_URL is required in production (your identity provider's jwks_uri); "
-                             f"INBOUND_JWT_VERIFY=off waives it, {GATEWAY_VERIFIES}")
+        read.problems.append("INBOUND_JWKS_URL is required in production (your identity provider's "
+                             f"jwks_uri); INBOUND_JWT_VERIFY=off waives it, {GATEWAY_VERIFIES}")
     return url if verify == "on" else ""

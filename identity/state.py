@@ -47,8 +47,8 @@ class FlowStates:
     def issue(self, *, sub: str, user_jwt: str, provider: str, purpose: str, ttl_seconds: float,
               session_id: str = "") -> tuple[str, FlowState]:
         flow_id = secrets.token_urlsafe(12)
-        value = self._sealer.seal({"sub": sub, "jwt": user_jwt, "prv": provider, "pur": purpose, "fid": flow_id,
-                                   "sid": session_id}, ttl_seconds)
+        value = self._sealer.seal({"sub": sub, "jwt": user_jwt, "prv": provider, "pur": purpose,
+                                   "fid": flow_id, "sid": session_id}, ttl_seconds)
         return value, self.open(value)
 
     def open(self, value: str) -> FlowState:
@@ -61,8 +61,8 @@ class FlowStates:
                              session_id=str(document.get("sid") or ""))
         except Unsealable as failure:
             if failure.expired:
-                raise InvalidState("The authorization link has expired. Ask the assistant again for a new one.") \
-                    from None
+                raise InvalidState("The authorization link has expired. Ask the assistant again for a new "
+                                   "one.") from None
             raise InvalidState("The authorization state is not valid.") from None
         except (KeyError, TypeError, ValueError):
             raise InvalidState("The authorization state is not valid.") from None

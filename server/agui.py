@@ -1,5 +1,5 @@
-"""`POST /ag-ui/agent`: the same agent as the chat route, over the AG-UI event protocol (docs.ag-ui.com), where
-the upstream sample's server (agentrun-sdk `AgentRunServer`) serves it.
+"""`POST /ag-ui/agent`: the same agent as the chat route, over the AG-UI event protocol (docs.ag-ui.com),
+where the upstream sample's server (agentrun-sdk `AgentRunServer`) serves it.
 
 Same caller authentication, same identity binding and same waiting for consent as the chat route; the body is
 AG-UI's `RunAgentInput` (server/agui_input.py) and the answer is always a stream of AG-UI events
@@ -37,6 +37,8 @@ class AgUiAgent(AgentRoute):
         entry.session_id = entry.session_id or run.thread_id  # AG-UI's conversation is its thread
         entry.model, entry.stream = self.provider.settings.model_name, True
         items = self.runner.run(to_langchain_messages(run), RunOptions(model=entry.model),
-                                request_scope(caller, entry, wait_for_authorization=True), self.keepalive_seconds)
-        return EventStreamResponse(items, AgUiStream(run.thread_id, run.run_id, entry.model), outcome=RunOutcome(),
-                                   headers=SSE_HEADERS, on_close=outcome_logger(entry), shutdown=self.shutdown)
+                                request_scope(caller, entry, wait_for_authorization=True),
+                                self.keepalive_seconds)
+        return EventStreamResponse(items, AgUiStream(run.thread_id, run.run_id, entry.model),
+                                   outcome=RunOutcome(), headers=SSE_HEADERS, on_close=outcome_logger(entry),
+                                   shutdown=self.shutdown)

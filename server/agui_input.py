@@ -39,16 +39,19 @@ def parse_run_input(body: Any) -> RunAgentInput:
     """Validate a decoded JSON body; raise `RequestInvalid` naming the field."""
     run = validated(RunAgentInput, body)
     if run.tools:
-        raise RequestInvalid("This agent runs its own tools; client-supplied `tools` are not supported.", "tools")
+        raise RequestInvalid("This agent runs its own tools; client-supplied `tools` are not supported.",
+                             "tools")
     if run.resume:
         raise RequestInvalid("This agent never interrupts a run, so there is nothing to `resume`.", "resume")
     for i, message in enumerate(run.messages):
-        parts = message.content if isinstance(message, UserMessage) and isinstance(message.content, list) else ()
+        parts = (message.content if isinstance(message, UserMessage) and isinstance(message.content, list)
+                 else ())
         for j, part in enumerate(parts):
             if not isinstance(part, TextPart) and not _image_url(part):
-                kind = part.type if not isinstance(part, ImagePart) else f"image from a {part.source.type} source"
-                raise RequestInvalid(f"Only text parts and images by URL or inline data are supported, not {kind}.",
-                                     f"messages.{i}.content.{j}")
+                kind = (part.type if not isinstance(part, ImagePart)
+                        else f"image from a {part.source.type} source")
+                raise RequestInvalid(f"Only text parts and images by URL or inline data are supported, "
+                                     f"not {kind}.", f"messages.{i}.content.{j}")
     if not any(isinstance(message, CONVERSATION) for message in run.messages):
         raise RequestInvalid("`messages` must hold at least one user, assistant, system, developer or tool "
                              "message.", "messages")
@@ -73,7 +76,8 @@ def to_langchain_messages(run: RunAgentInput) -> list[lc.BaseMessage]:
         elif isinstance(message, UserMessage):
             converted.append(lc.HumanMessage(_user_content(message.content)))
         elif isinstance(message, AssistantMessage):
-            calls = [{"id": call.id, "name": call.function.name, "args": tool_arguments(call.function.arguments)}
+            calls = [{"id": call.id, "name": call.function.name,
+                      "args": tool_arguments(call.function.arguments)}
                      for call in message.tool_calls or () if call.id in answered]
             if message.content or calls:
                 converted.append(lc.AIMessage(message.content or "", tool_calls=calls))
@@ -99,4 +103,5 @@ def _image_url(part: Any) -> str | None:
 
 
 def _text(content: str | list[Any]) -> str:
-    return content if isinstance(content, str) else "".join(p.text for p in content if isinstance(p, TextPart))
+    return content if isinstance(content, str) else "".join(p.text for p in content
+                                                            if isinstance(p, TextPart))

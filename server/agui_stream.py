@@ -7,7 +7,8 @@
     CUSTOM "authorization_required" | "authorization_completed", value = the `agent_event` (server/events.py),
         followed by the same sentence as a text message of its own, so a UI that shows only messages still
         shows the link
-    RUN_FINISHED (with the run's token usage), or RUN_ERROR (`message`, `code`: the OpenAI error's) when the run failed after it started
+    RUN_FINISHED (with the run's token usage), or RUN_ERROR (`message`, `code`: the OpenAI error's) when the
+        run failed after it started
 
 A tool call's arguments are the model's output and its result is what the model read: neither ever holds a
 credential (tools never receive or return one).
@@ -88,8 +89,8 @@ class AgUiStream:
 
     def closing(self) -> bytes:
         usage = None if self.usage is None else [TokenUsage(
-            model=self.model, input_tokens=self.usage.prompt_tokens, output_tokens=self.usage.completion_tokens,
-            total_tokens=self.usage.total_tokens)]
+            model=self.model, input_tokens=self.usage.prompt_tokens,
+            output_tokens=self.usage.completion_tokens, total_tokens=self.usage.total_tokens)]
         finished = RunFinishedEvent(thread_id=self.thread_id, run_id=self.run_id, usage=usage)
         return self._end_calls() + self._end_text() + _sse(finished)
 
@@ -111,7 +112,8 @@ class AgUiStream:
         self.open_calls.append(item.call_id)
         event = ToolCallStartEvent(tool_call_id=item.call_id, tool_call_name=item.tool,
                                    parent_message_id=self.turn_message)
-        self.turn_message = self.turn_message or item.call_id  # the client names the message after the first call
+        # the client names the message after the first call
+        self.turn_message = self.turn_message or item.call_id
         return _sse(event)
 
     def _end_calls(self) -> bytes:
@@ -124,7 +126,8 @@ def _message(text: str) -> bytes:
     """A whole assistant text message of its own."""
     message_id = _new_id("msg")
     return _sse(TextMessageStartEvent(message_id=message_id, role="assistant")) + \
-        _sse(TextMessageContentEvent(message_id=message_id, delta=text)) + _sse(TextMessageEndEvent(message_id=message_id))
+        _sse(TextMessageContentEvent(message_id=message_id, delta=text)) + \
+        _sse(TextMessageEndEvent(message_id=message_id))
 
 
 def _sse(event: BaseEvent) -> bytes:

@@ -16,8 +16,8 @@ from server.streaming import EventStreamResponse, RunOutcome, collect
 CHAT_PATH = "/openai/v1/chat/completions"
 
 CHAT_OPENAPI = body_openapi(
-    CHAT_PATH, ChatCompletionRequest, "A `chat.completion`; with `stream: true`, `chat.completion.chunk` events "
-    "(server-sent events) ending in `data: [DONE]`.", ("application/json", "text/event-stream"))
+    CHAT_PATH, ChatCompletionRequest, "A `chat.completion`; with `stream: true`, `chat.completion.chunk` "
+    "events (server-sent events) ending in `data: [DONE]`.", ("application/json", "text/event-stream"))
 
 
 class ChatCompletions(AgentRoute):

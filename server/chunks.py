@@ -32,7 +32,8 @@ class CompletionWriter:
     created: int = field(default_factory=lambda: int(time.time()))
 
     def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None, **extra: Any) -> dict[str, Any]:
-        return {"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
+        return {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
+                "model": self.model,
                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}], **extra}
 
     def role(self) -> dict[str, Any]:
@@ -47,8 +48,8 @@ class CompletionWriter:
 
     def usage(self, usage: Usage) -> dict[str, Any]:
         """The extra last chunk of `stream_options.include_usage`: no choices, only usage."""
-        return {"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
-                "choices": [], "usage": usage.as_dict()}
+        return {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
+                "model": self.model, "choices": [], "usage": usage.as_dict()}
 
     @staticmethod
     def error(error: ApiError) -> dict[str, Any]:
@@ -87,7 +88,8 @@ class ChatCompletionStream:
         if rendered is not None:
             return sse(self.writer.content(rendered.text, rendered.agent_event))
         if isinstance(item, Finished):
-            usage = sse(self.writer.usage(item.usage)) if self.include_usage and item.usage is not None else b""
+            usage = (sse(self.writer.usage(item.usage)) if self.include_usage and item.usage is not None
+                     else b"")
             return sse(self.writer.finish(item.finish_reason)) + usage
         return b""
 

@@ -42,12 +42,14 @@ class ApiError(Exception):
 def classify(exc: BaseException) -> ApiError:
     """The client-facing error for an exception raised while running the agent.
 
-    Libraries wrap errors (langchain_openai re-raises `openai.InternalServerError` as its own subclass, LangGraph
-    may chain them), so the whole `__cause__`/`__context__` chain is searched for something we recognise.
+    Libraries wrap errors (langchain_openai re-raises `openai.InternalServerError` as its own subclass,
+    LangGraph may chain them), so the whole `__cause__`/`__context__` chain is searched for something we
+    recognise.
     """
-    if untrusted_certificate(exc):  # openai's aiohttp client reports it as a connect *timeout*: say what it is
-        log.warning("the model's endpoint presented a TLS certificate this agent does not trust (a private CA "
-                    "must be named in SSL_CERT_FILE)")
+    # openai's aiohttp client reports it as a connect *timeout*: say what it is
+    if untrusted_certificate(exc):
+        log.warning("the model's endpoint presented a TLS certificate this agent does not trust (a private "
+                    "CA must be named in SSL_CERT_FILE)")
         return ApiError(502, "The model could not be reached.", "upstream_error", "model_unreachable")
     for link in _chain(exc):
         known = _classify_one(link)

@@ -13,7 +13,8 @@ from server.errors import ApiError
 from server.request_log import error_response
 from server.shutdown import Shutdown, restarting_error
 
-# Always answered, even when the instance is full: a failing probe would have the platform kill a busy instance.
+# Always answered, even when the instance is full: a failing probe would have the platform kill a busy
+# instance.
 UNLIMITED_PATHS = frozenset({"/health"})
 
 
@@ -40,8 +41,8 @@ class AdmissionLimits:
             await error_response(restarting_error(), headers={"Connection": "close"})(scope, receive, send)
             return
         if self.running >= self.limits.max_concurrent_requests:
-            busy = ApiError(503, "The service is at its concurrency limit; retry in a moment.", "server_error",
-                            "server_busy", headers={"Retry-After": "1"})
+            busy = ApiError(503, "The service is at its concurrency limit; retry in a moment.",
+                            "server_error", "server_busy", headers={"Retry-After": "1"})
             await error_response(busy)(scope, receive, send)
             return
         self.running += 1
@@ -67,7 +68,8 @@ def _timed_body(receive: Receive, timeout_seconds: float) -> Receive:
             message = await asyncio.wait_for(receive(), timeout=max(deadline - loop.time(), 0.0))
         except TimeoutError:
             raise ApiError(408, f"The request body did not arrive within {timeout_seconds:g} s.",
-                           "invalid_request_error", "request_timeout", headers={"Connection": "close"}) from None
+                           "invalid_request_error", "request_timeout",
+                           headers={"Connection": "close"}) from None
         body_done = message["type"] != "http.request" or not message.get("more_body", False)
         return message
 

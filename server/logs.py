@@ -22,7 +22,8 @@ class JsonFormatter(logging.Formatter):
     level instead of a message, so SLS indexes each one."""
 
     def format(self, record: logging.LogRecord) -> str:
-        line: dict[str, Any] = {"time": _iso_time(record.created), "level": record.levelname, "logger": record.name}
+        line: dict[str, Any] = {"time": _iso_time(record.created), "level": record.levelname,
+                                "logger": record.name}
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
             line.update({k: capped(v) if isinstance(v, str) else v for k, v in fields.items()})

@@ -1,7 +1,7 @@
 """A route's JSON body, read and checked the same way for every protocol: the size limit applies while reading
-(before parsing), then JSON, then the protocol's schema; each failure is a 400 or 413 in the OpenAI error shape
-that names the offending field (`error.param`, e.g. `messages.0.role`). Since the routes read their own body,
-`body_openapi` publishes its schema through FastAPI's `openapi_extra`."""
+(before parsing), then JSON, then the protocol's schema; each failure is a 400 or 413 in the OpenAI error
+shape that names the offending field (`error.param`, e.g. `messages.0.role`). Since the routes read their own
+body, `body_openapi` publishes its schema through FastAPI's `openapi_extra`."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ Model = TypeVar("Model", bound=BaseModel)
 
 
 class RequestInvalid(Exception):
-    """The body does not match the schema; `param` names the first offending field (e.g. `messages.0.role`)."""
+    """The body does not match the schema; `param` names the first offending field (e.g.
+    `messages.0.role`)."""
 
     def __init__(self, message: str, param: str | None) -> None:
         super().__init__(message)
@@ -42,7 +43,8 @@ async def read_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
-def body_openapi(path: str, model: type[BaseModel], answer: str, answer_types: tuple[str, ...]) -> dict[str, Any]:
+def body_openapi(path: str, model: type[BaseModel], answer: str,
+                 answer_types: tuple[str, ...]) -> dict[str, Any]:
     """The `openapi_extra` of the agent route at `path` whose body is `model` and whose 200 is `answer`."""
     escaped = path.replace("/", "~1")
     schema = model.model_json_schema(
@@ -67,7 +69,8 @@ def parse_body(raw: bytes, parse: Callable[[Any], Parsed]) -> Parsed:
     try:
         body = json.loads(raw)
     except ValueError:
-        raise ApiError(400, "The request body is not valid JSON.", "invalid_request_error", "invalid_json") from None
+        raise ApiError(400, "The request body is not valid JSON.", "invalid_request_error",
+                       "invalid_json") from None
     except RecursionError:
         raise ApiError(400, "The request body is nested too deeply.", "invalid_request_error",
                        "invalid_json") from None

@@ -48,8 +48,8 @@ class RequestLog:
     def record_events(self, events: list[dict[str, Any]]) -> None:
         """The run's tool outcomes, from its `agent_event`s."""
         finished = [e for e in events if e.get("type") == "tool_finished"]
-        self.tools = [{k: e[k] for k in ("tool", "ok", "code") if k in e} for e in finished[:MAX_TOOLS_LOGGED]] \
-            or None
+        self.tools = [{k: e[k] for k in ("tool", "ok", "code") if k in e}
+                      for e in finished[:MAX_TOOLS_LOGGED]] or None
 
     def fields(self) -> dict[str, Any]:
         """The log line's fields; every caller-supplied string is capped (a 1 MiB header is not logged)."""
@@ -57,7 +57,8 @@ class RequestLog:
                   "status": self.status, "duration_ms": _ms(self.started, time.perf_counter()),
                   "first_byte_ms": _ms(self.started, self.first_byte) if self.first_byte else None,
                   "session_id": capped(self.session_id) if self.session_id else None,
-                  "sub": capped(self.sub) if self.sub else None, "model": capped(self.model) if self.model else None,
+                  "sub": capped(self.sub) if self.sub else None,
+                  "model": capped(self.model) if self.model else None,
                   "stream": self.stream, "tokens": self.tokens, "tools": self.tools, "error": self.error}
         return {k: v for k, v in record.items() if v is not None}
 
@@ -77,7 +78,8 @@ class RequestLogMiddleware:
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        request_id = _safe_id(headers.get("x-request-id") or headers.get("x-fc-request-id")) or uuid.uuid4().hex
+        request_id = (_safe_id(headers.get("x-request-id") or headers.get("x-fc-request-id"))
+                      or uuid.uuid4().hex)
         entry = RequestLog(request_id, scope["method"], scope["path"])
         scope.setdefault("state", {})["request_log"] = entry
 
@@ -121,7 +123,8 @@ def _safe_id(value: str | None) -> str | None:
 
 
 def error_response(error: ApiError, headers: Mapping[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(error.body(), status_code=error.status, headers={**(error.headers or {}), **(headers or {})})
+    return JSONResponse(error.body(), status_code=error.status,
+                        headers={**(error.headers or {}), **(headers or {})})
 
 
 def install_error_handlers(app: FastAPI) -> None:

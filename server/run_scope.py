@@ -35,7 +35,8 @@ class AgentRoute:
     keepalive_seconds: float
     shutdown: Shutdown | None = None  # the process's stop (server/shutdown.py); None: never told to stop
 
-    async def admit(self, request: Request, parse: Callable[[Any], Parsed]) -> tuple[RequestLog, Caller, Parsed]:
+    async def admit(self, request: Request,
+                    parse: Callable[[Any], Parsed]) -> tuple[RequestLog, Caller, Parsed]:
         """The request's log entry, its authenticated caller and its body as `parse` reads it (failures raise
         the errors every route answers the same way: 401, 413, 400)."""
         entry: RequestLog = request.state.request_log

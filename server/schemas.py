@@ -91,7 +91,8 @@ class ChatCompletionRequest(_Lenient):
         if self.tools:
             return "tools", "This agent runs its own tools; client-supplied `tools` are not supported."
         if self.tool_choice not in (None, "none", "auto"):
-            return "tool_choice", "Only `tool_choice` \"none\" or \"auto\" is supported: the agent picks its own tools."
+            return "tool_choice", ("Only `tool_choice` \"none\" or \"auto\" is supported: the agent picks "
+                                   "its own tools.")
         if self.response_format and self.response_format.get("type") not in (None, "text"):
             return "response_format", "Only `response_format` {\"type\": \"text\"} is supported."
         if self.logprobs or self.top_logprobs:

@@ -62,7 +62,8 @@ async def serve(app: ASGIApp, limits: ServerLimits, shutdown: Shutdown, *, host:
 
     async def stopped() -> None:
         await stop.wait()
-        log.info("stopping: no new connections, open responses end within %g s", limits.shutdown_grace_seconds)
+        log.info("stopping: no new connections, open responses end within %g s",
+                 limits.shutdown_grace_seconds)
         shutdown.begin(limits.shutdown_grace_seconds)
 
     # A socket passed in stays the caller's: Hypercorn closes the duplicate it is given.

@@ -18,7 +18,8 @@ LAST_CHUNK_MARGIN_SECONDS = 0.5
 
 def restarting_error() -> ApiError:
     return ApiError(503, "The service is restarting; please ask again in a moment. An authorization you "
-                    "complete meanwhile is kept.", "server_error", "service_restarting", headers={"Retry-After": "1"})
+                    "complete meanwhile is kept.", "server_error", "service_restarting",
+                    headers={"Retry-After": "1"})
 
 
 class Shutdown:

@@ -36,7 +36,8 @@ class RunOutcome:
     usage: Usage | None = None
     error_code: str | None = None
     events: list[dict[str, Any]] = field(default_factory=list)
-    # Set while the client has an authorization link and the run waits for the user (shutdown ends it at once).
+    # Set while the client has an authorization link and the run waits for the user (shutdown ends it at
+    # once).
     waiting_for_user: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -85,7 +86,8 @@ class EventStreamResponse(Response):
         must_end = asyncio.create_task(self.shutdown.stream_must_end(self.outcome.waiting_for_user),
                                        name="sse-shutdown-watch")
         try:
-            done, _ = await asyncio.wait((respond, disconnected, must_end), return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait((respond, disconnected, must_end),
+                                         return_when=asyncio.FIRST_COMPLETED)
             if respond in done:
                 respond.result()  # what the response raised, if anything, goes on up as it is
             elif disconnected in done:  # the client left first
@@ -110,7 +112,8 @@ class EventStreamResponse(Response):
         except Exception as exc:
             error = classify(exc)
             self.outcome.error_code = error.code
-            await JSONResponse(error.body(), status_code=error.status, headers=error.headers)(scope, receive, send)
+            await JSONResponse(error.body(), status_code=error.status,
+                               headers=error.headers)(scope, receive, send)
             return
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
         self.started = True
@@ -127,7 +130,8 @@ class EventStreamResponse(Response):
         error = restarting_error()
         self.outcome.error_code = error.code
         if not self.started:
-            await JSONResponse(error.body(), status_code=error.status, headers=error.headers)(scope, receive, send)
+            await JSONResponse(error.body(), status_code=error.status,
+                               headers=error.headers)(scope, receive, send)
             return
         await send({"type": "http.response.body", "body": self.encoder.error(error), "more_body": True})
         await send({"type": "http.response.body", "body": b""})
@@ -174,7 +178,8 @@ def _note_waiting(waiting_for_user: asyncio.Event, event_type: str) -> None:
         waiting_for_user.clear()
 
 
-async def collect(items: AsyncIterator[RunItem], writer: CompletionWriter, outcome: RunOutcome) -> dict[str, Any]:
+async def collect(items: AsyncIterator[RunItem], writer: CompletionWriter,
+                  outcome: RunOutcome) -> dict[str, Any]:
     """The whole run as one `chat.completion`; raises `ApiError` when it failed."""
     text: list[str] = []
     # Authorization notices, shown before the answer unless the model's answer already quotes the link.

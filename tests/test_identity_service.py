@@ -93,7 +93,6 @@ async def test_authorization_link_is_reported_before_polling_then_the_token_arri
     async with signed_in(identity, fresh_cloud.issue_user_jwt(unique("flow"))) as _:
         from identity.context import current_request_context
         current_request_context().emit = sink
-        caller = current_request_context().caller
         task = asyncio.create_task(identity.oauth2_token(provider=provider(fresh_cloud), scopes=SCOPES,
                                                          purpose=PURPOSE))
         while not events:
@@ -441,8 +440,6 @@ async def test_no_secret_reaches_the_logs(fresh_cloud, caplog: pytest.LogCapture
     secrets_seen: list[str] = [jwt, fresh_cloud.env["ALIBABA_CLOUD_ACCESS_KEY_SECRET"],
                                fresh_cloud.env["IDENTITY_STATE_SECRET"]]
     async with signed_in(identity, jwt) as events:
-        from identity.context import current_request_context
-        caller = current_request_context().caller
         secrets_seen.append(await identity.workload_access_token())
         credential = await identity.sts_credential()
         secrets_seen += [credential.access_key_secret, credential.security_token]

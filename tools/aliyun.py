@@ -78,7 +78,8 @@ class CloudSession:
     awaits a client's sync method with `outbound.sdk_call` (pooled TLS connections), not its `*_async` twin
     (a new TLS connection per call), or hands an async SDK the shared `connections`."""
 
-    def __init__(self, credential: StsCredential, settings: ToolSettings, connections: CloudConnections) -> None:
+    def __init__(self, credential: StsCredential, settings: ToolSettings,
+                 connections: CloudConnections) -> None:
         self.credential = credential  # for SDKs with their own credential types (OSS); its repr hides secrets
         self.settings = settings
         self.connections = connections
@@ -130,7 +131,8 @@ def aliyun_tool(*, actions: Sequence[str], args_schema: type[BaseModel] = NoArgu
 
 def session_policy(actions: Sequence[str], resources: Sequence[str] = ANY_RESOURCE) -> str:
     """A RAM session policy allowing only `actions` on `resources`: the credentials can do nothing else.
-    Compact and with non-ASCII kept as it is: a session policy is at most 2,048 characters (docs/services.md)."""
+    Compact and with non-ASCII kept as it is: a session policy is at most 2,048 characters
+    (docs/services.md)."""
     resource: str | list[str] = resources[0] if len(resources) == 1 else list(resources)
     statement = {"Effect": "Allow", "Action": sorted(set(actions)), "Resource": resource}
     return json.dumps({"Version": "1", "Statement": [statement]}, separators=(",", ":"), ensure_ascii=False)
@@ -172,8 +174,8 @@ def _as_langchain_tool(spec: AliyunToolSpec, identity: AgentIdentity,
             return failed(_describe_failure(error), f"aliyun_{failure_kind(error)}")
         except (UnretryableException, DaraException) as error:
             log.warning("%s could not reach Alibaba Cloud: %s", spec.name, type(error).__name__)
-            return failed("Alibaba Cloud could not be reached or did not answer in time; please try again later.",
-                          "aliyun_unreachable")
+            return failed("Alibaba Cloud could not be reached or did not answer in time; please try again "
+                          "later.", "aliyun_unreachable")
 
     return StructuredTool.from_function(
         coroutine=run,

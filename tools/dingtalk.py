@@ -87,8 +87,8 @@ def _error_from(response: httpx.Response, access_token: str) -> DingTalkError:
     return DingTalkError(
         status=response.status_code,
         code=str(body.get("code") or body.get("errcode") or f"HTTP{response.status_code}"),
-        request_id=str(body.get("requestid") or body.get("requestId") or response.headers.get("x-acs-request-id")
-                       or ""),
+        request_id=str(body.get("requestid") or body.get("requestId")
+                       or response.headers.get("x-acs-request-id") or ""),
         message=message,
         retry_after=_retry_after_seconds(response.headers.get("Retry-After")),
     )
@@ -109,7 +109,8 @@ class WriteDocumentArgs(BaseModel):
         description="The DingTalk document ID (docKey): letters, digits, '-' and '_' only.")
     content: str = Field(
         min_length=1, max_length=MAX_CONTENT_CHARS,
-        description=f"The new content of the whole document, in Markdown (at most {MAX_CONTENT_CHARS} characters).")
+        description=f"The new content of the whole document, in Markdown (at most {MAX_CONTENT_CHARS} "
+                    "characters).")
 
 
 @oauth2_tool(provider=DINGTALK, scopes=SCOPES, purpose=PURPOSE, args_schema=WriteDocumentArgs)
@@ -172,9 +173,9 @@ def _describe_failure(error: DingTalkError) -> str:
     elif error.status >= 500:
         what = "DingTalk had a server error; the document was not written. Try again later."
     elif error.code == APP_PERMISSION_DENIED:
-        what = (f"The DingTalk app behind this agent lacks the permission {WRITE_PERMISSION}; the document was not "
-                "written. An operator must grant it in the DingTalk developer console (no new user authorization "
-                "can fix this).")
+        what = (f"The DingTalk app behind this agent lacks the permission {WRITE_PERMISSION}; the document "
+                "was not written. An operator must grant it in the DingTalk developer console (no new user "
+                "authorization can fix this).")
     elif error.status == 403:
         what = "DingTalk denied access; the document was not written."
     elif error.status == 404:

@@ -43,7 +43,8 @@ log = logging.getLogger(__name__)
 class OAuth2Provider:
     """An API the users authorize the agent for, through an Agent Identity OAuth2 credential provider."""
 
-    env_prefix: str  # names its variables: DINGTALK -> DINGTALK_CREDENTIAL_PROVIDER_NAME, DINGTALK_SCOPES, ...
+    # names its variables: DINGTALK -> DINGTALK_CREDENTIAL_PROVIDER_NAME, DINGTALK_SCOPES, ...
+    env_prefix: str
     label: str  # the name users know it by, in the sentences the model relays
     api_base: str  # the default of <PREFIX>_API_BASE
 
@@ -97,13 +98,15 @@ REGISTERED_OAUTH2_TOOLS: list[OAuth2ToolSpec] = []
 
 
 def oauth2_tool(*, provider: OAuth2Provider, scopes: Sequence[str], purpose: str,
-                args_schema: type[BaseModel] = NoArguments) -> Callable[[OAuth2ToolFunction], OAuth2ToolFunction]:
+                args_schema: type[BaseModel] = NoArguments,
+                ) -> Callable[[OAuth2ToolFunction], OAuth2ToolFunction]:
     """Register an OAuth2 tool. Its docstring is what the model reads; its first parameter is the
     `UserSession`, the others are the tool's arguments (described by `args_schema`). `purpose` is what the
     user is asked to authorize ("Write to DingTalk document"). The function is returned unchanged."""
 
     def register(function: OAuth2ToolFunction) -> OAuth2ToolFunction:
-        REGISTERED_OAUTH2_TOOLS.append(OAuth2ToolSpec(function, provider, tuple(scopes), purpose, args_schema))
+        REGISTERED_OAUTH2_TOOLS.append(OAuth2ToolSpec(function, provider, tuple(scopes), purpose,
+                                                      args_schema))
         return function
 
     return register
@@ -121,7 +124,8 @@ def registered_providers() -> list[OAuth2Provider]:
 
 class ProviderClients:
     """One pooled HTTP client per provider, shared by its tools. A client opens on first use, inside the event
-    loop that serves requests (an httpx client belongs to one loop); `aclose` runs on that loop at shutdown."""
+    loop that serves requests (an httpx client belongs to one loop); `aclose` runs on that loop at
+    shutdown."""
 
     def __init__(self, settings: ToolSettings) -> None:
         self._settings = settings
@@ -145,7 +149,8 @@ class ProviderClients:
 
 def build_oauth2_tools(identity: AgentIdentity, settings: ToolSettings, clients: ProviderClients,
                        specs: Sequence[OAuth2ToolSpec] | None = None) -> list[BaseTool]:
-    """The registered OAuth2 tools (or `specs`) as LangChain tools bound to this process's identity service."""
+    """The registered OAuth2 tools (or `specs`) as LangChain tools bound to this process's identity
+    service."""
     return [_as_langchain_tool(spec, identity, settings, clients)
             for spec in (REGISTERED_OAUTH2_TOOLS if specs is None else specs)]
 
@@ -180,8 +185,8 @@ def _as_langchain_tool(spec: OAuth2ToolSpec, identity: AgentIdentity, settings: 
         except ToolFailed as failure:
             return failed(failure.message, failure.code)
         except httpx.TimeoutException:
-            return failed(f"{provider.label} did not answer in time, so it is not known whether this was done. "
-                          "Please try again.", f"{provider.code}_timeout")
+            return failed(f"{provider.label} did not answer in time, so it is not known whether this was "
+                          "done. Please try again.", f"{provider.code}_timeout")
         except httpx.TransportError:
             return failed(f"{provider.label} could not be reached; nothing was done. Please try again later.",
                           f"{provider.code}_unreachable")
@@ -197,6 +202,6 @@ def _as_langchain_tool(spec: OAuth2ToolSpec, identity: AgentIdentity, settings: 
 
 
 def _consent_note(provider: OAuth2Provider) -> str:
-    return (f"This tool acts with the user's own {provider.label} authorization. The first time, the user is shown "
-            "a link to authorize it; if this tool answers with such a link, pass the link on to the user exactly "
-            "as given.")
+    return (f"This tool acts with the user's own {provider.label} authorization. The first time, the user "
+            "is shown a link to authorize it; if this tool answers with such a link, pass the link on to the "
+            "user exactly as given.")

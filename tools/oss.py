@@ -3,7 +3,8 @@
 The STS credentials of a call are scoped by their session policy to `oss:GetObject` on exactly the object
 asked for, so a model talked into reading something else gets credentials that cannot. At most
 `OSS_MAX_OBJECT_BYTES` are fetched (a ranged GET); an object that is not text is described, not dumped. The
-SDK's async client keeps the event loop free, over the tools' shared aiohttp session (pooled TLS). What this relies on is in docs/services.md, "OSS".
+SDK's async client keeps the event loop free, over the tools' shared aiohttp session (pooled TLS). What this
+relies on is in docs/services.md, "OSS".
 """
 
 from __future__ import annotations
