@@ -112,11 +112,6 @@ def oauth2_tool(*, provider: OAuth2Provider, scopes: Sequence[str], purpose: str
     return register
 
 
-def oauth2_spec(tool: OAuth2ToolFunction) -> OAuth2ToolSpec:
-    """The registration of a decorated function."""
-    return next(spec for spec in REGISTERED_OAUTH2_TOOLS if spec.function is tool)
-
-
 def registered_providers() -> list[OAuth2Provider]:
     """Every provider a registered tool uses, once each: tools/settings.py reads their variables."""
     return list({spec.provider.env_prefix: spec.provider for spec in REGISTERED_OAUTH2_TOOLS}.values())
