@@ -10,9 +10,11 @@ import asyncio
 import logging
 import traceback
 from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 import openai
+from starlette.responses import JSONResponse
 
 from agent.model import ModelUnavailable
 from identity.errors import IdentityError
@@ -37,6 +39,11 @@ class ApiError(Exception):
 
     def body(self) -> dict[str, Any]:
         return {"error": {"message": self.message, "type": self.type, "code": self.code, "param": self.param}}
+
+    def response(self, headers: Mapping[str, str] | None = None) -> JSONResponse:
+        """This error as an HTTP response, with its own headers and any `headers` added."""
+        return JSONResponse(self.body(), status_code=self.status,
+                            headers={**(self.headers or {}), **(headers or {})})
 
 
 def classify(exc: BaseException) -> ApiError:

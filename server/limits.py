@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.errors import ApiError
-from server.request_log import error_response
 from server.shutdown import Shutdown, restarting_error
 
 # Always answered, even when the instance is full: a failing probe would have the platform kill a busy
@@ -38,12 +37,12 @@ class AdmissionLimits:
             await self.app(scope, receive, send)
             return
         if self.shutdown.begun:
-            await error_response(restarting_error(), headers={"Connection": "close"})(scope, receive, send)
+            await restarting_error().response(headers={"Connection": "close"})(scope, receive, send)
             return
         if self.running >= self.limits.max_concurrent_requests:
             busy = ApiError(503, "The service is at its concurrency limit; retry in a moment.",
                             "server_error", "server_busy", headers={"Retry-After": "1"})
-            await error_response(busy)(scope, receive, send)
+            await busy.response()(scope, receive, send)
             return
         self.running += 1
         try:

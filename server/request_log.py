@@ -8,12 +8,11 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -111,7 +110,7 @@ class RequestLogMiddleware:
         log.error("unhandled error on %s: %s", scope["path"], describe(error))
         entry.error = entry.error or "internal_error"
         if entry.status is None:
-            await error_response(ApiError(500, "Internal server error.", "server_error", "internal_error"))(
+            await ApiError(500, "Internal server error.", "server_error", "internal_error").response()(
                 scope, receive, send)
 
 
@@ -122,10 +121,6 @@ def _safe_id(value: str | None) -> str | None:
     return None
 
 
-def error_response(error: ApiError, headers: Mapping[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(error.body(), status_code=error.status,
-                        headers={**(error.headers or {}), **(headers or {})})
-
 
 def install_error_handlers(app: FastAPI) -> None:
     """Every error a route raises, in the OpenAI shape, with its code in the request's log line."""
@@ -133,13 +128,13 @@ def install_error_handlers(app: FastAPI) -> None:
     async def api_error(request: Request, error: Exception) -> Response:
         api = error if isinstance(error, ApiError) else classify(error)
         request.state.request_log.error = api.code
-        return error_response(api)
+        return api.response()
 
     async def http_error(_: Request, error: Exception) -> Response:
         assert isinstance(error, StarletteHTTPException)
         code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code)
         api = ApiError(error.status_code, str(error.detail), "invalid_request_error", code)
-        return error_response(api, headers=error.headers)  # e.g. 405's Allow
+        return api.response(headers=error.headers)  # e.g. 405's Allow
 
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(IdentityError, api_error)

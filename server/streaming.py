@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from agent.runner import Finished, KeepAlive, RunItem, TextDelta, Usage
@@ -112,8 +112,7 @@ class EventStreamResponse(Response):
         except Exception as exc:
             error = classify(exc)
             self.outcome.error_code = error.code
-            await JSONResponse(error.body(), status_code=error.status,
-                               headers=error.headers)(scope, receive, send)
+            await error.response()(scope, receive, send)
             return
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
         self.started = True
@@ -130,8 +129,7 @@ class EventStreamResponse(Response):
         error = restarting_error()
         self.outcome.error_code = error.code
         if not self.started:
-            await JSONResponse(error.body(), status_code=error.status,
-                               headers=error.headers)(scope, receive, send)
+            await error.response()(scope, receive, send)
             return
         await send({"type": "http.response.body", "body": self.encoder.error(error), "more_body": True})
         await send({"type": "http.response.body", "body": b""})
