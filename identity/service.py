@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from alibabacloud_agentidentitydata20251127.client import Client as DataClient
 from alibabacloud_agentidentitydata20251127.models import (
@@ -120,8 +120,8 @@ class AgentIdentity:
         async def exchange() -> tuple[str, float]:
             request = GetWorkloadAccessTokenForJWTRequest(
                 workload_identity_name=self.settings.workload_identity_name, user_token=user_token)
-            response = await self._call("GetWorkloadAccessTokenForJWT", sdk_call(
-                self._instance_client.get_workload_access_token_for_jwt, request))
+            response = await self._call("GetWorkloadAccessTokenForJWT",
+                                        self._instance_client.get_workload_access_token_for_jwt, request)
             token = response.body.workload_access_token if response.body else None
             if not token:
                 raise IdentityUnavailable("The identity service returned no workload access token.")
@@ -200,8 +200,8 @@ class AgentIdentity:
         request = AssumeRoleForWorkloadIdentityRequest(
             workload_access_token=workload_token, role_session_name=f"agent-{token_key(caller.sub)[:16]}",
             duration_seconds=duration_seconds, policy=policy)
-        response = await self._call("AssumeRoleForWorkloadIdentity", sdk_call(
-            self._instance_client.assume_role_for_workload_identity, request))
+        response = await self._call("AssumeRoleForWorkloadIdentity",
+                                    self._instance_client.assume_role_for_workload_identity, request)
         issued = response.body.credentials if response.body else None
         if (not issued or not issued.access_key_id or not issued.access_key_secret
                 or not issued.security_token):
@@ -333,8 +333,7 @@ class AgentIdentity:
             request.resource_oauth2_return_url = self.settings.callback_url
             request.custom_state = state
             request.force_authentication = force_authentication or None
-        response = await self._call("GetResourceOAuth2Token",
-                                    sdk_call(client.get_resource_oauth2_token, request))
+        response = await self._call("GetResourceOAuth2Token", client.get_resource_oauth2_token, request)
         body = response.body
         if body and body.access_token:
             return IssuedToken(body.access_token, body.expires_in)
@@ -364,8 +363,7 @@ class AgentIdentity:
         if pending.outcome is not None:
             raise pending.outcome
         try:
-            response = await self._call("GetResourceOAuth2Token",
-                                        sdk_call(client.get_resource_oauth2_token, request))
+            response = await self._call("GetResourceOAuth2Token", client.get_resource_oauth2_token, request)
         except (IdentityUnavailable, IdentityThrottled):
             return None  # keep waiting: the user may still finish, and the next poll may succeed
         body = response.body
@@ -432,8 +430,8 @@ class AgentIdentity:
         request = CompleteResourceTokenAuthRequest(
             session_uri=session_uri,
             user_identifier=CompleteResourceTokenAuthRequestUserIdentifier(user_jwt=flow.user_jwt))
-        await self._call("CompleteResourceTokenAuth",
-                         sdk_call(self._instance_client.complete_resource_token_auth, request))
+        await self._call("CompleteResourceTokenAuth", self._instance_client.complete_resource_token_auth,
+                         request)
         self._pending.completed(session_uri)
 
     def provider_refused(self, flow: FlowState, error: str) -> IdentityError:
@@ -446,10 +444,11 @@ class AgentIdentity:
 
     # --- plumbing -------------------------------------------------------------------------------------------
 
-    async def _call(self, action: str, call: Awaitable[T]) -> T:
-        """Await one SDK call; its failures become typed errors, with the SDK's own text left behind."""
+    async def _call(self, action: str, method: Callable[[Any], T], request: Any) -> T:
+        """One SDK call, `method(request)` in the SDK thread pool (`outbound.sdk_call`); its failures become
+        typed errors, with the SDK's own text left behind."""
         try:
-            return await call
+            return await sdk_call(method, request)
         except asyncio.CancelledError:
             raise
         except Exception as error:  # noqa: BLE001 - every SDK failure is translated, none is quoted
