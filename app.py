@@ -27,7 +27,7 @@ for _path in (os.path.join(_HERE, "python"), _HERE):
 
 import asyncio  # noqa: E402
 import gc  # noqa: E402
-from collections.abc import AsyncIterator, Mapping  # noqa: E402
+from collections.abc import AsyncIterator, Callable, Mapping  # noqa: E402
 from contextlib import asynccontextmanager  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from typing import Any, Self  # noqa: E402
@@ -112,17 +112,22 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Self:
-        built: dict[str, Any] = {}
-        problems: list[str] = []
-        for name, kind in (("server", ServerSettings), ("agent", AgentSettings),
-                           ("identity", IdentitySettings), ("tools", tools.ToolSettings)):
-            try:
-                built[name] = kind.from_env(env)
-            except ConfigError as error:
-                problems += error.problems
-        if problems:
-            raise ConfigError(problems)
-        return cls(**built)
+        return cls(**_read_together(env, server=ServerSettings.from_env, agent=AgentSettings.from_env,
+                                    identity=IdentitySettings.from_env, tools=tools.ToolSettings.from_env))
+
+
+def _read_together(env: Mapping[str, str], **readers: Callable[[Mapping[str, str]], Any]) -> dict[str, Any]:
+    """Each reader's settings by name, or one ConfigError naming the problems of them all."""
+    built: dict[str, Any] = {}
+    problems: list[str] = []
+    for name, read in readers.items():
+        try:
+            built[name] = read(env)
+        except ConfigError as error:
+            problems += error.problems
+    if problems:
+        raise ConfigError(problems)
+    return built
 
 
 def load_env() -> dict[str, str]:
@@ -221,17 +226,8 @@ class CallbackSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Self:
-        problems: list[str] = []
-        built: dict[str, Any] = {}
-        for name, read in (("server", ServerSettings.from_env),
-                           ("identity", lambda e: IdentitySettings.from_env(e, callback_only=True))):
-            try:
-                built[name] = read(env)
-            except ConfigError as error:
-                problems += error.problems
-        if problems:
-            raise ConfigError(problems)
-        return cls(**built)
+        return cls(**_read_together(env, server=ServerSettings.from_env,
+                                    identity=lambda e: IdentitySettings.from_env(e, callback_only=True)))
 
 
 def create_callback_app(settings: CallbackSettings, shutdown: Shutdown) -> ASGIApp:
