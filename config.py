@@ -17,6 +17,8 @@ from outbound import SDK_THREADS
 
 # The Agent Identity SDK's default region; every package falls back to it, so they agree when it is unset.
 DEFAULT_REGION = "cn-beijing"
+# The form of an Alibaba Cloud region id: cn-beijing, ap-southeast-1.
+REGION_ID_PATTERN = r"^[a-z]{2,}(-[a-z0-9]+)+$"
 # Where every variable is described. The deployed zip carries no README, so the message names the section.
 DOCS_REFERENCE = "the README's \"Configuration\" section (README-CN.md: \"配置\"), one row per variable"
 APP_ENVS = ("development", "production")

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Self
 import re
 
-from config import APP_ENVS, DEFAULT_REGION, EnvReader, is_production
+from config import APP_ENVS, DEFAULT_REGION, REGION_ID_PATTERN, EnvReader, is_production
 
 # Asymmetric algorithms only: HS* with a published key is the classic key-confusion attack, `none` is no
 # check.
@@ -16,7 +16,6 @@ DEFAULT_JWT_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", 
 MIN_STATE_SECRET_LENGTH = 16
 SIGNED_IN_PATH = "/signed-in"  # below the callback: the browser sign-in's redirect URI
 LOCAL_REDIRECT_URI = "http://localhost:8090"  # the local callback's default, outside production only
-REGION_FORM = re.compile(r"^[a-z]{2,}(-[a-z0-9]+)+$")  # cn-beijing, ap-southeast-1
 GATEWAY_VERIFIES = "only behind a gateway that verifies the JWT (AgentRun's JWT inbound authentication)"
 
 
@@ -68,7 +67,7 @@ class IdentitySettings:
         read.choice("APP_ENV", APP_ENVS, "")  # checked here; what it means: config.is_production
         production = is_production(env)
         region = read.str("AGENT_IDENTITY_REGION_ID", DEFAULT_REGION)
-        if not REGION_FORM.match(region):
+        if not re.match(REGION_ID_PATTERN, region):
             read.problems.append(f"AGENT_IDENTITY_REGION_ID must be a region id such as cn-beijing, "
                                  f"got {region!r}")
         algorithms = tuple(read.list("INBOUND_JWT_ALGORITHMS", list(DEFAULT_JWT_ALGORITHMS)))

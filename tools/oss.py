@@ -21,12 +21,12 @@ from alibabacloud_oss_v2.aio.transport import AioHttpClient
 from alibabacloud_oss_v2.credentials import StaticCredentialsProvider
 from pydantic import BaseModel, Field, field_validator
 
+from config import REGION_ID_PATTERN
 from tools.aliyun import CloudCallFailed, CloudSession, aliyun_tool
 
 log = logging.getLogger(__name__)
 
 BUCKET_NAME = r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$"  # OSS's bucket naming rules
-REGION_ID = r"^[a-z]{2,}(-[a-z0-9]+)+$"
 MAX_KEY_BYTES = 1023
 # Codes with which OSS refuses the temporary credentials themselves: fresh ones may fix them (one retry).
 STALE_CREDENTIAL_CODES = {"InvalidAccessKeyId", "InvalidSecurityToken", "SecurityTokenExpired",
@@ -46,7 +46,8 @@ class ReadOssObjectArguments(BaseModel):
     key: str = Field(description="The object's full name in the bucket (its key), e.g. `notes/2025/plan.md`.",
                      min_length=1)
     region: str | None = Field(None, description="The bucket's region ID, e.g. `cn-hangzhou`; leave it out "
-                                                 "to use the agent's default OSS region.", pattern=REGION_ID)
+                                                 "to use the agent's default OSS region.",
+                               pattern=REGION_ID_PATTERN)
 
     @field_validator("key")
     @classmethod
