@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import importlib
 import ssl
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from types import ModuleType
 from typing import Any, TypeVar
 
 import certifi
@@ -41,6 +43,18 @@ def tls_context() -> ssl.SSLContext:
     context = ssl.create_default_context()
     context.load_verify_locations(certifi.where())
     return context
+
+
+_imported: dict[str, ModuleType] = {}
+
+
+async def import_off_loop(name: str) -> ModuleType:
+    """The module `name`, imported in a thread the first time. For an SDK only some requests need: imported at
+    start-up it delays every cold start; imported on the event loop it stalls every request for as long."""
+    module = _imported.get(name)
+    if module is None:
+        module = _imported[name] = await asyncio.to_thread(importlib.import_module, name)
+    return module
 
 
 @functools.cache

@@ -121,14 +121,6 @@ class JwksKeys:
         await self._http.aclose()
 
 
-def log_waived_verification(settings: IdentitySettings) -> None:
-    """At start-up, not at the first request: the operator sees at once that signatures go unchecked."""
-    if not settings.jwks_url:
-        log.warning("Inbound JWT signatures are NOT verified here (INBOUND_JWT_VERIFY=off or no "
-                    "INBOUND_JWKS_URL outside production): this is safe only behind a gateway that verifies "
-                    "the JWT")
-
-
 class VerifiedClaims:
     """Claims of tokens whose signature and claims already passed, by SHA-256 of the token, each until
     min(exp, verified + `max_age_seconds`); least recently used dropped beyond `max_entries`.
@@ -235,7 +227,7 @@ class JwtVerifier:
         return claims
 
     async def _unverified(self, token: str, algorithm: str) -> dict[str, Any]:
-        """The gateway verified the signature (see `log_waived_verification`); still insist on a well-formed,
+        """The gateway verified the signature (see identity.settings.log_waived_verification); still insist on a well-formed,
         unexpired JWT."""
         return jwt.decode(token, algorithms=[algorithm], **self._claim_checks(),
                           options={"verify_signature": False, "verify_exp": True, "verify_nbf": True,

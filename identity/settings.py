@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Self
 import re
 
 from config import APP_ENVS, DEFAULT_REGION, REGION_ID_PATTERN, EnvReader, is_production
+
+log = logging.getLogger(__name__)
 
 # Asymmetric algorithms only: HS* with a published key is the classic key-confusion attack, `none` is no
 # check.
@@ -131,3 +134,12 @@ def _inbound_jwks_url(read: EnvReader, *, production: bool) -> str:
         read.problems.append("INBOUND_JWKS_URL is required in production (your identity provider's "
                              f"jwks_uri); INBOUND_JWT_VERIFY=off waives it, {GATEWAY_VERIFIES}")
     return url if verify == "on" else ""
+
+
+def log_waived_verification(settings: IdentitySettings) -> None:
+    """At start-up (app.py, before the port opens), not at the first request: the operator sees at once that
+    signatures go unchecked."""
+    if not settings.jwks_url:
+        log.warning("Inbound JWT signatures are NOT verified here (INBOUND_JWT_VERIFY=off or no "
+                    "INBOUND_JWKS_URL outside production): this is safe only behind a gateway that verifies "
+                    "the JWT")

@@ -51,7 +51,7 @@ class Results:
 
 
 async def run(env: Mapping[str, str], results: Results) -> None:
-    from app import create_app
+    from wiring import create_app
     from config import ConfigError
     from identity.context import RequestContext, bind_request_context
     from identity.errors import AuthorizationPending, IdentityError
@@ -116,7 +116,7 @@ async def run(env: Mapping[str, str], results: Results) -> None:
 
 
 async def _configuration(env: Mapping[str, str]) -> str:
-    from app import create_app
+    from wiring import create_app
 
     create_app(dict(env))  # raises ConfigError naming every problem
     return "every variable is valid"
@@ -168,7 +168,7 @@ async def _chat(app, jwt: str) -> str:  # noqa: ANN001 - a FastAPI app
 
 
 def main(env: Mapping[str, str] | None = None) -> int:
-    from app import load_env
+    from app_settings import load_env
 
     values = dict(load_env() if env is None else env)
     missing = [name for name in NEEDED if not values.get(name)]

@@ -17,7 +17,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from identity.errors import IdentityError
-from server.errors import ApiError, classify, describe
+from server.errors import ApiError
+from server.failures import classify, describe
 from server.logs import capped
 
 MAX_TOOLS_LOGGED = 20

@@ -33,6 +33,10 @@ class Shutdown:
     def begun(self) -> bool:
         return self._begun.is_set()
 
+    async def wait(self) -> None:
+        """Returns once the process was asked to stop."""
+        await self._begun.wait()
+
     def begin(self, grace_seconds: float) -> None:
         if not self._begun.is_set():
             self._deadline = asyncio.get_running_loop().time() + grace_seconds

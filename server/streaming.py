@@ -22,8 +22,9 @@ from starlette.types import Receive, Scope, Send
 from agent.runner import Finished, KeepAlive, RunItem, TextDelta, Usage
 from identity.errors import AuthorizationPending, consent_sentence
 from server.chunks import KEEPALIVE, CompletionWriter
-from server.errors import ApiError, classify
+from server.errors import ApiError
 from server.events import Rendered, render
+from server.failures import classify
 from server.shutdown import Shutdown, restarting_error
 
 log = logging.getLogger(__name__)

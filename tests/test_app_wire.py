@@ -311,7 +311,7 @@ def test_the_session_id_comes_from_the_query_or_either_header(server, fresh_clou
 
 
 def test_missing_configuration_is_named_at_start():
-    from app import create_app
+    from wiring import create_app
 
     with pytest.raises(ConfigError) as raised:
         create_app({"PORT": "not-a-port"})
@@ -353,7 +353,7 @@ def test_a_model_service_that_names_a_stored_credential_is_resolved_with_get_cre
 
 
 def test_port_from_environment():
-    from app import ServerSettings
+    from app_settings import ServerSettings
 
     assert ServerSettings.from_env({}).port == 9000
     assert ServerSettings.from_env({"PORT": "8000"}).port == 8000

@@ -111,7 +111,7 @@ def valid_env(**values: str) -> dict[str, str]:
 
 
 def problems_of(env: dict[str, str], *, callback: bool = False) -> list[str]:
-    from app import CallbackSettings, Settings
+    from app_settings import CallbackSettings, Settings
     from config import ConfigError
     try:
         (CallbackSettings if callback else Settings).from_env(env)

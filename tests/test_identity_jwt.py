@@ -23,8 +23,8 @@ from starlette.routing import Route
 from emulators._server import ServerGroup
 from identity.errors import InvalidCallerToken
 from identity.errors import IdentityUnavailable
-from identity.jwt_verifier import JwksKeys, JwtVerifier, VerifiedClaims, log_waived_verification
-from identity.settings import IdentitySettings
+from identity.jwt_verifier import JwksKeys, JwtVerifier, VerifiedClaims
+from identity.settings import IdentitySettings, log_waived_verification
 
 ISSUER = "https://idp.test"
 AUDIENCE = "agent"
@@ -243,7 +243,7 @@ async def test_without_jwks_a_well_formed_jwt_passes_and_the_warning_is_logged_a
         settings: IdentitySettings, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="identity")
     unverified = replace(settings, jwks_url="")
-    log_waived_verification(unverified)  # what app.create_app does at start-up
+    log_waived_verification(unverified)  # what app.py does at start-up
     verifier = JwtVerifier(unverified)
     other = sign(claims(sub="carol"), key=OTHER_KEY, kid="unpublished")
     assert (await verifier.authenticate("Bearer " + other)).sub == "carol"

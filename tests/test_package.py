@@ -261,8 +261,8 @@ def test_the_zip_is_pip_check_clean_but_for_what_is_left_out_on_purpose(unpacked
 _IMPORT_EVERYTHING = """
 import importlib, pkgutil, sys, sysconfig
 sys.path.insert(0, '.')
-import app
-for package in ('agent', 'identity', 'tools'):
+import app, app_settings, wiring
+for package in ('agent', 'identity', 'server', 'tools'):
     for module in pkgutil.walk_packages(importlib.import_module(package).__path__, package + '.'):
         importlib.import_module(module.name)
 import langchain_openai, langchain.agents, alibabacloud_agentidentitydata20251127.client, alibabacloud_sts20150401.client

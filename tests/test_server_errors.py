@@ -1,4 +1,4 @@
-"""server.errors.classify: wrapped and chained library errors still map to the right status, and an unknown
+"""server.failures.classify: wrapped and chained library errors still map to the right status, and an unknown
 error is a 500 whose log line names types only (exception text can carry secrets)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import openai
 import pytest
 from langchain_openai.chat_models.base import OpenAIAPIError
 
-from server.errors import classify
+from server.failures import classify
 
 SECRET = "sk-do-not-log-me"
 
@@ -55,7 +55,7 @@ def test_an_upstream_status_on_any_http_error_is_a_502():
 
 
 def test_an_unknown_error_is_a_500_logged_without_its_message(caplog):
-    with caplog.at_level(logging.ERROR, logger="server.errors"):
+    with caplog.at_level(logging.ERROR, logger="server.failures"):
         error = classify(raised(KeyError(SECRET), cause=raised(ValueError(SECRET))))
     assert (error.status, error.code, error.type) == (500, "internal_error", "server_error")
     assert SECRET not in error.message

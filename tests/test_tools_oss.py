@@ -14,7 +14,7 @@ from identity.context import RequestContext, bind_request_context, reset_request
 from tests import test_tools_with_identity
 from tests.test_tools_with_identity import Session
 from tools.aliyun import session_policy
-from tools.oss import needs_path_style
+from tools.oss_client import needs_path_style
 
 TOOL = "read_oss_object"
 make_session = test_tools_with_identity.make_session  # the fixture: a user's session with the real tools

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from langchain_core.tools import BaseTool
-
 from tools import dingtalk  # noqa: F401 - registers its @oauth2_tool functions
 from tools import oss  # noqa: F401 - registers its @aliyun_tool
 from tools.aliyun import CloudConnections, build_aliyun_tools
@@ -19,6 +17,8 @@ from tools.oauth2 import ProviderClients, build_oauth2_tools
 from tools.settings import ToolSettings
 
 if TYPE_CHECKING:
+    from langchain_core.tools import BaseTool
+
     from identity.service import AgentIdentity
 
 __all__ = ["ToolSettings", "Toolbox"]

@@ -19,18 +19,19 @@ import aiohttp
 from alibabacloud_sts20150401.client import Client as StsClient
 from alibabacloud_tea_openapi.exceptions import AlibabaCloudException
 from darabonba.exceptions import DaraException, UnretryableException
-from langchain_core.tools import BaseTool, StructuredTool
 from pydantic import BaseModel
 
 from config import SdkConfig, sdk_config
 from identity.errors import IdentityError
 from identity.sdk_errors import THROTTLED, UNAVAILABLE, credential_rejected, failure_kind
 from outbound import sdk_call
-from tools.outcome import Outcome, failed, succeeded
+from tools.outcome import Outcome, as_langchain_tool, failed, succeeded
 from tools.settings import ToolSettings
-from tools.validation import NoArguments, describe_validation_error
+from tools.validation import NoArguments
 
 if TYPE_CHECKING:
+    from langchain_core.tools import BaseTool
+
     from identity.service import AgentIdentity, StsCredential
 
 log = logging.getLogger(__name__)
@@ -177,14 +178,8 @@ def _as_langchain_tool(spec: AliyunToolSpec, identity: AgentIdentity,
             return failed("Alibaba Cloud could not be reached or did not answer in time; please try again "
                           "later.", "aliyun_unreachable")
 
-    return StructuredTool.from_function(
-        coroutine=run,
-        name=spec.name,
-        description=inspect.getdoc(spec.function),
-        args_schema=spec.args_schema,
-        handle_validation_error=describe_validation_error,
-        response_format="content_and_artifact",
-    )
+    return as_langchain_tool(run, name=spec.name, description=inspect.getdoc(spec.function) or "",
+                             args_schema=spec.args_schema)
 
 
 async def _call_with_fresh_credentials_once(spec: AliyunToolSpec, identity: AgentIdentity,

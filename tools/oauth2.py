@@ -25,14 +25,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import httpx
-from langchain_core.tools import BaseTool, StructuredTool
 from pydantic import BaseModel
 
 from identity.errors import AuthorizationPending, IdentityError, consent_sentence
-from tools.outcome import Outcome, failed, succeeded
-from tools.validation import NoArguments, describe_validation_error
+from tools.outcome import Outcome, as_langchain_tool, failed, succeeded
+from tools.validation import NoArguments
 
 if TYPE_CHECKING:
+    from langchain_core.tools import BaseTool
+
     from identity.service import AgentIdentity
     from tools.settings import ToolSettings
 
@@ -186,14 +187,8 @@ def _as_langchain_tool(spec: OAuth2ToolSpec, identity: AgentIdentity, settings: 
             return failed(f"{provider.label} could not be reached; nothing was done. Please try again later.",
                           f"{provider.code}_unreachable")
 
-    return StructuredTool.from_function(
-        coroutine=run,
-        name=spec.name,
-        description=f"{inspect.getdoc(spec.function)}\n\n{_consent_note(provider)}",
-        args_schema=spec.args_schema,
-        handle_validation_error=describe_validation_error,
-        response_format="content_and_artifact",
-    )
+    return as_langchain_tool(run, name=spec.name, args_schema=spec.args_schema,
+                             description=f"{inspect.getdoc(spec.function)}\n\n{_consent_note(provider)}")
 
 
 def _consent_note(provider: OAuth2Provider) -> str:

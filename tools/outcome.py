@@ -7,7 +7,15 @@ the artifact travels on the ToolMessage to the runner, which reports it in `tool
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+from tools.validation import describe_validation_error
+
+if TYPE_CHECKING:
+    from langchain_core.tools import BaseTool
 
 Outcome = tuple[str, dict[str, Any]]
 
@@ -18,3 +26,17 @@ def succeeded(text: str) -> Outcome:
 
 def failed(text: str, code: str) -> Outcome:
     return text, {"ok": False, "code": code}
+
+
+def as_langchain_tool(run: Callable[..., Awaitable[Outcome]], *, name: str, description: str,
+                      args_schema: type[BaseModel]) -> BaseTool:
+    """`run` as the tool the model calls: arguments checked by `args_schema` (a rejected one becomes a short
+    sentence), the outcome's text for the model and its artifact for the runner.
+
+    LangChain's tool classes are imported here, when the app is built: importing them takes a third of a
+    second (they pull in LangSmith), and `python app.py` reads the tools' settings before it opens its port."""
+    from langchain_core.tools import StructuredTool
+
+    return StructuredTool.from_function(coroutine=run, name=name, description=description,
+                                        args_schema=args_schema, handle_validation_error=describe_validation_error,
+                                        response_format="content_and_artifact")
