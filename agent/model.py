@@ -13,17 +13,19 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import openai
-from alibabacloud_agentrun20250910.client import Client as AgentRunClient
 from alibabacloud_credentials.client import Client as CredentialClient
 from langchain.chat_models import init_chat_model
 from langchain_core.language_models import BaseChatModel
 
 from agent.settings import OPENAI_COMPATIBLE, AgentSettings
 from config import sdk_config
-from outbound import sdk_call
+from outbound import import_off_loop, sdk_call
+
+if TYPE_CHECKING:
+    from alibabacloud_agentrun20250910.client import Client as AgentRunClient
 
 log = logging.getLogger(__name__)
 
@@ -129,8 +131,10 @@ async def fetch_model_service(settings: AgentSettings, credential: CredentialCli
     the instance's credential (on AgentRun: the instance role's STS keys in the environment)."""
     name = settings.model_service_name
     assert name is not None
-    client = AgentRunClient(sdk_config(credential, settings.region_id, settings.control_endpoint,
-                                       timeout_seconds=10.0))
+    # Imported here, off the event loop: a model configured by URL never needs the control-plane SDK.
+    agentrun = await import_off_loop("alibabacloud_agentrun20250910.client")
+    client = agentrun.Client(sdk_config(credential, settings.region_id, settings.control_endpoint,
+                                        timeout_seconds=10.0))
     try:
         response = await sdk_call(client.get_model_service, name)
     except Exception as exc:  # SDK errors carry request details; keep only the code

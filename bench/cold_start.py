@@ -5,9 +5,10 @@
 
 Each run starts the emulators once (their own process), then starts app.py fresh N times against them and
 times, from `Popen`:
-- `health`: the first `GET /health` answered 200 (what the platform's health check sees);
-- `first_byte`: then the first body byte of one streamed chat completion (LangChain, the model client and
-  the agent are built on this first request);
+- `health`: the first `GET /health` answered 200 (what the platform's health check sees: the port opens once
+  the settings are checked, while the app is still being built; server/starting.py);
+- `first_byte`: then the first body byte of one streamed chat completion (the request waits for the app,
+  which imports LangChain, the model client and the SDKs; the model client is made on this first request);
 - `first_chat`: that chat's last byte;
 plus the server's RSS after that first chat. Median and max over the runs.
 

@@ -13,17 +13,23 @@ from __future__ import annotations
 import hmac
 import logging
 import secrets
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import httpx2
-from authlib.integrations.httpx_client import AsyncOAuth2Client, OAuthError
 
 from identity.browser_session import SignInTransaction
 from identity.errors import IdentityUnavailable, InvalidCallerToken
 from identity.jwt_verifier import JwksKeys, JwtVerifier
 from identity.settings import IdentitySettings
-from outbound import tls_context
+from outbound import import_off_loop, tls_context
+
+if TYPE_CHECKING:
+    from authlib.integrations.httpx_client import AsyncOAuth2Client
+
+# Imported at the first sign-in, off the event loop (outbound.import_off_loop): a process that never signs a
+# browser in (the agent, when the callback runs on its own) never pays its import.
+AUTHLIB_CLIENT = "authlib.integrations.httpx_client"
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +62,7 @@ class OidcSignIn:
         metadata = await self._discovery()
         transaction = SignInTransaction(verifier=secrets.token_urlsafe(48), nonce=secrets.token_urlsafe(24),
                                         csrf=secrets.token_urlsafe(24), resume=resume)
-        async with self._client(metadata) as client:
+        async with await self._client(metadata) as client:
             url, _ = client.create_authorization_url(metadata["authorization_endpoint"],
                                                      state=transaction.csrf, nonce=transaction.nonce,
                                                      code_verifier=transaction.verifier)
@@ -65,11 +71,12 @@ class OidcSignIn:
     async def finish(self, *, code: str, transaction: SignInTransaction) -> str:
         """The signed-in user's `sub`, from the ID token the code is exchanged for."""
         metadata = await self._discovery()
+        authlib = await import_off_loop(AUTHLIB_CLIENT)
         try:
-            async with self._client(metadata) as client:
+            async with await self._client(metadata) as client:
                 tokens = await client.fetch_token(metadata["token_endpoint"], grant_type="authorization_code",
                                                   code=code, code_verifier=transaction.verifier)
-        except OAuthError as error:
+        except authlib.OAuthError as error:
             log.info("Browser sign-in: the IdP refused the code (%s)", _short(error.error))
             raise SignInFailed("The identity provider did not accept this sign-in. Ask the assistant again "
                                "for a new authorization link.") from None
@@ -93,7 +100,8 @@ class OidcSignIn:
             raise SignInFailed("The identity provider's answer belongs to another sign-in.")
         return str(claims["sub"])
 
-    def _client(self, metadata: dict[str, Any]) -> AsyncOAuth2Client:
+    async def _client(self, metadata: dict[str, Any]) -> AsyncOAuth2Client:
+        authlib = await import_off_loop(AUTHLIB_CLIENT)
         settings = self._settings
         methods = metadata.get("token_endpoint_auth_methods_supported") or ["client_secret_basic"]
         if not settings.signin_client_secret:
@@ -102,11 +110,11 @@ class OidcSignIn:
             method = "client_secret_basic"
         else:
             method = "client_secret_post"
-        return AsyncOAuth2Client(client_id=settings.signin_client_id,
-                                 client_secret=settings.signin_client_secret or None,
-                                 token_endpoint_auth_method=method, scope=" ".join(settings.signin_scopes),
-                                 redirect_uri=settings.signin_redirect_url, code_challenge_method="S256",
-                                 timeout=HTTP_TIMEOUT_SECONDS, trust_env=False, verify=tls_context())
+        return authlib.AsyncOAuth2Client(
+            client_id=settings.signin_client_id, client_secret=settings.signin_client_secret or None,
+            token_endpoint_auth_method=method, scope=" ".join(settings.signin_scopes),
+            redirect_uri=settings.signin_redirect_url, code_challenge_method="S256",
+            timeout=HTTP_TIMEOUT_SECONDS, trust_env=False, verify=tls_context())
 
     async def _discovery(self) -> dict[str, Any]:
         """The IdP's discovery document (OIDC Discovery 1.0), fetched once; its `issuer` must be ours."""

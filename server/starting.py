@@ -32,7 +32,7 @@ def start_failed_error() -> ApiError:
 
 
 class StartingApp:
-    """The server's ASGI app: the app `build` returns once it is built (in a thread), and until then `/health`.
+    """The server's ASGI app: the app `build` returns, once built (in a thread); until then `/health` only.
 
     `build` runs when the server starts (its lifespan startup); the built app's own lifespan then runs inside
     this one. Requests that arrive meanwhile wait for it; if the process is told to stop first, they get the
@@ -40,7 +40,8 @@ class StartingApp:
     and `on_failure` is called (the caller stops the server: nothing can serve without the app).
     """
 
-    def __init__(self, build: Callable[[], ASGIApp], shutdown: Shutdown, on_failure: Callable[[], None]) -> None:
+    def __init__(self, build: Callable[[], ASGIApp], shutdown: Shutdown,
+                 on_failure: Callable[[], None]) -> None:
         self.build, self.shutdown, self.on_failure = build, shutdown, on_failure
         self.app: ASGIApp | None = None
         self.failed = False
@@ -101,7 +102,8 @@ class _Lifespan:
         self._to_app: asyncio.Queue[Message] = asyncio.Queue()
         self._from_app: asyncio.Queue[Message] = asyncio.Queue()
         scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": {}}
-        self._task = asyncio.create_task(app(scope, self._to_app.get, self._from_app.put), name="app-lifespan")
+        self._task = asyncio.create_task(app(scope, self._to_app.get, self._from_app.put),
+                                         name="app-lifespan")
 
     async def startup(self) -> None:
         await self._exchange("lifespan.startup")

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 from sandbox.process import app_process, free_port
 from tests.deployment import LinkFollowingBrowser, page_title
@@ -23,7 +24,7 @@ from tools.settings import ProviderSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNTIME_PACKAGES = ("agent", "identity", "tools", "server")
-RUNTIME_SOURCES = [ROOT / "app.py", ROOT / "config.py",
+RUNTIME_SOURCES = [*ROOT.glob("*.py"),
                    *[path for package in RUNTIME_PACKAGES for path in (ROOT / package).glob("*.py")]]
 DOCS_POINTER = 'README\'s "Configuration" section'
 ENV_NAME = re.compile(r"^[A-Z][A-Z0-9]*(_[A-Z0-9]+)+$")
@@ -214,3 +215,25 @@ async def test_python_app_py_callback_serves_many_users_on_the_platform_port(fre
     assert f"127.0.0.1:{port}" in output and "Authorization completed" in output
     assert not [secret for secret in secrets_seen if secret in output]
     assert "session_uri" not in output and "state=" not in output
+
+
+# Heavy packages by what needs them: the app (imported by wiring, in the start-up thread) and single features
+# (imported at their first use, off the event loop).
+FOR_THE_APP = ("langchain", "langchain_core", "langgraph", "langsmith", "openai", "fastapi")
+FOR_ONE_FEATURE = ("alibabacloud_oss_v2", "authlib", "alibabacloud_agentrun20250910")
+_LOADED = """
+import sys
+{imports}
+print(" ".join(sorted({{name.split(".")[0] for name in sys.modules}})))
+"""
+
+
+@pytest.mark.parametrize(("imports", "absent"), [("import app", FOR_THE_APP + FOR_ONE_FEATURE),
+                                                 ("import wiring", FOR_ONE_FEATURE)])
+def test_start_up_imports_only_what_it_needs_before_the_port_opens(imports: str,
+                                                                   absent: tuple[str, ...]) -> None:
+    """`python app.py` reads its settings and opens its port before it imports the app (app.py); the app
+    itself imports no SDK that only one feature needs (bench/RESULTS.md, "Cold start")."""
+    loaded = subprocess.run([sys.executable, "-c", _LOADED.format(imports=imports)], cwd=ROOT, text=True,
+                            capture_output=True, timeout=120, check=True).stdout.split()
+    assert set(absent).isdisjoint(loaded), sorted(set(absent) & set(loaded))

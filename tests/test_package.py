@@ -183,8 +183,9 @@ def test_every_python_file_ships_checked_hash_bytecode_for_the_target(
 def test_the_app_runs_from_the_shipped_bytecode_without_writing_any(unpacked: tuple[Path, str, Target]) -> None:
     code, interpreter, _ = unpacked
     before = len(list(code.rglob("*.pyc")))
-    # -v reports where each module's code object came from; -B: as on a read-only /code.
-    result = subprocess.run([interpreter, "-v", "-B", "-E", "-s", "-S", "-c", "import app"], cwd=code,
+    # -v reports where each module's code object came from; -B: as on a read-only /code. `wiring` is what the
+    # start-up thread imports after the port opened (app.py).
+    result = subprocess.run([interpreter, "-v", "-B", "-E", "-s", "-S", "-c", "import app, wiring"], cwd=code,
                             env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
                             capture_output=True, text=True, timeout=120)
 

@@ -34,9 +34,11 @@ def as_langchain_tool(run: Callable[..., Awaitable[Outcome]], *, name: str, desc
     sentence), the outcome's text for the model and its artifact for the runner.
 
     LangChain's tool classes are imported here, when the app is built: importing them takes a third of a
-    second (they pull in LangSmith), and `python app.py` reads the tools' settings before it opens its port."""
+    second (they pull in LangSmith), and `python app.py` reads the tools' settings before it opens its
+    port."""
     from langchain_core.tools import StructuredTool
 
     return StructuredTool.from_function(coroutine=run, name=name, description=description,
-                                        args_schema=args_schema, handle_validation_error=describe_validation_error,
+                                        args_schema=args_schema,
+                                        handle_validation_error=describe_validation_error,
                                         response_format="content_and_artifact")
