@@ -85,6 +85,7 @@ class ModelProvider:
         self._sdk: openai.AsyncOpenAI | None = None
         self._endpoint: ModelEndpoint | None = None
         self._lock = asyncio.Lock()
+        self._model_lock = asyncio.Lock()
 
     async def endpoint(self) -> ModelEndpoint:
         if self._endpoint is None:
@@ -94,17 +95,28 @@ class ModelProvider:
         return self._endpoint
 
     async def chat_model(self) -> BaseChatModel:
-        if self._model is None:
+        if self._model is not None:
+            return self._model
+        async with self._model_lock:  # the first requests at once: one model, one SDK client (closed with us)
+            if self._model is not None:
+                return self._model
+            endpoint, sdk = None, None
             if self.settings.model_provider == OPENAI_COMPATIBLE:
                 endpoint = await self.endpoint()
-                self._sdk = openai.AsyncOpenAI(base_url=endpoint.base_url, api_key=endpoint.api_key,
-                                               timeout=self.settings.timeout_seconds,
-                                               max_retries=self.settings.max_retries,
-                                               http_client=openai.DefaultAioHttpClient(
-                                                   timeout=self.settings.timeout_seconds))
-                self._model = build_chat_model(self.settings, endpoint, self._sdk)
-            else:
-                self._model = build_chat_model(self.settings, None, None)
+                sdk = openai.AsyncOpenAI(base_url=endpoint.base_url, api_key=endpoint.api_key,
+                                         timeout=self.settings.timeout_seconds,
+                                         max_retries=self.settings.max_retries,
+                                         http_client=openai.DefaultAioHttpClient(
+                                             timeout=self.settings.timeout_seconds))
+            try:
+                # In a thread: `init_chat_model` imports the provider's LangChain package at its first call
+                # (langchain-openai: ~0.06 s), which would stall the event loop during the first request.
+                self._model = await asyncio.to_thread(build_chat_model, self.settings, endpoint, sdk)
+            except BaseException:
+                if sdk is not None:
+                    await sdk.close()
+                raise
+            self._sdk = sdk
         return self._model
 
     async def aclose(self) -> None:

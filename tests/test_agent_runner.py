@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 
 import openai
@@ -100,3 +101,13 @@ async def test_streamed_chunks_stay_dicts_and_everything_else_is_the_typed_sdk(c
             await DictChunkCompletions(sdk.with_options(api_key="wrong")).create(**body, stream=True)
     finally:
         await sdk.close()
+
+
+async def test_the_first_requests_at_once_share_one_model_and_one_sdk_client(cloud):
+    provider = ModelProvider(settings_for(cloud), CredentialClient())
+    models = await asyncio.gather(*(provider.chat_model() for _ in range(8)))
+    assert all(model is models[0] for model in models)
+    sdk = provider._sdk
+    assert sdk is not None and models[0].root_async_client is sdk  # the one the provider closes
+    await provider.aclose()
+    assert sdk.is_closed()
