@@ -155,7 +155,7 @@ class AppServer:
 
     url: str
     process: subprocess.Popen[bytes]
-    started_s: float  # process start to first answered /health
+    started_s: float  # process start to first answered /health (the port opens before the app is built)
 
     @property
     def chat_url(self) -> str:
@@ -165,10 +165,12 @@ class AppServer:
 @contextlib.contextmanager
 def app_server(cloud_env: Mapping[str, str], port: int | None = None,
                extra_env: Mapping[str, str] | None = None, *, code_dir: Path | None = None,
-               python: str = PYTHON) -> Iterator[AppServer]:
-    """Serve the product against the emulators; waits for `GET /health` and times that start. With `code_dir`
-    (an unpacked zip), `python -B -E -s -S app.py` runs there, so only the zip's contents can be imported and no
-    `.pyc` is written (-E ignores PYTHONDONTWRITEBYTECODE, so -B it is)."""
+               python: str = PYTHON, wait_for_app: bool = True) -> Iterator[AppServer]:
+    """Serve the product against the emulators; waits for `GET /health` and times that start, then (unless
+    `wait_for_app` is false) for the app built behind it (server/starting.py), so a benchmark measures the
+    app, not its start. With `code_dir` (an unpacked zip), `python -B -E -s -S app.py` runs there, so only
+    the zip's contents can be imported and no `.pyc` is written (-E ignores PYTHONDONTWRITEBYTECODE, so -B it
+    is)."""
     port = port or free_port()
     env = clean_env({**cloud_env, "HOST": "127.0.0.1", "PORT": str(port), "LOG_LEVEL": "WARNING",
                      **(extra_env or {})})
@@ -191,6 +193,9 @@ def app_server(cloud_env: Mapping[str, str], port: int | None = None,
                 if time.perf_counter() - began > 60:
                     raise TimeoutError("app.py did not answer /health within 60 s")
                 time.sleep(0.01)
-            yield AppServer(url, process, time.perf_counter() - began)
+            started_s = time.perf_counter() - began
+            if wait_for_app:  # any other path waits for the app; without a token it answers 401
+                httpx.get(f"{url}/openai/v1/models", trust_env=False, timeout=60)
+            yield AppServer(url, process, started_s)
         finally:
             stop_process(process)

@@ -56,7 +56,7 @@ class UnpackedZip:
 def one_run(cloud, code_dir: Path | None = None, python: str | None = None) -> dict[str, float]:
     where = {"code_dir": code_dir, "python": python} if code_dir and python else {}
     headers = {"Authorization": f"Bearer {cloud.user_jwt('alice')}"}  # before the clock starts
-    with app_server(cloud.env, **where) as server:
+    with app_server(cloud.env, **where, wait_for_app=False) as server:
         began = time.perf_counter() - server.started_s
         cpu_health = _cpu_s(server.process.pid)
         body = {"messages": [{"role": "user", "content": "hello there"}], "stream": True}

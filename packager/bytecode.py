@@ -1,10 +1,10 @@
 """Compiles the zip's Python files to bytecode with the runtime's own Python, so no instance compiles at start.
 
 AgentRun's `/code` may be read-only, and then every instance would compile the ~5,000 modules it imports
-(3.3 s of CPU to `/health` instead of 1.7 s: bench/RESULTS.md, benchmark 7). The `.pyc` files are checked-hash ones
-(PEP 552): the interpreter compares a hash of the source with the one in the `.pyc`, so an edited source
-file is never run from stale bytecode, and unpacking (which resets modification times) cannot invalidate
-them. Bytecode is specific to a Python minor version, hence the interpreter of the target version.
+(1.6 s more CPU per start: bench/RESULTS.md, benchmark 9). The `.pyc` files are checked-hash ones (PEP 552):
+the interpreter compares a hash of the source with the one in the `.pyc`, so an edited source file is never
+run from stale bytecode, and unpacking (which resets modification times) cannot invalidate them. Bytecode is
+specific to a Python minor version, hence the interpreter of the target version.
 """
 
 from __future__ import annotations
