@@ -95,8 +95,9 @@ async def _serve(settings: Settings | CallbackSettings) -> int:
     stop, shutdown = asyncio.Event(), Shutdown()
     for sig in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-    app = StartingApp(lambda: build_app(settings, shutdown), shutdown, on_failure=stop.set)
     server = settings.server
+    app = StartingApp(lambda: build_app(settings, shutdown), shutdown, on_failure=stop.set,
+                      max_waiting=server.limits.max_concurrent_requests)
     await serve(app, server.server_limits, shutdown, host=server.host, port=server.port, stop=stop)
     return 1 if app.failed else 0
 

@@ -17,6 +17,11 @@ from server.shutdown import Shutdown, restarting_error
 UNLIMITED_PATHS = frozenset({"/health"})
 
 
+def busy_error() -> ApiError:
+    return ApiError(503, "The service is at its concurrency limit; retry in a moment.", "server_error",
+                    "server_busy", headers={"Retry-After": "1"})
+
+
 @dataclass(frozen=True)
 class Limits:
     max_concurrent_requests: int
@@ -40,9 +45,7 @@ class AdmissionLimits:
             await restarting_error().response(headers={"Connection": "close"})(scope, receive, send)
             return
         if self.running >= self.limits.max_concurrent_requests:
-            busy = ApiError(503, "The service is at its concurrency limit; retry in a moment.",
-                            "server_error", "server_busy", headers={"Retry-After": "1"})
-            await busy.response()(scope, receive, send)
+            await busy_error().response()(scope, receive, send)
             return
         self.running += 1
         try:

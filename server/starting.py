@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.errors import ApiError
+from server.limits import busy_error
 from server.shutdown import Shutdown, restarting_error
 
 log = logging.getLogger("app")
@@ -35,14 +36,16 @@ class StartingApp:
     """The server's ASGI app: the app `build` returns, once built (in a thread); until then `/health` only.
 
     `build` runs when the server starts (its lifespan startup); the built app's own lifespan then runs inside
-    this one. Requests that arrive meanwhile wait for it; if the process is told to stop first, they get the
-    503 `service_restarting`. If `build` fails, the failure is logged, waiting and later requests get a 503,
+    this one. Up to `max_waiting` requests that arrive meanwhile wait for it (more get the 503 `server_busy`
+    at once, as the app's own limit answers); if the process is told to stop first, they get the 503
+    `service_restarting`. If `build` fails, the failure is logged, waiting and later requests get a 503,
     and `on_failure` is called (the caller stops the server: nothing can serve without the app).
     """
 
-    def __init__(self, build: Callable[[], ASGIApp], shutdown: Shutdown,
-                 on_failure: Callable[[], None]) -> None:
+    def __init__(self, build: Callable[[], ASGIApp], shutdown: Shutdown, on_failure: Callable[[], None], *,
+                 max_waiting: int) -> None:
         self.build, self.shutdown, self.on_failure = build, shutdown, on_failure
+        self.max_waiting, self.waiting = max_waiting, 0
         self.app: ASGIApp | None = None
         self.failed = False
         self._ready = asyncio.Event()  # set once `app` is serving or `failed`
@@ -57,7 +60,14 @@ class StartingApp:
             await _health(scope["method"])(scope, receive, send)
             return
         if not self._ready.is_set():
-            await _first(self._ready.wait(), self.shutdown.wait())
+            if self.waiting >= self.max_waiting:
+                await busy_error().response()(scope, receive, send)
+                return
+            self.waiting += 1
+            try:
+                await _first(self._ready.wait(), self.shutdown.wait())
+            finally:
+                self.waiting -= 1
         if self.app is not None:
             await self.app(scope, receive, send)
         elif scope["type"] == "http":

@@ -55,11 +55,11 @@ class HeldBuild:
 
 
 @asynccontextmanager
-async def serving(build: Callable[[], ASGIApp]) -> AsyncIterator[tuple[httpx.AsyncClient, StartingApp,
-                                                                         asyncio.Event, asyncio.Task[None]]]:
+async def serving(build: Callable[[], ASGIApp], max_waiting: int = 50) -> AsyncIterator[
+        tuple[httpx.AsyncClient, StartingApp, asyncio.Event, asyncio.Task[None]]]:
     """Serve a StartingApp on a free loopback port; yields a client, the app, the stop event and the server."""
     stop, shutdown = asyncio.Event(), Shutdown()
-    app = StartingApp(build, shutdown, on_failure=stop.set)
+    app = StartingApp(build, shutdown, on_failure=stop.set, max_waiting=max_waiting)
     sock = listening_socket()
     server = asyncio.create_task(serve(app, LIMITS, shutdown, sock=sock, stop=stop))
     base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
@@ -93,6 +93,22 @@ async def test_health_answers_while_the_app_is_built_and_requests_wait_for_it() 
         assert build.lifespan == ["startup"]  # the app's own lifespan ran before it served
         assert app.app is not None and not app.failed
     assert build.lifespan == ["startup", "shutdown"]  # and its shutdown when the server stopped
+
+
+async def test_beyond_max_waiting_a_request_is_refused_at_once_as_the_app_s_own_limit_does() -> None:
+    build = HeldBuild()
+    async with serving(build, max_waiting=2) as (client, app, _, _):
+        waiting = [asyncio.create_task(client.post("/chat", content=str(n).encode())) for n in range(2)]
+        while app.waiting < 2:
+            await asyncio.sleep(0.01)
+        refused = await client.post("/chat", content=b"third")
+        assert refused.status_code == 503
+        assert refused.json()["error"]["code"] == "server_busy"
+        assert refused.headers["retry-after"] == "1"
+        assert (await client.get("/health")).status_code == 200  # never refused
+        build.release.set()
+        assert [answer.status_code for answer in await asyncio.gather(*waiting)] == [200, 200]
+        assert app.waiting == 0
 
 
 async def test_a_failed_build_answers_every_waiting_request_with_a_503_and_stops_the_server(
