@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -154,3 +156,22 @@ def test_python_app_py_builds_the_app_after_opening_its_port(cloud, tmp_path) ->
     lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
     ready = [line["message"] for line in lines if line.get("message", "").startswith("ready:")]
     assert len(ready) == 1 and "the app was built in" in ready[0]
+
+
+def test_sigterm_while_the_app_is_being_built_exits_0_and_a_waiting_request_is_told_to_retry(cloud, tmp_path):
+    started: list = []
+    with app_process(cloud.env, port=free_port(), log_path=tmp_path / "app.log", started=started) as base_url:
+        process = started[0]
+        with httpx.Client(base_url=base_url, trust_env=False, timeout=30) as client:
+            waiting = threading.Thread(target=lambda: answers.append(client.get("/openai/v1/models")))
+            answers: list[httpx.Response] = []
+            waiting.start()
+            time.sleep(0.1)  # connected and waiting (the build takes about a second)
+            process.send_signal(signal.SIGTERM)
+            waiting.join(30)
+        assert process.wait(30) == 0
+    assert len(answers) == 1, answers
+    # Built in time or not, the request got an answer: the app's own, or 503 service_restarting.
+    assert answers[0].status_code in (401, 503)
+    if answers[0].status_code == 503:
+        assert answers[0].json()["error"]["code"] == "service_restarting"
