@@ -28,9 +28,9 @@ for _path in (os.path.join(_HERE, "python"), _HERE):
 import gc  # noqa: E402
 
 if __name__ == "__main__":
-    # Start-up allocates millions of objects that all live as long as the process (modules, classes, schemas),
-    # and the collector would walk them again and again: a fifth of the start-up time (bench/RESULTS.md,
-    # "Cold start"). tune_garbage_collector turns it back on once the app is built.
+    # Start-up creates ~330,000 tracked objects that all live as long as the process (modules, classes,
+    # schemas), and the collector would walk them again and again: a fifth of the start-up time
+    # (bench/RESULTS.md, benchmark 9). tune_garbage_collector turns it back on once the app is built.
     gc.disable()
 
 import asyncio  # noqa: E402

@@ -1,4 +1,5 @@
-"""Errors in the OpenAI shape: what every refusal and failure of the API answers with.
+"""Errors in the OpenAI shape: what every refusal and failure of the API answers with; and `describe`, an
+exception as a log may show it.
 
 Only messages written in server/ (or an `IdentityError.safe_message`) reach the client: exception text from
 SDKs can carry URLs, request ids or credentials, so it is never echoed (server/failures.py maps them).
@@ -6,6 +7,7 @@ SDKs can carry URLs, request ids or credentials, so it is never echoed (server/f
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -34,3 +36,20 @@ class ApiError(Exception):
         """This error as an HTTP response, with its own headers and any `headers` added."""
         return JSONResponse(self.body(), status_code=self.status,
                             headers={**(self.headers or {}), **(headers or {})})
+
+
+def describe(exc: BaseException) -> str:
+    """Exception types and where the innermost was raised, without messages (they can carry secrets)."""
+    names = " <- ".join(type(link).__qualname__ for link in chain(exc))
+    frames = traceback.extract_tb(exc.__traceback__)
+    return f"{names} at {frames[-1].filename}:{frames[-1].lineno}" if frames else names
+
+
+def chain(exc: BaseException) -> list[BaseException]:
+    """`exc`, then what caused it, then what that was handling, ... (each once: chains can loop)."""
+    links: list[BaseException] = []
+    link: BaseException | None = exc
+    while link is not None and not any(link is seen for seen in links):
+        links.append(link)
+        link = link.__cause__ or link.__context__
+    return links

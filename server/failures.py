@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import traceback
 
 import openai
 
 from agent.model import ModelUnavailable
 from identity.errors import IdentityError
 from outbound import untrusted_certificate
-from server.errors import ApiError
+from server.errors import ApiError, chain, describe
 
 log = logging.getLogger(__name__)
 
@@ -29,29 +28,12 @@ def classify(exc: BaseException) -> ApiError:
         log.warning("the model's endpoint presented a TLS certificate this agent does not trust (a private "
                     "CA must be named in SSL_CERT_FILE)")
         return ApiError(502, "The model could not be reached.", "upstream_error", "model_unreachable")
-    for link in _chain(exc):
+    for link in chain(exc):
         known = _classify_one(link)
         if known is not None:
             return known
     log.error("unexpected error in agent run: %s", describe(exc))
     return ApiError(500, "The agent failed unexpectedly.", "server_error", "internal_error")
-
-
-def describe(exc: BaseException) -> str:
-    """Exception types and where the innermost was raised, without messages (they can carry secrets)."""
-    names = " <- ".join(type(link).__qualname__ for link in _chain(exc))
-    frames = traceback.extract_tb(exc.__traceback__)
-    return f"{names} at {frames[-1].filename}:{frames[-1].lineno}" if frames else names
-
-
-def _chain(exc: BaseException) -> list[BaseException]:
-    """`exc`, then what caused it, then what that was handling, ... (each once: chains can loop)."""
-    chain: list[BaseException] = []
-    link: BaseException | None = exc
-    while link is not None and not any(link is seen for seen in chain):
-        chain.append(link)
-        link = link.__cause__ or link.__context__
-    return chain
 
 
 def _classify_one(exc: BaseException) -> ApiError | None:

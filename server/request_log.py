@@ -17,8 +17,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from identity.errors import IdentityError
-from server.errors import ApiError
-from server.failures import classify, describe
+from server.errors import ApiError, describe
+from server.failures import classify
 from server.logs import capped
 
 MAX_TOOLS_LOGGED = 20

@@ -1,7 +1,7 @@
 """The port opens before the agent is loaded.
 
 Importing LangChain, the model client and the SDKs takes about a second on Python 3.12 (bench/RESULTS.md,
-"Cold start"). `python app.py` reads and checks its settings, opens its port with a `StartingApp`, and builds
+benchmark 9). `python app.py` reads and checks its settings, opens its port with a `StartingApp`, and builds
 the real app in a thread meanwhile: the platform's health check passes at once, and the first request's own
 work (reading its body, verifying its JWT, fetching the IdP's keys) overlaps the import instead of following
 it. Only `/health` is answered before the app is ready; every other request waits for it.
@@ -18,7 +18,7 @@ from typing import Any
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server.errors import ApiError
+from server.errors import ApiError, describe
 from server.limits import busy_error
 from server.shutdown import Shutdown, restarting_error
 
@@ -94,8 +94,9 @@ class StartingApp:
             app = await asyncio.to_thread(self.build)
             lifespan = _Lifespan(app)
             await lifespan.startup()
-        except Exception:
-            log.exception("the app could not be built; stopping")
+        except Exception as error:  # its type and place only: a message may quote a setting's value
+            missing = f" (module {error.name!r})" if isinstance(error, ImportError) and error.name else ""
+            log.critical("the app could not be built, so the process stops: %s%s", describe(error), missing)
             self.failed = True
             self._ready.set()
             self.on_failure()

@@ -233,7 +233,7 @@ print(" ".join(sorted({{name.split(".")[0] for name in sys.modules}})))
 def test_start_up_imports_only_what_it_needs_before_the_port_opens(imports: str,
                                                                    absent: tuple[str, ...]) -> None:
     """`python app.py` reads its settings and opens its port before it imports the app (app.py); the app
-    itself imports no SDK that only one feature needs (bench/RESULTS.md, "Cold start")."""
+    itself imports no SDK that only one feature needs (bench/RESULTS.md, benchmark 9)."""
     loaded = subprocess.run([sys.executable, "-c", _LOADED.format(imports=imports)], cwd=ROOT, text=True,
                             capture_output=True, timeout=120, check=True).stdout.split()
     assert set(absent).isdisjoint(loaded), sorted(set(absent) & set(loaded))
