@@ -106,7 +106,7 @@ class EnvReader:
         """An http(s) URL with a host, without a trailing slash; `base`: no query or fragment either (other
         paths are appended to it)."""
         value = self.str(name, default, required=required, why=why).rstrip("/")
-        if value and not _is_http_url(value, base=base):
+        if value and not is_http_url(value, base=base):
             kind = "an http(s) base URL without query or fragment" if base else "an http(s) URL"
             self.problems.append(f"{name} must be {kind}, e.g. https://example.com/path, got {value!r}")
         return value
@@ -114,14 +114,14 @@ class EnvReader:
     def endpoint(self, name: str, default: str = "") -> str:
         """An Alibaba Cloud SDK endpoint: `host[:port]`, or `http(s)://host[:port]` (see `sdk_endpoint`)."""
         value = self.str(name, default).rstrip("/")
-        if value and not _is_http_url(value if "://" in value else f"https://{value}", base=True, path=False):
+        if value and not is_http_url(value if "://" in value else f"https://{value}", base=True, path=False):
             self.problems.append(f"{name} must be host[:port] or http(s)://host[:port], got {value!r}")
         return value
 
     def origins(self, name: str) -> list[str]:
         """Browser origins (`https://host[:port]`, no path) or `*`."""
         origins = self.list(name, [])
-        bad = [o for o in origins if o != "*" and not _is_http_url(o, base=True, path=False)]
+        bad = [o for o in origins if o != "*" and not is_http_url(o, base=True, path=False)]
         if bad:
             self.problems.append(f"{name} must list origins such as https://chat.example.com (or *), "
                                  f"got {bad}")
@@ -141,7 +141,7 @@ class EnvReader:
             raise ConfigError(self.problems)
 
 
-def _is_http_url(value: str, *, base: bool, path: bool = True) -> bool:
+def is_http_url(value: str, *, base: bool, path: bool = True) -> bool:
     """http(s) with a host and a valid port; `base`: no query or fragment; not `path`: no path either."""
     try:
         parts = urlsplit(value)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Self
 import re
 
-from config import APP_ENVS, DEFAULT_REGION, REGION_ID_PATTERN, EnvReader, is_production
+from config import APP_ENVS, DEFAULT_REGION, REGION_ID_PATTERN, EnvReader, is_http_url, is_production
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +84,11 @@ class IdentitySettings:
                                  "characters")
         signin_client_id = read.str("CALLBACK_OIDC_CLIENT_ID")
         issuer = read.str("INBOUND_JWT_ISSUER")
-        if signin_client_id and not issuer:
-            read.problems.append("INBOUND_JWT_ISSUER is required with CALLBACK_OIDC_CLIENT_ID (the callback "
-                                 "discovers the sign-in endpoints at ${INBOUND_JWT_ISSUER}/.well-known/"
-                                 "openid-configuration)")
+        if signin_client_id and not is_http_url(issuer, base=True):
+            read.problems.append("INBOUND_JWT_ISSUER must be the IdP's issuer URL (https://...) with "
+                                 "CALLBACK_OIDC_CLIENT_ID: the callback discovers the sign-in endpoints at "
+                                 "${INBOUND_JWT_ISSUER}/.well-known/openid-configuration; got "
+                                 f"{issuer!r}")
         scopes = tuple(read.list("CALLBACK_OIDC_SCOPES", ["openid"]))
         if "openid" not in scopes:
             read.problems.append(f"CALLBACK_OIDC_SCOPES must include openid, got {' '.join(scopes)!r}")

@@ -92,11 +92,14 @@ MALFORMED = {
     "INBOUND_JWT_VERIFY": ("maybe", "on, off"), "MAX_HEADER_BYTES": ("16k", "number"),
     "HEADER_TIMEOUT_SECONDS": ("0", ">="), "BODY_TIMEOUT_SECONDS": ("-1", ">="),
     "MAX_CONCURRENT_REQUESTS": ("0", ">="), "SHUTDOWN_GRACE_SECONDS": ("soon", "number"),
+    # With CALLBACK_OIDC_CLIENT_ID (set below) the callback fetches ${INBOUND_JWT_ISSUER}/.well-known/...
+    "INBOUND_JWT_ISSUER": ("accounts.example.com", "issuer URL"),
 }
 
 
 def test_every_malformed_variable_is_named_in_one_message() -> None:
-    result = run_app(env=clean_env(**{name: value for name, (value, _) in MALFORMED.items()}))
+    result = run_app(env=clean_env(CALLBACK_OIDC_CLIENT_ID="agent-callback",
+                                   **{name: value for name, (value, _) in MALFORMED.items()}))
     assert result.returncode == 2, result.stderr
     problems = result.stderr.splitlines()
     for name, (value, words) in MALFORMED.items():
