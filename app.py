@@ -3,7 +3,7 @@
     python app.py            serve on HOST:FC_CUSTOM_LISTEN_PORT|PORT|9000
     python app.py callback   serve only the OAuth2 authorization callback (same host and port variables)
 
-Start-up reads and checks every setting (app_settings.py), opens the port, and builds the app (wiring.py)
+Start-up reads and checks every setting (app_settings.py), opens the port, and builds the app (wiring/)
 in a thread meanwhile (server/starting.py): `/health` answers at once, other requests wait for the app.
 """
 
@@ -52,11 +52,15 @@ GC_YOUNG_THRESHOLD = 20_000
 
 def build_app(settings: Settings | CallbackSettings, shutdown: Shutdown) -> ASGIApp:
     """The app for `settings`, then the collector tuned for a server. Runs in a thread while the port is
-    already open (server/starting.py): importing wiring imports LangChain, the SDKs and FastAPI."""
-    import wiring
+    already open (server/starting.py): wiring/ imports FastAPI, the SDKs and, for the agent, LangChain."""
+    if isinstance(settings, CallbackSettings):
+        from wiring.callback_app import create_callback_app
 
-    app = wiring.create_callback_app(settings, shutdown) if isinstance(settings, CallbackSettings) else \
-        wiring.create_app(settings, shutdown=shutdown)
+        app = create_callback_app(settings, shutdown)
+    else:
+        from wiring.agent_app import create_app
+
+        app = create_app(settings, shutdown=shutdown)
     tune_garbage_collector()
     return app
 

@@ -165,19 +165,21 @@ class AppServer:
 @contextlib.contextmanager
 def app_server(cloud_env: Mapping[str, str], port: int | None = None,
                extra_env: Mapping[str, str] | None = None, *, code_dir: Path | None = None,
-               python: str = PYTHON, wait_for_app: bool = True) -> Iterator[AppServer]:
+               python: str = PYTHON, wait_for_app: bool = True,
+               args: tuple[str, ...] = ()) -> Iterator[AppServer]:
     """Serve the product against the emulators; waits for `GET /health` and times that start, then (unless
     `wait_for_app` is false) for the app built behind it (server/starting.py), so a benchmark measures the
     app, not its start. With `code_dir` (an unpacked zip), `python -B -E -s -S app.py` runs there, so only
     the zip's contents can be imported and no `.pyc` is written (-E ignores PYTHONDONTWRITEBYTECODE, so -B it
-    is)."""
+    is). `args`: after `app.py`, e.g. `("callback",)`."""
     port = port or free_port()
     env = clean_env({**cloud_env, "HOST": "127.0.0.1", "PORT": str(port), "LOG_LEVEL": "WARNING",
                      **(extra_env or {})})
     env.pop("FC_CUSTOM_LISTEN_PORT", None)
     with tempfile.TemporaryDirectory(prefix="bench-app-") as workdir:
         root = Path(os.environ.get("BENCH_APP_ROOT") or ROOT)  # another checkout, for side-by-side runs
-        argv = [python, "-B", "-E", "-s", "-S", "app.py"] if code_dir else [python, str(root / "app.py")]
+        argv = [python, "-B", "-E", "-s", "-S", "app.py", *args] if code_dir else \
+            [python, str(root / "app.py"), *args]
         began = time.perf_counter()
         process = subprocess.Popen(argv, cwd=code_dir or workdir, env=env)
         url = f"http://127.0.0.1:{port}"

@@ -16,8 +16,9 @@ plus the server's RSS after that first chat. Median and max over the runs.
 into a read-only folder and starts `python3.12 -B -E -s -S app.py` there (as root, a read-only mode does not
 stop `.pyc` writes, and -E ignores PYTHONDONTWRITEBYTECODE; -B stops them), so every start is as cold as a
 fresh instance on a read-only `/code`. Next to it, a bare `import langchain.agents, langchain_openai` from the
-same folder, timed from `Popen` to exit, and the zip's size. Min, median and max over the runs, of wall time
-and of the CPU time the process used (steadier on a shared machine).
+same folder, timed from `Popen` to exit, the zip's size, and the callback deployment's start (`app.py
+callback`: its first `/health` and its first `/callback` page). Min, median and max over the runs, of wall
+time and of the CPU time the process used (steadier on a shared machine).
 """
 
 from __future__ import annotations
@@ -74,6 +75,18 @@ def one_run(cloud, code_dir: Path | None = None, python: str | None = None) -> d
                 "rss_mb": rss_mb(server.process.pid)}
 
 
+def callback_run(cloud, code_dir: Path, python: str) -> dict[str, float]:
+    """`python app.py callback` (the callback deployment): process start -> first `/health`, and -> the
+    first `/callback` page (a link without its state: the 400 page, which only the built app gives)."""
+    with app_server(cloud.env, code_dir=code_dir, python=python, wait_for_app=False,
+                    args=("callback",)) as server:
+        began = time.perf_counter() - server.started_s
+        page = httpx.get(f"{server.url}/callback", timeout=60, trust_env=False)
+        assert page.status_code == 400 and "text/html" in page.headers["content-type"], page.status_code
+        return {"health_s": server.started_s, "page_s": time.perf_counter() - began,
+                "rss_mb": rss_mb(server.process.pid)}
+
+
 def _cpu_s(pid: int) -> float:
     """CPU seconds (user + system) the process has used: steadier than wall time on a shared machine."""
     times = psutil.Process(pid).cpu_times()
@@ -125,6 +138,7 @@ def measure_zip(runs: int, zip_path: Path | None) -> None:
     with unpacked_zip(zip_path) as package, local_cloud() as cloud:
         bare = [bare_import(package.code, package.python) for _ in range(runs)]
         starts = [one_run(cloud, package.code, package.python) for _ in range(runs)]
+        callbacks = [callback_run(cloud, package.code, package.python) for _ in range(runs)]
     print(f"cold start from the zip ({package.zip_mib:.1f} MiB, {package.unpacked_mib:.1f} MiB unpacked), "
           f"read-only folder, -B, {package.python}, {runs} fresh processes, seconds:")
     for label, key, series in (
@@ -135,7 +149,10 @@ def measure_zip(runs: int, zip_path: Path | None) -> None:
             ("CPU s of the bare import", "cpu_s", bare),
             ("CPU s of app.py until the first /health", "cpu_health_s", starts),
             ("CPU s of app.py until the first chat answered", "cpu_first_chat_s", starts),
-            ("RSS after the first chat (MB)", "rss_mb", starts)):
+            ("RSS after the first chat (MB)", "rss_mb", starts),
+            ("callback: process start -> first /health 200", "health_s", callbacks),
+            ("callback: process start -> first /callback page", "page_s", callbacks),
+            ("callback: RSS after that page (MB)", "rss_mb", callbacks)):
         print(_row(label, [r[key] for r in series]))
 
 

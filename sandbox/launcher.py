@@ -132,7 +132,7 @@ def _bind(port: int) -> socket.socket:
 
 def _build_app(cloud: LocalCloud, env: dict[str, str], demo_user: str) -> FastAPI:
     """The production app over the emulators' env, plus the chat page and its two local helpers."""
-    from wiring import create_app
+    from wiring.agent_app import create_app
 
     app = create_app({**env, "HOST": "127.0.0.1"})
     dingtalk = cloud.url("dingtalk")

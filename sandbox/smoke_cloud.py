@@ -51,7 +51,7 @@ class Results:
 
 
 async def run(env: Mapping[str, str], results: Results) -> None:
-    from wiring import create_app
+    from wiring.agent_app import create_app
     from config import ConfigError
     from identity.context import RequestContext, bind_request_context
     from identity.errors import AuthorizationPending, IdentityError
@@ -116,7 +116,7 @@ async def run(env: Mapping[str, str], results: Results) -> None:
 
 
 async def _configuration(env: Mapping[str, str]) -> str:
-    from wiring import create_app
+    from wiring.agent_app import create_app
 
     create_app(dict(env))  # raises ConfigError naming every problem
     return "every variable is valid"

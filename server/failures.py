@@ -1,4 +1,5 @@
-"""What can go wrong in an agent run, mapped to a status and a safe message (`classify`).
+"""What can go wrong in an agent run, mapped to a status and a safe message (`classify`), and the error
+handlers that answer a route's errors in the OpenAI shape (`install_error_handlers`).
 
 Libraries wrap errors (langchain_openai re-raises `openai.InternalServerError` as its own subclass, LangGraph
 may chain them), so the whole `__cause__`/`__context__` chain is searched for something recognised. The
@@ -11,6 +12,9 @@ import asyncio
 import logging
 
 import openai
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agent.model import ModelUnavailable
 from identity.errors import IdentityError
@@ -91,3 +95,22 @@ def _classify_identity(exc: BaseException) -> ApiError | None:
     error_type = "authentication_error" if status == 401 else "upstream_error" if status >= 500 else \
         "invalid_request_error"
     return ApiError(status, exc.safe_message, error_type, exc.code)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Every error a route raises, in the OpenAI shape, with its code in the request's log line."""
+
+    async def api_error(request: Request, error: Exception) -> Response:
+        api = error if isinstance(error, ApiError) else classify(error)
+        request.state.request_log.error = api.code
+        return api.response()
+
+    async def http_error(_: Request, error: Exception) -> Response:
+        assert isinstance(error, StarletteHTTPException)
+        code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code)
+        api = ApiError(error.status_code, str(error.detail), "invalid_request_error", code)
+        return api.response(headers=error.headers)  # e.g. 405's Allow
+
+    app.add_exception_handler(ApiError, api_error)
+    app.add_exception_handler(IdentityError, api_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)

@@ -1,5 +1,5 @@
-"""One JSON log line per request, written after the last byte (streams included), and the error responses
-every route shares: OpenAI-shaped errors, and a last line of defence for anything unexpected."""
+"""One JSON log line per request, written after the last byte (streams included), and a last line of defence
+for anything unexpected (a 500 in the OpenAI shape). The routes' own errors: server/failures.py."""
 
 from __future__ import annotations
 
@@ -11,14 +11,9 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.responses import Response
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from identity.errors import IdentityError
 from server.errors import ApiError, describe
-from server.failures import classify
 from server.logs import capped
 
 MAX_TOOLS_LOGGED = 20
@@ -120,23 +115,3 @@ def _safe_id(value: str | None) -> str | None:
     if value and len(value) <= 128 and all(c.isalnum() or c in "-_." for c in value):
         return value
     return None
-
-
-
-def install_error_handlers(app: FastAPI) -> None:
-    """Every error a route raises, in the OpenAI shape, with its code in the request's log line."""
-
-    async def api_error(request: Request, error: Exception) -> Response:
-        api = error if isinstance(error, ApiError) else classify(error)
-        request.state.request_log.error = api.code
-        return api.response()
-
-    async def http_error(_: Request, error: Exception) -> Response:
-        assert isinstance(error, StarletteHTTPException)
-        code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code)
-        api = ApiError(error.status_code, str(error.detail), "invalid_request_error", code)
-        return api.response(headers=error.headers)  # e.g. 405's Allow
-
-    app.add_exception_handler(ApiError, api_error)
-    app.add_exception_handler(IdentityError, api_error)
-    app.add_exception_handler(StarletteHTTPException, http_error)

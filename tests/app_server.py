@@ -32,7 +32,7 @@ def serve_app(env: Mapping[str, str], *, app_state: dict | None = None,
     `app_state`, when given, receives `app`, `loop` and `stop` (set it on `loop` to stop as SIGTERM does) so a
     test can inspect the server (e.g. its tasks).
     """
-    from wiring import create_app
+    from wiring.agent_app import create_app
     from server.serving import serve
 
     sock = sock or listening_socket()

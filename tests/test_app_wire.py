@@ -311,7 +311,7 @@ def test_the_session_id_comes_from_the_query_or_either_header(server, fresh_clou
 
 
 def test_missing_configuration_is_named_at_start():
-    from wiring import create_app
+    from wiring.agent_app import create_app
 
     with pytest.raises(ConfigError) as raised:
         create_app({"PORT": "not-a-port"})

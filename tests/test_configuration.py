@@ -220,9 +220,9 @@ async def test_python_app_py_callback_serves_many_users_on_the_platform_port(fre
     assert "session_uri" not in output and "state=" not in output
 
 
-# Heavy packages by what needs them: the app (imported by wiring, in the start-up thread) and single features
-# (imported at their first use, off the event loop).
-FOR_THE_APP = ("langchain", "langchain_core", "langgraph", "langsmith", "openai", "fastapi")
+# Heavy packages by what needs them: the agent (imported by wiring/, in the start-up thread), the agent's HTTP
+# framework (the callback's too), and single features (imported at their first use, off the event loop).
+FOR_THE_AGENT = ("langchain", "langchain_core", "langgraph", "langsmith", "openai")
 FOR_ONE_FEATURE = ("alibabacloud_oss_v2", "authlib", "alibabacloud_agentrun20250910")
 _LOADED = """
 import sys
@@ -231,12 +231,16 @@ print(" ".join(sorted({{name.split(".")[0] for name in sys.modules}})))
 """
 
 
-@pytest.mark.parametrize(("imports", "absent"), [("import app", FOR_THE_APP + FOR_ONE_FEATURE),
-                                                 ("import wiring", FOR_ONE_FEATURE)])
+@pytest.mark.parametrize(("imports", "absent"), [
+    ("import app", (*FOR_THE_AGENT, "fastapi", *FOR_ONE_FEATURE)),
+    ("import wiring.agent_app", FOR_ONE_FEATURE),
+    ("import wiring.callback_app", FOR_THE_AGENT + FOR_ONE_FEATURE),  # the callback deployment: no LangChain
+])
 def test_start_up_imports_only_what_it_needs_before_the_port_opens(imports: str,
                                                                    absent: tuple[str, ...]) -> None:
-    """`python app.py` reads its settings and opens its port before it imports the app (app.py); the app
-    itself imports no SDK that only one feature needs (bench/RESULTS.md, benchmark 9)."""
+    """`python app.py` reads its settings and opens its port before it imports the app (app.py); the agent's
+    app imports no SDK that only one feature needs, the callback's app no LangChain or model client
+    (bench/RESULTS.md, benchmark 9)."""
     loaded = subprocess.run([sys.executable, "-c", _LOADED.format(imports=imports)], cwd=ROOT, text=True,
                             capture_output=True, timeout=120, check=True).stdout.split()
     assert set(absent).isdisjoint(loaded), sorted(set(absent) & set(loaded))

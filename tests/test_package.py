@@ -183,9 +183,10 @@ def test_every_python_file_ships_checked_hash_bytecode_for_the_target(
 def test_the_app_runs_from_the_shipped_bytecode_without_writing_any(unpacked: tuple[Path, str, Target]) -> None:
     code, interpreter, _ = unpacked
     before = len(list(code.rglob("*.pyc")))
-    # -v reports where each module's code object came from; -B: as on a read-only /code. `wiring` is what the
+    # -v reports where each module's code object came from; -B: as on a read-only /code. wiring/ is what the
     # start-up thread imports after the port opened (app.py).
-    result = subprocess.run([interpreter, "-v", "-B", "-E", "-s", "-S", "-c", "import app, wiring"], cwd=code,
+    result = subprocess.run([interpreter, "-v", "-B", "-E", "-s", "-S", "-c", "import app, wiring.agent_app"],
+                            cwd=code,
                             env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
                             capture_output=True, text=True, timeout=120)
 
@@ -262,8 +263,8 @@ def test_the_zip_is_pip_check_clean_but_for_what_is_left_out_on_purpose(unpacked
 _IMPORT_EVERYTHING = """
 import importlib, pkgutil, sys, sysconfig
 sys.path.insert(0, '.')
-import app, app_settings, wiring
-for package in ('agent', 'identity', 'server', 'tools'):
+import app, app_settings
+for package in ('agent', 'identity', 'server', 'tools', 'wiring'):
     for module in pkgutil.walk_packages(importlib.import_module(package).__path__, package + '.'):
         importlib.import_module(module.name)
 import langchain_openai, langchain.agents, alibabacloud_agentidentitydata20251127.client, alibabacloud_sts20150401.client

@@ -1,6 +1,5 @@
-"""Builds the ASGI apps from settings: the agent (`create_app`) and the callback alone
-(`create_callback_app`). This file wires the packages together and names the routes; the OpenAI protocol is
-server/'s, the agent agent/'s, credentials identity/'s, tools tools/'s."""
+"""The agent's app (`create_app`): this file wires the packages together and names the routes; the OpenAI
+protocol is server/'s, the agent agent/'s, credentials identity/'s, tools tools/'s."""
 
 from __future__ import annotations
 
@@ -10,18 +9,18 @@ from typing import Any
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
-from starlette.types import ASGIApp
 
 from agent.model import ModelProvider
 from agent.runner import AgentRunner
-from app_settings import CallbackSettings, Settings, load_env
-from identity.callback import CallbackRoutes, callback_app
+from app_settings import Settings, load_env
+from identity.callback import CallbackRoutes
 from identity.service import AgentIdentity
 from server.agui import AGUI_OPENAPI, AGUI_PATH, AgUiAgent
 from server.chat import CHAT_OPENAPI, CHAT_PATH, ChatCompletions
 from server.errors import ApiError
+from server.failures import install_error_handlers
 from server.limits import AdmissionLimits
-from server.request_log import RequestLogMiddleware, install_error_handlers
+from server.request_log import RequestLogMiddleware
 from server.shutdown import Shutdown
 from tools import Toolbox
 
@@ -89,9 +88,3 @@ def create_app(config: Settings | Mapping[str, str] | None = None, *,
 
 def _model_object(name: str) -> dict[str, Any]:
     return {"id": name, "object": "model", "created": 0, "owned_by": "agentrun"}
-
-
-def create_callback_app(settings: CallbackSettings, shutdown: Shutdown) -> ASGIApp:
-    """The callback alone; browsers reach it without a token, so the agent's limits hold here too."""
-    app = callback_app(AgentIdentity(settings.identity))
-    return RequestLogMiddleware(AdmissionLimits(app, settings.server.limits, shutdown))
