@@ -227,8 +227,8 @@ class JwtVerifier:
         return claims
 
     async def _unverified(self, token: str, algorithm: str) -> dict[str, Any]:
-        """The gateway verified the signature (see identity.settings.log_waived_verification); still insist on a well-formed,
-        unexpired JWT."""
+        """The gateway verified the signature (see identity.settings.log_waived_verification); still insist
+        on a well-formed, unexpired JWT."""
         return jwt.decode(token, algorithms=[algorithm], **self._claim_checks(),
                           options={"verify_signature": False, "verify_exp": True, "verify_nbf": True,
                                    "verify_iat": True, "verify_iss": bool(self._settings.jwt_issuer),

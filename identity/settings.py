@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Self
-import re
 
 from config import APP_ENVS, DEFAULT_REGION, REGION_ID_PATTERN, EnvReader, is_http_url, is_production
 

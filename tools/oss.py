@@ -65,7 +65,7 @@ async def read_oss_object(cloud: CloudSession, bucket: str, key: str, region: st
     Long files are cut to the first part; files that are not text (images, archives...) are described, not
     shown."""
     limit = cloud.settings.oss_max_object_bytes
-    client = await import_off_loop("tools.oss_client")
+    client = await import_off_loop("tools.oss_client")  # the SDK's side, imported at the first read
     start = await client.read_start(cloud, bucket, key, region or cloud.settings.oss_region, limit)
     return _describe(f"oss://{bucket}/{key}", start.data, start.size, limit, start.content_type)
 

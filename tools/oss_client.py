@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 STALE_CREDENTIAL_CODES = {"InvalidAccessKeyId", "InvalidSecurityToken", "SecurityTokenExpired",
                           "AccessKeyIdAndSecurityTokenNotMatch"}
 
+
 @dataclass(frozen=True)
 class ObjectStart:
     """The first bytes of an object, and what OSS says of the whole."""
