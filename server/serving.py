@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import socket
 from dataclasses import dataclass
 
@@ -50,15 +49,11 @@ def hypercorn_config(limits: ServerLimits, bind: str) -> Config:
     return config
 
 
-async def serve(app: ASGIApp, limits: ServerLimits, shutdown: Shutdown, *, host: str = "", port: int = 0,
-                sock: socket.socket | None = None, stop: asyncio.Event | None = None) -> None:
-    """Serve until SIGTERM or SIGINT (or, when given, until `stop` is set): then stop accepting, tell
-    `shutdown` (open streams end themselves), wait at most the grace period for open responses, and run the
-    app's lifespan shutdown."""
-    if stop is None:
-        stop = asyncio.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+async def serve(app: ASGIApp, limits: ServerLimits, shutdown: Shutdown, *, stop: asyncio.Event,
+                host: str = "", port: int = 0, sock: socket.socket | None = None) -> None:
+    """Serve until `stop` is set (app.py sets it on SIGTERM and SIGINT): then stop accepting, tell `shutdown`
+    (open streams end themselves), wait at most the grace period for open responses, and run the app's
+    lifespan shutdown."""
 
     async def stopped() -> None:
         await stop.wait()
