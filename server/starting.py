@@ -146,8 +146,8 @@ async def _first(*waits: Coroutine[Any, Any, Any]) -> None:
 
 
 def _health(method: str) -> Response:
+    """As the built app answers `/health` (and a method it has no route for)."""
     if method not in ("GET", "HEAD"):
-        return JSONResponse({"error": {"message": "Method Not Allowed", "type": "invalid_request_error",
-                                       "code": "method_not_allowed"}}, status_code=405,
-                            headers={"Allow": "GET, HEAD"})
+        return ApiError(405, "Method Not Allowed", code="method_not_allowed").response(
+            headers={"Allow": "GET, HEAD"})
     return JSONResponse({"status": "ok"})

@@ -59,7 +59,7 @@ class HeldBuild:
 @asynccontextmanager
 async def serving(build: Callable[[], ASGIApp], max_waiting: int = 50) -> AsyncIterator[
         tuple[httpx.AsyncClient, StartingApp, asyncio.Event, asyncio.Task[None]]]:
-    """Serve a StartingApp on a free loopback port; yields a client, the app, the stop event and the server."""
+    """Serve a StartingApp on a free loopback port; yields a client, the app, its stop event, the server."""
     stop, shutdown = asyncio.Event(), Shutdown()
     app = StartingApp(build, shutdown, on_failure=stop.set, max_waiting=max_waiting)
     sock = listening_socket()
@@ -81,7 +81,10 @@ async def test_health_answers_while_the_app_is_built_and_requests_wait_for_it() 
             health = await client.request(method, "/health")
             assert health.status_code == 200
         assert (await client.get("/health")).json() == {"status": "ok"}
-        assert (await client.post("/health")).status_code == 405
+        refused = await client.post("/health")
+        assert refused.status_code == 405 and refused.headers["allow"] == "GET, HEAD"
+        assert refused.json() == {"error": {"message": "Method Not Allowed", "type": "invalid_request_error",
+                                            "code": "method_not_allowed", "param": None}}
 
         waiting = asyncio.create_task(client.post("/chat", content=b"hello"))
         await asyncio.sleep(0.2)
