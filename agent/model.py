@@ -83,26 +83,18 @@ class ModelProvider:
         # and closed with the app (langchain-openai's default pool is shared by the whole process, whatever
         # loop uses it).
         self._sdk: openai.AsyncOpenAI | None = None
-        self._endpoint: ModelEndpoint | None = None
+        self._endpoint: ModelEndpoint | None = None  # kept once resolved, even if making the model fails
         self._lock = asyncio.Lock()
-        self._model_lock = asyncio.Lock()
-
-    async def endpoint(self) -> ModelEndpoint:
-        if self._endpoint is None:
-            async with self._lock:
-                if self._endpoint is None:
-                    self._endpoint = await self._resolve_endpoint()
-        return self._endpoint
 
     async def chat_model(self) -> BaseChatModel:
         if self._model is not None:
             return self._model
-        async with self._model_lock:  # the first requests at once: one model, one SDK client (closed with us)
+        async with self._lock:  # the first requests at once: one lookup, one model, one SDK client
             if self._model is not None:
                 return self._model
             endpoint, sdk = None, None
             if self.settings.model_provider == OPENAI_COMPATIBLE:
-                endpoint = await self.endpoint()
+                endpoint = self._endpoint = self._endpoint or await self._resolve_endpoint()
                 sdk = openai.AsyncOpenAI(base_url=endpoint.base_url, api_key=endpoint.api_key,
                                          timeout=self.settings.timeout_seconds,
                                          max_retries=self.settings.max_retries,
