@@ -23,6 +23,7 @@ from tests.app_server import serve_app
 from tests.deployment import stream_chat
 from tools import oauth2
 from tools.oauth2 import OAuth2Provider, TokenRejected, ToolFailed, UserSession, oauth2_tool
+from tools.settings import ProviderSettings, ToolSettings
 
 NOTES = OAuth2Provider(env_prefix="EXAMPLE_NOTES", label="Example Notes", api_base="https://notes.example.com")
 CREDENTIAL_PROVIDER = "example-notes-oauth"
@@ -117,3 +118,17 @@ async def test_a_provider_that_keeps_refusing_gets_one_renewal_then_a_clear_answ
     finished = [e for e in reply["events"] if e["type"] == "tool_finished"]
     assert [(e["ok"], e["code"]) for e in finished] == [(False, "example_notes_authorization_rejected")]
     assert "Example Notes refused the user's authorization even after it was renewed." in reply["text"]
+
+
+def test_a_tool_without_a_docstring_is_refused_when_the_tools_are_built() -> None:
+    """Its docstring is what the model reads to choose it: without one the app does not start."""
+
+    async def undocumented(user: UserSession) -> str:
+        return "never called"
+
+    spec = oauth2.OAuth2ToolSpec(undocumented, NOTES, ("notes.read",), "Read your notes", oauth2.NoArguments)
+    settings = ToolSettings(oauth2={NOTES.env_prefix: ProviderSettings(CREDENTIAL_PROVIDER, NOTES.api_base)})
+    no_identity_needed = None  # the tool is refused before it could ever ask identity/ for a token
+    with pytest.raises(ValueError, match="the tool undocumented has no docstring"):
+        oauth2.build_oauth2_tools(no_identity_needed, settings,  # type: ignore[arg-type]
+                                  oauth2.ProviderClients(settings), specs=[spec])

@@ -178,7 +178,7 @@ def _as_langchain_tool(spec: AliyunToolSpec, identity: AgentIdentity,
             return failed("Alibaba Cloud could not be reached or did not answer in time; please try again "
                           "later.", "aliyun_unreachable")
 
-    return as_langchain_tool(run, name=spec.name, description=inspect.getdoc(spec.function) or "",
+    return as_langchain_tool(run, name=spec.name, description=inspect.getdoc(spec.function),
                              args_schema=spec.args_schema)
 
 

@@ -187,8 +187,9 @@ def _as_langchain_tool(spec: OAuth2ToolSpec, identity: AgentIdentity, settings: 
             return failed(f"{provider.label} could not be reached; nothing was done. Please try again later.",
                           f"{provider.code}_unreachable")
 
+    doc = inspect.getdoc(spec.function)
     return as_langchain_tool(run, name=spec.name, args_schema=spec.args_schema,
-                             description=f"{inspect.getdoc(spec.function)}\n\n{_consent_note(provider)}")
+                             description=doc and f"{doc}\n\n{_consent_note(provider)}")
 
 
 def _consent_note(provider: OAuth2Provider) -> str:
