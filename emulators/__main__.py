@@ -18,7 +18,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from emulators.cloud import EMULATORS, start_local_cloud
+from emulators.cloud import EMULATORS, ExternalIdp, start_local_cloud
 
 
 def _latency(value: str) -> tuple[str, float]:
@@ -57,7 +57,39 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--fault", action="append", default=[], type=_fault, metavar="NAME=JSON",
                         help='start with faults, e.g. sts=\'{"fail_next": 2, "fail_kind": "throttle"}\' '
                              "(fields as POST /emulator/faults; repeatable)")
+    users = parser.add_argument_group(
+        "users from your own OpenID Provider",
+        "Agent Identity then trusts that provider's ID tokens instead of the local IdP's, and the env block "
+        "points the agent and the callback at it. Register <return URL>/signed-in (default "
+        "http://localhost:8090/callback/signed-in) as a redirect URI of the client.")
+    users.add_argument("--users-issuer", metavar="URL", help="the provider's issuer, exactly as its "
+                       "/.well-known/openid-configuration names it")
+    users.add_argument("--users-client-id", metavar="ID", help="the OAuth client the callback signs browsers "
+                       "in with (required with --users-issuer)")
+    users.add_argument("--users-client-secret", metavar="SECRET", default="",
+                       help="that client's secret (omit for a public client)")
+    users.add_argument("--users-audience", metavar="AUD", default="",
+                       help="the aud of your users' JWTs (default: the client id, as in an ID token)")
+    users.add_argument("--users-jwks-url", metavar="URL", default="",
+                       help="the provider's JWKS (default: jwks_uri from its discovery document)")
     return parser
+
+
+def _users_idp(args: argparse.Namespace) -> ExternalIdp | None:
+    """The provider the --users-* options name, or None; ValueError says what is wrong."""
+    others = [args.users_client_id, args.users_client_secret, args.users_audience, args.users_jwks_url]
+    if not args.users_issuer:
+        if any(others):
+            raise ValueError("the --users-* options need --users-issuer")
+        return None
+    if not args.users_client_id:
+        raise ValueError("--users-issuer needs --users-client-id (the callback signs browsers in with it)")
+    try:
+        return ExternalIdp.discover(args.users_issuer, client_id=args.users_client_id,
+                                    client_secret=args.users_client_secret, audience=args.users_audience,
+                                    jwks_url=args.users_jwks_url)
+    except OSError as error:
+        raise ValueError(f"could not read {args.users_issuer}'s discovery document: {error}") from None
 
 
 def _write_atomically(path: Path, info: dict[str, Any]) -> None:
@@ -80,9 +112,11 @@ def main(argv: list[str] | None = None) -> int:
     for name, ms in args.latency:
         faults.setdefault(name, {})["latency_ms"] = ms
     try:
+        users_idp = _users_idp(args)
         ca_file = args.ready_file.with_name(args.ready_file.name + ".ca.pem") if args.ready_file else None
-        cloud = start_local_cloud(return_urls=args.return_url, faults=faults, ca_file=ca_file)
-    except ValueError as error:  # unknown fault fields
+        cloud = start_local_cloud(return_urls=args.return_url, faults=faults, ca_file=ca_file,
+                                  users_idp=users_idp)
+    except ValueError as error:  # unknown fault fields, or a provider that cannot be used
         print(f"python -m emulators: {error}", file=sys.stderr)
         return 2
     try:
@@ -93,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {name:<15} {cloud.url(name)}", file=sys.stderr)
         print(f"  return URLs     {', '.join(cloud.info['return_urls'])}", file=sys.stderr)
         print(f"  CA certificate  {cloud.ca_file} (trust it: SSL_CERT_FILE)", file=sys.stderr)
+        if users_idp is not None:
+            print(f"  users from      {users_idp.issuer} (client {users_idp.client_id})", file=sys.stderr)
         if args.ready_file:
             print(f"  info and env    {args.ready_file}", file=sys.stderr)
         print("Ctrl-C or SIGTERM stops them.", file=sys.stderr, flush=True)

@@ -64,9 +64,28 @@ class ExternalIdp:
     client_id: str
     client_secret: str
 
+    @classmethod
+    def discover(cls, issuer: str, *, client_id: str, client_secret: str = "", audience: str = "",
+                 jwks_url: str = "") -> ExternalIdp:
+        """The provider at `issuer`: its `jwks_uri` read from its discovery document unless given; the
+        audience of its ID tokens is the client id unless given (OpenID Connect Core, 2: `aud`)."""
+        if not jwks_url:
+            metadata = _read_json(f"{issuer.rstrip('/')}/.well-known/openid-configuration")
+            if metadata.get("issuer") != issuer or not isinstance(metadata.get("jwks_uri"), str):
+                raise ValueError(f"{issuer}/.well-known/openid-configuration names issuer "
+                                 f"{metadata.get('issuer')!r} and jwks_uri {metadata.get('jwks_uri')!r}: "
+                                 "give the issuer exactly as the provider names it")
+            jwks_url = metadata["jwks_uri"]
+        return cls(issuer=issuer, jwks_url=jwks_url, audience=audience or client_id, client_id=client_id,
+                   client_secret=client_secret)
+
     def jwks(self) -> dict[str, Any]:
-        with _opener().open(self.jwks_url, timeout=10) as response:
-            return json.loads(response.read())
+        return _read_json(self.jwks_url)
+
+
+def _read_json(url: str) -> dict[str, Any]:
+    with _opener().open(url, timeout=10) as response:
+        return json.loads(response.read())
 
 
 class LocalCloud:

@@ -5,27 +5,38 @@ unset HTTP_PROXY HTTPS_PROXY http_proxy https_proxy ALL_PROXY all_proxy
 export ALIBABA_CLOUD_ECS_METADATA_DISABLED=true
 export PYTHONDONTWRITEBYTECODE=1
 
-# ensure_venv REQUIREMENTS: create .venv with Python >= 3.11 and install REQUIREMENTS when they changed.
+# The virtualenv the scripts use: .venv, or VENV=/some/dir (e.g. one kept outside a throwaway clone).
+VENV="${VENV:-.venv}"
+
+# The three lock files, each including the one before: the runtime (the zip), the sandbox (plus the emulators'
+# HTTP server), the tests.
+LOCKS=(requirements.txt requirements-sandbox.txt requirements-dev.txt)
+
+# ensure_venv REQUIREMENTS: create $VENV with Python >= 3.11 and install REQUIREMENTS when they changed.
 ensure_venv() {
-  local req="$1" python="${PYTHON:-python3}" stamp=.venv/.installed
-  if [ ! -x .venv/bin/python ]; then
+  local req="$1" python="${PYTHON:-python3}" stamp="$VENV/.installed"
+  if [ ! -x "$VENV/bin/python" ]; then
     "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
       || { echo "Python >= 3.11 is required (set PYTHON=...)" >&2; exit 1; }
-    echo "Creating .venv with $("$python" --version)" >&2
-    "$python" -m venv .venv
+    echo "Creating $VENV with $("$python" --version)" >&2
+    "$python" -m venv "$VENV"
   fi
-  # The stamp records the lock files' hash and what was installed; the dev set includes the runtime set,
+  # The stamp records the locks' hash and which lock was installed; a later lock includes the earlier ones,
   # so a venv made for the tests also serves the sandbox and the packager without reinstalling.
-  local hash; hash="$(cat requirements*.txt | sha256sum | cut -d' ' -f1)"
-  local want="$hash $req" have; have="$(cat "$stamp" 2>/dev/null || true)"
-  if [ "$have" != "$want" ] && [ "$have" != "$hash requirements-dev.txt" ]; then
-    echo "Installing $req into .venv" >&2
+  local hash have installed wanted=0 i
+  hash="$(cat "${LOCKS[@]}" | sha256sum | cut -d' ' -f1)"
+  have="$(cat "$stamp" 2>/dev/null || true)"
+  for i in "${!LOCKS[@]}"; do [ "${LOCKS[$i]}" = "$req" ] && wanted=$i; done
+  installed=-1
+  for i in "${!LOCKS[@]}"; do [ "$have" = "$hash ${LOCKS[$i]}" ] && installed=$i; done
+  if [ "$installed" -lt "$wanted" ]; then
+    echo "Installing $req into $VENV" >&2
     # --no-deps: the lock files are complete, so the venv holds exactly their pins (requirements-nodeps.in).
-    .venv/bin/pip install --disable-pip-version-check -q --no-deps -r "$req" 2>&1 \
+    "$VENV/bin/pip" install --disable-pip-version-check -q --no-deps -r "$req" 2>&1 \
       | grep -v '^WARNING: Location' >&2 || true
-    .venv/bin/python -c 'import fastapi, langchain, agent_identity_python_sdk' \
+    "$VENV/bin/python" -c 'import fastapi, langchain, agent_identity_python_sdk' \
       || { echo "dependency install failed" >&2; exit 1; }
-    echo "$want" > "$stamp"
+    echo "$hash $req" > "$stamp"
   fi
 }
 

@@ -12,6 +12,10 @@ import json
 import httpx
 import pytest
 import schemathesis
+# Loaded now, while collection runs on one thread: schemathesis loads its OpenAPI modules lazily, pytest
+# rewrites them as it imports them, and CPython 3.11.7's parser can fail ("AST constructor recursion depth
+# mismatch", CPython gh-106905) when that happens beside the test servers' threads.
+import schemathesis.specs.openapi.schemas  # noqa: F401
 from hypothesis import HealthCheck, given, settings
 
 from tests.app_server import serve_app

@@ -7,26 +7,37 @@ goes on. What only our IdP emulator would accept cannot pass here.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
 import secrets
 import shutil
+import signal
 import subprocess
-from collections.abc import Iterator
+import sys
+import threading
+import time
+from collections.abc import Awaitable, Iterator
 from contextlib import ExitStack, contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import pytest
+from alibabacloud_agentidentitydata20251127 import models as ai
+from alibabacloud_agentidentitydata20251127.client import Client as DataClient
+from alibabacloud_tea_openapi.exceptions import ClientException
+from alibabacloud_tea_openapi.utils_models import Config
 
 from emulators import ExternalIdp, start_local_cloud
 from sandbox.process import app_process, free_port
 from tests.deployment import DINGTALK_PROMPT, LinkFollowingBrowser, page_title, stream_chat
 from tests.e2e_harness import document_content_at
 
-PROVIDER_DIR = Path(__file__).resolve().parent / "oidc_provider"
+ROOT = Path(__file__).resolve().parent.parent
+PROVIDER_DIR = ROOT / "tests" / "oidc_provider"
 NODE = shutil.which("node")
 CLIENT_ID = "agentrun-callback"
 
@@ -119,3 +130,92 @@ async def test_consent_with_a_certified_openid_provider(tmp_path: Path) -> None:
     assert str(done.url).startswith(f"{public}/callback/signed-in?")
     assert page_title(done) == "Authorization complete"
     assert "authorization_completed" in reply["types"] and written == "certified"
+
+
+def test_the_emulators_cli_trusts_the_users_of_an_outside_provider(tmp_path: Path) -> None:
+    """`python -m emulators --users-issuer ...`: the provider's JWKS comes from its discovery document, the env
+    block points the product at it, and the emulated Agent Identity accepts its ID tokens and only those."""
+    secret = secrets.token_urlsafe(24)
+    ready = tmp_path / "cloud.json"
+    with users_app() as app_redirect, oidc_provider(free_port(), [app_redirect], secret, tmp_path) as issuer:
+        emulators = subprocess.Popen(
+            [sys.executable, "-m", "emulators", "--ready-file", str(ready), "--users-issuer", issuer,
+             "--users-client-id", CLIENT_ID, "--users-client-secret", secret],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            info = _wait_for_ready_file(ready, emulators)
+            env = info["env"]
+            assert env["INBOUND_JWKS_URL"] == f"{issuer}/jwks"  # the provider's jwks_uri, from discovery
+            assert (env["INBOUND_JWT_ISSUER"], env["INBOUND_JWT_AUDIENCE"]) == (issuer, CLIENT_ID)
+            assert (env["CALLBACK_OIDC_CLIENT_ID"], env["CALLBACK_OIDC_CLIENT_SECRET"]) == (CLIENT_ID, secret)
+
+            outside_jwt = await_(sign_in_as("cli-user", issuer, app_redirect, secret))
+            local_jwt = httpx.post(f"{info['idp_url']}/token", verify=info["ca_file"], trust_env=False,
+                                   data={"grant_type": "password", "username": "cli-user"}).json()["id_token"]
+            data = DataClient(Config(access_key_id=info["access_key_id"],
+                                     access_key_secret=info["access_key_secret"],
+                                     endpoint=info["agent_identity_url"], region_id=info["region"],
+                                     ca=info["ca_file"]))
+
+            def exchange(jwt: str) -> str:
+                return data.get_workload_access_token_for_jwt(ai.GetWorkloadAccessTokenForJWTRequest(
+                    workload_identity_name=info["workload_identity_name"], user_token=jwt,
+                )).body.workload_access_token
+
+            assert exchange(outside_jwt)
+            with pytest.raises(ClientException) as refused:
+                exchange(local_jwt)
+            assert refused.value.code == "InvalidParameter.JsonWebToken"
+        finally:
+            emulators.send_signal(signal.SIGTERM)
+            _, stderr = emulators.communicate(timeout=30)
+    assert emulators.returncode == 0, stderr
+    assert f"users from      {issuer}" in stderr and secret not in stderr
+
+
+def test_the_emulators_cli_names_what_is_missing_for_an_outside_provider(tmp_path: Path) -> None:
+    for args, complaint in ((["--users-client-id", "x"], "need --users-issuer"),
+                            (["--users-issuer", "http://127.0.0.1:9/"], "needs --users-client-id"),
+                            (["--users-issuer", f"http://127.0.0.1:{free_port()}", "--users-client-id", "x"],
+                             "could not read")):
+        done = subprocess.run([sys.executable, "-m", "emulators", *args], cwd=ROOT, capture_output=True,
+                              text=True, timeout=60)
+        assert done.returncode == 2 and complaint in done.stderr, done.stderr
+
+
+@contextmanager
+def users_app() -> Iterator[str]:
+    """The users' own app, where the provider sends the browser back with the code: any page will do."""
+
+    class Landing(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Landing)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/back"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _wait_for_ready_file(path: Path, process: subprocess.Popen[str]) -> dict:
+    deadline = time.monotonic() + 30
+    while not path.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"emulators did not become ready: {process.communicate()[1]}")
+        time.sleep(0.05)
+    return json.loads(path.read_text())
+
+
+def await_(coroutine: Awaitable[str]) -> str:
+    """Run a coroutine from a synchronous test (the sign-in helper is async)."""
+    return asyncio.run(coroutine)
