@@ -18,6 +18,7 @@ REQUIRED_VARIABLES = (
     ("CALLBACK_OIDC_CLIENT_ID", "the OAuth client of your IdP that the callback signs browsers in with"),
     ("CALLBACK_OIDC_CLIENT_SECRET", "its secret; register <APP_REDIRECT_URI>/callback/signed-in as its redirect URI"),
 )
+AGENT_VARIABLES = tuple(name for name, _ in REQUIRED_VARIABLES)
 # The callback deployment (`python3 app.py callback`) needs only these; with the same values as the agent's.
 CALLBACK_VARIABLES = ("IDENTITY_STATE_SECRET", "APP_REDIRECT_URI", "AGENT_IDENTITY_REGION_ID", "INBOUND_JWKS_URL",
                       "INBOUND_JWT_ISSUER", "CALLBACK_OIDC_CLIENT_ID", "CALLBACK_OIDC_CLIENT_SECRET")
