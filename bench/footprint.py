@@ -29,12 +29,12 @@ IMPORTS = ("fastapi", "hypercorn", "langchain.agents", "langchain_openai",
            "alibabacloud_credentials.client", "jwt", "httpx")
 
 
-def bare_import_s() -> float:
+def bare_import_s(runs: int = 3) -> float:
     code = ("import time; t = time.perf_counter()\n" + "".join(f"import {m}\n" for m in IMPORTS)
             + "print(time.perf_counter() - t)")
-    runs = [float(subprocess.run([PYTHON, "-c", code], env=clean_env(), cwd=ROOT, check=True,
-                                 capture_output=True, text=True).stdout) for _ in range(3)]
-    return statistics.median(runs)
+    times = [float(subprocess.run([PYTHON, "-c", code], env=clean_env(), cwd=ROOT, check=True,
+                                  capture_output=True, text=True).stdout) for _ in range(runs)]
+    return statistics.median(times)
 
 
 async def many_requests(chat_url: str, jwt: str, count: int, concurrency: int = 20) -> int:
@@ -54,11 +54,12 @@ def zip_sizes() -> tuple[float, float]:
         return package.zip_mib, package.unpacked_mib
 
 
-def measure(requests: int, with_zip: bool) -> dict[str, Any]:
+def measure(requests: int, with_zip: bool, starts: int = 3) -> dict[str, Any]:
+    """`starts` fresh processes (and fresh interpreters for the bare import); `requests` after 20 first."""
     report = Report("Benchmarks 5 and 6: cold start, memory, package size", __doc__.split("\n\n")[1].strip())
-    imports = bare_import_s()
+    imports = bare_import_s(starts)
     with local_cloud() as cloud:
-        runs = [one_run(cloud) for _ in range(3)]
+        runs = [one_run(cloud) for _ in range(starts)]
         with app_server(cloud.env) as app:
             pid = app.process.pid
             rss_start = rss_mb(pid)
@@ -69,9 +70,9 @@ def measure(requests: int, with_zip: bool) -> dict[str, Any]:
             rss_after = rss_mb(pid)
     health = statistics.median(r["health_s"] for r in runs)
     first_chat = statistics.median(r["first_chat_s"] for r in runs)
-    report.figure("bare import of the dependencies, s", imports, "median of 3 fresh interpreters")
-    report.figure("process start -> first /health, s", health, "median of 3")
-    report.figure("process start -> first chat answered, s", first_chat, "median of 3")
+    report.figure("bare import of the dependencies, s", imports, f"median of {starts} fresh interpreters")
+    report.figure("process start -> first /health, s", health, f"median of {starts}")
+    report.figure("process start -> first chat answered, s", first_chat, f"median of {starts}")
     report.figure("cold start (first chat) / bare import", first_chat / imports)
     report.figure("RSS after start, MiB", rss_start)
     report.figure("RSS after 20 requests, MiB", rss_first)

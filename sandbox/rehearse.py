@@ -1,6 +1,7 @@
 """`./scripts/rehearse`: the operator's dress rehearsal of a deployment, with no cloud account.
 
-It builds the zip with `./scripts/package`, unpacks it as AgentRun does (`/code`), and starts both deployments
+It builds the zip with `./scripts/package` (`dist/agentrun-identity-agent.zip`, the one to upload next; `--zip
+PATH` rehearses a zip built before), unpacks it as AgentRun does (`/code`), and starts both deployments
 from the unpacked folder alone (`python3 app.py` and `python3 app.py callback`, no site-packages) with the
 runtime's Python, each with only the variables the README's deploy section lists for it, plus what the cloud
 itself provides (the platform's `FC_*` variables and role credentials, the services' endpoints and the CA that
@@ -41,6 +42,7 @@ CLOUD_PROVIDED = ("AGENT_IDENTITY_DATA_ENDPOINT", "STS_ENDPOINT", "DINGTALK_API_
                   "AGENTRUN_CONTROL_ENDPOINT", "MODEL_BASE_URL", "ALIBABA_CLOUD_ACCESS_KEY_ID",
                   "ALIBABA_CLOUD_ACCESS_KEY_SECRET", "SSL_CERT_FILE")
 USER = "rehearsal-user"
+DEFAULT_ZIP = ROOT / "dist" / "agentrun-identity-agent.zip"  # where ./scripts/package writes it
 
 
 def deployment_env(cloud: LocalCloud, variables: tuple[str, ...], callback_url: str) -> dict[str, str]:
@@ -94,7 +96,7 @@ def unpack(zip_path: Path, code: Path) -> None:
                 os.chmod(code / info.filename, mode & 0o777)
 
 
-def rehearse(work: Path, say: Callable[[str], None]) -> None:
+def rehearse(work: Path, zip_path: Path | None, say: Callable[[str], None]) -> None:
     python = find_interpreter(RUNTIME_PYTHON)
     version = RUNTIME_PYTHON if python else "%d.%d" % sys.version_info[:2]
     if python is None:
@@ -102,14 +104,15 @@ def rehearse(work: Path, say: Callable[[str], None]) -> None:
         say(f"NOTE  Python {RUNTIME_PYTHON}, AgentRun's runtime, was not found: rehearsing with Python {version} "
             f"instead. This zip is not the one to upload (install python{RUNTIME_PYTHON}, or set "
             "PACKAGE_PYTHON).")
-    zip_path = work / "agentrun.zip"
     started = time.monotonic()
-    subprocess.run([str(ROOT / "scripts" / "package"), "--python-version", version, "--output", str(zip_path)],
-                   check=True, stdout=sys.stderr)
+    if zip_path is None:
+        zip_path = DEFAULT_ZIP
+        subprocess.run([str(ROOT / "scripts" / "package"), "--python-version", version, "--output",
+                        str(zip_path)], check=True, stdout=sys.stderr)
     code = work / "code"
     unpack(zip_path, code)
-    say(f"PASS  zip built and unpacked ({zip_path.stat().st_size / 2**20:.1f} MiB, "
-        f"{time.monotonic() - started:.0f} s); both deployments run it with {python} ({version})")
+    say(f"PASS  {zip_path} unpacked ({zip_path.stat().st_size / 2**20:.1f} MiB, {time.monotonic() - started:.0f} s); "
+        f"both deployments run it with {python} ({version})")
     with ExitStack() as stack:
         cloud = stack.enter_context(start_local_cloud())
         callback_port = free_port()
@@ -142,20 +145,22 @@ def rehearse(work: Path, say: Callable[[str], None]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/rehearse", description=__doc__.split("\n\n")[0])
-    parser.parse_args(argv)
+    parser.add_argument("--zip", type=Path, metavar="PATH",
+                        help=f"rehearse this zip instead of building {DEFAULT_ZIP.relative_to(ROOT)}")
+    args = parser.parse_args(argv)
 
     def say(line: str) -> None:
         print(line, flush=True)
 
     with tempfile.TemporaryDirectory(prefix="rehearse-") as work:
         try:
-            rehearse(Path(work), say)
+            rehearse(Path(work), args.zip.resolve() if args.zip else None, say)
         except (RehearsalFailed, subprocess.CalledProcessError, OSError) as error:
             say(f"FAIL  {error}")
             for log in sorted(Path(work).glob("logs/*.log")):
                 say(f"----- the end of {log.stem}'s output -----\n{log.read_text(errors='replace')[-3000:]}")
             return 1
-    say("Rehearsal passed: the zip runs as the README deploys it.")
+    say(f"Rehearsal passed: {args.zip or DEFAULT_ZIP.relative_to(ROOT)} runs as the README deploys it.")
     return 0
 
 

@@ -103,3 +103,12 @@ def test_cli_rejects_bad_arguments(tmp_path, args, complaint):
     process = start(tmp_path, *args)
     _, stderr = process.communicate(timeout=30)
     assert process.returncode == 2 and complaint in stderr
+
+
+def test_cli_help_names_every_option(tmp_path):
+    process = start(tmp_path, "--help")
+    stdout, _ = process.communicate(timeout=30)
+    assert process.returncode == 0
+    for option in ("--ready-file", "--return-url", "--latency", "--fault", "--users-issuer", "--users-audience",
+                   "--users-jwks-url", "--users-client-id", "--users-client-secret"):
+        assert option in stdout

@@ -165,13 +165,19 @@ def test_the_scripts_venv_holds_exactly_what_the_sandbox_script_installs(fresh_c
     assert installed - {"pip", "setuptools", "wheel"} == _pins("requirements-sandbox.txt")
 
 
-def test_the_operator_rehearses_the_deployment_from_the_zip(fresh_clone: Path, venv: Path) -> None:
-    done = subprocess.run(["./scripts/rehearse"], cwd=fresh_clone, env=person_env(venv), capture_output=True,
+@pytest.fixture(scope="module")
+def rehearsal(fresh_clone: Path, venv: Path) -> subprocess.CompletedProcess[str]:
+    """`./scripts/rehearse` in the fresh clone: it builds dist/agentrun-identity-agent.zip there."""
+    return subprocess.run(["./scripts/rehearse"], cwd=fresh_clone, env=person_env(venv), capture_output=True,
                           text=True, timeout=SCRIPT_TIMEOUT_SECONDS)
 
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-    out = done.stdout
-    assert "PASS  zip built and unpacked" in out
+
+def test_the_operator_rehearses_the_deployment_from_the_zip(
+        rehearsal: subprocess.CompletedProcess[str], fresh_clone: Path) -> None:
+    assert rehearsal.returncode == 0, rehearsal.stdout[-4000:] + rehearsal.stderr[-4000:]
+    out = rehearsal.stdout
+    assert "PASS  " + str(fresh_clone / "dist" / "agentrun-identity-agent.zip") + " unpacked" in out
+    assert "[3/3] Done in" in rehearsal.stderr  # ./scripts/package built it
     if shutil.which("python3.12") is None:
         assert "Python 3.12, AgentRun's runtime, was not found" in out
     else:
@@ -180,7 +186,22 @@ def test_the_operator_rehearses_the_deployment_from_the_zip(fresh_clone: Path, v
     callback_line = re.search(r"PASS  callback started from the zip at \S+ with (.*)", out).group(1)
     assert "MODEL_API_KEY" in agent_line and "MODEL_API_KEY" not in callback_line
     assert "the same stream went on and wrote doc123" in out
-    assert "Rehearsal passed" in out
+    assert "Rehearsal passed: dist/agentrun-identity-agent.zip runs as the README deploys it." in out
+
+
+def test_the_benchmarks_run_as_the_readme_gives_them(
+        rehearsal: subprocess.CompletedProcess[str], fresh_clone: Path) -> None:
+    """From a clone where ./scripts/test made the venv (the benchmarks use its psutil): each benchmark once
+    at its smallest size, the cold start from the zip the rehearsal built."""
+    assert rehearsal.returncode == 0
+    zip_path = fresh_clone / "dist" / "agentrun-identity-agent.zip"
+    env = {**person_env(Path(sys.prefix)), "PYTHONDONTWRITEBYTECODE": "1"}
+    for command in (["-m", "bench.run_all", "--smoke", "--zip", str(zip_path)],
+                    ["-m", "bench.vs_naive", "--users", "1", "--requests-per-user", "1"]):
+        done = subprocess.run([sys.executable, *command], cwd=fresh_clone, env=env, capture_output=True,
+                              text=True, timeout=SCRIPT_TIMEOUT_SECONDS)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        assert "Benchmark 2" in done.stdout
 
 
 def test_smoke_cloud_without_a_cloud_account_says_what_is_missing(fresh_clone: Path, venv: Path) -> None:
@@ -205,3 +226,29 @@ def _pins(lock: str) -> set[str]:
 
 def _normalised(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def test_the_lock_script_reproduces_the_lock_on_a_fresh_clone(fresh_clone: Path, venv: Path) -> None:
+    """`./scripts/lock` on an unchanged requirements.in changes nothing: the lock is what the list resolves to."""
+    before = (fresh_clone / "requirements.txt").read_bytes()
+    try:
+        done = subprocess.run(["./scripts/lock"], cwd=fresh_clone, env=person_env(venv), capture_output=True,
+                              text=True, timeout=SCRIPT_TIMEOUT_SECONDS)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert (fresh_clone / "requirements.txt").read_bytes() == before
+    finally:
+        (fresh_clone / "requirements.txt").write_bytes(before)
+
+
+@pytest.mark.skipif(shutil.which("plantuml") is None and not (os.geteuid() == 0 and shutil.which("apt-get")),
+                    reason="plantuml is not installed and cannot be (apt-get as root)")
+def test_the_diagrams_script_renders_the_committed_images(fresh_clone: Path, venv: Path) -> None:
+    """The images in the README are what their sources render to today."""
+    done = subprocess.run(["./scripts/diagrams"], cwd=fresh_clone, env=person_env(venv), capture_output=True,
+                          text=True, timeout=SCRIPT_TIMEOUT_SECONDS)
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    rendered = re.findall(r"^(images/\S+\.svg)$", done.stderr, re.M)
+    assert "images/consent-sequence.svg" in rendered
+    for image in rendered:
+        assert (fresh_clone / image).read_text() == (ROOT / image).read_text(), f"{image} is stale"
