@@ -45,6 +45,16 @@ def _fault(value: str) -> tuple[str, dict[str, Any]]:
     return name, fields
 
 
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {value!r}")
+    return seconds
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m emulators", description="Run every local emulator on 127.0.0.1 until SIGINT/SIGTERM.")
@@ -57,6 +67,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--fault", action="append", default=[], type=_fault, metavar="NAME=JSON",
                         help='start with faults, e.g. sts=\'{"fail_next": 2, "fail_kind": "throttle"}\' '
                              "(fields as POST /emulator/faults; repeatable)")
+    parser.add_argument("--workload-token-ttl", type=_seconds, metavar="S",
+                        help="lifetime of the workload access tokens Agent Identity issues (default 300, as "
+                             "observed of the real service)")
     users = parser.add_argument_group(
         "users from your own OpenID Provider",
         "Agent Identity then trusts that provider's ID tokens instead of the local IdP's, and the env block "
@@ -115,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         users_idp = _users_idp(args)
         ca_file = args.ready_file.with_name(args.ready_file.name + ".ca.pem") if args.ready_file else None
         cloud = start_local_cloud(return_urls=args.return_url, faults=faults, ca_file=ca_file,
-                                  users_idp=users_idp)
+                                  users_idp=users_idp, workload_token_ttl_s=args.workload_token_ttl)
     except ValueError as error:  # unknown fault fields, or a provider that cannot be used
         print(f"python -m emulators: {error}", file=sys.stderr)
         return 2

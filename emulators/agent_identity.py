@@ -35,7 +35,9 @@ from emulators._server import Faults, emulator_app
 from emulators.acs import AcsError, Principal, SignatureVerifier, iso_utc, render_acs_error, rpc_endpoint
 from emulators.chosen import (CODE_BAD_SESSION, CODE_BAD_USER_IDENTIFIER, CODE_BAD_WORKLOAD_TOKEN,
                               CODE_CUSTOM_STATE_TOO_LONG, CODE_RETURN_URL_NOT_REGISTERED, CODE_SESSION_NOT_OWNED,
-                              CODE_UNKNOWN_PROVIDER, CODE_UNKNOWN_WORKLOAD_IDENTITY, MAX_CUSTOM_STATE,
+                              CODE_MISSING_SCOPES, CODE_SESSION_BINDING, CODE_UNKNOWN_PROVIDER,
+                              CODE_UNKNOWN_TOKEN_VAULT, CODE_UNKNOWN_WORKLOAD_IDENTITY, CODE_UPSTREAM_TOKEN_ENDPOINT,
+                              MAX_CUSTOM_STATE,
                               SESSION_FAILED, SESSION_TTL_S, SESSION_URI_PREFIX, SESSION_WAITING,
                               WORKLOAD_TOKEN_TTL_S, workload_identity_arn)
 from emulators.consent import consent_page, notice_page
@@ -150,6 +152,11 @@ class AgentIdentityEmulator:
         self.workload = workload
         self.providers = {p.name: p for p in providers}
         self.session_ttl_s = SESSION_TTL_S  # tests shorten it to see sessions expire
+        self.workload_token_ttl_s: float = WORKLOAD_TOKEN_TTL_S
+        self.token_vaults = {"default"}
+        self.session_binding = False  # the workload identity's SessionBindingEnabled (tests turn it on)
+        # Tests set it: the provider's token endpoint fails when a consented session is polled.
+        self.upstream_token_endpoint_fails = False
         self.waiting_status = SESSION_WAITING  # tests set values the product has never seen
         self._users = users
         self._provider_tokens = provider_tokens
@@ -188,7 +195,8 @@ class AgentIdentityEmulator:
         if name != self.workload.name:
             raise AcsError(*CODE_UNKNOWN_WORKLOAD_IDENTITY, f"The workload identity {name!r} does not exist.")
         token = "wat-" + secrets.token_urlsafe(32)
-        self._grants[token] = WorkloadGrant(name, user, time.time() + WORKLOAD_TOKEN_TTL_S, user_jwt)
+        self._grants[token] = WorkloadGrant(name, user, time.time() + self.workload_token_ttl_s,
+                                            user_jwt)
         return {"WorkloadAccessToken": token, "WorkloadIdentityArn": self.workload.arn}
 
     async def _get_workload_access_token(self, params: dict[str, str], _: Principal | None) -> dict[str, Any]:
@@ -214,9 +222,10 @@ class AgentIdentityEmulator:
 
     def _grant(self, params: dict[str, str]) -> WorkloadGrant:
         grant = self._grants.get(_required(params, "WorkloadAccessToken"))
-        if grant is None or time.time() >= grant.expires_at:
-            state = "unknown" if grant is None else "expired"
-            raise AcsError(*CODE_BAD_WORKLOAD_TOKEN, f"The specified WorkloadAccessToken is {state}.")
+        if grant is None:
+            raise AcsError(*CODE_BAD_WORKLOAD_TOKEN, "The specified WorkloadAccessToken is unknown.")
+        if time.time() >= grant.expires_at:
+            raise AcsError(*CODE_BAD_WORKLOAD_TOKEN, "Workload access token is expired")
         return grant
 
     # -- OAuth2 resource tokens ----------------------------------------------------------------------------
@@ -224,7 +233,12 @@ class AgentIdentityEmulator:
     async def _get_resource_oauth2_token(self, params: dict[str, str], _: Principal | None) -> dict[str, Any]:
         grant = self._grant(params)
         provider = self._provider(params)
-        scopes = _scopes(params.get("Scopes"), provider.default_scopes)
+        if not params.get("Scopes"):
+            raise AcsError(*CODE_MISSING_SCOPES, "Scopes is mandatory for this action.")
+        scopes = _scopes(params["Scopes"], provider.default_scopes)
+        vault = params.get("TokenVaultName") or "default"
+        if vault not in self.token_vaults:
+            raise AcsError(*CODE_UNKNOWN_TOKEN_VAULT, f"The token vault {vault!r} does not exist.")
         flow = params.get("OAuth2Flow") or "USER_FEDERATION"
         if flow == "M2M":  # no user involved: a missing token is simply issued
             app = f"workload:{grant.workload}"
@@ -236,6 +250,8 @@ class AgentIdentityEmulator:
         if grant.user is None:
             raise AcsError(*CODE_BAD_WORKLOAD_TOKEN,
                            "USER_FEDERATION needs a workload access token obtained for a user.")
+        if self.session_binding:
+            raise AcsError(*CODE_SESSION_BINDING, "The inbound credential of the session is missing.")
         return_url = params.get("ResourceOAuth2ReturnURL")
         if return_url and return_url not in self.return_urls:
             raise AcsError(*CODE_RETURN_URL_NOT_REGISTERED, "The ResourceOAuth2ReturnURL is not registered on the workload identity.")
@@ -295,6 +311,8 @@ class AgentIdentityEmulator:
         if session.user != grant.user:
             raise AcsError(*CODE_SESSION_NOT_OWNED, "The session was started for another user.")
         if session.status == "completed":
+            if self.upstream_token_endpoint_fails:
+                raise AcsError(*CODE_UPSTREAM_TOKEN_ENDPOINT, "The upstream token endpoint is unavailable.")
             stored = self._vaulted_token(session.user, session.provider, session.scopes)
             if stored is not None:
                 return self._token_answer(*stored)

@@ -8,7 +8,10 @@ unknown). Change a value here when the real service is seen to behave otherwise,
 from __future__ import annotations
 
 # --- Agent Identity data plane ----------------------------------------------------------------------------
-WORKLOAD_TOKEN_TTL_S = 3600  # lifetime of a workload access token (the product must not depend on it)
+# Lifetime of a workload access token: about 5 minutes as a real integration observed it, expiring with
+# `InvalidParameter.WorkloadAccessToken` "Workload access token is expired" (docs/services.md, secondary
+# evidence). `python -m emulators --workload-token-ttl S` changes it; the product must not depend on it.
+WORKLOAD_TOKEN_TTL_S = 300
 SESSION_TTL_S = 600  # a user-federation session must be completed within 10 minutes
 MAX_CUSTOM_STATE = 4096  # CustomState characters, as AWS documents for the identical API
 SESSION_WAITING = "IN_PROGRESS"  # SessionStatus while the user has not finished (AWS's value)
@@ -19,7 +22,12 @@ CODE_UNKNOWN_WORKLOAD_IDENTITY = (404, "EntityNotExist.WorkloadIdentity")
 CODE_BAD_WORKLOAD_TOKEN = (400, "InvalidParameter.WorkloadAccessToken")
 CODE_RETURN_URL_NOT_REGISTERED = (400, "InvalidParameter.ResourceOAuth2ReturnURL")
 CODE_CUSTOM_STATE_TOO_LONG = (400, "InvalidParameter.CustomState")
-CODE_UNKNOWN_PROVIDER = (404, "EntityNotExist.ResourceCredentialProvider")
+# Codes a real integration observed (docs/services.md, secondary evidence; their HTTP statuses are chosen):
+CODE_UNKNOWN_PROVIDER = (404, "EntityNotExists.OAuth2CredentialProvider")
+CODE_MISSING_SCOPES = (400, "MissingParameter.Scopes")
+CODE_UPSTREAM_TOKEN_ENDPOINT = (503, "ServiceUnavailable.UpstreamTokenEndpoint")  # the provider's token call
+CODE_SESSION_BINDING = (403, "Forbidden.InboundCredentialMissing")  # SessionBindingEnabled on the identity
+CODE_UNKNOWN_TOKEN_VAULT = (404, "EntityNotExists.TokenVault")  # chosen; "default" always exists
 CODE_SESSION_NOT_OWNED = (403, "Forbidden.SessionNotOwned")
 CODE_BAD_SESSION = (400, "InvalidParameter.SessionURI")
 CODE_BAD_USER_IDENTIFIER = (400, "InvalidParameter.UserIdentifier")

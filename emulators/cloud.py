@@ -161,9 +161,11 @@ class LocalCloud:
 
 
 def start_local_cloud(return_urls: Iterable[str] = (), faults: Mapping[str, Mapping[str, Any]] | None = None,
-                      users_idp: ExternalIdp | None = None, ca_file: Path | None = None) -> LocalCloud:
+                      users_idp: ExternalIdp | None = None, ca_file: Path | None = None,
+                      workload_token_ttl_s: float | None = None) -> LocalCloud:
     """Start all emulators; `faults` (e.g. `{"agent_identity": {"latency_ms": 50}}`) apply from the start.
     With `users_idp`, users are those of that provider, not of the IdP emulator (which still runs).
+    `workload_token_ttl_s` replaces the chosen lifetime of workload access tokens (emulators/chosen.py).
     They serve HTTPS with a certificate of this process's local CA, whose certificate is at `info["ca_file"]`
     (`ca_file` if given, e.g. next to a ready file) and is `SSL_CERT_FILE` in `.env`."""
     start_faults = {name: _faults(name, spec) for name, spec in (faults or {}).items()}
@@ -193,6 +195,8 @@ def start_local_cloud(return_urls: Iterable[str] = (), faults: Mapping[str, Mapp
                else UserJwtValidator(idp.jwks, idp.issuer, idp.audience)),
         workload=workload, providers=[CredentialProvider(DINGTALK_PROVIDER, "DingTalk", DINGTALK_SCOPES)],
         provider_tokens=dingtalk_tokens, sts_credentials=sts_credentials)
+    if workload_token_ttl_s is not None:
+        agent_identity.workload_token_ttl_s = workload_token_ttl_s
     sts = StsEmulator(verifier=verifier(), sts_credentials=sts_credentials,
                       owner=RamUser(account_id, "agentrun-local", _digits(15)))
     model = ModelEmulator(model_api_key)

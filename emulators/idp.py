@@ -16,7 +16,8 @@ Routes:
 - `POST /token`: `grant_type=authorization_code` (client authenticated with `client_secret_basic` or
   `client_secret_post`; the code works once, within 60 s, for the same client and `redirect_uri`, with the
   matching `code_verifier`; the ID token carries `aud` = client id and the `nonce`), or
-  `grant_type=password&username=<sub>` (optional `client_id`, `expires_in`) for tests and the chat page:
+  `grant_type=password&username=<sub>` (optional `client_id`, `expires_in`, and `claims`, a JSON object added
+  to the tokens, e.g. to make a large one) for tests and the chat page:
   `{"id_token","access_token","token_type":"Bearer","expires_in"}` with `aud` = the configured audience.
 Discovery and token routes answer CORS requests from localhost origins, so a chat page served from another
 local port can sign in by calling `/token` from the browser.
@@ -27,6 +28,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -49,6 +51,8 @@ ALGORITHM = "RS256"
 MIN_TTL_S = 1
 MAX_TTL_S = 24 * 3600  # a longer-lived id_token would hide expiry bugs in the product
 DEFAULT_TTL_S = 3600
+# Claims the password grant's `claims` may not set: the provider's own (RFC 7519 4.1, OIDC Core 2).
+RESERVED_CLAIMS = frozenset({"iss", "sub", "aud", "exp", "iat", "nbf", "jti", "nonce", "azp"})
 LOCAL_ORIGINS = r"https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?"
 
 
@@ -195,7 +199,15 @@ class LocalIdp:
         except ValueError:
             return _oauth2_error(400, "invalid_request", "expires_in must be an integer number of seconds.")
         ttl_s = max(MIN_TTL_S, min(ttl_s, MAX_TTL_S))
-        extra = {"azp": form["client_id"]} if form.get("client_id") else {}
+        extra: dict[str, Any] = {"azp": form["client_id"]} if form.get("client_id") else {}
+        try:
+            added = json.loads(form.get("claims") or "{}")
+        except json.JSONDecodeError:
+            added = None
+        if not isinstance(added, dict) or set(added) & RESERVED_CLAIMS:
+            return _oauth2_error(400, "invalid_request", "claims must be a JSON object without "
+                                 f"{', '.join(sorted(RESERVED_CLAIMS))}.")
+        extra.update(added)
         return JSONResponse({
             "id_token": self.issue(username, ttl_s, **extra),
             "access_token": self.issue(username, ttl_s, scope="openid profile", **extra),

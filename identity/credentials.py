@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+import jwt
 from alibabacloud_credentials.client import Client as CredentialClient
 from alibabacloud_credentials.models import Config as CredentialConfig
 
@@ -55,3 +56,12 @@ def parse_expiration(value: str | None, fallback: datetime) -> datetime:
     except ValueError:
         return fallback
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def unverified_expiry(token: str) -> object:
+    """The `exp` claim of a token that is a JWT, read without verifying it (only to know when to stop using
+    a token we were given, never to trust it); None for an opaque token."""
+    try:
+        return jwt.decode(token, options={"verify_signature": False}).get("exp")
+    except jwt.PyJWTError:
+        return None

@@ -95,6 +95,16 @@ class ProviderMisconfigured(IdentityError):
     default_message = "The credential provider is not configured correctly; contact the operator."
 
 
+class ProviderUnavailable(IdentityError):
+    """The resource provider's token endpoint failed while Agent Identity fetched the user's token
+    (`ServiceUnavailable.UpstreamTokenEndpoint`): waiting longer cannot finish this authorization."""
+
+    code = "provider_unavailable"
+    http_status = 502
+    default_message = ("The service you authorized did not hand out its token; ask again in a moment for a "
+                       "new link.")
+
+
 class IdentityUnavailable(IdentityError):
     code = "identity_unavailable"
     http_status = 503

@@ -53,6 +53,8 @@ def may_be_stale_credential(error: IdentityError) -> bool:
 
 
 THROTTLED, UNAVAILABLE, REJECTED, UNREACHABLE = "throttled", "unavailable", "rejected", "unreachable"
+# The workload identity has SessionBindingEnabled (docs/services.md): an operator's setting, not a user's fault.
+SESSION_BINDING_CODE = "Forbidden.InboundCredentialMissing"
 
 
 def failure_kind(error: BaseException) -> str:
@@ -79,6 +81,10 @@ def translate(error: BaseException, action: str) -> IdentityError:
             return IdentityThrottled(**answer)
         if kind == UNAVAILABLE:
             return IdentityUnavailable(**answer)
+        if code == SESSION_BINDING_CODE:
+            return ProviderMisconfigured("Session binding is on for this workload identity, and this agent "
+                                         "does not bind sessions (Forbidden.InboundCredentialMissing): see the "
+                                         "README's Troubleshooting.", **answer)
         if "JsonWebToken" in code or "UserToken" in code or "UserJWT" in code:
             return InvalidCallerToken("The identity service did not accept your sign-in; please sign in "
                                       "again.", **answer)

@@ -32,10 +32,10 @@ from identity.authorization import PendingAuthorization, PendingAuthorizations
 from identity.cache import CachedFlights, ExpiringLru, token_key
 from identity.context import (AuthorizationCompleted, AuthorizationRequired, Caller, RequestContext,
                               current_request_context, current_session_id, current_user_token)
-from identity.credentials import StsCredential, instance_credential_client, parse_expiration
+from identity.credentials import StsCredential, instance_credential_client, parse_expiration, unverified_expiry
 from identity.errors import (AuthorizationDeclined, AuthorizationFailed, AuthorizationPending,
                              AuthorizationTimedOut, IdentityError, IdentityThrottled, IdentityUnavailable,
-                             ProviderMisconfigured)
+                             ProviderMisconfigured, ProviderUnavailable)
 from identity.jwt_verifier import JwtVerifier
 from identity.sdk_errors import may_be_stale_credential, translate
 from identity.settings import IdentitySettings
@@ -49,18 +49,26 @@ T = TypeVar("T")
 
 FLOWS = ("USER_FEDERATION", "M2M")
 USER_TOKEN_MARGIN_SECONDS = 30.0  # stop using a workload token this long before the user's JWT expires
-# JWTs without `exp` (only possible behind a gateway) are re-exchanged this often
-UNDATED_TOKEN_TTL_SECONDS = 300.0
+# A workload access token lives about 5 minutes (docs/services.md, secondary evidence) and says nothing of
+# its own lifetime when it is not a JWT: it is re-exchanged after this long, or sooner as its `exp` says.
+WORKLOAD_TOKEN_REUSE_SECONDS = 240.0
 SIGNING_STS_SECONDS = 3600  # the same duration as sts_credential's default, so both share one credential
 OAUTH2_TOKEN_MARGIN_SECONDS = 60.0  # stop serving a cached OAuth2 token this long before its ExpiresIn
-# SessionStatus values are not published (docs/services.md): AWS documents IN_PROGRESS and FAILED. FAILED ends
-# the wait as "not completed" (a refusal or a provider failure look the same here); any value we do not know
-# means "still waiting".
+# SessionStatus values are not published (docs/services.md): AWS documents IN_PROGRESS and FAILED, Alibaba's
+# IDaaS uses lowercase pending, callback_received, completed, failed, expired. Compared in any case: FAILED ends
+# the wait as "not completed" (a refusal or a provider failure look the same here), EXPIRED as timed out; any
+# other value, `completed` without a token included (the service is still fetching it), means "keep polling".
 FAILED_STATUSES = {"FAILED"}
 EXPIRED_STATUSES = {"EXPIRED", "TIMEOUT", "TIMED_OUT"}
 # While waiting, every this many polls of its own session a flow also asks the vault (GetResourceOAuth2Token
 # without SessionURI): the user may have approved another link for the same token, on another instance.
 VAULT_PROBE_EVERY_POLLS = 3
+
+
+# The data client and workload token to ask with; `renew=True` after the service refused them.
+Signer = Callable[..., Awaitable[tuple[DataClient, str]]]
+# Agent Identity's code when the provider's token endpoint failed after the user's consent (docs/services.md).
+UPSTREAM_TOKEN_ENDPOINT_FAILED = "ServiceUnavailable.UpstreamTokenEndpoint"
 
 
 class IssuedToken(NamedTuple):
@@ -125,15 +133,30 @@ class AgentIdentity:
             token = response.body.workload_access_token if response.body else None
             if not token:
                 raise IdentityUnavailable("The identity service returned no workload access token.")
-            return token, self._user_token_expiry(caller)
+            return token, self._workload_token_expiry(token, caller)
 
         return await self._workload_tokens.get(token_key(user_token), exchange)
 
-    def _user_token_expiry(self, caller: Caller) -> float:
-        exp = caller.claims.get("exp")
-        if isinstance(exp, int | float):
-            return float(exp) - USER_TOKEN_MARGIN_SECONDS
-        return self._clock() + UNDATED_TOKEN_TTL_SECONDS
+    def _workload_token_expiry(self, token: str, caller: Caller) -> float:
+        """When to stop using a new workload token: before its own expiry (its `exp` if it is a JWT, else a
+        reuse time below the observed lifetime) and before the user's JWT expires."""
+        expiry = self._clock() + WORKLOAD_TOKEN_REUSE_SECONDS
+        for exp in (unverified_expiry(token), caller.claims.get("exp")):
+            if isinstance(exp, int | float) and not isinstance(exp, bool):
+                expiry = min(expiry, float(exp) - USER_TOKEN_MARGIN_SECONDS)
+        return expiry
+
+    def _drop_workload_token(self) -> None:
+        """Forget the current user's workload token and the STS credentials that signed with it: the service
+        refused one of them, so the user's JWT is exchanged again at the next ask."""
+        workload_key = token_key(current_user_token())
+        workload_token = self._workload_tokens.cache.get(workload_key)
+        if workload_token is not None:
+            signing_key = self._sts_key(workload_token, None, SIGNING_STS_SECONDS)
+            signing = self._sts.cache.get(signing_key)
+            if signing is not None:
+                self._drop_sts(signing_key, signing)
+        self._workload_tokens.invalidate(workload_key)
 
     # --- STS ------------------------------------------------------------------------------------------------
 
@@ -185,14 +208,7 @@ class AgentIdentity:
             if not may_be_stale_credential(error):
                 raise
         log.info("A cached credential was no longer accepted; exchanging the user token again")
-        workload_key = token_key(current_user_token())
-        workload_token = self._workload_tokens.cache.get(workload_key)
-        if workload_token is not None:
-            signing_key = self._sts_key(workload_token, None, SIGNING_STS_SECONDS)
-            signing = self._sts.cache.get(signing_key)
-            if signing is not None:
-                self._drop_sts(signing_key, signing)
-        self._workload_tokens.invalidate(workload_key)
+        self._drop_workload_token()
         return await attempt()
 
     async def _assume_role(self, workload_token: str, caller: Caller, policy: str | None,
@@ -259,10 +275,17 @@ class AgentIdentity:
     async def _oauth2_token(self, ctx: RequestContext, cache_key: str, *, provider: str,
                             scopes: Sequence[str], purpose: str, flow: str,
                             force_authentication: bool) -> str:
-        workload_token = await self._workload_token_for(ctx.caller)
-        client = await self._resource_client(ctx.caller, workload_token)
+
+        async def signer(renew: bool = False) -> tuple[DataClient, str]:
+            """The data client and workload token to ask with: the cached ones (re-exchanged when they are due),
+            or new ones after the service refused them (`renew`)."""
+            if renew:
+                self._drop_workload_token()
+            workload_token = await self._workload_token_for(ctx.caller)
+            return await self._resource_client(ctx.caller, workload_token), workload_token
 
         async def ask(remember: bool = True) -> IssuedToken | PendingAuthorization:
+            client, workload_token = await signer()
             return await self._start(client, workload_token, ctx.caller, provider=provider, scopes=scopes,
                                      purpose=purpose, flow=flow, force_authentication=force_authentication,
                                      remember=remember)
@@ -284,7 +307,7 @@ class AgentIdentity:
             raise AuthorizationPending(pending.url, purpose)
         # A forced flow never asks the vault while waiting: it still holds the token the provider refused.
         vault = None if force_authentication else (lambda: ask(remember=False))
-        issued = await self._wait_for_user(client, workload_token, pending, vault)
+        issued = await self._wait_for_user(signer, pending, vault)
         await ctx.emit(AuthorizationCompleted(purpose=purpose, provider=provider))
         return self._remember(cache_key, issued)
 
@@ -328,7 +351,8 @@ class AgentIdentity:
                                            ttl_seconds=self.settings.authorization_timeout_seconds + 60)
         request = GetResourceOAuth2TokenRequest(resource_credential_provider_name=provider,
                                                 scopes=list(scopes), oauth2_flow=flow,
-                                                workload_access_token=workload_token)
+                                                workload_access_token=workload_token,
+                                                token_vault_name=self.settings.token_vault_name or None)
         if flow == "USER_FEDERATION":
             request.resource_oauth2_return_url = self.settings.callback_url
             request.custom_state = state
@@ -349,23 +373,36 @@ class AgentIdentity:
             log.info("Authorization required for provider %s (%s)", provider, purpose)
         return pending
 
-    def _poll_request(self, workload_token: str,
-                      pending: PendingAuthorization) -> GetResourceOAuth2TokenRequest:
-        return GetResourceOAuth2TokenRequest(
-            resource_credential_provider_name=pending.provider, scopes=list(pending.scopes),
-            oauth2_flow=pending.flow, workload_access_token=workload_token, session_uri=pending.session_uri,
-            resource_oauth2_return_url=(self.settings.callback_url if pending.flow == "USER_FEDERATION"
-                                        else None))
+    async def _poll(self, signer: Signer, pending: PendingAuthorization) -> IssuedToken | None:
+        """One poll of the flow's own session. A workload token that expired while the user was deciding (it
+        lives minutes, the wait may not) is exchanged again and the SAME session polled with the new one: the
+        user never sees a second link for it."""
+        try:
+            return await self._poll_once(*await signer(), pending)
+        except IdentityError as error:
+            if not may_be_stale_credential(error):
+                raise
+        log.info("The workload token was refused while waiting for consent; exchanging the user token again")
+        return await self._poll_once(*await signer(renew=True), pending)
 
-    async def _poll_once(self, client: DataClient, request: GetResourceOAuth2TokenRequest,
+    async def _poll_once(self, client: DataClient, workload_token: str,
                          pending: PendingAuthorization) -> IssuedToken | None:
         """The token if the user has finished; None while waiting (or on a transient service error)."""
         if pending.outcome is not None:
             raise pending.outcome
+        request = GetResourceOAuth2TokenRequest(
+            resource_credential_provider_name=pending.provider, scopes=list(pending.scopes),
+            oauth2_flow=pending.flow, workload_access_token=workload_token, session_uri=pending.session_uri,
+            token_vault_name=self.settings.token_vault_name or None, resource_oauth2_return_url=(self.settings.callback_url if pending.flow == "USER_FEDERATION"
+                                        else None))
         try:
             response = await self._call("GetResourceOAuth2Token", client.get_resource_oauth2_token, request)
-        except (IdentityUnavailable, IdentityThrottled):
-            return None  # keep waiting: the user may still finish, and the next poll may succeed
+        except IdentityError as error:
+            if error.service_code == UPSTREAM_TOKEN_ENDPOINT_FAILED:  # whatever its HTTP status
+                raise ProviderUnavailable(request_id=error.request_id) from None
+            if isinstance(error, IdentityUnavailable | IdentityThrottled):
+                return None  # keep waiting: the user may still finish, and the next poll may succeed
+            raise
         body = response.body
         if body and body.access_token:
             return IssuedToken(body.access_token, body.expires_in)
@@ -387,7 +424,7 @@ class AgentIdentity:
             return None
         return answer if isinstance(answer, IssuedToken) else None
 
-    async def _wait_for_user(self, client: DataClient, workload_token: str, pending: PendingAuthorization,
+    async def _wait_for_user(self, signer: Signer, pending: PendingAuthorization,
                              vault: Callable[[], Awaitable[IssuedToken | PendingAuthorization]] | None,
                              ) -> IssuedToken:
         """Poll with backoff until a token, a refusal, or the timeout; wakes early when this process's
@@ -397,7 +434,6 @@ class AgentIdentity:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.authorization_timeout_seconds
         delay = self.settings.poll_initial_seconds
-        request = self._poll_request(workload_token, pending)
         polls = 0
         try:
             while True:
@@ -410,7 +446,7 @@ class AgentIdentity:
                     pass
                 pending.wake.clear()
                 polls += 1
-                issued = await self._poll_once(client, request, pending)
+                issued = await self._poll(signer, pending)
                 if issued is None and vault is not None and polls % VAULT_PROBE_EVERY_POLLS == 0:
                     issued = await self._probe_vault(vault)
                 if issued:

@@ -31,6 +31,7 @@ class IdentitySettings:
     use_sts: bool = True
     redirect_uri: str = LOCAL_REDIRECT_URI
     authorization_timeout_seconds: float = 300.0
+    token_vault_name: str = ""  # the Agent Identity token vault of the users' OAuth2 tokens; "": the default
     jwks_url: str = ""
     jwt_issuer: str = ""
     jwt_audience: str = ""
@@ -108,6 +109,7 @@ class IdentitySettings:
             use_sts=read.bool("AGENT_IDENTITY_USE_STS", True),
             redirect_uri=redirect_uri,
             authorization_timeout_seconds=read.float("AUTHORIZATION_TIMEOUT_SECONDS", 300.0, minimum=0.1),
+            token_vault_name=read.str("TOKEN_VAULT_NAME"),
             jwks_url=jwks_url,
             jwt_issuer=issuer,
             jwt_audience=read.str("INBOUND_JWT_AUDIENCE"),

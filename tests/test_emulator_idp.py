@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 
@@ -258,3 +259,19 @@ def test_client_authentication_is_checked(http, client) -> None:
     wrong = http.post("/token", data={"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT,
                                       "code_verifier": verifier}, auth=(CLIENT, "wrong"))
     assert wrong.status_code == 401 and wrong.json()["error"] == "invalid_client"
+
+
+def test_the_password_grant_adds_the_claims_a_test_asks_for(cloud):
+    """Tests mint large or unusual tokens through the real token endpoint, never the provider's own claims."""
+    http = httpx.Client(verify=cloud.ssl_context(), trust_env=False)
+    padding = "x" * 2000
+    token = http.post(f"{cloud.url('idp')}/token", data={
+        "grant_type": "password", "username": "big", "claims": json.dumps({"groups": [padding], "team": "a"})},
+    ).json()["id_token"]
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert (claims["sub"], claims["team"], claims["groups"]) == ("big", "a", [padding]) and len(token) > 2700
+
+    for bad in ('["not an object"]', '{"sub": "someone-else"}', "{"):
+        refused = http.post(f"{cloud.url('idp')}/token", data={"grant_type": "password", "username": "big",
+                                                               "claims": bad})
+        assert refused.status_code == 400 and refused.json()["error"] == "invalid_request"
