@@ -25,7 +25,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from emulators.tls import LocalCa, local_ca
@@ -41,7 +41,9 @@ class Faults:
     latency_ms: float = 0.0
     fail_next: int = 0
     fail_status: int = 503
-    fail_kind: str = "error"  # "error" | "throttle" | "timeout"
+    # "error" | "throttle" | "timeout" | "page": an HTML page with fail_status instead of the API's answer
+    # (what a gateway or an IP-level rate limit in front of a service sends)
+    fail_kind: str = "error"
     timeout_s: float = 30.0
     match: str | None = None
 
@@ -148,6 +150,10 @@ async def _fail(faults: Faults, render_error: ErrorRenderer) -> Response:
         response.headers["x-acs-retry-after"] = "1"
         response.headers["Retry-After"] = "1"
         return response
+    if faults.fail_kind == "page":
+        return HTMLResponse("<html><head><title>Access limited</title></head><body><h1>Too many requests from "
+                            "your address</h1><p>Try again in 5 minutes.</p></body></html>",
+                            status_code=faults.fail_status)
     return render_error(faults.fail_status, "ServiceUnavailable", "The emulator failed on purpose.")
 
 

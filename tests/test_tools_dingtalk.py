@@ -165,3 +165,20 @@ def test_other_refusals_do_not_ask_the_user_to_authorize_again():
     assert not DingTalkError(400, "InvalidParameter.Content", "R5").token_rejected
     assert _describe_failure(quota) == ("DingTalk denied access; the document was not written. "
                                         "(code: Forbidden.AccessDenied.ApiCountLimitForOrg, requestid: R1)")
+
+
+@pytest.mark.parametrize("status", [200, 403])
+async def test_a_page_instead_of_the_api_is_an_unknown_outcome_never_a_success(dingtalk, client, status):
+    """An IP-level rate limit (or a gateway) answers with an HTML page: a 2xx without DingTalk's `data` object
+    is not a write we can count, and a 4xx page is not an error DingTalk's API gave. Neither is retried."""
+    url, tokens = dingtalk
+    token = user_token(tokens)
+    await fail_next(url, 2, kind="page", status=status)
+    with pytest.raises(ToolFailed) as failed:
+        await write_dingtalk_document(UserSession(token, client), "docPage", "text")
+
+    assert failed.value.code == "dingtalk_unexpected_response"
+    assert "whether the document was written is unknown" in str(failed.value)
+    async with httpx.AsyncClient(base_url=url) as control:
+        faults = (await control.get("/emulator/faults")).json()
+    assert faults["fail_next"] == 1  # one call, no retry

@@ -35,6 +35,9 @@ THROTTLE_BUDGET_SECONDS = 8.0  # a throttled write is retried with back-off for 
 DEAD_TOKEN_CODE = "InvalidAuthentication"
 THROTTLE_MARKER = "QpsLimit"
 APP_PERMISSION_DENIED = "Forbidden.AccessDenied.AccessTokenPermissionDenied"
+# Not DingTalk's API answering: a 2xx without its `{"data": {...}}` body, or a page instead of a JSON error (an
+# IP-level rate limit answers so, docs/services.md). Whether the document was written cannot be known.
+UNEXPECTED_RESPONSE = "UnexpectedResponse"
 WRITE_PERMISSION = "Document.Document.Write"
 
 
@@ -73,16 +76,31 @@ async def overwrite_document(user: UserSession, document_id: str, markdown: str)
                                     headers={"x-acs-dingtalk-access-token": user.access_token})
     if not response.is_success:
         raise _error_from(response, user.access_token)
+    if not isinstance(_json_object(response).get("data"), dict):
+        raise _unexpected(response)
+
+
+def _json_object(response: httpx.Response) -> dict:
+    """The response's JSON object, or {} for anything else (a page, a list, no body)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _unexpected(response: httpx.Response) -> DingTalkError:
+    kind = response.headers.get("content-type", "no content type").split(";")[0]
+    return DingTalkError(status=response.status_code, code=UNEXPECTED_RESPONSE,
+                         request_id=response.headers.get("x-acs-request-id", ""),
+                         message=f"not DingTalk's API answer ({kind})")
 
 
 def _error_from(response: httpx.Response, access_token: str) -> DingTalkError:
     """Read DingTalk's error body (`code`, `requestid`, `message`), scrubbing the token if it echoes it."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = {}
-    if not isinstance(body, dict):
-        body = {}
+    body = _json_object(response)
+    if not body and response.status_code < 500:
+        return _unexpected(response)  # a page, not the API: retrying it or asking for consent cannot help
     message = str(body.get("message") or "").replace(access_token, "[redacted]")[:200]
     return DingTalkError(
         status=response.status_code,
@@ -159,6 +177,8 @@ async def _write_with_retries(user: UserSession, document_id: str, content: str)
 
 
 def _failure_code(error: DingTalkError) -> str:
+    if error.code == UNEXPECTED_RESPONSE:
+        return "dingtalk_unexpected_response"
     if error.throttled:
         return "dingtalk_throttled"
     if error.code == APP_PERMISSION_DENIED:
@@ -168,6 +188,11 @@ def _failure_code(error: DingTalkError) -> str:
 
 def _describe_failure(error: DingTalkError) -> str:
     """One sentence for the model: what went wrong, plus DingTalk's code and request id for support."""
+    if error.code == UNEXPECTED_RESPONSE:
+        what = (f"DingTalk answered with something other than its API (HTTP {error.status}, {error.message}), "
+                "so whether the document was written is unknown; check it before asking again. DingTalk "
+                "answers so while it limits requests from this address (for about 5 minutes).")
+        return f"{what} (requestid: {error.request_id or 'n/a'})"
     if error.throttled:
         what = "DingTalk is busy (rate-limited) right now; the document was not written. Try again later."
     elif error.status >= 500:
