@@ -258,3 +258,15 @@ def test_client_authentication_is_checked(http, client) -> None:
     wrong = http.post("/token", data={"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT,
                                       "code_verifier": verifier}, auth=(CLIENT, "wrong"))
     assert wrong.status_code == 401 and wrong.json()["error"] == "invalid_client"
+
+
+def test_a_loopback_redirect_matches_on_any_port_and_nothing_else() -> None:
+    """RFC 8252 7.3: a native app registers `http://127.0.0.1/callback` and listens on a free port."""
+    from emulators.idp import OidcClient
+
+    client = OidcClient("cli", "", {"http://127.0.0.1/callback", "https://app.example.com/cb"})
+    assert client.allows("http://127.0.0.1:49152/callback") and client.allows("http://127.0.0.1/callback")
+    for other in ("http://localhost:49152/callback", "http://127.0.0.1:49152/other",
+                  "https://127.0.0.1:1/callback", "http://127.0.0.1:1/callback?x=1",
+                  "https://app.example.com:444/cb", "http://127.0.0.1:x/callback"):
+        assert not client.allows(other), other
