@@ -279,19 +279,26 @@ async def deployed_agent(agent_url: str, user_jwt: str, dingtalk_doc: str) -> st
     base = agent_url.rstrip("/")
     endpoint = f"{base}/openai/v1/chat/completions?sessionId=smoke-{secrets.token_hex(4)}"
     auth = {"Authorization": f"Bearer {user_jwt}"}
+    plain_chat = {"messages": [{"role": "user", "content": PLAIN_PROMPT}]}
     async with httpx.AsyncClient(timeout=120) as http:
-        anonymous = await http.post(endpoint, json={"messages": [{"role": "user", "content": PLAIN_PROMPT}]})
-        if anonymous.status_code != 401:
-            raise RuntimeError(f"a request without a JWT got HTTP {anonymous.status_code}, not 401: is the "
-                               "inbound credential (or INBOUND_JWKS_URL) set?")
-        plain = await http.post(endpoint, headers=auth,
-                                json={"messages": [{"role": "user", "content": PLAIN_PROMPT}]})
-        body = _json(plain)
-        if plain.status_code != 200:
-            raise RuntimeError(f"the plain chat got HTTP {plain.status_code}: "
-                               f"{(body.get('error') or {}).get('message')}")
-        answer = body["choices"][0]["message"]["content"] or ""
-        dingtalk = await _dingtalk_until_link(http, endpoint, auth, DINGTALK_PROMPT.format(doc=dingtalk_doc))
+        doing = "the request without a JWT"
+        try:
+            anonymous = await http.post(endpoint, json=plain_chat)
+            if anonymous.status_code != 401:
+                raise RuntimeError(f"a request without a JWT got HTTP {anonymous.status_code}, not 401: is "
+                                   "the inbound credential (or INBOUND_JWKS_URL) set?")
+            doing = "the plain chat"
+            plain = await http.post(endpoint, headers=auth, json=plain_chat)
+            body = _json(plain)
+            if plain.status_code != 200:
+                raise RuntimeError(f"the plain chat got HTTP {plain.status_code}: "
+                                   f"{(body.get('error') or {}).get('message')}")
+            answer = body["choices"][0]["message"]["content"] or ""
+            doing = "the DingTalk prompt"
+            prompt = DINGTALK_PROMPT.format(doc=dingtalk_doc)
+            dingtalk = await _dingtalk_until_link(http, endpoint, auth, prompt)
+        except httpx.HTTPError as error:
+            raise RuntimeError(f"{doing} failed: {type(error).__name__}: {error}") from None
     return f"401 without a JWT; {body.get('model')} answered {len(answer)} characters; DingTalk: {dingtalk}"
 
 
