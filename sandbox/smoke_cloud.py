@@ -12,6 +12,7 @@ SKIP with what went wrong, so a wrong assumption about a real service (docs/serv
   4. STS                AssumeRoleForWorkloadIdentity, then STS GetCallerIdentity with those credentials
   5. DingTalk consent   GetResourceOAuth2Token: the vaulted token, or the authorization link to open
   6. CustomState limit  GetResourceOAuth2Token with ever longer CustomState until the service refuses
+     (token lifetime    with --probe-token-lifetime: one workload token reused every 30 s until refused)
   7. callback           `${APP_REDIRECT_URI}/health` and the IdP's authorization endpoint for browser sign-in
   8. deployed agent     the agent at --agent-url: no JWT gets 401, a plain chat with the JWT, then the
                         DingTalk prompt streamed up to the authorization link (or the tool's result)
@@ -37,7 +38,8 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import jwt
 from alibabacloud_agentidentitydata20251127.client import Client as DataClient
-from alibabacloud_agentidentitydata20251127.models import GetResourceOAuth2TokenRequest
+from alibabacloud_agentidentitydata20251127.models import (GetResourceOAuth2TokenRequest,
+                                                            GetWorkloadAccessTokenForJWTRequest)
 from alibabacloud_credentials.client import Client as CredentialClient
 from alibabacloud_credentials.models import Config as CredentialConfig
 from alibabacloud_sts20150401.client import Client as StsClient
@@ -55,7 +57,8 @@ if TYPE_CHECKING:
 ACCESS_KEY = ("ALIBABA_CLOUD_ACCESS_KEY_ID", "ALIBABA_CLOUD_ACCESS_KEY_SECRET")
 RAM_ACTIONS = (
     "agentidentitydata:GetWorkloadAccessTokenForJWT",  # step 3
-    "agentidentitydata:GetResourceOAuth2Token",  # steps 5, 6 if AGENT_IDENTITY_USE_STS=false (else the role)
+    # steps 5, 6 if AGENT_IDENTITY_USE_STS=false (else the role's), and --probe-token-lifetime
+    "agentidentitydata:GetResourceOAuth2Token",
 )
 # AssumeRoleForWorkloadIdentity is anonymous (the workload token is the credential) and STS GetCallerIdentity
 # needs no permission: step 4 needs no action of its own.
@@ -87,7 +90,7 @@ class Skip(Exception):
 
 
 async def run(env: Mapping[str, str], results: Results, *, agent_url: str = "", dingtalk_doc: str = "doc123",
-              probe_custom_state: bool = True) -> None:
+              probe_custom_state: bool = True, probe_token_seconds: float = 0.0) -> None:
     from config import ConfigError
     from identity.context import RequestContext, bind_request_context
     from identity.errors import AuthorizationPending, IdentityError
@@ -158,10 +161,17 @@ async def run(env: Mapping[str, str], results: Results, *, agent_url: str = "", 
                 results.measured["CustomState limit"] = limit
                 return limit
 
+            async def lifetime() -> str:
+                measured = await token_lifetime_probe(settings, env, limit_seconds=probe_token_seconds)
+                results.measured["workload access token lifetime (probe)"] = measured
+                return measured
+
             if await step("workload token", workload):
                 await step("STS", sts)
                 await step("DingTalk consent", dingtalk)
                 await step("CustomState limit", custom_state)
+                if probe_token_seconds > 0:
+                    await step("token lifetime", lifetime)
             else:
                 for name in ("STS", "DingTalk consent", "CustomState limit"):
                     results.report("SKIP", name, "needs the workload token")
@@ -201,38 +211,53 @@ def token_lifetime(token: str) -> str:
     return f"{exp - time.time():.0f} s left (exp of the token; no iat)"
 
 
+def _data_client(credential: CredentialClient, settings: IdentitySettings) -> DataClient:
+    return DataClient(sdk_config(credential, settings.region_id, settings.data_endpoint,
+                                 timeout_seconds=settings.request_timeout_seconds))
+
+
+def _access_key(env: Mapping[str, str]) -> CredentialClient:
+    return CredentialClient(CredentialConfig(type="access_key", access_key_id=env[ACCESS_KEY[0]],
+                                             access_key_secret=env[ACCESS_KEY[1]]))
+
+
+async def _refused(client: DataClient, settings: IdentitySettings, env: Mapping[str, str],
+                   workload_token: str, custom_state: str, what: str) -> str:
+    """Empty when GetResourceOAuth2Token accepts the request (a token or a link), else how a 4xx refused
+    it; any other failure (5xx, 429, no answer) stops the measurement with `what` in the message."""
+    request = GetResourceOAuth2TokenRequest(
+        resource_credential_provider_name=env.get("DINGTALK_CREDENTIAL_PROVIDER_NAME", ""),
+        scopes=(env.get("DINGTALK_SCOPES") or "openid corpid").split(), oauth2_flow="USER_FEDERATION",
+        workload_access_token=workload_token, resource_oauth2_return_url=settings.callback_url,
+        custom_state=custom_state)
+    try:
+        await sdk_call(client.get_resource_oauth2_token, request)
+    except Exception as error:  # noqa: BLE001 - only a 4xx refusal is a measurement; the rest is reported
+        status, code = getattr(error, "status_code", None) or 0, str(getattr(error, "code", "") or "")
+        if not 400 <= status < 500 or status == 429:
+            raise RuntimeError(f"the probe {what} failed: {type(error).__name__} HTTP {status} {code}") \
+                from None
+        return f"HTTP {status} {code}"
+    return ""
+
+
 async def custom_state_limit(identity: AgentIdentity, settings: IdentitySettings,
                              env: Mapping[str, str]) -> str:
     """The longest CustomState GetResourceOAuth2Token accepts: doubling from 1,024 characters until the
     service refuses, then a binary search between the last accepted and the first refused length. Each
     accepted probe opens an authorization session nobody completes; it expires on its own."""
     workload_token = await identity.workload_access_token()
-    if settings.use_sts:
-        credential = (await identity.sts_credential()).credential_client()
-    else:
-        credential = CredentialClient(CredentialConfig(type="access_key", access_key_id=env[ACCESS_KEY[0]],
-                                                       access_key_secret=env[ACCESS_KEY[1]]))
-    client = DataClient(sdk_config(credential, settings.region_id, settings.data_endpoint,
-                                   timeout_seconds=settings.request_timeout_seconds))
-    scopes = (env.get("DINGTALK_SCOPES") or "openid corpid").split()
+    credential = ((await identity.sts_credential()).credential_client() if settings.use_sts
+                  else _access_key(env))
+    client = _data_client(credential, settings)
     refusal: list[str] = []
 
     async def accepted(length: int) -> bool:
-        request = GetResourceOAuth2TokenRequest(
-            resource_credential_provider_name=env.get("DINGTALK_CREDENTIAL_PROVIDER_NAME", ""), scopes=scopes,
-            oauth2_flow="USER_FEDERATION", workload_access_token=workload_token,
-            resource_oauth2_return_url=settings.callback_url,
-            custom_state=secrets.token_urlsafe(length)[:length])
-        try:
-            await sdk_call(client.get_resource_oauth2_token, request)
-        except Exception as error:  # noqa: BLE001 - only a 4xx refusal ends the search; the rest is reported
-            status, code = getattr(error, "status_code", None) or 0, str(getattr(error, "code", "") or "")
-            if not 400 <= status < 500 or status == 429:
-                raise RuntimeError(f"the probe at {length} characters failed: {type(error).__name__} "
-                                   f"HTTP {status} {code}") from None
-            refusal[:] = [f"HTTP {status} {code}"]
-            return False
-        return True
+        state = secrets.token_urlsafe(length)[:length]
+        refused = await _refused(client, settings, env, workload_token, state, f"at {length} characters")
+        if refused:
+            refusal[:] = [refused]
+        return not refused
 
     if not await accepted(1024):
         return f"under 1,024 characters (refused with {refusal[0]})"
@@ -245,6 +270,30 @@ async def custom_state_limit(identity: AgentIdentity, settings: IdentitySettings
         middle = (low + high) // 2
         low, high = (middle, high) if await accepted(middle) else (low, middle)
     return f"{low:,} characters ({high:,} refused with {refusal[0]})"
+
+
+async def token_lifetime_probe(settings: IdentitySettings, env: Mapping[str, str], *, limit_seconds: float,
+                               interval_seconds: float = 30.0,
+                               clock: Callable[[], float] = time.monotonic) -> str:
+    """How long a workload access token is accepted, for a token that is not a JWT: a fresh one from
+    GetWorkloadAccessTokenForJWT, then GetResourceOAuth2Token with it every `interval_seconds` until the
+    service refuses it or `limit_seconds` pass. Both calls are signed with the AccessKey (not with STS
+    credentials, whose own expiry would be measured instead)."""
+    client = _data_client(_access_key(env), settings)
+    started = clock()
+    answer = await sdk_call(client.get_workload_access_token_for_jwt, GetWorkloadAccessTokenForJWTRequest(
+        workload_identity_name=settings.workload_identity_name, user_token=env["SMOKE_USER_JWT"]))
+    workload_token = answer.body.workload_access_token
+    last_accepted = 0.0
+    while True:
+        elapsed = clock() - started
+        refused = await _refused(client, settings, env, workload_token, "smoke", f"after {elapsed:.0f} s")
+        if refused:
+            return f"between {last_accepted:.0f} and {elapsed:.0f} s (refused with {refused})"
+        last_accepted = elapsed
+        if elapsed >= limit_seconds:
+            return f"at least {last_accepted:.0f} s (still accepted when the probe stopped)"
+        await asyncio.sleep(interval_seconds)
 
 
 async def _caller_identity(env: Mapping[str, str], credential: StsCredential) -> str:
@@ -346,6 +395,9 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     parser.add_argument("--agent-url", default="", help="the deployed agent's public endpoint ($BASE)")
     parser.add_argument("--dingtalk-doc", default="doc123",
                         help="the document of the DingTalk prompt (written once the user authorized)")
+    parser.add_argument("--probe-token-lifetime", type=float, default=0.0, metavar="SECONDS",
+                        help="reuse one workload access token every 30 s until refused, for at most SECONDS "
+                             "(for a token that is not a JWT; off by default)")
     parser.add_argument("--no-custom-state-probe", action="store_true",
                         help="skip the CustomState limit search (about 15 GetResourceOAuth2Token calls)")
     args = parser.parse_args(argv)
@@ -357,7 +409,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     results = Results()
     try:
         asyncio.run(run(values, results, agent_url=args.agent_url, dingtalk_doc=args.dingtalk_doc,
-                        probe_custom_state=not args.no_custom_state_probe))
+                        probe_custom_state=not args.no_custom_state_probe,
+                        probe_token_seconds=args.probe_token_lifetime))
     except Exception:  # noqa: BLE001 - say where the script itself broke
         traceback.print_exc()
         return BROKEN

@@ -5,16 +5,20 @@ over HTTP."""
 
 from __future__ import annotations
 
+import asyncio
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from emulators import start_local_cloud
-from emulators.chosen import MAX_CUSTOM_STATE
+from emulators.chosen import CODE_BAD_WORKLOAD_TOKEN, MAX_CUSTOM_STATE
+from identity.settings import IdentitySettings
 from sandbox.process import app_process, free_port
-from sandbox.smoke_cloud import SKIPPED, main
+from sandbox.smoke_cloud import SKIPPED, main, token_lifetime_probe
 
 ROOT = Path(__file__).resolve().parent.parent
 STEPS = ["configuration", "identity", "workload", "STS", "DingTalk", "CustomState", "callback", "deployed"]
@@ -69,3 +73,19 @@ def test_production_is_forced_and_a_missing_agent_url_or_access_key_is_a_skip_no
     assert code == SKIPPED, output
     assert ("SKIP", "workload") in steps_of(output) and ("SKIP", "deployed") in steps_of(output)
     assert "agentidentitydata:GetWorkloadAccessTokenForJWT" in output and "no --agent-url" in output
+
+
+async def test_the_token_lifetime_probe_reuses_one_workload_token_until_the_service_refuses_it() -> None:
+    """For a workload token that is not a JWT (the emulator's), the probe measures its life by use; here the
+    emulator expires every token half a second in, as the real service does after its unpublished lifetime."""
+    with start_local_cloud() as cloud:
+        env = {**cloud.env, "SMOKE_USER_JWT": cloud.issue_user_jwt("probe-user")}
+        settings = IdentitySettings.from_env(env)
+        probe = asyncio.create_task(token_lifetime_probe(settings, env, limit_seconds=30, interval_seconds=0.1))
+        await asyncio.sleep(0.5)
+        async with httpx.AsyncClient() as http:
+            (await http.post(f"{cloud.url('agent_identity')}/emulator/expire-tokens")).raise_for_status()
+        measured = await asyncio.wait_for(probe, 15)
+    status, code = CODE_BAD_WORKLOAD_TOKEN
+    expected = rf"between [01] and [012] s \(refused with HTTP {status} {re.escape(code)}\)"
+    assert re.fullmatch(expected, measured), measured
