@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import importlib
+import socket
 import ssl
 import threading
 from collections.abc import Callable
@@ -34,6 +35,9 @@ T = TypeVar("T")
 SDK_THREADS = 64
 # A TLS error that means "the server's certificate is not trusted here" (OpenSSL's reason, in every wrapper).
 UNTRUSTED_CERTIFICATE = "CERTIFICATE_VERIFY_FAILED"
+# How urllib3, aiohttp and the C library say a host name did not resolve.
+UNRESOLVED_HOST = ("NameResolutionError", "Name or service not known", "nodename nor servname",
+                   "Temporary failure in name resolution", "No address associated with hostname")
 
 
 @functools.cache
@@ -93,11 +97,23 @@ def _first_call_alone(method: Callable[..., T], args: tuple[Any, ...]) -> T:
 def untrusted_certificate(error: BaseException) -> bool:
     """Whether `error` (from any HTTP client) says the server's TLS certificate is not trusted here. Only the
     reason is looked for; the text is never shown."""
+    return _caused_by(error, ssl.SSLCertVerificationError, (UNTRUSTED_CERTIFICATE,))
+
+
+def unresolved_host(error: BaseException) -> bool:
+    """Whether `error` says the host name did not resolve (DNS): for an Alibaba Cloud endpoint built from a
+    region id, most often a mistyped region. Only the reason is looked for; the text is never shown."""
+    return _caused_by(error, socket.gaierror, UNRESOLVED_HOST)
+
+
+def _caused_by(error: BaseException, kind: type[BaseException], words: tuple[str, ...]) -> bool:
+    """`error` or one of its causes is a `kind`, or says one of `words` (the SDKs flatten their causes into
+    text)."""
     seen: set[int] = set()
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, ssl.SSLCertVerificationError) or UNTRUSTED_CERTIFICATE in str(current):
+        if isinstance(current, kind) or any(word in str(current) for word in words):
             return True
         current = current.__cause__ or current.__context__
     return False

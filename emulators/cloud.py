@@ -45,6 +45,9 @@ MODEL_NAME = "qwen-plus"
 OSS_BUCKET = "agent-docs"  # the role may read any object in it (emulators/oss.py sample_buckets)
 OSS_FORBIDDEN_BUCKET = "finance-private"  # exists, but the role may read nothing in it
 CALLBACK_CLIENT_ID = "agentrun-callback"  # the IdP OAuth client the callback signs browsers in with
+# The users' own app (e.g. ./scripts/get-jwt) is a public native client whose client id is the agent's
+# audience, so its ID tokens are the JWTs the agent accepts; its redirect is any loopback port (RFC 8252 7.3).
+LOOPBACK_REDIRECT_URI = "http://127.0.0.1/callback"
 SIGNED_IN_PATH = "/signed-in"  # below a return URL: that callback's browser sign-in redirect URI
 
 # Urllib without proxies: a loopback call must never go through HTTP_PROXY.
@@ -187,6 +190,7 @@ def start_local_cloud(return_urls: Iterable[str] = (), faults: Mapping[str, Mapp
     idp = LocalIdp(urls["idp"], browser_url=group.browser_url("idp"))
     callback_client_secret = secrets.token_urlsafe(24)
     idp.register_client(CALLBACK_CLIENT_ID, callback_client_secret, [url + SIGNED_IN_PATH for url in registered])
+    idp.register_client(idp.audience, "", [LOOPBACK_REDIRECT_URI])
     workload = WorkloadIdentity(name=WORKLOAD_IDENTITY_NAME, return_urls=registered, account_id=account_id,
                                 role_name="AgentRunLocalAgentRole", role_id=_digits(19), region=REGION)
     agent_identity = AgentIdentityEmulator(

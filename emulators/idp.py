@@ -9,7 +9,8 @@ Routes:
 - `GET /.well-known/openid-configuration`: the discovery document.
 - `GET /jwks`: the public key set (one RSA key with `kid`, `use`, `alg`).
 - `GET /authorize`: the authorization code flow (OIDC Core 3.1, PKCE per RFC 7636). As a real provider it
-  checks the client, the exact `redirect_uri` (an unknown one gets an error page, never a redirect),
+  checks the client, the exact `redirect_uri` (an unknown one gets an error page, never a redirect; a
+  registered loopback URI `http://127.0.0.1/...` matches on any port, as RFC 8252 7.3 wants for native apps),
   `response_type=code`, the `openid` scope and an S256 `code_challenge` (PKCE is required), then shows a
   sign-in page that asks for a user name only ("Sign in", or "Cancel" for `error=access_denied`). Any name
   signs in, as with the password grant: this is the point of a local stand-in.
@@ -33,7 +34,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -54,6 +55,7 @@ DEFAULT_TTL_S = 3600
 # Claims the password grant's `claims` may not set: the provider's own (RFC 7519 4.1, OIDC Core 2).
 RESERVED_CLAIMS = frozenset({"iss", "sub", "aud", "exp", "iat", "nbf", "jti", "nonce", "azp"})
 LOCAL_ORIGINS = r"https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?"
+LOOPBACK_HOSTS = ("127.0.0.1", "::1")  # RFC 8252 8.3: loopback IP literals, not `localhost`
 
 
 @dataclass
@@ -61,8 +63,23 @@ class OidcClient:
     """A registered relying party: its secret and its exact redirect URIs."""
 
     client_id: str
-    secret: str = field(repr=False)
+    secret: str = field(repr=False)  # "": a public client (a native app: PKCE alone protects the code)
     redirect_uris: set[str] = field(default_factory=set)
+
+    def allows(self, redirect_uri: str) -> bool:
+        """Registered exactly, or a loopback IP redirect registered without its port (RFC 8252 7.3: the
+        native app picks a free port at run time)."""
+        if redirect_uri in self.redirect_uris:
+            return True
+        try:
+            parts = urlsplit(redirect_uri)
+            parts.port  # noqa: B018 (raises ValueError on a malformed port)
+        except ValueError:
+            return False
+        if parts.scheme != "http" or parts.hostname not in LOOPBACK_HOSTS or parts.query or parts.fragment:
+            return False
+        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+        return f"http://{host}{parts.path}" in self.redirect_uris
 
 
 @dataclass
@@ -150,7 +167,7 @@ class LocalIdp:
         query = request.query_params
         client = self.clients.get(query.get("client_id", ""))
         redirect_uri = query.get("redirect_uri", "")
-        if client is None or redirect_uri not in client.redirect_uris:
+        if client is None or not client.allows(redirect_uri):
             # RFC 6749 4.1.2.1: never redirect to an unverified URI; tell the user instead.
             return HTMLResponse(notice_page("Sign-in error", "The application's client_id or redirect_uri is not "
                                             "registered with this identity provider."), status_code=400)

@@ -2,7 +2,8 @@
 claims.
 
 Every failure becomes the same `InvalidCallerToken` so the 401 tells an attacker nothing; the reason is
-logged at debug level as an exception class name only (never the token or its claims).
+logged at INFO for the operator (`rejection_reason`): an unknown `kid`, a key set that is not one, a wrong `aud`
+or `iss` (their values: not secret), expiry. Never the token, its signature or its subject.
 """
 
 from __future__ import annotations
@@ -29,13 +30,57 @@ MAX_KEYS = 64
 VERIFIED_CACHE_SIZE = 4096
 VERIFIED_CACHE_SECONDS = 60.0
 _UNAVAILABLE_MESSAGE = "The sign-in key set is unavailable right now; try again shortly."
+_CLAIM_SHOWN = 120  # characters of an `iss` or `aud` value quoted in a log line
+
+
+def rejection_reason(error: BaseException, token: str, settings: IdentitySettings, *,
+                     keys: JwksKeys | None = None, audience: str | None = None) -> str:
+    """Why `token` was refused, for the log: what an operator compares with the settings. Quotes the token's
+    `iss`, `aud`, `kid` and `alg` (public values), never the token or its `sub`."""
+    try:
+        header, claims = jwt.get_unverified_header(token), jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        header, claims = {}, {}
+    expected_audience = audience or settings.jwt_audience
+
+    def shown(value: Any) -> str:
+        return repr(value)[:_CLAIM_SHOWN]
+
+    if isinstance(error, jwt.ExpiredSignatureError):
+        return f"expired: its exp is in the past (beyond {settings.jwt_leeway_seconds:g} s of leeway)"
+    if isinstance(error, jwt.ImmatureSignatureError):
+        return "not valid yet: its nbf or iat is in the future (check the clocks)"
+    if isinstance(error, jwt.InvalidAudienceError):
+        return (f"aud mismatch: the token's aud is {shown(claims.get('aud'))}, expected "
+                f"{shown(expected_audience)} ({'the client id' if audience else 'INBOUND_JWT_AUDIENCE'})")
+    if isinstance(error, jwt.InvalidIssuerError):
+        return (f"iss mismatch: the token's iss is {shown(claims.get('iss'))}, INBOUND_JWT_ISSUER is "
+                f"{shown(settings.jwt_issuer)}")
+    if isinstance(error, jwt.MissingRequiredClaimError):
+        return f"no {error.claim!r} claim"
+    if isinstance(error, jwt.InvalidSignatureError):
+        return f"the signature does not verify with the key {shown(header.get('kid'))}"
+    if isinstance(error, jwt.InvalidAlgorithmError):
+        return (f"algorithm {shown(header.get('alg'))} is not allowed by INBOUND_JWT_ALGORITHMS or does not "
+                "match its key")
+    if isinstance(error, jwt.InvalidKeyError) and keys is not None:
+        problem = f"; {keys.problem}" if keys.problem else ""
+        return f"kid unknown: {shown(header.get('kid'))} is not in the key set at {keys.url}{problem}"
+    if isinstance(error, jwt.DecodeError):
+        return "not a well-formed JWT"
+    return f"{type(error).__name__}: {error}"[:200]
 
 
 def bearer_token(authorization_header: str | None) -> str:
     """The token of an `Authorization: Bearer <token>` header; InvalidCallerToken when absent or malformed."""
     scheme, _, token = (authorization_header or "").strip().partition(" ")
     token = token.strip()
-    if scheme.lower() != "bearer" or not token or len(token) > MAX_TOKEN_LENGTH or token.count(".") != 2:
+    if scheme.lower() != "bearer" or not token:
+        log.info("Inbound token rejected: no Bearer token in the Authorization header")
+        raise InvalidCallerToken()
+    if len(token) > MAX_TOKEN_LENGTH or token.count(".") != 2:
+        log.info("Inbound token rejected: not a JWT (three dot-separated parts, at most %d characters)",
+                 MAX_TOKEN_LENGTH)
         raise InvalidCallerToken()
     return token
 
@@ -64,6 +109,7 @@ class JwksKeys:
         self._clock = clock
         self._http = httpx.AsyncClient(timeout=timeout_seconds, follow_redirects=False)
         self._refresh: asyncio.Task[None] | None = None
+        self.problem = ""  # what was wrong with the last document fetched (e.g. not a key set), for the log
 
     async def find(self, kid: str | None) -> dict[str, Any] | None:
         kid = kid or ""
@@ -109,6 +155,9 @@ class JwksKeys:
                         else "no key known yet", backoff)
             return
         entries = document.get("keys") if isinstance(document, dict) else None
+        self.problem = "" if isinstance(entries, list) else _not_a_key_set(document)
+        if self.problem:
+            log.warning("The JWKS at %s has no key: %s", self.url, self.problem)
         keys: dict[str, dict[str, Any]] = {}
         for jwk in (entries if isinstance(entries, list) else [])[:MAX_KEYS]:
             if isinstance(jwk, dict) and jwk.get("use", "sig") == "sig":
@@ -119,6 +168,14 @@ class JwksKeys:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+
+def _not_a_key_set(document: Any) -> str:
+    """Why a fetched JWKS document is not a JWK Set (RFC 7517 5: an object with a "keys" array)."""
+    if isinstance(document, dict) and isinstance(document.get("jwks_uri"), str):
+        return ("it is not a key set but an OpenID discovery document: set INBOUND_JWKS_URL to its jwks_uri, "
+                f"{document['jwks_uri'][:200]}")
+    return 'it is not a key set (a JSON object with a "keys" array)'
 
 
 class VerifiedClaims:
@@ -175,11 +232,11 @@ class JwtVerifier:
             claims = await (self._verified(token, header, algorithm) if self._keys
                             else self._unverified(token, algorithm))
         except (jwt.PyJWTError, ValueError, TypeError, KeyError) as error:
-            log.debug("Inbound token rejected (%s)", type(error).__name__)
+            log.info("Inbound token rejected: %s", rejection_reason(error, token, self._settings, keys=self._keys))
             raise InvalidCallerToken() from None
         sub = claims.get("sub")
         if not isinstance(sub, str) or not sub:
-            log.debug("Inbound token rejected (no subject)")
+            log.info("Inbound token rejected: no sub claim")
             raise InvalidCallerToken()
         return Caller(sub=sub, claims=claims, token=token)
 
@@ -197,7 +254,8 @@ class JwtVerifier:
             header = jwt.get_unverified_header(token)
             claims = await self._verified(token, header, header.get("alg"), keys=keys, audience=audience)
         except (jwt.PyJWTError, ValueError, TypeError, KeyError) as error:
-            log.info("ID token rejected (%s)", type(error).__name__)
+            log.info("ID token rejected: %s", rejection_reason(error, token, self._settings, keys=keys,
+                                                               audience=audience))
             raise InvalidCallerToken() from None
         if not isinstance(claims.get("sub"), str) or not claims["sub"]:
             raise InvalidCallerToken()

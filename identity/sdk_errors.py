@@ -18,7 +18,7 @@ from darabonba.exceptions import DaraException, UnretryableException
 
 from identity.errors import (IdentityError, IdentityThrottled, IdentityUnavailable, InvalidCallerToken,
                              ProviderMisconfigured)
-from outbound import untrusted_certificate
+from outbound import unresolved_host, untrusted_certificate
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,11 @@ def may_be_stale_credential(error: IdentityError) -> bool:
 THROTTLED, UNAVAILABLE, REJECTED, UNREACHABLE = "throttled", "unavailable", "rejected", "unreachable"
 # The workload identity has SessionBindingEnabled (docs/services.md): an operator's setting, not a user's fault.
 SESSION_BINDING_CODE = "Forbidden.InboundCredentialMissing"
+# Said to the user when no answer came: not only "try again", since a wrong setting never heals by itself.
+UNREACHABLE_MESSAGE = ("The identity service is unavailable (no answer); try again shortly, and if it persists "
+                       "ask the operator to check the agent's Agent Identity region and endpoint.")
+UNRESOLVED_MESSAGE = ("The identity service's address does not resolve; the operator must check the agent's "
+                      "Agent Identity region setting.")
 
 
 def failure_kind(error: BaseException) -> str:
@@ -68,8 +73,9 @@ def failure_kind(error: BaseException) -> str:
     return UNREACHABLE
 
 
-def translate(error: BaseException, action: str) -> IdentityError:
-    """The typed error for `error` raised by `action`; logs the safe fields once."""
+def translate(error: BaseException, action: str, endpoint: str = "") -> IdentityError:
+    """The typed error for `error` raised by `action` at `endpoint` (the host, named when it could not be
+    reached: a wrong region shows there); logs the safe fields once."""
     if isinstance(error, IdentityError):
         return error
     if isinstance(error, AlibabaCloudException):
@@ -101,7 +107,11 @@ def translate(error: BaseException, action: str) -> IdentityError:
             log.warning("Agent Identity %s: the endpoint's TLS certificate is not trusted (a private CA "
                         "must be named in SSL_CERT_FILE)", action)
             return IdentityUnavailable()
-        log.warning("Agent Identity %s could not be reached (%s)", action, type(error).__name__)
-        return IdentityUnavailable()
+        if unresolved_host(error):
+            log.warning("Agent Identity %s: the host %s does not resolve; check AGENT_IDENTITY_REGION_ID (a "
+                        "region where Agent Identity runs) or AGENT_IDENTITY_DATA_ENDPOINT", action, endpoint)
+            return IdentityUnavailable(UNRESOLVED_MESSAGE)
+        log.warning("Agent Identity %s could not be reached at %s (%s)", action, endpoint, type(error).__name__)
+        return IdentityUnavailable(UNREACHABLE_MESSAGE)
     log.warning("Agent Identity %s failed unexpectedly (%s)", action, type(error).__name__)
     return IdentityUnavailable()

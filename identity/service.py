@@ -488,7 +488,7 @@ class AgentIdentity:
         except asyncio.CancelledError:
             raise
         except Exception as error:  # noqa: BLE001 - every SDK failure is translated, none is quoted
-            raise translate(error, action) from None
+            raise translate(error, action, self.settings.data_endpoint) from None
 
     def _data_client(self, credential: CredentialClient) -> DataClient:
         return DataClient(sdk_config(credential, self.settings.region_id, self.settings.data_endpoint,

@@ -83,7 +83,11 @@ class IdentitySettings:
         if secret and len(secret) < MIN_STATE_SECRET_LENGTH:
             read.problems.append(f"IDENTITY_STATE_SECRET must be at least {MIN_STATE_SECRET_LENGTH} "
                                  "characters")
-        signin_client_id = read.str("CALLBACK_OIDC_CLIENT_ID")
+        signin_client_id = read.str("CALLBACK_OIDC_CLIENT_ID", required=production and callback_only,
+                                    why="in production for `python app.py callback`: without it the callback "
+                                        "cannot tell who is at the browser, and every consent ends at "
+                                        "\"Sign-in needed\"; register ${APP_REDIRECT_URI}/callback/signed-in "
+                                        "on that OAuth client")
         issuer = read.str("INBOUND_JWT_ISSUER")
         if signin_client_id and not is_http_url(issuer, base=True):
             read.problems.append("INBOUND_JWT_ISSUER must be the IdP's issuer URL (https://...) with "

@@ -36,13 +36,16 @@ AgentRun console settings (Agent runtime -> create -> code package):
   Runtime            : Python {package.target.python_version} (python{package.target.python_version})
   Start command      : python3 app.py
   Listening port     : 9000
-  Instance role      : a RAM role with AgentIdentityFullAccess (do NOT set ALIBABA_CLOUD_ACCESS_KEY_* yourself)
+  Execution role     : a RAM role with AgentIdentityFullAccess, plus agentrun:GetModelService and
+                       agentrun:GetCredential for MODEL_SERVICE_NAME
+                       (do NOT set ALIBABA_CLOUD_ACCESS_KEY_* yourself)
   Environment variables:
 {variables}
   Optional: {", ".join(OPTIONAL_VARIABLES)}
   Not needed: PYTHONPATH (app.py adds /code/python itself), PORT (9000 is the default).
 
-The authorization callback: a second agent runtime from the same zip, reachable by browsers (no inbound
-credential), the same runtime, role and port, start command: python3 app.py callback
+The authorization callback: a second agent runtime from the same zip, reachable by browsers (anonymous access,
+no inbound credential), the same runtime, role and port, start command: python3 app.py callback
   Environment variables (the agent's values): {", ".join(CALLBACK_VARIABLES)}
-See README.md, sections "Prepare Agent Identity" (step 4: Callback) and "Package and deploy to AgentRun".""".strip("\n")
+See README.md, section "Prepare Agent Identity" (step 4: the callback's address; step 9: deploy the
+callback and the agent), and "Package and deploy to AgentRun".""".strip("\n")

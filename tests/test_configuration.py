@@ -129,8 +129,13 @@ def test_production_requires_the_redirect_uri_and_the_jwks_url_unless_verificati
         problems = problems_of(valid_env(**production))
         assert [p.split()[0] for p in problems] == ["APP_REDIRECT_URI", "INBOUND_JWKS_URL"], problems
         assert "INBOUND_JWT_VERIFY=off" in problems[1] and "gateway that verifies" in problems[1]
-        # The callback verifies no inbound JWT: only the redirect URI is its business.
-        assert [p.split()[0] for p in problems_of(valid_env(**production), callback=True)] == ["APP_REDIRECT_URI"]
+        # The callback verifies no inbound JWT: the redirect URI and its browser sign-in are its business.
+        callback = problems_of(valid_env(**production), callback=True)
+        assert [p.split()[0] for p in callback] == ["CALLBACK_OIDC_CLIENT_ID", "APP_REDIRECT_URI"], callback
+        assert "Sign-in needed" in callback[0] and "/callback/signed-in" in callback[0]
+        signs_in = {"CALLBACK_OIDC_CLIENT_ID": "cb", "INBOUND_JWT_ISSUER": "https://idp.example.com"}
+        assert [p.split()[0] for p in problems_of(valid_env(**production, **signs_in), callback=True)] \
+            == ["APP_REDIRECT_URI"]
     public = {"APP_REDIRECT_URI": "https://callback.example.com"}
     assert problems_of(valid_env(FC_REGION="cn-hangzhou", INBOUND_JWKS_URL="https://idp/jwks", **public)) == []
     assert problems_of(valid_env(FC_REGION="cn-hangzhou", INBOUND_JWT_VERIFY="off", **public)) == []

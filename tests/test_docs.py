@@ -17,6 +17,7 @@ READMES = {"en": ROOT / "README.md", "cn": ROOT / "README-CN.md"}
 NOT_SETTINGS = {"SMOKE_USER_JWT", "PACKAGE_PYTHON", "CHAT_PAGE_SCREENSHOTS", "BASE", "USER_JWT", "PYTHONPATH",
                 "CHROMIUM_PATH", "FC_ACCOUNT_ID", "FC_INSTANCE_ID", "USER_FEDERATION",
                 "SSL_CERT_FILE",  # read by the TLS libraries from the process environment, not by settings
+                "SANDBOX_NAME",  # the original sample's code interpreter (Coming from agent-identity-python-sdk)
                 # the example tool of "Add a tool that acts as the user" (Develop)
                 "GITHUB_CREDENTIAL_PROVIDER_NAME", "GITHUB_API_BASE", "GITHUB_SCOPES",
                 # AG-UI's event names (The AG-UI endpoint)
@@ -108,3 +109,32 @@ def test_the_chinese_readme_says_the_same_as_the_english_one() -> None:
     assert sorted(commands(cn)) == sorted(commands(en))
     assert variables(cn) == variables(en)
     assert len(re.findall(r"```", cn)) == len(re.findall(r"```", en))
+
+
+# The consoles' own words (Agent Identity, AgentRun, RAM), as a first-time user sees them on screen; both READMEs
+# quote them so that either reader finds the field.
+CONSOLE_TERMS = ("入站 → 身份提供商", "元数据地址", "允许的目标受众", "出站 → 凭证提供商", "模型管理 → 大语言模型",
+                 "通过代码创建", "匿名访问", "执行角色", "集成管理 → OAuth 应用", "其他 → 凭证管理")
+
+
+@pytest.mark.parametrize("name", READMES)
+def test_the_deploy_steps_use_the_consoles_words_and_grant_what_the_code_calls(name: str) -> None:
+    markdown = text(name)
+    for term in CONSOLE_TERMS:
+        assert term in markdown, term
+    # A model service's key is a stored credential by default: the role must be allowed to read it.
+    assert "`agentrun:GetCredential`" in markdown and "`agentrun:GetModelService`" in markdown
+    # The CLI creates its resources in AGENT_IDENTITY_REGION_ID (default cn-beijing), with the two options
+    # that associate the identity provider and register the callback (agent-identity-cli's own names).
+    cli = markdown[markdown.index("pip install agent-identity-cli"):]
+    cli = cli[:cli.index("```")]
+    assert "export AGENT_IDENTITY_REGION_ID=" in cli
+    assert "--identity-provider-name" in cli and "--allowed-resource-oauth2-return-urls" in cli
+    assert "./scripts/get-jwt --issuer" in markdown and "--agent-url" in markdown
+    assert "https://help.aliyun.com/document_detail/93698.html" in markdown  # ID tokens (通过OIDC获取用户信息)
+
+
+def test_the_chinese_readme_names_each_console_resource_one_way() -> None:
+    cn = text("cn")
+    for word in ("身份提供方", "凭据提供方", "凭证提供方", "凭据提供商"):
+        assert word not in cn, word

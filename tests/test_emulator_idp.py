@@ -275,3 +275,15 @@ def test_the_password_grant_adds_the_claims_a_test_asks_for(cloud):
         refused = http.post(f"{cloud.url('idp')}/token", data={"grant_type": "password", "username": "big",
                                                                "claims": bad})
         assert refused.status_code == 400 and refused.json()["error"] == "invalid_request"
+
+
+def test_a_loopback_redirect_matches_on_any_port_and_nothing_else() -> None:
+    """RFC 8252 7.3: a native app registers `http://127.0.0.1/callback` and listens on a free port."""
+    from emulators.idp import OidcClient
+
+    client = OidcClient("cli", "", {"http://127.0.0.1/callback", "https://app.example.com/cb"})
+    assert client.allows("http://127.0.0.1:49152/callback") and client.allows("http://127.0.0.1/callback")
+    for other in ("http://localhost:49152/callback", "http://127.0.0.1:49152/other",
+                  "https://127.0.0.1:1/callback", "http://127.0.0.1:1/callback?x=1",
+                  "https://app.example.com:444/cb", "http://127.0.0.1:x/callback"):
+        assert not client.allows(other), other

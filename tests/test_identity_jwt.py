@@ -48,7 +48,8 @@ class Jwks:
         self.fetches = 0
         self.failing = False  # answer 503, as an IdP in an outage
         self.group = ServerGroup()
-        self.group.add("jwks", Starlette(routes=[Route("/jwks", self.serve)]))
+        self.group.add("jwks", Starlette(routes=[Route("/jwks", self.serve),
+                                                 Route("/.well-known/openid-configuration", self.discovery)]))
         self.url = self.group.urls["jwks"] + "/jwks"
 
     async def serve(self, _: Request) -> JSONResponse:
@@ -56,6 +57,9 @@ class Jwks:
         if self.failing:
             return JSONResponse({"error": "unavailable"}, status_code=503)
         return JSONResponse({"keys": self.keys})
+
+    async def discovery(self, _: Request) -> JSONResponse:
+        return JSONResponse({"issuer": ISSUER, "jwks_uri": self.url})
 
 
 @pytest.fixture(scope="module")
@@ -126,16 +130,57 @@ ATTACKS = {
 }
 
 
+# What the INFO log line says for each: the reason an operator acts on.
+REASONS = {
+    "alg none": "algorithm 'none' is not allowed", "HS256 signed with the public key": "algorithm 'HS256'",
+    "bad signature": "signature does not verify", "signed by another key": "signature does not verify",
+    "unknown kid": "kid unknown: 'nope' is not in the key set at http", "expired": "expired",
+    "future nbf": "not valid yet", "issued in the future": "not valid yet",
+    "wrong iss": f"iss mismatch: the token's iss is 'https://evil.test', INBOUND_JWT_ISSUER is '{ISSUER}'",
+    "wrong aud": f"aud mismatch: the token's aud is 'someone-else', expected '{AUDIENCE}' (INBOUND_JWT_AUDIENCE)",
+    "no exp": "no 'exp' claim", "no sub": "no 'sub' claim", "malformed": "not a well-formed JWT",
+    "garbage": "not a JWT", "missing header": "no Bearer token", "empty bearer": "no Bearer token",
+    "basic scheme": "no Bearer token",
+}
+
+
 @pytest.mark.parametrize("attack", list(ATTACKS))
-async def test_attack_table_is_rejected(settings: IdentitySettings, attack: str) -> None:
+async def test_attack_table_is_rejected_and_the_reason_logged_without_the_token(
+        settings: IdentitySettings, attack: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="identity.jwt_verifier")
     verifier = JwtVerifier(settings)
+    header = ATTACKS[attack]()
     try:
         with pytest.raises(InvalidCallerToken) as raised:
-            await verifier.authenticate(ATTACKS[attack]())
+            await verifier.authenticate(header)
         assert raised.value.http_status == 401
         assert raised.value.safe_message == "A valid bearer token is required."
     finally:
         await verifier.aclose()
+    lines = [r for r in caplog.records if r.name == "identity.jwt_verifier"]
+    assert [r.levelname for r in lines] == ["INFO"], caplog.text
+    assert lines[0].getMessage().startswith("Inbound token rejected: ") and REASONS[attack] in lines[0].getMessage()
+    token = (header or "").partition(" ")[2]
+    for part in token.split("."):
+        assert len(part) < 10 or part not in caplog.text  # no part of a real token ("not.a.jwt" aside)
+    assert "alice" not in caplog.text and "mallory" not in caplog.text  # the subject is not logged
+
+
+async def test_a_discovery_url_given_as_the_jwks_url_is_named_as_such(
+        jwks: Jwks, settings: IdentitySettings, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="identity.jwt_verifier")
+    discovery = jwks.url.removesuffix("/jwks") + "/.well-known/openid-configuration"
+    verifier = JwtVerifier(replace(settings, jwks_url=discovery))
+    try:
+        with pytest.raises(InvalidCallerToken):
+            await verifier.authenticate("Bearer " + sign(claims()))
+    finally:
+        await verifier.aclose()
+    warning = next(r for r in caplog.records if r.levelname == "WARNING")
+    assert f"The JWKS at {discovery} has no key" in warning.getMessage()
+    rejected = next(r for r in caplog.records if r.levelname == "INFO").getMessage()
+    assert "kid unknown" in rejected and "not a key set but an OpenID discovery document" in rejected
+    assert f"set INBOUND_JWKS_URL to its jwks_uri, {jwks.url}" in rejected
 
 
 async def test_valid_token_binds_claims_and_original_string(settings: IdentitySettings) -> None:

@@ -397,6 +397,26 @@ async def test_configuration_errors_become_typed_errors(fresh_cloud, env, call, 
     assert raised.value.__cause__ is None and raised.value.__suppress_context__
 
 
+@pytest.mark.parametrize("endpoint, logged, told", [
+    # Nothing listens there: the host tried is logged; the user hears more than "try again shortly".
+    ("http://127.0.0.1:9", "could not be reached at http://127.0.0.1:9 (", "region and endpoint"),
+    # A mistyped region gives a host name that does not resolve (.invalid never does, RFC 2606).
+    ("agentidentitydata.cn-hangzou.invalid", "the host agentidentitydata.cn-hangzou.invalid does not resolve; "
+                                             "check AGENT_IDENTITY_REGION_ID", "region setting"),
+])
+async def test_an_unreachable_identity_service_names_the_host_it_tried(
+        fresh_cloud, caplog: pytest.LogCaptureFixture, endpoint: str, logged: str, told: str) -> None:
+    caplog.set_level(logging.WARNING, logger="identity.sdk_errors")
+    identity = identity_for(fresh_cloud, env={"AGENT_IDENTITY_DATA_ENDPOINT": endpoint}, request_timeout_seconds=3)
+    jwt = fresh_cloud.issue_user_jwt(unique("host"))
+    async with signed_in(identity, jwt):
+        with pytest.raises(IdentityUnavailable) as raised:
+            await identity.workload_access_token()
+    await identity.aclose()
+    assert logged in caplog.text and "GetWorkloadAccessTokenForJWT" in caplog.text
+    assert told in raised.value.safe_message and jwt not in caplog.text
+
+
 async def test_a_jwt_the_service_rejects_is_an_invalid_caller(fresh_cloud) -> None:
     import time
     identity = identity_for(fresh_cloud, env={"INBOUND_JWKS_URL": ""}, jwt_leeway_seconds=3600)

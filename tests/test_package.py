@@ -295,7 +295,8 @@ def test_console_settings_name_the_runtime_command_port_and_variables(tmp_path: 
     for expected in ("Python 3.12", "python3 app.py", "9000", "30.0 MiB", "AgentIdentityFullAccess",
                      "AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME", "INBOUND_JWKS_URL", "IDENTITY_STATE_SECRET",
                      "DINGTALK_CREDENTIAL_PROVIDER_NAME", "APP_REDIRECT_URI", "MODEL_API_KEY",
-                     "python3 app.py callback", "CALLBACK_OIDC_CLIENT_ID", "/callback/signed-in"):
+                     "python3 app.py callback", "CALLBACK_OIDC_CLIENT_ID", "/callback/signed-in",
+                     "agentrun:GetCredential", "step 4: the callback's address", "step 9: deploy the"):
         assert expected in text
 
 
