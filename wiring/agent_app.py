@@ -17,6 +17,7 @@ from identity.callback import CallbackRoutes
 from identity.service import AgentIdentity
 from server.agui import AGUI_OPENAPI, AGUI_PATH, AgUiAgent
 from server.chat import CHAT_OPENAPI, CHAT_PATH, ChatCompletions
+from server.edge import HttpEdge
 from server.errors import ApiError
 from server.failures import install_error_handlers
 from server.limits import AdmissionLimits
@@ -67,6 +68,7 @@ def create_app(config: Settings | Mapping[str, str] | None = None, *,
     app.state.shutdown = shutdown
     install_error_handlers(app)
     app.add_middleware(AdmissionLimits, limits=settings.server.limits, shutdown=shutdown)
+    app.add_middleware(HttpEdge)
     app.add_middleware(RequestLogMiddleware)
     app.add_api_route(CHAT_PATH, chat.handle, methods=["POST"], summary="Chat Completions",
                       operation_id="chat_completions", openapi_extra=CHAT_OPENAPI)
