@@ -16,6 +16,7 @@ from app_settings import Settings, load_env
 from identity.callback import CallbackRoutes
 from identity.service import AgentIdentity
 from server.agui import AGUI_OPENAPI, AGUI_PATH, AgUiAgent
+from server.browser_pages import BrowserPages
 from server.chat import CHAT_OPENAPI, CHAT_PATH, ChatCompletions
 from server.edge import HttpEdge
 from server.errors import ApiError
@@ -63,12 +64,15 @@ def create_app(config: Settings | Mapping[str, str] | None = None, *,
                            "model_not_found", "model")
         return _model_object(model_id)
 
-    app = FastAPI(title="AgentRun identity agent", lifespan=lifespan, docs_url=None, redoc_url=None)
+    # No trailing-slash redirect: Starlette builds its Location from the request's Host header.
+    app = FastAPI(title="AgentRun identity agent", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  redirect_slashes=False)
     app.state.settings = settings
     app.state.shutdown = shutdown
     install_error_handlers(app)
     app.add_middleware(AdmissionLimits, limits=settings.server.limits, shutdown=shutdown)
     app.add_middleware(HttpEdge)
+    app.add_middleware(BrowserPages, prefix="/callback")
     app.add_middleware(RequestLogMiddleware)
     app.add_api_route(CHAT_PATH, chat.handle, methods=["POST"], summary="Chat Completions",
                       operation_id="chat_completions", openapi_extra=CHAT_OPENAPI)

@@ -9,6 +9,7 @@ from starlette.types import ASGIApp
 from app_settings import CallbackSettings
 from identity.callback import callback_app
 from identity.service import AgentIdentity
+from server.browser_pages import BrowserPages
 from server.edge import HttpEdge
 from server.limits import AdmissionLimits
 from server.request_log import RequestLogMiddleware
@@ -18,4 +19,6 @@ from server.shutdown import Shutdown
 def create_callback_app(settings: CallbackSettings, shutdown: Shutdown) -> ASGIApp:
     """The callback alone; browsers reach it without a token, so the agent's limits hold here too."""
     app = callback_app(AgentIdentity(settings.identity))
-    return RequestLogMiddleware(HttpEdge(AdmissionLimits(app, settings.server.limits, shutdown)))
+    app.router.redirect_slashes = False  # its Location would be built from the request's Host header
+    limited = AdmissionLimits(app, settings.server.limits, shutdown)
+    return RequestLogMiddleware(BrowserPages(HttpEdge(limited)))
