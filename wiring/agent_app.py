@@ -71,7 +71,7 @@ def create_app(config: Settings | Mapping[str, str] | None = None, *,
     app.state.shutdown = shutdown
     install_error_handlers(app)
     app.add_middleware(AdmissionLimits, limits=settings.server.limits, shutdown=shutdown)
-    app.add_middleware(HttpEdge)
+    app.add_middleware(HttpEdge, max_header_bytes=settings.server.server_limits.max_header_bytes)
     app.add_middleware(BrowserPages, prefix="/callback")
     app.add_middleware(RequestLogMiddleware)
     app.add_api_route(CHAT_PATH, chat.handle, methods=["POST"], summary="Chat Completions",

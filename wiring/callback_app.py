@@ -21,4 +21,5 @@ def create_callback_app(settings: CallbackSettings, shutdown: Shutdown) -> ASGIA
     app = callback_app(AgentIdentity(settings.identity))
     app.router.redirect_slashes = False  # its Location would be built from the request's Host header
     limited = AdmissionLimits(app, settings.server.limits, shutdown)
-    return RequestLogMiddleware(BrowserPages(HttpEdge(limited)))
+    edge = HttpEdge(limited, settings.server.server_limits.max_header_bytes)
+    return RequestLogMiddleware(BrowserPages(edge))
