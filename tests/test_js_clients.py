@@ -107,6 +107,14 @@ async def test_401_429_and_a_client_tool_are_errors_with_their_status(server, fr
     assert with_tool["status"] == 400 and "tools" in with_tool["error"], with_tool
 
 
+@pytest.mark.parametrize("client", ["openai", "ai-sdk"])
+async def test_the_client_s_responses_default_gets_a_404_naming_its_switch(server, fresh_cloud, client):
+    result = await run_client(client, server, fresh_cloud.issue_user_jwt(f"js-unserved-{client}"), "hello",
+                              scenario="unserved")
+    assert result["status"] == 404, result
+    assert "POST /openai/v1/chat/completions" in result["error"] and "openai.chat(model)" in result["error"]
+
+
 async def test_the_ag_ui_client_keeps_the_tool_call_and_its_result_and_goes_on_with_them(server, fresh_cloud):
     """AG-UI's own events, in the order its client checks, and the conversation the client builds from them:
     the tool call with its arguments and result, then the answer; the next run sends all of it back."""

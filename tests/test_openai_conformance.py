@@ -70,6 +70,12 @@ async def test_401_and_model_429_are_the_sdk_s_own_errors_with_retry_after(serve
     ({"response_format": {"type": "json_object"}}, "response_format"),
     ({"logprobs": True}, "logprobs"),
     ({"n": 2}, "n"),
+    ({"functions": [{"name": "f", "parameters": {"type": "object"}}]}, "functions"),
+    ({"function_call": {"name": "f"}}, "function_call"),
+    ({"audio": {"voice": "alloy", "format": "wav"}, "modalities": ["text", "audio"]}, "audio"),
+    ({"modalities": ["text", "audio"]}, "modalities"),
+    ({"prediction": {"type": "content", "content": "x"}}, "prediction"),
+    ({"web_search_options": {}}, "web_search_options"),
 ])
 def test_fields_the_agent_cannot_honour_are_a_400_naming_them(server, fresh_cloud, extra, param):
     sync, _ = clients(server, fresh_cloud.issue_user_jwt("conf-400"), max_retries=0)
@@ -86,6 +92,32 @@ def test_stop_seed_and_a_null_stream_are_honoured(server, fresh_cloud):
     sent = httpx.get(f"{fresh_cloud.url('model')}/emulator/requests").json()[-1]
     assert response.status_code == 200 and response.json()["object"] == "chat.completion"
     assert sent["stop"] == ["xyz"] and sent["seed"] == 7
+
+
+def test_the_endpoints_we_do_not_serve_name_chat_completions_and_each_client_s_switch(server, fresh_cloud):
+    sync, _ = clients(server, fresh_cloud.issue_user_jwt("conf-unserved"), max_retries=0)
+    with pytest.raises(openai.NotFoundError) as responses:
+        sync.responses.create(model="qwen-plus", input="hello")
+    with pytest.raises(openai.NotFoundError) as completions:
+        sync.completions.create(model="qwen-plus", prompt="hello")
+    for raised, endpoint in ((responses, "/responses"), (completions, "/completions")):
+        assert raised.value.code == "endpoint_not_supported"
+        message = raised.value.message
+        assert f"`{endpoint}`" in message and "POST /openai/v1/chat/completions" in message
+        for switch in ("openai.chat(model)", "OpenAIChatCompletionsModel", "is_chat_model=True",
+                       "use_responses_api=False"):
+            assert switch in message
+
+
+def test_the_model_list_needs_the_bearer_jwt(server, fresh_cloud):
+    """A client that checks its key with `models.list()` learns there that the key is wrong."""
+    wrong, _ = clients(server, "not-a-jwt", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        wrong.models.list()
+    with pytest.raises(openai.AuthenticationError):
+        wrong.models.retrieve("qwen-plus")
+    right, _ = clients(server, fresh_cloud.issue_user_jwt("conf-models-list"), max_retries=0)
+    assert "qwen-plus" in [model.id for model in right.models.list()]
 
 
 def test_models_retrieve_and_an_unknown_model(server, fresh_cloud):

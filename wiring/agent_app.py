@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from starlette.middleware.cors import CORSMiddleware
 
 from agent.model import ModelProvider
@@ -24,6 +24,7 @@ from server.failures import install_error_handlers
 from server.limits import AdmissionLimits
 from server.request_log import RequestLogMiddleware
 from server.shutdown import Shutdown
+from server.unserved import UNSERVED_PATHS, answer_unserved
 from tools import Toolbox
 
 
@@ -55,10 +56,14 @@ def create_app(config: Settings | Mapping[str, str] | None = None, *,
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    async def models() -> dict[str, Any]:
+    # The model list needs the caller's JWT like every other route: a client that "checks its key" with
+    # `models.list()` must learn that the key is wrong there, not at its first chat.
+    async def models(request: Request) -> dict[str, Any]:
+        request.state.request_log.sub = (await identity.authenticate(request.headers.get("authorization"))).sub
         return {"object": "list", "data": [_model_object(name) for name in await provider.model_names()]}
 
-    async def model(model_id: str) -> dict[str, Any]:
+    async def model(request: Request, model_id: str) -> dict[str, Any]:
+        request.state.request_log.sub = (await identity.authenticate(request.headers.get("authorization"))).sub
         if model_id not in await provider.model_names():
             raise ApiError(404, f"The model {model_id!r} does not exist.", "invalid_request_error",
                            "model_not_found", "model")
@@ -78,6 +83,8 @@ def create_app(config: Settings | Mapping[str, str] | None = None, *,
                       operation_id="chat_completions", openapi_extra=CHAT_OPENAPI)
     app.add_api_route(AGUI_PATH, agui.handle, methods=["POST"], summary="AG-UI agent run",
                       operation_id="ag_ui_run", openapi_extra=AGUI_OPENAPI)
+    for path in UNSERVED_PATHS:
+        app.add_api_route(path, answer_unserved, methods=["GET", "POST"], include_in_schema=False)
     app.add_api_route("/openai/v1/models", models, methods=["GET"])
     app.add_api_route("/openai/v1/models/{model_id}", model, methods=["GET"])
     if settings.server.cors_allow_origins:

@@ -2,12 +2,14 @@
 // `{"link": ...}` line as soon as the stream shows an authorization link, then the result.
 // Usage: node clients.mjs '{"client": "openai" | "ai-sdk" | "ag-ui", "server": ..., "apiKey": ..., "scenario": ...,
 //                          "prompt": ..., "followUp": ...}'
-// Scenarios: "stream" (text, agent events, errors as the client reports them), "tools" (a client-supplied tool).
+// Scenarios: "stream" (text, agent events, errors as the client reports them), "tools" (a client-supplied tool),
+// "unserved" (the client's other default endpoint: openai's `responses.create`, the AI SDK's `openai(model)`, both
+// on /responses).
 // The AG-UI client (HttpAgent, POST /ag-ui/agent) also reports the conversation it keeps (`messages`) and, with
 // `followUp`, asks that in a second run over the same conversation.
 import { HttpAgent } from "@ag-ui/client";
 import { createOpenAI } from "@ai-sdk/openai";
-import { jsonSchema, streamText, tool } from "ai";
+import { generateText, jsonSchema, streamText, tool } from "ai";
 import OpenAI from "openai";
 
 const input = JSON.parse(process.argv[2]);
@@ -32,6 +34,14 @@ function recordError(error) {
 
 async function withOpenAI() {
   const client = new OpenAI({ baseURL, apiKey: input.apiKey, maxRetries: 0 });
+  if (input.scenario === "unserved") {
+    try {
+      await client.responses.create({ model: "qwen-plus", input: input.prompt });
+    } catch (error) {
+      recordError(error);
+    }
+    return;
+  }
   const extra = input.scenario === "tools"
     ? { tools: [{ type: "function", function: { name: "lookup", parameters: { type: "object", properties: {} } } }] }
     : {};
@@ -50,6 +60,14 @@ async function withOpenAI() {
 
 async function withAiSdk() {
   const provider = createOpenAI({ baseURL, apiKey: input.apiKey });
+  if (input.scenario === "unserved") {
+    try {
+      await generateText({ model: provider("qwen-plus"), prompt: input.prompt, maxRetries: 0 });
+    } catch (error) {
+      recordError(error);
+    }
+    return;
+  }
   const tools = input.scenario === "tools"
     ? { lookup: tool({ description: "Look something up.", inputSchema: jsonSchema({ type: "object", properties: {} }) }) }
     : undefined;
