@@ -8,7 +8,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
-from starlette.middleware.cors import CORSMiddleware
 
 from agent.model import ModelProvider
 from agent.runner import AgentRunner
@@ -18,6 +17,7 @@ from identity.service import AgentIdentity
 from server.agui import AGUI_OPENAPI, AGUI_PATH, AgUiAgent
 from server.browser_pages import BrowserPages
 from server.chat import CHAT_OPENAPI, CHAT_PATH, ChatCompletions
+from server.cors import allow_browser_origins
 from server.edge import HttpEdge
 from server.errors import ApiError
 from server.failures import install_error_handlers
@@ -87,12 +87,7 @@ def create_app(config: Settings | Mapping[str, str] | None = None, *,
         app.add_api_route(path, answer_unserved, methods=["GET", "POST"], include_in_schema=False)
     app.add_api_route("/openai/v1/models", models, methods=["GET"])
     app.add_api_route("/openai/v1/models/{model_id}", model, methods=["GET"])
-    if settings.server.cors_allow_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=list(settings.server.cors_allow_origins),
-                           allow_methods=["GET", "POST"],
-                           allow_headers=["Authorization", "Content-Type", "X-AgentRun-Session-ID",
-                                          "X-app-custom-session-id"],
-                           expose_headers=["x-request-id", "Retry-After", "x-should-retry"])
+    allow_browser_origins(app, settings.server.cors_allow_origins)
     app.add_api_route("/health", health, methods=["GET"])
     app.add_api_route("/health", health, methods=["HEAD"], include_in_schema=False)  # probes use HEAD too
     app.include_router(callback.router, prefix="/callback")
