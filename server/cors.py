@@ -15,9 +15,9 @@ STAINLESS_HEADERS = ("X-Stainless-Arch", "X-Stainless-Lang", "X-Stainless-OS", "
                      "X-Stainless-Timeout", "X-Stainless-Read-Timeout", "X-Stainless-Async",
                      "X-Stainless-Raw-Response", "X-Stainless-Helper-Method", "X-Stainless-Helper",
                      "X-Stainless-Poll-Helper", "X-Stainless-Custom-Poll-Interval")
-ALLOW_HEADERS = ("Authorization", "Content-Type", "Accept", "X-AgentRun-Session-ID", "X-app-custom-session-id",
-                 "Idempotency-Key", "OpenAI-Organization", "OpenAI-Project", "OpenAI-Beta", *STAINLESS_HEADERS)
-EXPOSE_HEADERS = ("x-request-id", "Retry-After", "x-should-retry")
+ALLOW_HEADERS = ("Authorization", "Content-Type", "Accept", "X-AgentRun-Session-ID",
+                 "X-app-custom-session-id", "Idempotency-Key", "OpenAI-Organization", "OpenAI-Project", "OpenAI-Beta", *STAINLESS_HEADERS)
+EXPOSE_HEADERS = ("x-request-id", "Retry-After")
 
 
 def allow_browser_origins(app: FastAPI, origins: tuple[str, ...]) -> None:

@@ -17,7 +17,8 @@ UNSERVED_PATHS = ("/openai/v1/responses", "/openai/v1/completions")
 
 SWITCHES = ("openai-python / openai npm: `client.chat.completions.create(...)`; "
             "Vercel AI SDK: `openai.chat(model)`; "
-            "OpenAI Agents SDK: `OpenAIChatCompletionsModel` (or `set_default_openai_api(\"chat_completions\")`); "
+            "OpenAI Agents SDK: `OpenAIChatCompletionsModel` "
+            "(or `set_default_openai_api(\"chat_completions\")`); "
             "LlamaIndex `OpenAILike`: `is_chat_model=True`; "
             "LangChain `ChatOpenAI`: `use_responses_api=False`.")
 

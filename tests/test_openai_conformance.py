@@ -4,7 +4,6 @@ small routes and options they rely on."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import httpx
@@ -135,42 +134,6 @@ def test_cors_is_on_for_the_allowed_origin_only(server):
         "Origin": "https://evil.example.com", "Access-Control-Request-Method": "POST"})
     assert allowed.status_code == 200 and allowed.headers["access-control-allow-origin"] == "https://chat.example.com"
     assert "access-control-allow-origin" not in other.headers
-
-
-async def test_a_failure_after_a_tool_acted_tells_the_sdk_not_to_retry(server, fresh_cloud):
-    """The document was written, then the model failed: the SDK (2 retries by default) must not run the agent
-    again, or the write would happen again."""
-    user = f"conf-retry-{time.monotonic_ns()}"
-    _, client = clients(server, fresh_cloud.issue_user_jwt(user), max_retries=2)
-    # Authorize first (non-stream: the link, approved like a browser with the user's own JWT).
-    first = await client.chat.completions.create(
-        model="qwen-plus", messages=[{"role": "user", "content": WRITE_PROMPT.format(text="setup", doc="docRetry")}])
-    link = next(e["url"] for e in first.model_extra["agent_events"] if e["type"] == "authorization_required")
-    async with httpx.AsyncClient(trust_env=False) as browser:
-        await browser.get(link)
-        back = await browser.post(link, data={"decision": "approve"})
-        await browser.get(back.headers["location"],
-                          headers={"Authorization": f"Bearer {fresh_cloud.issue_user_jwt(user)}"})
-    httpx.post(f"{fresh_cloud.url('model')}/emulator/requests/clear")
-    faults(fresh_cloud, "dingtalk", latency_ms=600)  # time to fail the model's next call while the tool runs
-
-    async def fail_the_model_after_the_tool_call() -> None:
-        while len(httpx.get(f"{fresh_cloud.url('model')}/emulator/requests").json()) < 1:
-            await asyncio.sleep(0.02)
-        faults(fresh_cloud, "model", fail_next=1, fail_status=500)
-
-    failing = asyncio.create_task(fail_the_model_after_the_tool_call())
-    with pytest.raises(openai.InternalServerError) as raised:
-        await client.chat.completions.create(
-            model="qwen-plus", messages=[{"role": "user", "content": WRITE_PROMPT.format(text="once", doc="docRetry")}])
-    await failing
-    writes = sum(n for key, n in httpx.get(f"{fresh_cloud.url('dingtalk')}/emulator/calls").json().items()
-                 if "overwriteContent" in key)
-    httpx.post(f"{fresh_cloud.url('dingtalk')}/emulator/reset")
-    assert raised.value.response.headers["x-should-retry"] == "false"
-    # One run: the model's first call (the failed second one is refused before it is recorded), one write.
-    assert len(httpx.get(f"{fresh_cloud.url('model')}/emulator/requests").json()) == 1
-    assert writes == 1  # the setup ask only got the link: this run's single write
 
 
 async def test_langchain_chat_openai_gets_the_same_errors_and_the_consent_link(server, fresh_cloud):

@@ -21,6 +21,7 @@ from server.cors import allow_browser_origins
 from server.edge import HttpEdge
 from server.errors import ApiError
 from server.failures import install_error_handlers
+from server.idempotency import IdempotencyRecords
 from server.limits import AdmissionLimits
 from server.request_log import RequestLogMiddleware
 from server.shutdown import Shutdown
@@ -41,7 +42,8 @@ def create_app(config: Settings | Mapping[str, str] | None = None, *,
     shutdown = shutdown or Shutdown()
     runner = AgentRunner(provider, toolbox.tools)
     route = {"max_request_bytes": settings.server.max_request_bytes,
-             "keepalive_seconds": settings.server.keepalive_seconds, "shutdown": shutdown}
+             "keepalive_seconds": settings.server.keepalive_seconds, "shutdown": shutdown,
+             "idempotency": IdempotencyRecords()}
     chat = ChatCompletions(identity, provider, runner, **route)
     agui = AgUiAgent(identity, provider, runner, **route)
 
@@ -58,12 +60,15 @@ def create_app(config: Settings | Mapping[str, str] | None = None, *,
 
     # The model list needs the caller's JWT like every other route: a client that "checks its key" with
     # `models.list()` must learn that the key is wrong there, not at its first chat.
-    async def models(request: Request) -> dict[str, Any]:
+    async def authenticate(request: Request) -> None:
         request.state.request_log.sub = (await identity.authenticate(request.headers.get("authorization"))).sub
+
+    async def models(request: Request) -> dict[str, Any]:
+        await authenticate(request)
         return {"object": "list", "data": [_model_object(name) for name in await provider.model_names()]}
 
     async def model(request: Request, model_id: str) -> dict[str, Any]:
-        request.state.request_log.sub = (await identity.authenticate(request.headers.get("authorization"))).sub
+        await authenticate(request)
         if model_id not in await provider.model_names():
             raise ApiError(404, f"The model {model_id!r} does not exist.", "invalid_request_error",
                            "model_not_found", "model")

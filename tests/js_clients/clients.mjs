@@ -4,7 +4,8 @@
 //                          "prompt": ..., "followUp": ...}'
 // Scenarios: "stream" (text, agent events, errors as the client reports them), "tools" (a client-supplied tool),
 // "unserved" (the client's other default endpoint: openai's `responses.create`, the AI SDK's `openai(model)`, both
-// on /responses).
+// on /responses), "generate" (one non-stream answer with the client's default retries: openai's maxRetries 2, the
+// AI SDK's generateText, maxRetries 2; `idempotencyKey` is sent as the Idempotency-Key header when given).
 // The AG-UI client (HttpAgent, POST /ag-ui/agent) also reports the conversation it keeps (`messages`) and, with
 // `followUp`, asks that in a second run over the same conversation.
 import { HttpAgent } from "@ag-ui/client";
@@ -33,6 +34,20 @@ function recordError(error) {
 }
 
 async function withOpenAI() {
+  if (input.scenario === "generate") {
+    const client = new OpenAI({ baseURL, apiKey: input.apiKey, timeout: 60000 });
+    const headers = input.idempotencyKey ? { "Idempotency-Key": input.idempotencyKey } : {};
+    try {
+      const answer = await client.chat.completions.create(
+        { model: "qwen-plus", messages: [{ role: "user", content: input.prompt }] }, { headers });
+      result.text = answer.choices[0].message.content;
+      result.finishReason = answer.choices[0].finish_reason;
+      result.events = (answer.agent_events ?? []).map((event) => event.type);
+    } catch (error) {
+      recordError(error);
+    }
+    return;
+  }
   const client = new OpenAI({ baseURL, apiKey: input.apiKey, maxRetries: 0 });
   if (input.scenario === "unserved") {
     try {
@@ -60,6 +75,17 @@ async function withOpenAI() {
 
 async function withAiSdk() {
   const provider = createOpenAI({ baseURL, apiKey: input.apiKey });
+  if (input.scenario === "generate") {
+    const headers = input.idempotencyKey ? { "Idempotency-Key": input.idempotencyKey } : undefined;
+    try {
+      const answer = await generateText({ model: provider.chat("qwen-plus"), prompt: input.prompt, headers });
+      result.text = answer.text;
+      result.finishReason = answer.finishReason;
+    } catch (error) {
+      recordError(error);
+    }
+    return;
+  }
   if (input.scenario === "unserved") {
     try {
       await generateText({ model: provider("qwen-plus"), prompt: input.prompt, maxRetries: 0 });
