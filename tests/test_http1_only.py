@@ -185,7 +185,8 @@ async def test_a_debug_run_logs_no_jwt_token_or_cookie(fresh_cloud, tmp_path) ->
                     "tools": [], "context": [], "state": {}, "forwardedProps": {}}
             assert (await http.post(f"{base}/ag-ui/agent", json=agui, headers=auth)).status_code == 200
             await http.get(f"{base}/openai/v1/models", headers=auth)
-            await http.post(f"{base}/openai/v1/chat/completions", json=chat, headers={"Authorization": f"Bearer {jwt}x"})
+            await http.post(f"{base}/openai/v1/chat/completions", json=chat,
+                            headers={"Authorization": f"Bearer {jwt}x"})
             await http.post(f"{base}/openai/v1/chat/completions", json=chat,
                             headers=[("Authorization", f"Bearer {jwt}"), ("Authorization", f"Bearer {jwt}")])
             await http.get(f"{base}/callback?state=x", headers={"Cookie": "__Host-session=cookie-secret-value-1"})
