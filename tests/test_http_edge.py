@@ -10,6 +10,7 @@ import socket
 import time
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from sandbox.process import app_process, free_port
@@ -182,3 +183,21 @@ def test_cors_for_every_origin_is_a_warning_at_start_up(cloud, tmp_path) -> None
     lines = [json.loads(line) for line in started.splitlines() if line.startswith("{")]
     warning = next(line for line in lines if "CORS_ALLOW_ORIGINS=*" in line.get("message", ""))
     assert warning["level"] == "WARNING"
+
+
+def test_the_callback_deployment_refuses_two_credentials_too(cloud, callback) -> None:
+    jwt = cloud.issue_user_jwt("edge-callback")
+    status, _, body = exchange(callback, request("/callback?state=x", f"Authorization: Bearer {jwt}",
+                                                 f"Authorization: Bearer {jwt}", method="GET"))
+    assert status == 400 and json.loads(body)["error"]["code"] == "multiple_credentials"
+
+
+def test_a_client_s_next_request_after_an_early_401_succeeds(server) -> None:
+    """A real client sends a large body, gets the 401 before it is read, and goes on: the connection was
+    closed, so its next requests go on a new one."""
+    with httpx.Client(timeout=10) as http:
+        answers = [http.post(f"{server}{CHAT}", content=b"x" * 900_000,
+                             headers={"Content-Type": "application/json"}) for _ in range(3)]
+        health = http.get(f"{server}/health")
+    assert [a.status_code for a in answers] == [401, 401, 401] and health.status_code == 200
+    assert all(a.headers["connection"] == "close" for a in answers)
