@@ -15,6 +15,7 @@ a 409 saying the request already ran. Keys are held as hashes (with the user), n
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
@@ -95,7 +96,11 @@ class IdempotencyRecords:
                                "Idempotency-Key")
             if record.done.is_set():
                 return self._replay(record)
-            await record.done.wait()  # the same request is running: its answer is this one's
+            # The same request is running: its answer is this one's (within the window; after it, the key
+            # no longer holds and this request runs).
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(record.expires_at - self.clock(), 0.0)):
+                    await record.done.wait()
         record = Record(fingerprint, self.clock() + self.window_seconds)
         self._add(slot, record)
         try:
@@ -110,14 +115,10 @@ class IdempotencyRecords:
         now = self.clock()
         while self._records:  # expired records leave first (the oldest are at the front)
             oldest_slot, oldest = next(iter(self._records.items()))
-            if oldest.expires_at > now or not oldest.done.is_set():
+            if oldest.expires_at > now:
                 break
             self._remove(oldest_slot)
-        record = self._records.get(slot)
-        if record is not None and record.expires_at <= now and record.done.is_set():
-            self._remove(slot)
-            return None
-        return record
+        return self._records.get(slot)
 
     def _add(self, slot: str, record: Record) -> None:
         self._records[slot] = record
@@ -130,7 +131,7 @@ class IdempotencyRecords:
 
     def _finish(self, slot: str, record: Record, status: int, headers: list[tuple[bytes, bytes]],
                 body: bytes | None, keep: bool) -> None:
-        if not keep:
+        if not keep or self._records.get(slot) is not record:  # dropped, or expired while running
             self._forget(slot, record)
             return
         record.status = status
