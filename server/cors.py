@@ -17,7 +17,7 @@ STAINLESS_HEADERS = ("X-Stainless-Arch", "X-Stainless-Lang", "X-Stainless-OS", "
                      "X-Stainless-Poll-Helper", "X-Stainless-Custom-Poll-Interval")
 ALLOW_HEADERS = ("Authorization", "Content-Type", "Accept", "X-AgentRun-Session-ID",
                  "X-app-custom-session-id", "Idempotency-Key", "OpenAI-Organization", "OpenAI-Project", "OpenAI-Beta", *STAINLESS_HEADERS)
-EXPOSE_HEADERS = ("x-request-id", "Retry-After")
+EXPOSE_HEADERS = ("x-request-id", "Retry-After", "Idempotent-Replayed")
 
 
 def allow_browser_origins(app: FastAPI, origins: tuple[str, ...]) -> None:
