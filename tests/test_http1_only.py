@@ -135,7 +135,7 @@ def test_an_http1_header_block_over_the_limit_is_refused_even_in_one_read(server
         sock.sendall(request)  # one write: the whole block is there at the first read
         answer = read_until_closed(sock)
     assert answer.startswith(b"HTTP/1.1 431"), answer[:200]
-    assert b"headers_too_large" in answer or answer.count(b"\r\n\r\n") == 1
+    assert b"headers_too_large" in answer  # the app's answer: the server let the whole block through
 
 
 def test_protocol_loggers_stay_at_warning_whatever_log_level_says() -> None:
