@@ -38,7 +38,7 @@ import signal  # noqa: E402
 
 from starlette.types import ASGIApp  # noqa: E402
 
-from app_settings import CallbackSettings, Settings, load_env  # noqa: E402
+from app_settings import CallbackSettings, Settings, load_env, log_open_cors  # noqa: E402
 from config import ConfigError  # noqa: E402
 from identity.settings import log_waived_verification  # noqa: E402
 from server.logs import configure_logging  # noqa: E402
@@ -91,6 +91,7 @@ def main(argv: list[str]) -> int:
     configure_logging(settings.server.log_level, settings.server.log_format)
     if isinstance(settings, Settings):
         log_waived_verification(settings.identity)
+        log_open_cors(settings.server)
     return asyncio.run(_serve(settings))
 
 

@@ -4,6 +4,7 @@ settings before it opens its port (app.py), and builds the app only afterwards."
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from server.serving import ServerLimits
 from tools.settings import ToolSettings
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
+log = logging.getLogger(__name__)
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_FORMATS = ("json", "text")
@@ -60,6 +62,13 @@ class ServerSettings:
         )
         read.check()
         return settings
+
+
+def log_open_cors(server: ServerSettings) -> None:
+    """At start-up: `CORS_ALLOW_ORIGINS=*` lets any web page call the API from its visitors' browsers."""
+    if "*" in server.cors_allow_origins:
+        log.warning("CORS_ALLOW_ORIGINS=* lets every web page call this API from a browser: list the origins "
+                    "of your own pages instead")
 
 
 @dataclass(frozen=True)

@@ -101,6 +101,9 @@ class IdentitySettings:
                                 required=production,
                                 why="in production: the callback deployment's public URL")
         jwks_url = _inbound_jwks_url(read, production=production and not callback_only)
+        audience = read.str("INBOUND_JWT_AUDIENCE")
+        if production and not callback_only:
+            _require_claims_checked(read, issuer=issuer, audience=audience)
         settings = cls(
             workload_identity_name=read.str("AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME",
                                             required=not callback_only,
@@ -116,7 +119,7 @@ class IdentitySettings:
             token_vault_name=read.str("TOKEN_VAULT_NAME"),
             jwks_url=jwks_url,
             jwt_issuer=issuer,
-            jwt_audience=read.str("INBOUND_JWT_AUDIENCE"),
+            jwt_audience=audience,
             jwt_algorithms=algorithms,
             signin_client_id=signin_client_id,
             signin_client_secret=read.str("CALLBACK_OIDC_CLIENT_SECRET"),
@@ -141,6 +144,17 @@ def _inbound_jwks_url(read: EnvReader, *, production: bool) -> str:
         read.problems.append("INBOUND_JWKS_URL is required in production (your identity provider's "
                              f"jwks_uri); INBOUND_JWT_VERIFY=off waives it, {GATEWAY_VERIFIES}")
     return url if verify == "on" else ""
+
+
+def _require_claims_checked(read: EnvReader, *, issuer: str, audience: str) -> None:
+    """In production every user JWT must be meant for this app: without `aud` the ID token of any other
+    application of the same IdP is accepted (a gateway that verifies signatures accepts it too), without
+    `iss` a token of another IdP whose keys are trusted."""
+    for name, value, what in (("INBOUND_JWT_ISSUER", issuer, "the IdP's issuer"),
+                              ("INBOUND_JWT_AUDIENCE", audience, "your application's id at the IdP")):
+        if not value:
+            read.problems.append(f"{name} is required in production ({what}, as its ID tokens carry it): "
+                                 "without it, tokens issued to other applications are accepted")
 
 
 def log_waived_verification(settings: IdentitySettings) -> None:

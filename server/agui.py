@@ -36,9 +36,14 @@ class AgUiAgent(AgentRoute):
         entry, caller, run = await self.admit(request, parse_run_input)
         entry.session_id = entry.session_id or run.thread_id  # AG-UI's conversation is its thread
         entry.model, entry.stream = self.provider.settings.model_name, True
-        items = self.runner.run(to_langchain_messages(run), RunOptions(model=entry.model),
-                                request_scope(caller, entry, wait_for_authorization=True),
-                                self.keepalive_seconds)
-        return EventStreamResponse(items, AgUiStream(run.thread_id, run.run_id, entry.model),
-                                   outcome=RunOutcome(), headers=SSE_HEADERS, on_close=outcome_logger(entry),
-                                   shutdown=self.shutdown)
+        outcome = RunOutcome()
+
+        async def answer() -> Response:
+            items = self.runner.run(to_langchain_messages(run), RunOptions(model=entry.model),
+                                    request_scope(caller, entry, wait_for_authorization=True),
+                                    self.keepalive_seconds)
+            return EventStreamResponse(items, AgUiStream(run.thread_id, run.run_id, entry.model),
+                                       outcome=outcome, headers=SSE_HEADERS, on_close=outcome_logger(entry),
+                                       shutdown=self.shutdown)
+
+        return await self.once(request, caller, run, outcome, answer)

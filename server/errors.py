@@ -24,7 +24,7 @@ class ApiError(Exception):
     type: str = "invalid_request_error"
     code: str | None = None
     param: str | None = None
-    headers: dict[str, str] | None = None  # e.g. Retry-After, x-should-retry
+    headers: dict[str, str] | None = None  # e.g. Retry-After
 
     def __post_init__(self) -> None:
         super().__init__(self.message)

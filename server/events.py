@@ -18,6 +18,7 @@ from typing import Any
 from agent.runner import ToolFinished, ToolStarted
 from identity.context import AuthorizationCompleted, AuthorizationRequired
 from identity.errors import consent_sentence
+from server.errors import ApiError
 
 
 @dataclass(frozen=True)
@@ -46,3 +47,30 @@ def render(event: object) -> Rendered | None:
         return Rendered(f"> `{event.tool}` {outcome}.\n\n",
                         {"type": "tool_finished", "tool": event.tool, "ok": event.ok, **code})
     return None
+
+
+def tool_acted(events: list[dict[str, Any]]) -> bool:
+    """Whether a tool ran in this request (and may have acted: written a document, ...)."""
+    return any(event["type"] == "tool_started" for event in events)
+
+
+def failure_after_tools(events: list[dict[str, Any]], error: ApiError) -> str:
+    """The assistant's last words when the run failed after tools ran: what was done, what failed, and that
+    nothing is repeated by itself (the answer is a 200, so no client retries the side effects)."""
+    started = [event["tool"] for event in events if event["type"] == "tool_started"]
+    finished = [event for event in events if event["type"] == "tool_finished"]
+    done = [f"`{event['tool']}`" for event in finished if event["ok"]]
+    failed = [f"`{event['tool']}` ({event.get('code') or 'failed'})" for event in finished if not event["ok"]]
+    unfinished = list(started)
+    for event in finished:
+        if event["tool"] in unfinished:
+            unfinished.remove(event["tool"])
+    lines = [f"The request stopped with an error after tools ran: {error.message}"]
+    if done:
+        lines.append(f"Done: {', '.join(done)}.")
+    if failed:
+        lines.append(f"Failed: {', '.join(failed)}.")
+    if unfinished:
+        lines.append(f"Interrupted (it may have acted): {', '.join(f'`{tool}`' for tool in unfinished)}.")
+    lines.append("Nothing is repeated automatically: check the result before asking again.")
+    return "\n\n" + " ".join(lines)

@@ -94,7 +94,9 @@ def _classify_identity(exc: BaseException) -> ApiError | None:
     status = exc.http_status if exc.http_status >= 400 else 502
     error_type = "authentication_error" if status == 401 else "upstream_error" if status >= 500 else \
         "invalid_request_error"
-    return ApiError(status, exc.safe_message, error_type, exc.code)
+    # RFC 6750 section 3: a 401 names the scheme the client must use.
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return ApiError(status, exc.safe_message, error_type, exc.code, headers=headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:

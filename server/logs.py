@@ -10,6 +10,10 @@ from typing import Any
 
 MAX_MESSAGE_CHARS = 4096
 MAX_FIELD_CHARS = 256  # any string field of a structured line (session id, path, model, ...)
+# Protocol libraries, at WARNING whatever LOG_LEVEL says: at DEBUG `hpack` writes every decoded header
+# (`authorization: Bearer ...`, cookies) and httpx/httpcore every URL with its query string; at INFO hypercorn
+# says nothing the request log does not.
+QUIET_LOGGERS = ("hpack", "h2", "h11", "hypercorn", "httpcore", "httpx")
 
 
 def capped(value: str, limit: int = MAX_FIELD_CHARS) -> str:
@@ -47,8 +51,8 @@ def configure_logging(level: str, log_format: str) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     logging.basicConfig(level=level, handlers=[handler], force=True)
-    # httpx logs every request URL at INFO; keep those (and their query strings) out of the logs.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _iso_time(created: float) -> str:

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
+from starlette.requests import ClientDisconnect
 
 from server.errors import ApiError
 
@@ -36,10 +37,15 @@ async def read_body(request: Request, limit: int) -> bytes:
     if declared and declared.isdigit() and int(declared) > limit:
         raise too_large
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise too_large
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise too_large
+    except ClientDisconnect:
+        # Nobody to answer and nothing wrong here: the request log says so (status 499, as nginx logs it).
+        raise ApiError(499, "The client closed the connection before sending the whole body.",
+                       "invalid_request_error", "client_disconnected") from None
     return bytes(body)
 
 

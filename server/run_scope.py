@@ -4,17 +4,22 @@ outcome in the request log."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import hashlib
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from fastapi import Request
+from pydantic import BaseModel
+from starlette.responses import Response
 
 from agent.model import ModelProvider
 from agent.runner import AgentRunner, Emit, RequestScope
 from identity.context import Caller, RequestContext, bind_request_context, reset_request_context
 from identity.service import AgentIdentity
+from server.events import tool_acted
+from server.idempotency import HEADER, IdempotencyRecords, idempotency_key
 from server.request_body import parse_body, read_body
 from server.request_log import RequestLog
 from server.shutdown import Shutdown
@@ -34,6 +39,7 @@ class AgentRoute:
     max_request_bytes: int
     keepalive_seconds: float
     shutdown: Shutdown | None = None  # the process's stop (server/shutdown.py); None: never told to stop
+    idempotency: IdempotencyRecords | None = None  # the process's Idempotency-Key records; None: not honoured
 
     async def admit(self, request: Request,
                     parse: Callable[[Any], Parsed]) -> tuple[RequestLog, Caller, Parsed]:
@@ -44,6 +50,20 @@ class AgentRoute:
         caller = await self.identity.authenticate(request.headers.get("authorization"))
         entry.sub = caller.sub
         return entry, caller, parse_body(await read_body(request, self.max_request_bytes), parse)
+
+    async def once(self, request: Request, caller: Caller, body: BaseModel, outcome: RunOutcome,
+                   respond: Callable[[], Awaitable[Response]]) -> Response:
+        """`respond()`, or, for a request that repeats an earlier one's `Idempotency-Key`, that one's answer
+        (server/idempotency.py). Kept: an answer that ended well, or any answer after a tool ran."""
+        key = idempotency_key(request.headers.get(HEADER))
+        if key is None or self.idempotency is None:
+            return await respond()
+        fingerprint = hashlib.sha256(f"{request.url.path}\0{body.model_dump_json()}".encode()).hexdigest()
+
+        def keep(status: int) -> bool:
+            return status == 200 and (outcome.error_code is None or tool_acted(outcome.events))
+
+        return await self.idempotency.once(caller.sub, key, fingerprint, respond, keep)
 
 
 def session_id(request: Request) -> str | None:

@@ -85,11 +85,27 @@ class ChatCompletionRequest(_Lenient):
     response_format: dict[str, Any] | None = None
     logprobs: StrictBool | None = None
     top_logprobs: int | None = None
+    functions: list[Any] | None = None  # the deprecated form of `tools`
+    function_call: Any = None
+    audio: dict[str, Any] | None = None
+    modalities: list[str] | None = None
+    prediction: dict[str, Any] | None = None
+    web_search_options: dict[str, Any] | None = None
 
     def unsupported(self) -> tuple[str, str] | None:
         """(param, message) for the first field the agent cannot honour, if any."""
         if self.tools:
             return "tools", "This agent runs its own tools; client-supplied `tools` are not supported."
+        if self.functions or self.function_call not in (None, "none", "auto"):
+            param = "functions" if self.functions else "function_call"
+            return param, f"This agent runs its own tools; client-supplied `{param}` is not supported."
+        if self.audio is not None or "audio" in (self.modalities or ()):
+            param = "audio" if self.audio is not None else "modalities"
+            return param, "This agent answers in text only; audio output is not supported."
+        if self.prediction is not None:
+            return "prediction", "Predicted outputs (`prediction`) are not supported."
+        if self.web_search_options is not None:
+            return "web_search_options", "Web search (`web_search_options`) is not supported."
         if self.tool_choice not in (None, "none", "auto"):
             return "tool_choice", ("Only `tool_choice` \"none\" or \"auto\" is supported: the agent picks "
                                    "its own tools.")

@@ -37,7 +37,15 @@ def hypercorn_config(limits: ServerLimits, bind: str) -> Config:
     config = Config()
     config.bind = [bind]
     config.h11_max_incomplete_size = limits.max_header_bytes  # request line + headers; larger: 431 and close
-    config.h2_max_header_list_size = limits.max_header_bytes  # the same for HTTP/2 over cleartext (h2c)
+    # HTTP/1.1 only (AgentRun's gateway speaks it to the instance). Hypercorn has no switch to refuse h2c: it
+    # answers `Upgrade: h2c` with 101 and takes a prior-knowledge preface as HTTP/2 before the app sees
+    # anything. Announcing no stream at all (MAX_CONCURRENT_STREAMS 0) makes the first HEADERS frame of a
+    # prior-knowledge client a connection error, before its header block is decoded; the one stream an
+    # upgrade opens is answered 505 by server/edge.py. So rapid reset and oversized HPACK blocks have nothing
+    # to act on. Left open: a connection that sends the preface and nothing more stays open until its client
+    # closes it (Hypercorn restarts its idle timer only when a stream ends, and none can start).
+    config.h2_max_concurrent_streams = 0
+    config.h2_max_header_list_size = limits.max_header_bytes
     # From the connection's start (or the previous response's end) to complete headers; also how long an idle
     # kept-alive connection stays open.
     config.keep_alive_timeout = limits.header_timeout_seconds
@@ -63,4 +71,6 @@ async def serve(app: ASGIApp, limits: ServerLimits, shutdown: Shutdown, *, stop:
 
     # A socket passed in stays the caller's: Hypercorn closes the duplicate it is given.
     bind = f"fd://{sock.dup().detach()}" if sock is not None else f"{host}:{port}"
+    address = ":".join(map(str, sock.getsockname()[:2])) if sock is not None else f"{host}:{port}"
+    log.info("serving HTTP/1.1 on http://%s", address)  # Hypercorn's own line is below WARNING (server/logs.py)
     await hypercorn_serve(app, hypercorn_config(limits, bind), shutdown_trigger=stopped, mode="asgi")

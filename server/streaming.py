@@ -23,7 +23,7 @@ from agent.runner import Finished, KeepAlive, RunItem, TextDelta, Usage
 from identity.errors import AuthorizationPending, consent_sentence
 from server.chunks import KEEPALIVE, CompletionWriter
 from server.errors import ApiError
-from server.events import Rendered, render
+from server.events import Rendered, failure_after_tools, render, tool_acted
 from server.failures import classify
 from server.shutdown import Shutdown, restarting_error
 
@@ -203,11 +203,13 @@ async def collect(items: AsyncIterator[RunItem], writer: CompletionWriter,
     except Exception as exc:
         error: ApiError = classify(exc)
         outcome.error_code = error.code
-        if any(event["type"] == "tool_started" for event in outcome.events):
-            # A tool already acted (e.g. wrote a document): the official SDKs honour this header, so an
-            # automatic retry never repeats the side effect.
-            error.headers = {**(error.headers or {}), "x-should-retry": "false"}
-        raise error from None
+        if not tool_acted(outcome.events):
+            raise error from None
+        # A tool already acted (e.g. wrote a document): no 429/5xx, which many clients retry whatever
+        # x-should-retry says, so the side effect cannot be repeated. The answer says what happened.
+        outcome.events.append({"type": "error", "code": error.code})
+        text.append(failure_after_tools(outcome.events, error))
+        finish_reason = "stop"
     finally:
         await items.aclose()
     answer = "".join(text)

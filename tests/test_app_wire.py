@@ -334,7 +334,7 @@ def test_model_service_is_resolved_lazily_once(cloud):
                                   json={"messages": [{"role": "user", "content": "hello there"}]})
             assert response.status_code == 200, response.text
         assert httpx.get(calls).json()["GetModelService"] == 1
-        assert "qwen-plus" in [m["id"] for m in httpx.get(f"{base_url}/openai/v1/models").json()["data"]]
+        assert "qwen-plus" in [m["id"] for m in httpx.get(f"{base_url}/openai/v1/models", headers=auth).json()["data"]]
 
 
 def test_a_model_service_that_names_a_stored_credential_is_resolved_with_get_credential(cloud):

@@ -127,8 +127,10 @@ def problems_of(env: dict[str, str], *, callback: bool = False) -> list[str]:
 def test_production_requires_the_redirect_uri_and_the_jwks_url_unless_verification_is_waived() -> None:
     for production in ({"FC_REGION": "cn-hangzhou"}, {"APP_ENV": "production"}):
         problems = problems_of(valid_env(**production))
-        assert [p.split()[0] for p in problems] == ["APP_REDIRECT_URI", "INBOUND_JWKS_URL"], problems
+        assert [p.split()[0] for p in problems] == ["APP_REDIRECT_URI", "INBOUND_JWKS_URL", "INBOUND_JWT_ISSUER",
+                                                    "INBOUND_JWT_AUDIENCE"], problems
         assert "INBOUND_JWT_VERIFY=off" in problems[1] and "gateway that verifies" in problems[1]
+        assert all("other applications are accepted" in p for p in problems[2:])
         # The callback verifies no inbound JWT: the redirect URI and its browser sign-in are its business.
         callback = problems_of(valid_env(**production), callback=True)
         assert [p.split()[0] for p in callback] == ["CALLBACK_OIDC_CLIENT_ID", "APP_REDIRECT_URI"], callback
@@ -136,9 +138,21 @@ def test_production_requires_the_redirect_uri_and_the_jwks_url_unless_verificati
         signs_in = {"CALLBACK_OIDC_CLIENT_ID": "cb", "INBOUND_JWT_ISSUER": "https://idp.example.com"}
         assert [p.split()[0] for p in problems_of(valid_env(**production, **signs_in), callback=True)] \
             == ["APP_REDIRECT_URI"]
-    public = {"APP_REDIRECT_URI": "https://callback.example.com"}
+    public = {"APP_REDIRECT_URI": "https://callback.example.com", "INBOUND_JWT_ISSUER": "https://idp.example.com",
+              "INBOUND_JWT_AUDIENCE": "agent-app"}
     assert problems_of(valid_env(FC_REGION="cn-hangzhou", INBOUND_JWKS_URL="https://idp/jwks", **public)) == []
     assert problems_of(valid_env(FC_REGION="cn-hangzhou", INBOUND_JWT_VERIFY="off", **public)) == []
+
+
+def test_production_requires_the_audience_and_issuer_whoever_verifies_the_signature() -> None:
+    """Without `aud`, the ID token of any other application of the same IdP would be accepted: by us, or by a
+    gateway that checks signatures only."""
+    base = valid_env(APP_ENV="production", APP_REDIRECT_URI="https://callback.example.com")
+    for verification in ({"INBOUND_JWKS_URL": "https://idp/jwks"}, {"INBOUND_JWT_VERIFY": "off"}):
+        no_audience = problems_of({**base, **verification, "INBOUND_JWT_ISSUER": "https://idp.example.com"})
+        assert [p.split()[0] for p in no_audience] == ["INBOUND_JWT_AUDIENCE"], no_audience
+        no_issuer = problems_of({**base, **verification, "INBOUND_JWT_AUDIENCE": "agent-app"})
+        assert [p.split()[0] for p in no_issuer] == ["INBOUND_JWT_ISSUER"], no_issuer
     assert problems_of(valid_env(FC_REGION="cn-hangzhou", APP_ENV="development")) == []  # declared: not production
     assert problems_of(valid_env()) == []  # locally: the local callback and, with a warning, no verification
     both = problems_of(valid_env(INBOUND_JWT_VERIFY="off", INBOUND_JWKS_URL="https://idp/jwks"))

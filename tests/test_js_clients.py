@@ -39,11 +39,12 @@ def server(cloud):
 
 
 async def run_client(client: str, server: str, api_key: str, prompt: str, scenario: str = "stream",
-                     on_link=None, follow_up: str | None = None) -> dict:
+                     on_link=None, follow_up: str | None = None, idempotency_key: str | None = None) -> dict:
     """Run the client; `on_link(url)` runs as soon as the client has shown an authorization link."""
     process = await asyncio.create_subprocess_exec(
         NODE, "clients.mjs", json.dumps({"client": client, "server": server, "apiKey": api_key,
-                                         "scenario": scenario, "prompt": prompt, "followUp": follow_up}),
+                                         "scenario": scenario, "prompt": prompt, "followUp": follow_up,
+                                         "idempotencyKey": idempotency_key}),
         cwd=CLIENTS_DIR, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     result = None
     async with asyncio.timeout(90):
@@ -93,6 +94,8 @@ async def test_a_mid_stream_error_is_reported_as_an_error(server, fresh_cloud, c
         httpx.post(f"{fresh_cloud.url('model')}/emulator/reset")
     assert result["error"] and "model" in result["error"].lower(), result
     assert result.get("finishReason") != "stop"
+    if client == "ai-sdk":  # reported through onError, not thrown, as the README's "Clients" says
+        assert result["finishReason"] == "error"
 
 
 @pytest.mark.parametrize("client", CLIENTS)
@@ -105,6 +108,14 @@ async def test_401_429_and_a_client_tool_are_errors_with_their_status(server, fr
     assert unauthenticated["status"] == 401, unauthenticated
     assert throttled["status"] == 429, throttled
     assert with_tool["status"] == 400 and "tools" in with_tool["error"], with_tool
+
+
+@pytest.mark.parametrize("client", ["openai", "ai-sdk"])
+async def test_the_client_s_responses_default_gets_a_404_naming_its_switch(server, fresh_cloud, client):
+    result = await run_client(client, server, fresh_cloud.issue_user_jwt(f"js-unserved-{client}"), "hello",
+                              scenario="unserved")
+    assert result["status"] == 404, result
+    assert "POST /openai/v1/chat/completions" in result["error"] and "openai.chat(model)" in result["error"]
 
 
 async def test_the_ag_ui_client_keeps_the_tool_call_and_its_result_and_goes_on_with_them(server, fresh_cloud):

@@ -4,7 +4,6 @@ small routes and options they rely on."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import httpx
@@ -70,6 +69,12 @@ async def test_401_and_model_429_are_the_sdk_s_own_errors_with_retry_after(serve
     ({"response_format": {"type": "json_object"}}, "response_format"),
     ({"logprobs": True}, "logprobs"),
     ({"n": 2}, "n"),
+    ({"functions": [{"name": "f", "parameters": {"type": "object"}}]}, "functions"),
+    ({"function_call": {"name": "f"}}, "function_call"),
+    ({"audio": {"voice": "alloy", "format": "wav"}, "modalities": ["text", "audio"]}, "audio"),
+    ({"modalities": ["text", "audio"]}, "modalities"),
+    ({"prediction": {"type": "content", "content": "x"}}, "prediction"),
+    ({"web_search_options": {}}, "web_search_options"),
 ])
 def test_fields_the_agent_cannot_honour_are_a_400_naming_them(server, fresh_cloud, extra, param):
     sync, _ = clients(server, fresh_cloud.issue_user_jwt("conf-400"), max_retries=0)
@@ -88,6 +93,32 @@ def test_stop_seed_and_a_null_stream_are_honoured(server, fresh_cloud):
     assert sent["stop"] == ["xyz"] and sent["seed"] == 7
 
 
+def test_the_endpoints_we_do_not_serve_name_chat_completions_and_each_client_s_switch(server, fresh_cloud):
+    sync, _ = clients(server, fresh_cloud.issue_user_jwt("conf-unserved"), max_retries=0)
+    with pytest.raises(openai.NotFoundError) as responses:
+        sync.responses.create(model="qwen-plus", input="hello")
+    with pytest.raises(openai.NotFoundError) as completions:
+        sync.completions.create(model="qwen-plus", prompt="hello")
+    for raised, endpoint in ((responses, "/responses"), (completions, "/completions")):
+        assert raised.value.code == "endpoint_not_supported"
+        message = raised.value.message
+        assert f"`{endpoint}`" in message and "POST /openai/v1/chat/completions" in message
+        for switch in ("openai.chat(model)", "OpenAIChatCompletionsModel", "is_chat_model=True",
+                       "use_responses_api=False"):
+            assert switch in message
+
+
+def test_the_model_list_needs_the_bearer_jwt(server, fresh_cloud):
+    """A client that checks its key with `models.list()` learns there that the key is wrong."""
+    wrong, _ = clients(server, "not-a-jwt", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        wrong.models.list()
+    with pytest.raises(openai.AuthenticationError):
+        wrong.models.retrieve("qwen-plus")
+    right, _ = clients(server, fresh_cloud.issue_user_jwt("conf-models-list"), max_retries=0)
+    assert "qwen-plus" in [model.id for model in right.models.list()]
+
+
 def test_models_retrieve_and_an_unknown_model(server, fresh_cloud):
     sync, _ = clients(server, fresh_cloud.issue_user_jwt("conf-models"), max_retries=0)
     assert sync.models.retrieve("qwen-plus").id == "qwen-plus"
@@ -103,42 +134,6 @@ def test_cors_is_on_for_the_allowed_origin_only(server):
         "Origin": "https://evil.example.com", "Access-Control-Request-Method": "POST"})
     assert allowed.status_code == 200 and allowed.headers["access-control-allow-origin"] == "https://chat.example.com"
     assert "access-control-allow-origin" not in other.headers
-
-
-async def test_a_failure_after_a_tool_acted_tells_the_sdk_not_to_retry(server, fresh_cloud):
-    """The document was written, then the model failed: the SDK (2 retries by default) must not run the agent
-    again, or the write would happen again."""
-    user = f"conf-retry-{time.monotonic_ns()}"
-    _, client = clients(server, fresh_cloud.issue_user_jwt(user), max_retries=2)
-    # Authorize first (non-stream: the link, approved like a browser with the user's own JWT).
-    first = await client.chat.completions.create(
-        model="qwen-plus", messages=[{"role": "user", "content": WRITE_PROMPT.format(text="setup", doc="docRetry")}])
-    link = next(e["url"] for e in first.model_extra["agent_events"] if e["type"] == "authorization_required")
-    async with httpx.AsyncClient(trust_env=False) as browser:
-        await browser.get(link)
-        back = await browser.post(link, data={"decision": "approve"})
-        await browser.get(back.headers["location"],
-                          headers={"Authorization": f"Bearer {fresh_cloud.issue_user_jwt(user)}"})
-    httpx.post(f"{fresh_cloud.url('model')}/emulator/requests/clear")
-    faults(fresh_cloud, "dingtalk", latency_ms=600)  # time to fail the model's next call while the tool runs
-
-    async def fail_the_model_after_the_tool_call() -> None:
-        while len(httpx.get(f"{fresh_cloud.url('model')}/emulator/requests").json()) < 1:
-            await asyncio.sleep(0.02)
-        faults(fresh_cloud, "model", fail_next=1, fail_status=500)
-
-    failing = asyncio.create_task(fail_the_model_after_the_tool_call())
-    with pytest.raises(openai.InternalServerError) as raised:
-        await client.chat.completions.create(
-            model="qwen-plus", messages=[{"role": "user", "content": WRITE_PROMPT.format(text="once", doc="docRetry")}])
-    await failing
-    writes = sum(n for key, n in httpx.get(f"{fresh_cloud.url('dingtalk')}/emulator/calls").json().items()
-                 if "overwriteContent" in key)
-    httpx.post(f"{fresh_cloud.url('dingtalk')}/emulator/reset")
-    assert raised.value.response.headers["x-should-retry"] == "false"
-    # One run: the model's first call (the failed second one is refused before it is recorded), one write.
-    assert len(httpx.get(f"{fresh_cloud.url('model')}/emulator/requests").json()) == 1
-    assert writes == 1  # the setup ask only got the link: this run's single write
 
 
 async def test_langchain_chat_openai_gets_the_same_errors_and_the_consent_link(server, fresh_cloud):

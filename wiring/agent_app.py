@@ -7,8 +7,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
-from starlette.middleware.cors import CORSMiddleware
+from fastapi import FastAPI, Request
 
 from agent.model import ModelProvider
 from agent.runner import AgentRunner
@@ -16,12 +15,17 @@ from app_settings import Settings, load_env
 from identity.callback import CallbackRoutes
 from identity.service import AgentIdentity
 from server.agui import AGUI_OPENAPI, AGUI_PATH, AgUiAgent
+from server.browser_pages import BrowserPages
 from server.chat import CHAT_OPENAPI, CHAT_PATH, ChatCompletions
+from server.cors import allow_browser_origins
+from server.edge import HttpEdge
 from server.errors import ApiError
 from server.failures import install_error_handlers
+from server.idempotency import IdempotencyRecords
 from server.limits import AdmissionLimits
 from server.request_log import RequestLogMiddleware
 from server.shutdown import Shutdown
+from server.unserved import UNSERVED_PATHS, answer_unserved
 from tools import Toolbox
 
 
@@ -38,7 +42,8 @@ def create_app(config: Settings | Mapping[str, str] | None = None, *,
     shutdown = shutdown or Shutdown()
     runner = AgentRunner(provider, toolbox.tools)
     route = {"max_request_bytes": settings.server.max_request_bytes,
-             "keepalive_seconds": settings.server.keepalive_seconds, "shutdown": shutdown}
+             "keepalive_seconds": settings.server.keepalive_seconds, "shutdown": shutdown,
+             "idempotency": IdempotencyRecords()}
     chat = ChatCompletions(identity, provider, runner, **route)
     agui = AgUiAgent(identity, provider, runner, **route)
 
@@ -53,33 +58,41 @@ def create_app(config: Settings | Mapping[str, str] | None = None, *,
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    async def models() -> dict[str, Any]:
+    # The model list needs the caller's JWT like every other route: a client that "checks its key" with
+    # `models.list()` must learn that the key is wrong there, not at its first chat.
+    async def authenticate(request: Request) -> None:
+        request.state.request_log.sub = (await identity.authenticate(request.headers.get("authorization"))).sub
+
+    async def models(request: Request) -> dict[str, Any]:
+        await authenticate(request)
         return {"object": "list", "data": [_model_object(name) for name in await provider.model_names()]}
 
-    async def model(model_id: str) -> dict[str, Any]:
+    async def model(request: Request, model_id: str) -> dict[str, Any]:
+        await authenticate(request)
         if model_id not in await provider.model_names():
             raise ApiError(404, f"The model {model_id!r} does not exist.", "invalid_request_error",
                            "model_not_found", "model")
         return _model_object(model_id)
 
-    app = FastAPI(title="AgentRun identity agent", lifespan=lifespan, docs_url=None, redoc_url=None)
+    # No trailing-slash redirect: Starlette builds its Location from the request's Host header.
+    app = FastAPI(title="AgentRun identity agent", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  redirect_slashes=False)
     app.state.settings = settings
     app.state.shutdown = shutdown
     install_error_handlers(app)
     app.add_middleware(AdmissionLimits, limits=settings.server.limits, shutdown=shutdown)
+    app.add_middleware(HttpEdge, max_header_bytes=settings.server.server_limits.max_header_bytes)
+    app.add_middleware(BrowserPages, prefix="/callback")
     app.add_middleware(RequestLogMiddleware)
     app.add_api_route(CHAT_PATH, chat.handle, methods=["POST"], summary="Chat Completions",
                       operation_id="chat_completions", openapi_extra=CHAT_OPENAPI)
     app.add_api_route(AGUI_PATH, agui.handle, methods=["POST"], summary="AG-UI agent run",
                       operation_id="ag_ui_run", openapi_extra=AGUI_OPENAPI)
+    for path in UNSERVED_PATHS:
+        app.add_api_route(path, answer_unserved, methods=["GET", "POST"], include_in_schema=False)
     app.add_api_route("/openai/v1/models", models, methods=["GET"])
     app.add_api_route("/openai/v1/models/{model_id}", model, methods=["GET"])
-    if settings.server.cors_allow_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=list(settings.server.cors_allow_origins),
-                           allow_methods=["GET", "POST"],
-                           allow_headers=["Authorization", "Content-Type", "X-AgentRun-Session-ID",
-                                          "X-app-custom-session-id"],
-                           expose_headers=["x-request-id", "Retry-After", "x-should-retry"])
+    allow_browser_origins(app, settings.server.cors_allow_origins)
     app.add_api_route("/health", health, methods=["GET"])
     app.add_api_route("/health", health, methods=["HEAD"], include_in_schema=False)  # probes use HEAD too
     app.include_router(callback.router, prefix="/callback")

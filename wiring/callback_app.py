@@ -9,6 +9,8 @@ from starlette.types import ASGIApp
 from app_settings import CallbackSettings
 from identity.callback import callback_app
 from identity.service import AgentIdentity
+from server.browser_pages import BrowserPages
+from server.edge import HttpEdge
 from server.limits import AdmissionLimits
 from server.request_log import RequestLogMiddleware
 from server.shutdown import Shutdown
@@ -17,4 +19,7 @@ from server.shutdown import Shutdown
 def create_callback_app(settings: CallbackSettings, shutdown: Shutdown) -> ASGIApp:
     """The callback alone; browsers reach it without a token, so the agent's limits hold here too."""
     app = callback_app(AgentIdentity(settings.identity))
-    return RequestLogMiddleware(AdmissionLimits(app, settings.server.limits, shutdown))
+    app.router.redirect_slashes = False  # its Location would be built from the request's Host header
+    limited = AdmissionLimits(app, settings.server.limits, shutdown)
+    edge = HttpEdge(limited, settings.server.server_limits.max_header_bytes)
+    return RequestLogMiddleware(BrowserPages(edge))

@@ -2,12 +2,15 @@
 // `{"link": ...}` line as soon as the stream shows an authorization link, then the result.
 // Usage: node clients.mjs '{"client": "openai" | "ai-sdk" | "ag-ui", "server": ..., "apiKey": ..., "scenario": ...,
 //                          "prompt": ..., "followUp": ...}'
-// Scenarios: "stream" (text, agent events, errors as the client reports them), "tools" (a client-supplied tool).
+// Scenarios: "stream" (text, agent events, errors as the client reports them), "tools" (a client-supplied tool),
+// "unserved" (the client's other default endpoint: openai's `responses.create`, the AI SDK's `openai(model)`, both
+// on /responses), "generate" (one non-stream answer with the client's default retries: openai's maxRetries 2, the
+// AI SDK's generateText, maxRetries 2; `idempotencyKey` is sent as the Idempotency-Key header when given).
 // The AG-UI client (HttpAgent, POST /ag-ui/agent) also reports the conversation it keeps (`messages`) and, with
 // `followUp`, asks that in a second run over the same conversation.
 import { HttpAgent } from "@ag-ui/client";
 import { createOpenAI } from "@ai-sdk/openai";
-import { jsonSchema, streamText, tool } from "ai";
+import { generateText, jsonSchema, streamText, tool } from "ai";
 import OpenAI from "openai";
 
 const input = JSON.parse(process.argv[2]);
@@ -31,7 +34,29 @@ function recordError(error) {
 }
 
 async function withOpenAI() {
+  if (input.scenario === "generate") {
+    const client = new OpenAI({ baseURL, apiKey: input.apiKey, timeout: 60000 });
+    const headers = input.idempotencyKey ? { "Idempotency-Key": input.idempotencyKey } : {};
+    try {
+      const answer = await client.chat.completions.create(
+        { model: "qwen-plus", messages: [{ role: "user", content: input.prompt }] }, { headers });
+      result.text = answer.choices[0].message.content;
+      result.finishReason = answer.choices[0].finish_reason;
+      result.events = (answer.agent_events ?? []).map((event) => event.type);
+    } catch (error) {
+      recordError(error);
+    }
+    return;
+  }
   const client = new OpenAI({ baseURL, apiKey: input.apiKey, maxRetries: 0 });
+  if (input.scenario === "unserved") {
+    try {
+      await client.responses.create({ model: "qwen-plus", input: input.prompt });
+    } catch (error) {
+      recordError(error);
+    }
+    return;
+  }
   const extra = input.scenario === "tools"
     ? { tools: [{ type: "function", function: { name: "lookup", parameters: { type: "object", properties: {} } } }] }
     : {};
@@ -50,6 +75,25 @@ async function withOpenAI() {
 
 async function withAiSdk() {
   const provider = createOpenAI({ baseURL, apiKey: input.apiKey });
+  if (input.scenario === "generate") {
+    const headers = input.idempotencyKey ? { "Idempotency-Key": input.idempotencyKey } : undefined;
+    try {
+      const answer = await generateText({ model: provider.chat("qwen-plus"), prompt: input.prompt, headers });
+      result.text = answer.text;
+      result.finishReason = answer.finishReason;
+    } catch (error) {
+      recordError(error);
+    }
+    return;
+  }
+  if (input.scenario === "unserved") {
+    try {
+      await generateText({ model: provider("qwen-plus"), prompt: input.prompt, maxRetries: 0 });
+    } catch (error) {
+      recordError(error);
+    }
+    return;
+  }
   const tools = input.scenario === "tools"
     ? { lookup: tool({ description: "Look something up.", inputSchema: jsonSchema({ type: "object", properties: {} }) }) }
     : undefined;
