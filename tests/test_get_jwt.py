@@ -47,11 +47,12 @@ async def chromium_page() -> AsyncIterator[object]:
 
 async def get_jwt(args: list[str], sign_in: Callable[[str], Awaitable[None]],
                   env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    """Run `python -m sandbox.get_jwt ARGS --no-browser`; `sign_in(url)` plays the person at the browser."""
+    """Run `./scripts/get-jwt ARGS --no-browser` (in this test run's virtualenv, which holds the scripts' set);
+    `sign_in(url)` plays the person at the browser."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "sandbox.get_jwt", *args, "--no-browser", "--timeout", "60", cwd=ROOT,
+        str(ROOT / "scripts" / "get-jwt"), *args, "--no-browser", "--timeout", "60", cwd=ROOT,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **(env or {})})
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "VENV": sys.prefix, **(env or {})})
     assert process.stderr is not None and process.stdout is not None
     seen = []
     try:

@@ -208,6 +208,7 @@ def test_smoke_cloud_without_a_cloud_account_says_what_is_missing(fresh_clone: P
     done = subprocess.run(["./scripts/smoke-cloud"], cwd=fresh_clone, env=person_env(venv), capture_output=True,
                           text=True, timeout=SCRIPT_TIMEOUT_SECONDS)
 
+    assert done.returncode == 3, done.stdout + done.stderr  # a skipped check is no pass
     assert "SKIP" in done.stdout + done.stderr
     assert "SMOKE_USER_JWT" in done.stdout + done.stderr
 

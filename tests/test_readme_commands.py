@@ -26,6 +26,8 @@ RUN_BY = {
                              "missing",
     "./scripts/lock": "tests/test_journeys.py::test_the_lock_script_reproduces_the_lock_on_a_fresh_clone",
     "./scripts/diagrams": "tests/test_journeys.py::test_the_diagrams_script_renders_the_committed_images",
+    "./scripts/get-jwt": "tests/test_get_jwt.py::test_a_user_signs_in_at_the_emulated_idp_and_gets_a_jwt_the_agent_"
+                         "accepts",
     "python -m emulators": "tests/test_emulators_cli.py::test_cli_help_names_every_option",
     "python -m bench.run_all": "tests/test_journeys.py::test_the_benchmarks_run_as_the_readme_gives_them",
     "python -m bench.vs_naive": "tests/test_journeys.py::test_the_benchmarks_run_as_the_readme_gives_them",
