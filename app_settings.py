@@ -5,7 +5,7 @@ settings before it opens its port (app.py), and builds the app only afterwards."
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -17,6 +17,7 @@ from identity.settings import IdentitySettings
 from server.limits import Limits
 from server.serving import ServerLimits
 from tools.settings import ToolSettings
+from tools.tool import Tool, oauth2_providers
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -72,9 +73,12 @@ class Settings:
     tools: ToolSettings
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> Self:
+    def from_env(cls, env: Mapping[str, str], tools: Sequence[Tool] | None = None) -> Self:
+        """`tools`: whose OAuth2 providers' variables are read (default: `tools.TOOLS`)."""
+        providers = None if tools is None else oauth2_providers(tools)
         return cls(**_read_together(env, server=ServerSettings.from_env, agent=AgentSettings.from_env,
-                                    identity=IdentitySettings.from_env, tools=ToolSettings.from_env))
+                                    identity=IdentitySettings.from_env,
+                                    tools=lambda e: ToolSettings.from_env(e, providers=providers)))
 
 
 def _read_together(env: Mapping[str, str], **readers: Callable[[Mapping[str, str]], Any]) -> dict[str, Any]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from packager.build import BuiltPackage
+from tools import TOOLS
+from tools.tool import oauth2_providers
 
 # (variable, what to put there). Values are placeholders: real secrets are typed into the console, never here.
 REQUIRED_VARIABLES = (
@@ -13,7 +15,8 @@ REQUIRED_VARIABLES = (
     ("INBOUND_JWKS_URL", "your identity provider's jwks_uri"),
     ("INBOUND_JWT_ISSUER", "the iss of your users' JWTs"),
     ("INBOUND_JWT_AUDIENCE", "the aud of your users' JWTs"),
-    ("DINGTALK_CREDENTIAL_PROVIDER_NAME", "the DingTalk OAuth2 credential provider in Agent Identity"),
+    *((f"{provider.env_prefix}_CREDENTIAL_PROVIDER_NAME", f"the {provider.label} OAuth2 credential provider in "
+       "Agent Identity") for provider in oauth2_providers(TOOLS)),
     ("MODEL_API_KEY", "your DashScope API key (or set MODEL_SERVICE_NAME to use an AgentRun model service)"),
     ("CALLBACK_OIDC_CLIENT_ID", "the OAuth client of your IdP that the callback signs browsers in with"),
     ("CALLBACK_OIDC_CLIENT_SECRET", "its secret; register <APP_REDIRECT_URI>/callback/signed-in as its redirect URI"),
@@ -21,7 +24,9 @@ REQUIRED_VARIABLES = (
 # The callback deployment (`python3 app.py callback`) needs only these; with the same values as the agent's.
 CALLBACK_VARIABLES = ("IDENTITY_STATE_SECRET", "APP_REDIRECT_URI", "AGENT_IDENTITY_REGION_ID", "INBOUND_JWKS_URL",
                       "INBOUND_JWT_ISSUER", "CALLBACK_OIDC_CLIENT_ID", "CALLBACK_OIDC_CLIENT_SECRET")
-OPTIONAL_VARIABLES = ("MODEL_NAME (qwen-plus)", "MODEL_BASE_URL", "DINGTALK_SCOPES (openid corpid)",
+OPTIONAL_VARIABLES = ("MODEL_NAME (qwen-plus)", "MODEL_BASE_URL",
+                      *(f"{provider.env_prefix}_SCOPES ({' '.join(scopes)})"
+                        for provider, scopes in oauth2_providers(TOOLS).items()),
                       "AUTHORIZATION_TIMEOUT_SECONDS (300)", "LOG_LEVEL (INFO)")
 
 

@@ -19,8 +19,9 @@ from sandbox.process import app_process, free_port
 from tests.deployment import LinkFollowingBrowser, page_title
 from tests.test_callback import start_flow
 from tests.test_identity_support import identity_for, unique
-from tools.oauth2 import registered_providers
+from tools import TOOLS
 from tools.settings import ProviderSettings
+from tools.tool import oauth2_providers
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNTIME_PACKAGES = ("agent", "identity", "tools", "server")
@@ -37,7 +38,7 @@ REQUIRED = ("MODEL_API_KEY", "DASHSCOPE_API_KEY", "MODEL_SERVICE_NAME", "IDENTIT
 def variables_read_by_the_code() -> set[str]:
     """Every NAME in `reader.str("NAME")`, `read.first("A", "B")`, `env.get("NAME")` and the like, and the
     variables of every OAuth2 provider a registered tool uses (named after its prefix)."""
-    names = {name for provider in registered_providers() for name in ProviderSettings.variables(provider)}
+    names = {name for provider in oauth2_providers(TOOLS) for name in ProviderSettings.variables(provider)}
     for path in RUNTIME_SOURCES:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in READ_METHODS:
@@ -56,6 +57,13 @@ def test_env_example_lists_every_variable_the_code_reads() -> None:
     assert {"MODEL_API_KEY", "IDENTITY_STATE_SECRET", "DINGTALK_SCOPES", "CALLBACK_OIDC_CLIENT_ID"} <= read, \
         "the scan must see the settings readers"
     assert read - variables_in_env_example() == set()
+
+
+def test_env_example_has_a_block_for_exactly_the_providers_of_the_tools() -> None:
+    """The provider block follows `tools.TOOLS`: a provider no tool uses is not asked for."""
+    listed = {name.removesuffix("_CREDENTIAL_PROVIDER_NAME") for name in variables_in_env_example()
+              if name.endswith("_CREDENTIAL_PROVIDER_NAME")}
+    assert listed == {provider.env_prefix for provider in oauth2_providers(TOOLS)}
 
 
 def clean_env(**values: str) -> dict[str, str]:

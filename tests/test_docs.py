@@ -108,3 +108,14 @@ def test_the_chinese_readme_says_the_same_as_the_english_one() -> None:
     assert sorted(commands(cn)) == sorted(commands(en))
     assert variables(cn) == variables(en)
     assert len(re.findall(r"```", cn)) == len(re.findall(r"```", en))
+
+
+@pytest.mark.parametrize("name", ["en", "cn"])
+def test_the_add_a_tool_example_is_the_real_module_listed_in_tools(name: str) -> None:
+    """The README shows `tools/dingtalk_profile.py` whole, and it is one line of `TOOLS`."""
+    from tools import TOOLS
+    from tools.dingtalk_profile import read_dingtalk_profile
+
+    module = (ROOT / "tools" / "dingtalk_profile.py").read_text(encoding="utf-8")
+    assert f"```python\n{module}```" in text(name)
+    assert read_dingtalk_profile in TOOLS

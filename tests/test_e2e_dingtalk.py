@@ -77,6 +77,17 @@ async def test_caller_identity_needs_no_user_authorization(product, user_named):
     assert reply.finish_reason == "stop"
 
 
+async def test_the_profile_tool_shares_the_users_dingtalk_authorization(product, user_named):
+    """The second DingTalk tool asks the same provider for the same scopes: one consent serves both."""
+    user = user_named("profile-user")
+    first = await user.chat_stream("Call the tool read_dingtalk_profile with {}", on_link=user.approve)
+    assert "Please click the link to authorize Read your DingTalk profile: " in first.text
+    assert "On DingTalk you are profile-user (unionId " in first.text and first.finish_reason == "stop"
+    written = await user.chat_stream("帮我写入“after profile”到钉钉文档，文档ID：docProfile1")
+    assert "authorization_required" not in written.event_types()
+    assert await document_content(product, "docProfile1") == "after profile"
+
+
 async def test_declined_authorization_ends_with_a_clear_answer(product, user_named):
     user = user_named("decliner")
     landings = []

@@ -13,7 +13,7 @@ from langchain_core.messages import ToolMessage
 from identity.context import RequestContext, bind_request_context, reset_request_context
 from tests import test_tools_with_identity
 from tests.test_tools_with_identity import Session
-from tools.aliyun import session_policy
+from tools.tool import session_policy
 from tools.oss_client import needs_path_style
 
 TOOL = "read_oss_object"

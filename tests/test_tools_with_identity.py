@@ -20,8 +20,9 @@ from identity.context import AuthorizationCompleted, AuthorizationRequired, Requ
     reset_request_context
 from identity.service import AgentIdentity
 from identity.settings import IdentitySettings
-from tools.aliyun import session_policy
+from tools.tool import session_policy
 from tools.settings import ToolSettings
+from tools.toolbox import Toolbox
 
 
 class Session:
@@ -52,14 +53,14 @@ class Session:
 async def make_session(cloud) -> AsyncIterator:
     """Build a Session for a user; every identity and tool client made here is closed afterwards."""
     made: list[AgentIdentity] = []
-    toolboxes: list[tools.Toolbox] = []
+    toolboxes: list[Toolbox] = []
 
     async def make(user: str, *, stream: bool = True, **env_overrides: str) -> Session:
         env = {**cloud.env, **env_overrides}
         identity = AgentIdentity(IdentitySettings.from_env(env))
         made.append(identity)
         caller = await identity.authenticate(f"Bearer {cloud.issue_user_jwt(user)}")
-        toolboxes.append(tools.Toolbox(identity, ToolSettings.from_env(env)))
+        toolboxes.append(Toolbox(identity, ToolSettings.from_env(env), tools.TOOLS))
         return Session(identity, toolboxes[-1].tools, caller, stream=stream)
 
     yield make

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from config import REGION_ID_PATTERN
 from outbound import import_off_loop
-from tools.aliyun import CloudSession, aliyun_tool
+from tools.tool import CloudSession, Sts, tool
 
 BUCKET_NAME = r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$"  # OSS's bucket naming rules
 MAX_KEY_BYTES = 1023
@@ -57,7 +57,7 @@ def object_resource(bucket: str, key: str, region: str | None = None) -> list[st
     return [f"acs:oss:*:*:{bucket}/{key}"]
 
 
-@aliyun_tool(actions=["oss:GetObject"], resources=object_resource, args_schema=ReadOssObjectArguments)
+@tool(Sts(["oss:GetObject"], resources=object_resource), args_schema=ReadOssObjectArguments)
 async def read_oss_object(cloud: CloudSession, bucket: str, key: str, region: str | None = None) -> str:
     """Read a text file (an object) from Alibaba Cloud OSS object storage and return its content. Use this
     when the user asks to read, show, open or summarise a file in an OSS bucket (e.g.

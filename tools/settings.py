@@ -8,12 +8,12 @@ from dataclasses import dataclass, field
 from typing import Self
 
 from config import DEFAULT_REGION, EnvReader
-from tools.oauth2 import OAuth2Provider, registered_providers
+from tools.tool import OAuth2Provider
 
 
 @dataclass(frozen=True)
 class ProviderSettings:
-    """One OAuth2 provider's variables (named after its `env_prefix`, see tools/oauth2.py)."""
+    """One OAuth2 provider's variables (named after its `env_prefix`, see tools/tool.py)."""
 
     credential_provider: str  # <PREFIX>_CREDENTIAL_PROVIDER_NAME: the Agent Identity credential provider
     api_base: str  # <PREFIX>_API_BASE
@@ -55,11 +55,15 @@ class ToolSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str], reader: EnvReader | None = None,
                  providers: Iterable[OAuth2Provider] | None = None) -> Self:
-        """Read the tools' variables, those of every provider a registered tool uses (or of `providers`); with
-        a shared `reader` the caller reports every problem at once."""
+        """Read the tools' variables, those of every provider a tool of `tools.TOOLS` uses (or of `providers`);
+        with a shared `reader` the caller reports every problem at once."""
+        if providers is None:
+            from tools import TOOLS
+            from tools.tool import oauth2_providers
+
+            providers = oauth2_providers(TOOLS)
         read = reader or EnvReader(env)
-        oauth2 = {provider.env_prefix: ProviderSettings.read(read, provider)
-                  for provider in (registered_providers() if providers is None else providers)}
+        oauth2 = {provider.env_prefix: ProviderSettings.read(read, provider) for provider in providers}
         region = read.str("AGENT_IDENTITY_REGION_ID", DEFAULT_REGION)
         sts_endpoint = read.endpoint("STS_ENDPOINT", f"sts.{region}.aliyuncs.com")
         timeout = read.float("TOOLS_HTTP_TIMEOUT_SECONDS", 10.0, minimum=0.1)

@@ -3,7 +3,7 @@ protocol is server/'s, the agent agent/'s, credentials identity/'s, tools tools/
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -22,18 +22,21 @@ from server.failures import install_error_handlers
 from server.limits import AdmissionLimits
 from server.request_log import RequestLogMiddleware
 from server.shutdown import Shutdown
-from tools import Toolbox
+from tools import TOOLS
+from tools.toolbox import Toolbox
+from tools.tool import Tool
 
 
 def create_app(config: Settings | Mapping[str, str] | None = None, *,
-               shutdown: Shutdown | None = None) -> FastAPI:
+               shutdown: Shutdown | None = None, tools: Sequence[Tool] = TOOLS) -> FastAPI:
     """Build the app from `config` (settings, or an env mapping; default: the process environment over
-    `.env`). `shutdown`: set by the server on SIGTERM (app.state.shutdown). No network call here."""
+    `.env`) offering `tools`. `shutdown`: set by the server on SIGTERM (app.state.shutdown). No network call
+    here."""
     settings = config if isinstance(config, Settings) else Settings.from_env(
-        load_env() if config is None else config)
+        load_env() if config is None else config, tools=tools)
     identity = AgentIdentity(settings.identity)
     provider = ModelProvider(settings.agent, identity.instance_credential)
-    toolbox = Toolbox(identity, settings.tools)
+    toolbox = Toolbox(identity, settings.tools, tools)
     callback = CallbackRoutes(identity)
     shutdown = shutdown or Shutdown()
     runner = AgentRunner(provider, toolbox.tools)
