@@ -3,7 +3,7 @@
     python app.py            serve on HOST:FC_CUSTOM_LISTEN_PORT|PORT|9000
     python app.py callback   serve only the OAuth2 authorization callback (same host and port variables)
 
-Start-up reads and checks every setting (app_settings.py), opens the port, and builds the app (wiring/)
+Start-up reads and checks every setting (settings/), opens the port, and builds the app (wiring/)
 in a thread meanwhile (server/starting.py): `/health` answers at once, other requests wait for the app.
 """
 
@@ -38,9 +38,8 @@ import signal  # noqa: E402
 
 from starlette.types import ASGIApp  # noqa: E402
 
-from app_settings import CallbackSettings, Settings, load_env  # noqa: E402
-from config import ConfigError  # noqa: E402
-from identity.settings import log_waived_verification  # noqa: E402
+from settings import CallbackSettings, ConfigError, Settings, load_env  # noqa: E402
+from settings.identity import log_waived_verification  # noqa: E402
 from server.logs import configure_logging  # noqa: E402
 from server.serving import serve  # noqa: E402
 from server.shutdown import Shutdown  # noqa: E402

@@ -22,16 +22,21 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
+from urllib.parse import urlsplit
 from typing import Any, TypeVar
 
 import certifi
+from alibabacloud_credentials.client import Client as CredentialClient
+from alibabacloud_tea_openapi.utils_models import Config as SdkConfig
 
 T = TypeVar("T")
 
 # Threads that make Alibaba Cloud SDK calls at once, and the SDK's connection pool per endpoint (its public
-# `max_idle_conns`, set by config.sdk_config): as large, so a thread never opens a connection the pool would
+# `max_idle_conns`, set by sdk_config): as large, so a thread never opens a connection the pool would
 # then have to discard (a new TLS handshake for every call beyond the pool).
 SDK_THREADS = 64
+# The form of an Alibaba Cloud region id: cn-beijing, ap-southeast-1.
+REGION_ID_PATTERN = r"^[a-z]{2,}(-[a-z0-9]+)+$"
 # A TLS error that means "the server's certificate is not trusted here" (OpenSSL's reason, in every wrapper).
 UNTRUSTED_CERTIFICATE = "CERTIFICATE_VERIFY_FAILED"
 
@@ -101,3 +106,25 @@ def untrusted_certificate(error: BaseException) -> bool:
             return True
         current = current.__cause__ or current.__context__
     return False
+
+
+def sdk_endpoint(value: str) -> tuple[str, str]:
+    """An endpoint setting as the Alibaba Cloud SDKs' `Config` wants it: (host[:port], protocol).
+
+    `host` and `https://host` mean HTTPS; `http://127.0.0.1:PORT` reaches a local emulator (the SDKs take the
+    scheme only through `protocol`, never inside `endpoint`)."""
+    parts = urlsplit(value.strip() if "://" in value else f"https://{value.strip()}")
+    return parts.netloc, parts.scheme
+
+
+def sdk_config(credential: CredentialClient, region_id: str, endpoint: str | None, *,
+               timeout_seconds: float) -> SdkConfig:
+    """How every Alibaba Cloud SDK client here is configured: credential, region, endpoint (None: the SDK's
+    default for the region), bounded timeouts (connecting at most 5 s) and a connection pool per endpoint as
+    large as the thread pool its calls run in (outbound.sdk_call)."""
+    timeout_ms = int(timeout_seconds * 1000)
+    config = SdkConfig(credential=credential, region_id=region_id, read_timeout=timeout_ms,
+                       connect_timeout=min(timeout_ms, 5000), max_idle_conns=SDK_THREADS)
+    if endpoint:
+        config.endpoint, config.protocol = sdk_endpoint(endpoint)
+    return config

@@ -20,8 +20,8 @@ from alibabacloud_credentials.client import Client as CredentialClient
 from langchain.chat_models import init_chat_model
 from langchain_core.language_models import BaseChatModel
 
-from agent.settings import OPENAI_COMPATIBLE, AgentSettings
-from config import sdk_config
+from settings.agent import OPENAI_COMPATIBLE, AgentSettings
+from outbound import sdk_config
 from outbound import import_off_loop, sdk_call
 
 if TYPE_CHECKING:

@@ -30,7 +30,7 @@ from identity.errors import IdentityError, ProviderMisconfigured
 from identity.oidc import OidcSignIn, SignInFailed
 from identity.pages import failure_page, success_page
 from identity.service import AgentIdentity
-from identity.settings import SIGNED_IN_PATH
+from settings.identity import SIGNED_IN_PATH
 from identity.state import FlowState, InvalidState
 
 log = logging.getLogger(__name__)

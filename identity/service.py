@@ -27,7 +27,7 @@ from alibabacloud_agentidentitydata20251127.models import (
 )
 from alibabacloud_credentials.client import Client as CredentialClient
 
-from config import sdk_config
+from outbound import sdk_config
 from identity.authorization import PendingAuthorization, PendingAuthorizations
 from identity.cache import CachedFlights, ExpiringLru, token_key
 from identity.context import (AuthorizationCompleted, AuthorizationRequired, Caller, RequestContext,
@@ -38,7 +38,7 @@ from identity.errors import (AuthorizationDeclined, AuthorizationFailed, Authori
                              ProviderMisconfigured)
 from identity.jwt_verifier import JwtVerifier
 from identity.sdk_errors import may_be_stale_credential, translate
-from identity.settings import IdentitySettings
+from settings.identity import IdentitySettings
 from identity.state import FlowState, FlowStates
 from outbound import sdk_call
 

@@ -29,10 +29,10 @@ from dataclasses import dataclass, field
 import httpx
 from alibabacloud_sts20150401.client import Client as StsClient
 
-from config import sdk_config
+from outbound import sdk_config
 from identity.credentials import StsCredential
 from outbound import sdk_call
-from tools.settings import ToolSettings
+from settings.tools import ToolSettings
 
 NEEDED = ("SMOKE_USER_JWT", "ALIBABA_CLOUD_ACCESS_KEY_ID", "ALIBABA_CLOUD_ACCESS_KEY_SECRET")
 PROMPT = "Who am I on Alibaba Cloud?"
@@ -52,11 +52,11 @@ class Results:
 
 async def run(env: Mapping[str, str], results: Results) -> None:
     from wiring.agent_app import create_app
-    from config import ConfigError
+    from settings import ConfigError
     from identity.context import RequestContext, bind_request_context
     from identity.errors import AuthorizationPending, IdentityError
     from identity.service import AgentIdentity
-    from identity.settings import IdentitySettings
+    from settings.identity import IdentitySettings
 
     async def step(name: str, action: Callable[[], Awaitable[str]]) -> bool:
         started = time.perf_counter()
@@ -168,7 +168,7 @@ async def _chat(app, jwt: str) -> str:  # noqa: ANN001 - a FastAPI app
 
 
 def main(env: Mapping[str, str] | None = None) -> int:
-    from app_settings import load_env
+    from settings import load_env
 
     values = dict(load_env() if env is None else env)
     missing = [name for name in NEEDED if not values.get(name)]

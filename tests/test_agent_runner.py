@@ -20,7 +20,7 @@ from agent import runner as runner_module
 from agent.graph import RunOptions
 from agent.model import DictChunkCompletions, ModelProvider
 from agent.runner import AgentRunner, Finished, TextDelta, ToolArguments, ToolFinished, ToolStarted
-from agent.settings import AgentSettings
+from settings.agent import AgentSettings
 
 
 def settings_for(cloud) -> AgentSettings:

@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from config import ConfigError
+from settings import ConfigError
 from tests.app_server import serve_app
 
 CHAT = "/openai/v1/chat/completions"
@@ -353,7 +353,7 @@ def test_a_model_service_that_names_a_stored_credential_is_resolved_with_get_cre
 
 
 def test_port_from_environment():
-    from app_settings import ServerSettings
+    from settings.server import ServerSettings
 
     assert ServerSettings.from_env({}).port == 9000
     assert ServerSettings.from_env({"PORT": "8000"}).port == 8000

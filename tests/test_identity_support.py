@@ -17,7 +17,7 @@ import uvicorn
 
 from identity.context import RequestContext, bind_request_context, reset_request_context
 from identity.service import AgentIdentity
-from identity.settings import IdentitySettings
+from settings.identity import IdentitySettings
 
 FAST_POLLING = {"poll_initial_seconds": 0.02, "poll_max_seconds": 0.1}
 

@@ -24,7 +24,7 @@ from tests.app_server import serve_app
 from tests.deployment import stream_chat
 from tools import TOOLS
 from tools.toolbox import Toolbox
-from tools.settings import ProviderSettings, ToolSettings
+from settings.tools import ProviderSettings, ToolSettings
 from tools.tool import OAuth2, OAuth2Provider, ToolFailed, UserSession, tool
 
 NOTES = OAuth2Provider(env_prefix="EXAMPLE_NOTES", label="Example Notes", api_base="https://notes.example.com")

@@ -7,10 +7,11 @@ from datetime import datetime, timezone
 import pytest
 from alibabacloud_sts20150401.client import Client as StsClient
 
-from config import ConfigError, EnvReader
+from settings.reader import DEFAULT_REGION, ConfigError, EnvReader
+from tools import TOOLS
 from identity.credentials import StsCredential
-from tools.settings import ProviderSettings, ToolSettings
-from tools.tool import CloudSession, OAuth2Provider
+from settings.tools import ProviderSettings, ToolSettings
+from tools.tool import CloudSession, OAuth2Provider, oauth2_providers
 
 
 def test_defaults_follow_the_region():
@@ -34,7 +35,7 @@ def test_every_problem_is_named_at_once():
 
 def test_a_shared_reader_collects_instead_of_raising():
     reader = EnvReader({})
-    ToolSettings.from_env({}, reader)
+    ToolSettings.read(reader, DEFAULT_REGION, oauth2_providers(TOOLS))
     assert reader.problems and "DINGTALK_CREDENTIAL_PROVIDER_NAME" in reader.problems[0]
 
 

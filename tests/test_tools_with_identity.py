@@ -19,9 +19,9 @@ import tools
 from identity.context import AuthorizationCompleted, AuthorizationRequired, RequestContext, bind_request_context, \
     reset_request_context
 from identity.service import AgentIdentity
-from identity.settings import IdentitySettings
+from settings.identity import IdentitySettings
 from tools.tool import session_policy
-from tools.settings import ToolSettings
+from settings.tools import ToolSettings
 from tools.toolbox import Toolbox
 
 

@@ -15,8 +15,7 @@ import re
 
 from pydantic import BaseModel, Field, field_validator
 
-from config import REGION_ID_PATTERN
-from outbound import import_off_loop
+from outbound import REGION_ID_PATTERN, import_off_loop
 from tools.tool import CloudSession, Sts, tool
 
 BUCKET_NAME = r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$"  # OSS's bucket naming rules

@@ -17,7 +17,7 @@ once more with a fresh one). tools/toolbox.py brings the rest, the same for ever
 `tools.TOOLS`; nothing registers itself by being imported.
 
 A provider's variables are named after its `env_prefix`: `<PREFIX>_CREDENTIAL_PROVIDER_NAME` (the Agent
-Identity credential provider, required), `<PREFIX>_SCOPES` and `<PREFIX>_API_BASE` (tools/settings.py).
+Identity credential provider, required), `<PREFIX>_SCOPES` and `<PREFIX>_API_BASE` (settings/tools.py).
 """
 
 from __future__ import annotations
@@ -31,14 +31,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import httpx
 from pydantic import BaseModel
 
-from config import SdkConfig, sdk_config
+from outbound import SdkConfig, sdk_config
 from tools.validation import NoArguments
 
 if TYPE_CHECKING:
     import aiohttp
 
     from identity.credentials import StsCredential
-    from tools.settings import ToolSettings
+    from settings.tools import ToolSettings
 
 SdkClient = TypeVar("SdkClient")
 ToolFunction = Callable[..., Awaitable[str]]

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from langchain_core.tools import BaseTool
 
     from identity.service import AgentIdentity
-    from tools.settings import ToolSettings
+    from settings.tools import ToolSettings
 
 log = logging.getLogger(__name__)
 

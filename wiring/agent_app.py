@@ -12,7 +12,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from agent.model import ModelProvider
 from agent.runner import AgentRunner
-from app_settings import Settings, load_env
+from settings import Settings, load_env
 from identity.callback import CallbackRoutes
 from identity.service import AgentIdentity
 from server.agui import AGUI_OPENAPI, AGUI_PATH, AgUiAgent

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp
 
-from app_settings import CallbackSettings
+from settings import CallbackSettings
 from identity.callback import callback_app
 from identity.service import AgentIdentity
 from server.limits import AdmissionLimits
