@@ -148,8 +148,7 @@ class CallbackRoutes:
             self._used.pop(flow.flow_id)  # the same user may retry after a transient failure
             return _page(failure.http_status if failure.http_status >= 400 else 502, "Authorization failed",
                          failure.safe_message)
-        log.info("Authorization completed for provider %s (session %s)", flow.provider,
-                 flow.session_id or "-")
+        log.info("Authorization completed for provider %s, flow %s", flow.provider, flow.flow_id)
         return HTMLResponse(success_page(f"{flow.purpose} ({flow.provider})"), headers=_NO_STORE)
 
     async def aclose(self) -> None:

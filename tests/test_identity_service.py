@@ -43,7 +43,7 @@ async def test_workload_token_is_fetched_once_then_cached(fresh_cloud) -> None:
 
 
 async def test_workload_token_is_exchanged_again_shortly_before_the_user_jwt_expires(fresh_cloud) -> None:
-    from identity.service import USER_TOKEN_MARGIN_SECONDS
+    from identity.workload import USER_TOKEN_MARGIN_SECONDS
 
     clock = Clock()
     identity = identity_for(fresh_cloud, clock=clock)
