@@ -8,12 +8,13 @@ import asyncio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.errors import ApiError
+from server.health import HEALTH_PATH
 from server.shutdown import Shutdown, restarting_error
 from settings.server import Limits
 
 # Always answered, even when the instance is full: a failing probe would have the platform kill a busy
 # instance.
-UNLIMITED_PATHS = frozenset({"/health"})
+UNLIMITED_PATHS = frozenset({HEALTH_PATH})
 
 
 def busy_error() -> ApiError:

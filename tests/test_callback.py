@@ -21,8 +21,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from identity.browser_session import BrowserSessions
-from identity.callback import CallbackRoutes
+from callback.browser_session import BrowserSessions
+from callback.routes import CallbackRoutes
 from identity.errors import AuthorizationDeclined, AuthorizationFailed
 from identity.service import AgentIdentity
 from identity.state import FlowStates

@@ -264,7 +264,7 @@ _IMPORT_EVERYTHING = """
 import importlib, pkgutil, sys, sysconfig
 sys.path.insert(0, '.')
 import app
-for package in ('agent', 'identity', 'server', 'settings', 'tools', 'wiring'):
+for package in ('agent', 'callback', 'identity', 'server', 'settings', 'tools', 'wiring'):
     for module in pkgutil.walk_packages(importlib.import_module(package).__path__, package + '.'):
         importlib.import_module(module.name)
 import langchain_openai, langchain.agents, alibabacloud_agentidentitydata20251127.client, alibabacloud_sts20150401.client

@@ -12,13 +12,14 @@ from starlette.middleware.cors import CORSMiddleware
 
 from agent.model import ModelProvider
 from agent.runner import AgentRunner
+from callback.routes import CallbackRoutes
 from settings import Settings, load_env
-from identity.callback import CallbackRoutes
 from identity.service import AgentIdentity
 from server.agui import AGUI_OPENAPI, AGUI_PATH, AgUiAgent
 from server.chat import CHAT_OPENAPI, CHAT_PATH, ChatCompletions
 from server.errors import ApiError
 from server.failures import install_error_handlers
+from server.health import add_health_route
 from server.limits import AdmissionLimits
 from server.request_log import RequestLogMiddleware
 from server.shutdown import Shutdown
@@ -53,9 +54,6 @@ def create_app(config: Settings | Mapping[str, str] | None = None, *,
         await callback.aclose()
         await identity.aclose()
 
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
-
     async def models() -> dict[str, Any]:
         return {"object": "list", "data": [_model_object(name) for name in await provider.model_names()]}
 
@@ -83,8 +81,7 @@ def create_app(config: Settings | Mapping[str, str] | None = None, *,
                            allow_headers=["Authorization", "Content-Type", "X-AgentRun-Session-ID",
                                           "X-app-custom-session-id"],
                            expose_headers=["x-request-id", "Retry-After", "x-should-retry"])
-    app.add_api_route("/health", health, methods=["GET"])
-    app.add_api_route("/health", health, methods=["HEAD"], include_in_schema=False)  # probes use HEAD too
+    add_health_route(app)
     app.include_router(callback.router, prefix="/callback")
     return app
 

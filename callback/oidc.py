@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import httpx2
 
-from identity.browser_session import SignInTransaction
+from callback.browser_session import SignInTransaction
 from identity.errors import IdentityUnavailable, InvalidCallerToken
 from identity.jwt_verifier import JwksKeys, JwtVerifier
 from settings.identity import IdentitySettings
