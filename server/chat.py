@@ -25,7 +25,7 @@ class ChatCompletions(AgentRoute):
 
     async def handle(self, request: Request) -> Response:
         entry, caller, chat = await self.admit(request, parse_request)
-        known = await self.provider.model_names()
+        known = self.provider.model_names()
         model = chat.model if chat.model in known else self.provider.settings.model_name
         entry.model, entry.stream = model, chat.streamed
         options = RunOptions(model=model, temperature=chat.temperature, max_tokens=chat.token_limit,

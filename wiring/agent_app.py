@@ -55,10 +55,10 @@ def create_app(config: Settings | Mapping[str, str] | None = None, *,
         await identity.aclose()
 
     async def models() -> dict[str, Any]:
-        return {"object": "list", "data": [_model_object(name) for name in await provider.model_names()]}
+        return {"object": "list", "data": [_model_object(name) for name in provider.model_names()]}
 
     async def model(model_id: str) -> dict[str, Any]:
-        if model_id not in await provider.model_names():
+        if model_id not in provider.model_names():
             raise ApiError(404, f"The model {model_id!r} does not exist.", "invalid_request_error",
                            "model_not_found", "model")
         return _model_object(model_id)
