@@ -1,11 +1,10 @@
 """How the product calls outside services: over pooled TLS connections, with one TLS context per process.
 
 Alibaba Cloud SDK calls (Agent Identity, STS, AgentRun) go through `sdk_call`: the SDK's own sync method,
-run in one bounded thread pool. The SDK's `*_async` methods build a new SSL context and a new TLS connection
-for every call (~17-35 ms of CPU each over HTTPS); its sync methods keep one pooled `requests` session per
-endpoint, so a call costs ~0.8-1.7 ms (measured: docs/architecture.md, "Outbound calls"). The pool's size
-stays below the SDK's connection pool per endpoint (40), so every connection goes back to the pool and is
-reused.
+run in one bounded thread pool, never its `*_async` twin, which builds a new SSL context and TLS connection
+for every call; the sync methods keep one pooled `requests` session per endpoint (figures:
+docs/architecture.md, "Outbound calls"). The SDK's connection pool per endpoint is sized to the thread pool
+(`sdk_config`), so every connection goes back to the pool and is reused.
 
 Clients we build ourselves (the callback's OIDC sign-in) take `tls_context()`. Trust is the platform's: the
 system store and certifi's bundle, plus whatever the operator names in `SSL_CERT_FILE` / `SSL_CERT_DIR` (a

@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 
 from identity.sealed import Sealer, Unsealable
 
-MAX_STATE_LENGTH = 4096
-
 
 class InvalidState(Exception):
     """The state is malformed, forged or expired. The message is safe to show."""
