@@ -128,6 +128,11 @@ class LocalCloud:
         body = urlencode({"grant_type": "password", "username": sub}).encode()
         return json.loads(self._post(f"{self.url('idp')}/token", body))["id_token"]
 
+    def issued(self) -> dict[str, list[dict[str, Any]]]:
+        """Every credential Agent Identity's emulator issued so far (`GET /emulator/issued`)."""
+        with self._http.open(f"{self.url('agent_identity')}/emulator/issued", timeout=10) as response:
+            return json.loads(response.read())
+
     def stop(self) -> None:
         self._group.stop()
 
@@ -176,8 +181,9 @@ def start_local_cloud(return_urls: Iterable[str] = (), faults: Mapping[str, Mapp
         group.browser_url("agent_identity"), verifier=verifier(),
         users=(UserJwtValidator(users_idp.jwks, users_idp.issuer, users_idp.audience) if users_idp
                else UserJwtValidator(idp.jwks, idp.issuer, idp.audience)),
-        workload=workload, providers=[CredentialProvider(credential_provider_name(provider), provider.label, scopes)
-                                      for provider, scopes in tools_providers().items()],
+        workload=workload,
+        providers=[CredentialProvider(credential_provider_name(provider), provider.label, scopes)
+                   for provider, scopes in tools_providers().items()],
         provider_tokens=dingtalk_tokens, sts_credentials=sts_credentials)
     sts = StsEmulator(verifier=verifier(), sts_credentials=sts_credentials,
                       owner=RamUser(account_id, "agentrun-local", _digits(15)))

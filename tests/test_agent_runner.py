@@ -113,7 +113,7 @@ async def test_the_first_requests_at_once_share_one_model_and_one_sdk_client(clo
     provider = ModelProvider(settings_for(cloud), CredentialClient())
     models = await asyncio.gather(*(provider.chat_model() for _ in range(8)))
     assert all(model is models[0] for model in models)
-    sdk = provider._sdk
-    assert sdk is not None and models[0].root_async_client is sdk  # the one the provider closes
+    sdk = models[0].root_async_client
+    assert isinstance(sdk, openai.AsyncOpenAI) and not sdk.is_closed()
     await provider.aclose()
-    assert sdk.is_closed()
+    assert sdk.is_closed()  # the one the provider closes

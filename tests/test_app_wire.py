@@ -12,7 +12,8 @@ import httpx
 import pytest
 
 from settings import ConfigError
-from tests.app_server import serve_app
+from tests.support.app_server import serve_app
+from tests.support.logs import request_log_lines
 
 CHAT = "/openai/v1/chat/completions"
 
@@ -229,16 +230,6 @@ def test_client_disconnect_cancels_the_run(server, auth, fresh_cloud, app_state)
             break
         time.sleep(0.02)
     assert agent_runs(app_state) == 0
-
-
-def request_log_lines(caplog) -> list[dict]:
-    """The request log lines written so far; the line is written when the response ends, so wait a little."""
-    for _ in range(100):
-        lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "app.request"]
-        if lines:
-            return lines
-        time.sleep(0.01)
-    return []
 
 
 def test_client_leaving_before_the_response_starts_cancels_the_run(server, auth, fresh_cloud, app_state,

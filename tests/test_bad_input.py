@@ -14,7 +14,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from tests.app_server import serve_app
+from tests.support.app_server import serve_app
 
 CHAT_PATH = "/openai/v1/chat/completions"
 MAX_REQUEST_BYTES = 64 * 1024

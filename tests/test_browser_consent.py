@@ -16,8 +16,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.deployment import DINGTALK_PROMPT, Deployment, deployment, stream_chat
-from tests.e2e_harness import document_content_at
+from tests.support.deployment import DINGTALK_PROMPT, Deployment, deployment, stream_chat
+from tests.support.e2e import document_content_at
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -16,40 +16,16 @@ import httpx
 import pytest
 
 from sandbox.process import app_process, free_port
-from tests.deployment import LinkFollowingBrowser, page_title
-from tests.test_callback import start_flow
-from tests.test_identity_support import identity_for, unique
+from tests.support.deployment import LinkFollowingBrowser, page_title
+from tests.support.identity import identity_for, start_flow, unique
+from tests.support.variables import variables_in_env_example, variables_read_by_the_code
 from tools import TOOLS
-from settings.tools import ProviderSettings
 from tools.tool import oauth2_providers
 
 ROOT = Path(__file__).resolve().parent.parent
-RUNTIME_PACKAGES = ("agent", "identity", "settings", "tools", "server")
-RUNTIME_SOURCES = [*ROOT.glob("*.py"),
-                   *[path for package in RUNTIME_PACKAGES for path in (ROOT / package).glob("*.py")]]
 DOCS_POINTER = 'README\'s "Configuration" section'
-ENV_NAME = re.compile(r"^[A-Z][A-Z0-9]*(_[A-Z0-9]+)+$")
-READ_METHODS = {"str", "first", "int", "float", "bool", "list", "get", "getenv", "choice", "url", "endpoint",
-                "origins", "region", "missing"}
 REQUIRED = ("MODEL_API_KEY", "DASHSCOPE_API_KEY", "MODEL_SERVICE_NAME", "IDENTITY_STATE_SECRET",
             "AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME", "DINGTALK_CREDENTIAL_PROVIDER_NAME", "CALLBACK_OIDC_CLIENT_ID")
-
-
-def variables_read_by_the_code() -> set[str]:
-    """Every NAME in `reader.str("NAME")`, `read.first("A", "B")`, `env.get("NAME")` and the like, and the
-    variables of every OAuth2 provider a registered tool uses (named after its prefix)."""
-    names = {name for provider in oauth2_providers(TOOLS) for name in ProviderSettings.variables(provider)}
-    for path in RUNTIME_SOURCES:
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in READ_METHODS:
-                names.update(arg.value for arg in node.args
-                             if isinstance(arg, ast.Constant) and isinstance(arg.value, str) and ENV_NAME.match(arg.value))
-    return names
-
-
-def variables_in_env_example() -> set[str]:
-    text = (ROOT / ".env.example").read_text(encoding="utf-8")
-    return {match.group(1) for match in re.finditer(r"^#?\s*([A-Z][A-Z0-9_]+)=", text, re.MULTILINE)}
 
 
 def test_env_example_lists_every_variable_the_code_reads() -> None:

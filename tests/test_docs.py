@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from ag_ui.core import EventType
 
-from tests.test_configuration import variables_in_env_example, variables_read_by_the_code
+from tests.support.variables import variables_in_env_example, variables_read_by_the_code
 
 ROOT = Path(__file__).resolve().parent.parent
 READMES = {"en": ROOT / "README.md", "cn": ROOT / "README-CN.md"}

@@ -8,33 +8,13 @@ own /callback. Each test uses its own user, so vaulted tokens never carry over b
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import httpx
-import pytest
 
-from tests.e2e_harness import Product, User, dingtalk_faults, document_content, shared_product
+from tests.support.e2e import User, dingtalk_faults, document_content
+from tests.support.e2e import product, user_named  # noqa: F401 - fixtures
 
 LINK_TEXT = "Please click the link to authorize Write to DingTalk document: "
-
-
-@pytest.fixture(scope="module")
-def product(pytestconfig) -> Iterator[Product]:
-    with shared_product(pytestconfig).capturing_logs() as product:
-        yield product
-
-
-@pytest.fixture
-async def user_named(product):
-    users: list[User] = []
-
-    def make(sub: str, app: str = "patient") -> User:
-        users.append(User(product, sub, app))
-        return users[-1]
-
-    yield make
-    for user in users:
-        await user.aclose()
 
 
 async def authorized(user: User, doc_key: str) -> None:

@@ -10,7 +10,7 @@ from agent_identity_python_sdk.context import AgentIdentityContext
 from identity.context import (Caller, RequestContext, bind_request_context, current_request_context,
                               reset_request_context)
 from identity.errors import AuthorizationPending
-from tests.test_identity_support import answer_consent, identity_for, signed_in, unique
+from tests.support.identity import answer_consent, identity_for, signed_in, unique
 
 SCOPES = ("openid", "corpid")
 

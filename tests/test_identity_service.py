@@ -11,7 +11,7 @@ import pytest
 from identity.context import AuthorizationCompleted, AuthorizationRequired, current_request_context
 from identity.errors import (AuthorizationFailed, AuthorizationPending, AuthorizationTimedOut, IdentityThrottled,
                              IdentityUnavailable, InvalidCallerToken, ProviderMisconfigured)
-from tests.test_identity_support import answer_consent, calls, identity_for, set_faults, signed_in, unique
+from tests.support.identity import answer_consent, calls, identity_for, set_faults, signed_in, unique
 
 SCOPES = ["openid", "corpid"]
 POLICY = '{"Version":"1","Statement":[{"Effect":"Allow","Action":["sts:GetCallerIdentity"],"Resource":"*"}]}'

@@ -23,8 +23,8 @@ import pytest
 
 from emulators import ExternalIdp, start_local_cloud
 from sandbox.process import app_process, free_port
-from tests.deployment import DINGTALK_PROMPT, LinkFollowingBrowser, page_title, stream_chat
-from tests.e2e_harness import document_content_at
+from tests.support.deployment import DINGTALK_PROMPT, LinkFollowingBrowser, page_title, stream_chat
+from tests.support.e2e import document_content_at
 
 PROVIDER_DIR = Path(__file__).resolve().parent / "oidc_provider"
 NODE = shutil.which("node")

@@ -16,8 +16,8 @@ import pytest
 
 from emulators._server import listening_socket
 from sandbox.browser import LinkFollowingBrowser
-from tests.app_server import serve_app
-from tests.e2e_harness import document_content_at
+from tests.support.app_server import serve_app
+from tests.support.e2e import document_content_at
 
 CLIENTS_DIR = Path(__file__).resolve().parent / "js_clients"
 NODE = shutil.which("node")

@@ -20,8 +20,8 @@ from starlette.routing import Route
 from emulators import start_local_cloud
 from emulators._server import listening_socket, serving
 from emulators.agent_identity import CredentialProvider
-from tests.app_server import serve_app
-from tests.deployment import stream_chat
+from tests.support.app_server import serve_app
+from tests.support.deployment import stream_chat
 from tools import TOOLS
 from tools.toolbox import Toolbox
 from settings.tools import ProviderSettings, ToolSettings

@@ -26,8 +26,8 @@ from packager.contents import app_files
 from packager.deploy_settings import console_settings
 from packager.wheels import PackagingError, Target, pinned, validate, wheel_tags
 from sandbox.process import app_process, free_port
-from tests.deployment import DINGTALK_PROMPT, LinkFollowingBrowser, page_title, stream_chat
-from tests.e2e_harness import document_content_at
+from tests.support.deployment import DINGTALK_PROMPT, LinkFollowingBrowser, page_title, stream_chat
+from tests.support.e2e import document_content_at
 
 ROOT = Path(__file__).resolve().parent.parent
 

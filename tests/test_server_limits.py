@@ -14,8 +14,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.app_server import serve_app
-from tests.test_reliability_faults import set_faults
+from tests.support.app_server import serve_app
+from tests.support.reliability import set_faults
 
 LIMITS = {"MAX_HEADER_BYTES": "8192", "HEADER_TIMEOUT_SECONDS": "0.5", "BODY_TIMEOUT_SECONDS": "0.5",
           "MAX_CONCURRENT_REQUESTS": "2", "STREAM_KEEPALIVE_SECONDS": "0.2"}
