@@ -80,8 +80,8 @@ _first_call_locks: dict[type, threading.Lock] = {}
 
 def _first_call_alone(method: Callable[..., T], args: tuple[Any, ...]) -> T:
     """Run the first call of each SDK client class alone. The SDK builds its pooled session (an SSL context
-    loading the CA bundle, ~30 ms of CPU) on first use without a lock: threads starting together would each
-    build and drop one. After that first call every thread shares the one session and its connections."""
+    loading the CA bundle) on first use without a lock: threads starting together would each build and drop
+    one. After that first call every thread shares the one session and its connections."""
     kind = type(getattr(method, "__self__", method))
     if kind in _warm:
         return method(*args)

@@ -1,6 +1,6 @@
 """The port opens before the agent is loaded.
 
-Importing LangChain, the model client and the SDKs takes about a second on Python 3.12 (bench/RESULTS.md,
+Importing LangChain, the model client and the SDKs is most of the start (figures: bench/RESULTS.md,
 benchmark 9). `python app.py` reads and checks its settings, opens its port with a `StartingApp`, and builds
 the real app in a thread meanwhile: the platform's health check passes at once, and the first request's own
 work (reading its body, verifying its JWT, fetching the IdP's keys) overlaps the import instead of following

@@ -3,7 +3,7 @@
 The STS credentials of a call are scoped by their session policy to `oss:GetObject` on exactly the object
 asked for, so a model talked into reading something else gets credentials that cannot. At most
 `OSS_MAX_OBJECT_BYTES` are fetched (a ranged GET); an object that is not text is described, not dumped. The
-SDK's side is tools/oss_client.py, imported at the first read and off the event loop: the SDK takes 0.1-0.3 s
+SDK's side is tools/oss_client.py, imported at the first read and off the event loop: the SDK is slow
 to import, which neither a cold start nor another request should pay. What this relies on is in
 docs/services.md, "OSS".
 """

@@ -2,7 +2,7 @@
 credentials, over the tools' shared aiohttp session, and OSS's refusals as short sentences.
 
 tools/oss.py imports this module at the first read, off the event loop (`outbound.import_off_loop`): with its
-aiohttp transport the SDK takes 0.1-0.3 s to import.
+aiohttp transport the SDK is slow to import (figures: docs/architecture.md, "Start-up").
 """
 
 from __future__ import annotations
