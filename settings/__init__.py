@@ -18,7 +18,7 @@ from dotenv import load_dotenv
 
 from settings.agent import AgentSettings
 from settings.identity import IdentitySettings
-from settings.reader import ConfigError, EnvReader, read_region
+from settings.reader import ConfigError, EnvReader, read_checked, read_region
 from settings.server import ServerSettings
 from settings.tools import ToolSettings
 from tools import TOOLS
@@ -51,10 +51,7 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], tools: Sequence[Tool] | None = None) -> Self:
-        read = EnvReader(env)
-        settings = cls.read(read, tools)
-        read.check()
-        return settings
+        return read_checked(env, lambda read: cls.read(read, tools))
 
 
 @dataclass(frozen=True)
@@ -73,10 +70,7 @@ class CallbackSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Self:
-        read = EnvReader(env)
-        settings = cls.read(read)
-        read.check()
-        return settings
+        return read_checked(env, cls.read)
 
 
 def console_variables(*, callback: bool = False) -> dict[str, str]:

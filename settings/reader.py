@@ -172,13 +172,18 @@ def is_http_url(value: str, *, base: bool, path: bool = True) -> bool:
     return not (base and (parts.query or parts.fragment)) and (path or parts.path in ("", "/"))
 
 
+def read_checked(env: Mapping[str, str], read_all: Callable[[EnvReader], Section]) -> Section:
+    """What `read_all` reads from `env` with one reader; raises ConfigError naming every problem."""
+    read = EnvReader(env)
+    value = read_all(read)
+    read.check()
+    return value
+
+
 def read_section(env: Mapping[str, str], section: Callable[[EnvReader, str], Section]) -> Section:
     """One section alone (a test, a script), with the region it defaults to, checked: `section(read, region)`
     is how `settings.Settings` reads it among the others."""
-    read = EnvReader(env)
-    value = section(read, read_region(read))
-    read.check()
-    return value
+    return read_checked(env, lambda read: section(read, read_region(read)))
 
 
 def read_region(read: EnvReader, *, deploy: str = "") -> str:

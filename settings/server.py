@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Self
 
-from settings.reader import EnvReader
+from settings.reader import EnvReader, read_checked
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_FORMATS = ("json", "text")
@@ -46,10 +46,7 @@ class ServerSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Self:
-        read = EnvReader(env)
-        settings = cls.read(read)
-        read.check()
-        return settings
+        return read_checked(env, cls.read)
 
     @classmethod
     def read(cls, read: EnvReader) -> Self:
