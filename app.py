@@ -3,7 +3,7 @@
     python app.py            serve on HOST:FC_CUSTOM_LISTEN_PORT|PORT|9000
     python app.py callback   serve only the OAuth2 authorization callback (same host and port variables)
 
-Start-up reads and checks every setting (app_settings.py), opens the port, and builds the app (wiring/)
+Start-up reads and checks every setting (settings/), opens the port, and builds the app (wiring/)
 in a thread meanwhile (server/starting.py): `/health` answers at once, other requests wait for the app.
 """
 
@@ -28,9 +28,9 @@ for _path in (os.path.join(_HERE, "python"), _HERE):
 import gc  # noqa: E402
 
 if __name__ == "__main__":
-    # Start-up creates ~330,000 tracked objects that all live as long as the process (modules, classes,
-    # schemas), and the collector would walk them again and again: a fifth of the start-up time
-    # (bench/RESULTS.md, benchmark 9). tune_garbage_collector turns it back on once the app is built.
+    # What start-up allocates lives as long as the process (modules, classes, schemas): collecting it finds
+    # nothing to free. tune_garbage_collector turns the collector back on once the app is built (figures:
+    # docs/architecture.md, "Start-up").
     gc.disable()
 
 import asyncio  # noqa: E402
@@ -38,13 +38,13 @@ import signal  # noqa: E402
 
 from starlette.types import ASGIApp  # noqa: E402
 
-from app_settings import CallbackSettings, Settings, load_env, log_open_cors  # noqa: E402
-from config import ConfigError  # noqa: E402
-from identity.settings import log_waived_verification  # noqa: E402
 from server.logs import configure_logging  # noqa: E402
 from server.serving import serve  # noqa: E402
 from server.shutdown import Shutdown  # noqa: E402
 from server.starting import StartingApp  # noqa: E402
+from settings import CallbackSettings, ConfigError, Settings, load_env  # noqa: E402
+from settings.identity import log_waived_verification  # noqa: E402
+from settings.server import log_open_cors  # noqa: E402
 
 # Allocations between two young-generation collections (CPython's default: 700).
 GC_YOUNG_THRESHOLD = 20_000
@@ -66,13 +66,10 @@ def build_app(settings: Settings | CallbackSettings, shutdown: Shutdown) -> ASGI
 
 
 def tune_garbage_collector() -> None:
-    """Fewer and shorter collector pauses for a long-running server.
-
-    One streamed run allocates thousands of short-lived objects (LangChain messages, chunks, callbacks), so
-    with CPython's default threshold the collector ran several times a request and now and then walked the
-    whole heap. What is loaded by now is process-long (modules, the app, the settings): `gc.freeze()` takes
-    it out of every later collection.
-    """
+    """Fewer and shorter collector pauses for a long-running server: what is loaded by now is process-long
+    (modules, the app, the settings), so `gc.freeze()` takes it out of every later collection; a run's
+    short-lived objects (messages, chunks, callbacks) are collected young, with a threshold sized for a
+    request rather than CPython's default."""
     gc.collect()
     gc.freeze()
     _, older, oldest = gc.get_threshold()

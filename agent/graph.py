@@ -1,16 +1,19 @@
-"""Assembles the agent: model + tools + system prompt, for one set of per-request model settings.
+"""Assembles the agent once: model + tools + system prompt, and the request's model settings applied per call.
 
-What differs per request (model name, temperature, max tokens, stop sequences, seed) is set on the agent's own
-copy of the chat model, so the agent needs no per-call middleware. Agents are compiled once per distinct
-`RunOptions` (`AgentRunner` keeps a few) and shared by the requests that use them.
+What differs per request (model name, temperature, max tokens, stop sequences, seed) is the run's context
+(`RunOptions`, LangChain's `context_schema`); `RequestModelSettings` hands it to each model call as
+`ModelRequest.model_settings`, which the agent binds as invocation arguments: the API parameters of that one
+call. The model object and the compiled agent are the same for every request.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from langchain.agents import create_agent
+from langchain.agents.middleware import AgentMiddleware, ModelRequest, ModelResponse
 from langchain_core.language_models import BaseChatModel
 from langchain_core.tools import BaseTool
 from langgraph.graph.state import CompiledStateGraph
@@ -23,7 +26,7 @@ MODEL_NODE = "model"
 
 @dataclass(frozen=True)
 class RunOptions:
-    """The request's model settings; None means the model's default. Hashable: agents are cached by it."""
+    """The request's model settings; None means the model's default."""
 
     model: str | None = None
     temperature: float | None = None
@@ -31,14 +34,27 @@ class RunOptions:
     stop: tuple[str, ...] | None = None
     seed: int | None = None
 
+    def model_settings(self) -> dict[str, Any]:
+        """The settings given, as the chat-completions parameters of a call."""
+        settings = {"model": self.model, "temperature": self.temperature, "max_tokens": self.max_tokens,
+                    "stop": list(self.stop) if self.stop else None, "seed": self.seed}
+        return {name: value for name, value in settings.items() if value is not None}
 
-def build_agent(model: BaseChatModel, tools: Sequence[BaseTool], options: RunOptions) -> CompiledStateGraph:
-    """`create_agent` over a copy of `model` carrying the request's settings."""
-    fields = type(model).model_fields
-    settings = {"model_name" if "model_name" in fields else "model": options.model,
-                "temperature": options.temperature, "max_tokens": options.max_tokens,
-                "stop": list(options.stop) if options.stop else None, "seed": options.seed}
-    update = {name: value for name, value in settings.items() if value is not None and name in fields}
-    if update:
-        model = model.model_copy(update=update)  # shallow: shares the model's HTTP clients
-    return create_agent(model, list(tools), system_prompt=SYSTEM_PROMPT)
+
+class RequestModelSettings(AgentMiddleware[Any, RunOptions]):
+    """Each model call of a run gets the run's `RunOptions` as its model settings."""
+
+    async def awrap_model_call(self, request: ModelRequest[RunOptions],
+                               handler: Callable[[ModelRequest[RunOptions]], Awaitable[ModelResponse]],
+                               ) -> ModelResponse:
+        options = request.runtime.context
+        settings = options.model_settings() if options is not None else {}
+        if settings:
+            request = request.override(model_settings={**request.model_settings, **settings})
+        return await handler(request)
+
+
+def build_agent(model: BaseChatModel, tools: Sequence[BaseTool]) -> CompiledStateGraph:
+    """The one agent: run it with `context=RunOptions(...)`."""
+    return create_agent(model, list(tools), system_prompt=SYSTEM_PROMPT, middleware=[RequestModelSettings()],
+                        context_schema=RunOptions)

@@ -4,8 +4,8 @@ This is the one place that makes the model. With the default provider `openai` i
 OpenAI-compatible endpoint: configured directly (`MODEL_BASE_URL` + `MODEL_API_KEY`) or taken from an
 AgentRun model service (`MODEL_SERVICE_NAME`) through the control-plane action `GetModelService`, on the
 first request (no network call at start-up), once per process, with the SDK's pooled call
-(`outbound.sdk_call`). Another provider
-is `MODEL_NAME=<provider>:<model>` plus its LangChain package in requirements.in; it reads its own key.
+(`outbound.sdk_call`). Another provider is `MODEL_NAME=<provider>:<model>` plus its LangChain package in
+requirements.in; it reads its own key.
 """
 
 from __future__ import annotations
@@ -20,15 +20,13 @@ from alibabacloud_credentials.client import Client as CredentialClient
 from langchain.chat_models import init_chat_model
 from langchain_core.language_models import BaseChatModel
 
-from agent.settings import OPENAI_COMPATIBLE, AgentSettings
-from config import sdk_config
-from outbound import import_off_loop, sdk_call
+from outbound import import_off_loop, sdk_call, sdk_config
+from settings.agent import OPENAI_COMPATIBLE, AgentSettings
 
 if TYPE_CHECKING:
     from alibabacloud_agentrun20250910.client import Client as AgentRunClient
 
 log = logging.getLogger(__name__)
-
 
 
 @dataclass(frozen=True)
@@ -49,11 +47,15 @@ class DictChunkCompletions:
     """`AsyncOpenAI.chat.completions` for `ChatOpenAI(async_client=...)`, with streamed chunks left as dicts.
 
     The openai SDK builds a typed `ChatCompletionChunk` from every streamed chunk, and langchain-openai turns
-    each straight back into a dict: that round trip was most of the model stream's CPU and of the time to the
-    first token (bench/RESULTS.md). A streamed call is posted with `client.post`, the SDK's documented way to
-    make an untyped request (same client options, retries, errors and SSE parsing), so its chunks stay dicts,
-    which langchain-openai reads as they are. Calls with per-call options, calls that are not streamed, and
-    every other method go to the typed SDK unchanged.
+    each straight back into a dict; here that round trip never happens. A streamed call is posted with
+    `client.post`, the SDK's documented way to make an untyped request (same client options, retries, errors
+    and SSE parsing), so its chunks stay dicts, which langchain-openai reads as they are. Calls with per-call
+    options, calls that are not streamed, and every other method go to the typed SDK unchanged.
+
+    This is the one place that leans on a dependency's behaviour rather than its documented API (what
+    langchain-openai does with the `async_client` it is given): docs/architecture.md, "The one dependency
+    behaviour we lean on", says why it pays; tests/test_langchain_openai_contract.py pins exactly what it
+    relies on.
     """
 
     def __init__(self, client: openai.AsyncOpenAI) -> None:
@@ -78,10 +80,9 @@ class ModelProvider:
         self.settings = settings
         self._credential = credential  # the instance's own, signs GetModelService
         self._model: BaseChatModel | None = None
-        # The model's own SDK client and connection pool (the SDK's aiohttp client: it measured lower
-        # first-byte time and CPU than its httpx default here), opened on the event loop that serves requests
-        # and closed with the app (langchain-openai's default pool is shared by the whole process, whatever
-        # loop uses it).
+        # The model's own SDK client and connection pool (the SDK's aiohttp client), opened on the event loop
+        # that serves requests and closed with the app (langchain-openai's default pool is shared by the whole
+        # process, whatever loop uses it).
         self._sdk: openai.AsyncOpenAI | None = None
         self._endpoint: ModelEndpoint | None = None  # kept once resolved, even if making the model fails
         self._lock = asyncio.Lock()
@@ -101,8 +102,8 @@ class ModelProvider:
                                          http_client=openai.DefaultAioHttpClient(
                                              timeout=self.settings.timeout_seconds))
             try:
-                # In a thread: `init_chat_model` imports the provider's LangChain package at its first call
-                # (langchain-openai: ~0.06 s), which would stall the event loop during the first request.
+                # In a thread: `init_chat_model` imports the provider's LangChain package at its first call,
+                # which would stall the event loop during the first request.
                 self._model = await asyncio.to_thread(build_chat_model, self.settings, endpoint, sdk)
             except BaseException:
                 if sdk is not None:
@@ -115,7 +116,7 @@ class ModelProvider:
         if self._sdk is not None:
             await self._sdk.close()
 
-    async def model_names(self) -> tuple[str, ...]:
+    def model_names(self) -> tuple[str, ...]:
         """Names `GET /models` lists; the configured one first. Resolved only if already known."""
         names = [self.settings.model_name]
         if self._endpoint is not None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -105,28 +104,20 @@ class _Failed:
 
 _END = object()
 
-# Compiled agents kept, one per distinct model settings; building another takes about a millisecond.
-AGENT_CACHE_SIZE = 32
-
 
 class AgentRunner:
-    """The process-wide agents; each built on first use (the model endpoint may need a lookup first)."""
+    """The process-wide agent, built on first use (the model endpoint may need a lookup first)."""
 
     def __init__(self, provider: ModelProvider, tools: Sequence[BaseTool]) -> None:
         self.provider = provider
         self.tools = list(tools)
-        self._agents: OrderedDict[RunOptions, CompiledStateGraph] = OrderedDict()  # least recently used first
+        self._agent: CompiledStateGraph | None = None
 
-    async def agent(self, options: RunOptions) -> CompiledStateGraph:
-        agent = self._agents.get(options)
-        if agent is None:
-            agent = build_agent(await self.provider.chat_model(), self.tools, options)
-            self._agents[options] = agent
-            if len(self._agents) > AGENT_CACHE_SIZE:
-                self._agents.popitem(last=False)
-        else:
-            self._agents.move_to_end(options)
-        return agent
+    async def agent(self) -> CompiledStateGraph:
+        if self._agent is None:
+            model = await self.provider.chat_model()
+            self._agent = self._agent or build_agent(model, self.tools)
+        return self._agent
 
     async def run(self, messages: list[BaseMessage], options: RunOptions, scope: RequestScope,
                   keepalive_seconds: float | None = None) -> AsyncIterator[RunItem]:
@@ -155,9 +146,10 @@ class AgentRunner:
                        scope: RequestScope) -> None:
         tracker = _RunTracker()
         try:
-            agent = await self.agent(options)
+            agent = await self.agent()
             with scope(queue.put):
-                async for message, metadata in agent.astream({"messages": messages}, stream_mode="messages"):
+                async for message, metadata in agent.astream({"messages": messages}, context=options,
+                                                             stream_mode="messages"):
                     for item in tracker.translate(message, metadata):
                         queue.put_nowait(item)
             queue.put_nowait(Finished(tracker.finish_reason, tracker.usage))

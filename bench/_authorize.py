@@ -21,9 +21,9 @@ async def authorize_users(env: Mapping[str, str], user_tokens: list[str], *, con
     from identity.context import RequestContext, bind_request_context, reset_request_context
     from identity.errors import AuthorizationPending
     from identity.service import AgentIdentity
-    from identity.settings import IdentitySettings
+    from settings.identity import IdentitySettings
     from tools.dingtalk import DINGTALK, SCOPES
-    from tools.settings import ToolSettings
+    from settings.tools import ToolSettings
 
     identity = AgentIdentity(IdentitySettings.from_env(env))
     dingtalk = ToolSettings.from_env(env).oauth2[DINGTALK.env_prefix]

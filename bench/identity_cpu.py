@@ -38,7 +38,7 @@ async def timed(call: Awaitable[Any], samples: list[float]) -> None:
 async def ours(cloud: Cloud, jwts: list[str]) -> list[float]:
     from identity.context import RequestContext, bind_request_context, reset_request_context
     from identity.service import AgentIdentity
-    from identity.settings import IdentitySettings
+    from settings.identity import IdentitySettings
 
     identity = AgentIdentity(IdentitySettings.from_env(cloud.env))
     callers = [await identity.authenticate(f"Bearer {jwt}") for jwt in jwts]  # the JWT check is not a call
@@ -60,7 +60,7 @@ async def sdk_async(cloud: Cloud, jwts: list[str]) -> list[float]:
     from alibabacloud_agentidentitydata20251127.client import Client as DataClient
     from alibabacloud_agentidentitydata20251127.models import GetWorkloadAccessTokenForJWTRequest
 
-    from config import sdk_config
+    from outbound import sdk_config
     from identity.credentials import instance_credential_client
 
     env = cloud.env

@@ -25,12 +25,13 @@ async def run(info: dict[str, Any], user_tokens: list[str], requests_per_user: i
     from bench._harness import drive
     from identity.context import RequestContext, bind_request_context, reset_request_context
     from identity.service import AgentIdentity
-    from identity.settings import IdentitySettings
-    from tools.settings import ToolSettings
+    from settings.identity import IdentitySettings
+    from settings.tools import ToolSettings
+    from tools.toolbox import Toolbox
 
     env = info["env"]
     identity = AgentIdentity(IdentitySettings.from_env(env))
-    toolbox = tools.Toolbox(identity, ToolSettings.from_env(env))
+    toolbox = Toolbox(identity, ToolSettings.from_env(env), tools.TOOLS)
     by_name = {tool.name: tool for tool in toolbox.tools}
     write_tool, identity_tool = by_name[WRITE_TOOL], by_name[IDENTITY_TOOL]
 

@@ -10,6 +10,9 @@ same user, after which GetResourceOAuth2Token with that `SessionURI` returns the
 a vault per (user, provider, scopes); an expired one is refreshed silently (the real service holds the
 refresh token, docs/services.md, DingTalk), a revoked one needs a new authorization.
 
+Emulator-only: `GET /emulator/issued` lists every workload access token, provider token and STS credential
+issued so far (secrets included: tests look for them where they must never appear).
+
 Choices where the real behaviour is not published (error codes beyond `InvalidParameter.JsonWebToken`,
 lifetimes, `SessionStatus` values, the `SessionURI` format, ARNs, the CustomState limit, single-use links,
 completion with the original JWT only) live in emulators/chosen.py.
@@ -28,7 +31,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import jwt
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from emulators._server import Faults, emulator_app
@@ -176,9 +179,23 @@ class AgentIdentityEmulator:
         routes = [
             rpc_endpoint(verifier, actions, anonymous=frozenset({"AssumeRoleForWorkloadIdentity"})),
             Route("/oauth2/authorize", self._consent, methods=["GET", "POST"]),
+            Route("/emulator/issued", self._issued, methods=["GET"]),
         ]
         self.app = emulator_app("agent_identity", routes, render_acs_error,
                                 on_expire_tokens=self.expire_tokens, faults=faults)
+
+    async def _issued(self, _: Request) -> Response:
+        """Emulator-only: every credential issued so far, secrets included (they are the emulator's own),
+        so tests can look for them where they must never appear."""
+        grants = [{"token": token, "user": grant.user} for token, grant in self._grants.items()]
+        provider_tokens = [{"token": key, "subject": record.subject,
+                            "provider": record.details.get("provider")}
+                           for key, record in self._provider_tokens.records()]
+        sts = [{"access_key_id": key, "access_key_secret": record.secret, "subject": record.subject,
+                "security_token": record.details.get("security_token"),
+                "policy": record.details.get("policy")} for key, record in self._sts.records()]
+        return JSONResponse({"workload_access_tokens": grants, "provider_tokens": provider_tokens,
+                             "sts_credentials": sts})
 
     def expire_tokens(self) -> None:
         """Fault injection: every workload token, STS credential and vaulted provider token expires now."""

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from emulators._server import Faults, ServerGroup
@@ -30,14 +30,18 @@ from emulators.oss import OssEmulator, role_policy, sample_buckets
 from emulators.registry import CredentialRegistry
 from emulators.sts import RamUser, StsEmulator
 
+if TYPE_CHECKING:
+    from tools.tool import OAuth2Provider
+
 EMULATORS = ("idp", "agent_identity", "sts", "dingtalk", "model", "agentrun", "oss")
 BROWSER_FACING = ("idp", "agent_identity")  # sign-in and consent pages: also served over plain HTTP
 DEFAULT_RETURN_URL = "http://localhost:8090/callback"
 APP_REDIRECT_URI = "http://localhost:8090"
 REGION = "cn-hangzhou"
 WORKLOAD_IDENTITY_NAME = "local-agent"
-DINGTALK_PROVIDER = "dingtalk-oauth"
-DINGTALK_SCOPES = ("openid", "corpid")  # docs/services.md, DingTalk
+# The providers' APIs emulated here, by env_prefix; another provider's tools get their credential provider in
+# Agent Identity (consent works) and call its real API base.
+EMULATED_APIS = {"DINGTALK": "dingtalk"}
 MODEL_SERVICE_NAME = "local-qwen"
 MODEL_SERVICE_WITH_CREDENTIAL = "local-qwen-stored-key"  # its key is a stored credential, read with GetCredential
 MODEL_CREDENTIAL_NAME = "local-qwen-key"
@@ -146,6 +150,11 @@ class LocalCloud:
         body = urlencode({"grant_type": "password", "username": sub}).encode()
         return json.loads(self._post(f"{self.url('idp')}/token", body))["id_token"]
 
+    def issued(self) -> dict[str, list[dict[str, Any]]]:
+        """Every credential Agent Identity's emulator issued so far (`GET /emulator/issued`)."""
+        with self._http.open(f"{self.url('agent_identity')}/emulator/issued", timeout=10) as response:
+            return json.loads(response.read())
+
     def stop(self) -> None:
         self._group.stop()
 
@@ -197,7 +206,9 @@ def start_local_cloud(return_urls: Iterable[str] = (), faults: Mapping[str, Mapp
         group.browser_url("agent_identity"), verifier=verifier(),
         users=(UserJwtValidator(users_idp.jwks, users_idp.issuer, users_idp.audience) if users_idp
                else UserJwtValidator(idp.jwks, idp.issuer, idp.audience)),
-        workload=workload, providers=[CredentialProvider(DINGTALK_PROVIDER, "DingTalk", DINGTALK_SCOPES)],
+        workload=workload,
+        providers=[CredentialProvider(credential_provider_name(provider), provider.label, scopes)
+                   for provider, scopes in tools_providers().items()],
         provider_tokens=dingtalk_tokens, sts_credentials=sts_credentials)
     if workload_token_ttl_s is not None:
         agent_identity.workload_token_ttl_s = workload_token_ttl_s
@@ -230,8 +241,7 @@ def start_local_cloud(return_urls: Iterable[str] = (), faults: Mapping[str, Mapp
         "INBOUND_JWKS_URL": f"{urls['idp']}/jwks",
         "INBOUND_JWT_ISSUER": idp.issuer,
         "INBOUND_JWT_AUDIENCE": idp.audience,
-        "DINGTALK_API_BASE": urls["dingtalk"],
-        "DINGTALK_CREDENTIAL_PROVIDER_NAME": DINGTALK_PROVIDER,
+        **provider_env(urls),
         "STS_ENDPOINT": urls["sts"],
         "OSS_ENDPOINT": urls["oss"],
         "OSS_REGION": REGION,
@@ -257,7 +267,7 @@ def start_local_cloud(return_urls: Iterable[str] = (), faults: Mapping[str, Mapp
         "account_id": account_id,
         "region": REGION,
         "workload_identity_name": WORKLOAD_IDENTITY_NAME,
-        "dingtalk_provider": DINGTALK_PROVIDER,
+        "dingtalk_provider": env["DINGTALK_CREDENTIAL_PROVIDER_NAME"],
         "return_urls": list(registered),
         "idp_issuer": idp.issuer,
         "idp_audience": idp.audience,
@@ -271,6 +281,31 @@ def start_local_cloud(return_urls: Iterable[str] = (), faults: Mapping[str, Mapp
     group.start()
     return LocalCloud(group, info, idp=idp, agent_identity=agent_identity, model=model,
                       dingtalk_tokens=dingtalk_tokens, sts_credentials=sts_credentials, oss=oss)
+
+
+def tools_providers() -> dict[OAuth2Provider, tuple[str, ...]]:
+    """The OAuth2 providers of the product's tools, with their scopes. Imported when the emulators start, not
+    with this module: the tools pull in SDKs whose HTTP stacks read `SSL_CERT_FILE` when first imported."""
+    from tools import TOOLS
+    from tools.tool import oauth2_providers
+
+    return oauth2_providers(TOOLS)
+
+
+def credential_provider_name(provider: OAuth2Provider) -> str:
+    """The emulated Agent Identity credential provider of `provider`: `dingtalk-oauth` for DINGTALK."""
+    return provider.env_prefix.lower().replace("_", "-") + "-oauth"
+
+
+def provider_env(urls: Mapping[str, str]) -> dict[str, str]:
+    """The variables of every OAuth2 provider the tools use: its credential provider here, and its API base
+    where an emulator serves it."""
+    env: dict[str, str] = {}
+    for provider in tools_providers():
+        env[f"{provider.env_prefix}_CREDENTIAL_PROVIDER_NAME"] = credential_provider_name(provider)
+        if provider.env_prefix in EMULATED_APIS:
+            env[f"{provider.env_prefix}_API_BASE"] = urls[EMULATED_APIS[provider.env_prefix]]
+    return env
 
 
 def _digits(n: int) -> str:

@@ -1,8 +1,11 @@
-"""A local DingTalk open API: overwrite a document's content with a user access token.
+"""A local DingTalk open API: overwrite a document's content, and read the user's own profile, with a user access
+token.
 
-Only the one call the product makes is served, with DingTalk's wire format (docs/services.md, DingTalk):
+Only the calls the product makes are served, with DingTalk's wire format (docs/services.md, DingTalk):
 `POST /v2.0/doc/me/suites/documents/{docKey}/overwriteContent`, header `x-acs-dingtalk-access-token`,
-JSON `{"dataType":"markdown","content":"..."}`. Tokens are accepted only if the Agent Identity emulator issued
+JSON `{"dataType":"markdown","content":"..."}`; `GET /v1.0/contact/users/me` with the same header, answering
+`{"nick","avatarUrl","mobile","openId","unionId","email","stateCode"}` (app permission `Contact.User.Read`).
+Tokens are accepted only if the Agent Identity emulator issued
 them (the shared `CredentialRegistry`), recorded a `provider`, and they are neither expired nor revoked.
 
 As DingTalk answers (public probe logs of api.dingtalk.com, the SDK's models, DingTalk's limit docs):
@@ -13,7 +16,8 @@ As DingTalk answers (public probe logs of api.dingtalk.com, the SDK's models, Di
   `accessdenieddetail` (given when the issuer recorded a `permissions` list without `Document.Document.Write`:
   DingTalk checks the app's permission, not the user token's scopes);
 - success: `{"data": {...}}` (the SDK model `DocUpdateContentWithDelegatedPermissionResponseBody`).
-Chosen where DingTalk does not say: the throttle answer's `Retry-After: 1` header (the shared fault
+Chosen where DingTalk does not say: the profile's `nick` is the token's subject, its ids are derived from it,
+and `mobile`, `email` and `avatarUrl` are left out (DingTalk leaves out what the app may not read); the throttle answer's `Retry-After: 1` header (the shared fault
 machinery adds it; DingTalk documents none, and the product works either way); the content of `data` is
 empty; any well-formed docKey names a document (created on first write); other error codes follow the
 `{"code","requestid","message"}` shape.
@@ -25,6 +29,7 @@ Emulator-only routes: `GET /emulator/documents/{docKey}` -> `{"content","dataTyp
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import uuid
@@ -37,10 +42,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from emulators._server import emulator_app
-from emulators.registry import CredentialRegistry
+from emulators.registry import CredentialRegistry, Issued
 
 MAX_CONTENT_CHARS = 50_000
 WRITE_PERMISSION = "Document.Document.Write"
+PROFILE_PERMISSION = "Contact.User.Read"
 TOKEN_HEADER = "x-acs-dingtalk-access-token"
 DATA_TYPES = ("markdown",)
 # docKey / dentryUuid values are short URL-safe ids (e.g. "Z90D4da"); anything else cannot be one.
@@ -71,11 +77,13 @@ class DingTalkEmulator:
         return [
             Route("/v2.0/doc/me/suites/documents/{docKey}/overwriteContent", self._overwrite_content,
                   methods=["POST"]),
+            Route("/v1.0/contact/users/me", self._get_my_profile, methods=["GET"]),
             Route("/emulator/documents/{docKey}", self._get_document, methods=["GET"]),
             Route("/emulator/revoke", self._revoke, methods=["POST"]),
         ]
 
-    async def _overwrite_content(self, request: Request) -> Response:
+    def _authorized(self, request: Request, permission: str) -> Issued | Response:
+        """The token's record, or DingTalk's refusal: no token, a dead one, or an app without `permission`."""
         token = request.headers.get(TOKEN_HEADER, "").strip()
         if not token:
             return dingtalk_error(400, "AuthenticationFailed.MissingParameter",
@@ -85,10 +93,24 @@ class DingTalkEmulator:
             # One answer for unknown, expired and revoked: DingTalk does not tell them apart either.
             return dingtalk_error(400, "InvalidAuthentication", "不合法的access_token")
         permissions = record.details.get("permissions")
-        if permissions is not None and WRITE_PERMISSION not in permissions:
+        if permissions is not None and permission not in permissions:
             return dingtalk_error(403, "Forbidden.AccessDenied.AccessTokenPermissionDenied",
-                                  f"没有调用该接口的权限，接口权限申请参考：{WRITE_PERMISSION}",
-                                  accessdenieddetail={"requiredScopes": [WRITE_PERMISSION]})
+                                  f"没有调用该接口的权限，接口权限申请参考：{permission}",
+                                  accessdenieddetail={"requiredScopes": [permission]})
+        return record
+
+    async def _get_my_profile(self, request: Request) -> Response:
+        record = self._authorized(request, PROFILE_PERMISSION)
+        if isinstance(record, Response):
+            return record
+        digest = hashlib.sha256(record.subject.encode()).hexdigest()
+        return JSONResponse({"nick": record.subject, "openId": digest[:24], "unionId": digest[24:48],
+                             "stateCode": "86"}, headers=_request_id_header())
+
+    async def _overwrite_content(self, request: Request) -> Response:
+        record = self._authorized(request, WRITE_PERMISSION)
+        if isinstance(record, Response):
+            return record
         doc_key = request.path_params["docKey"]
         if not DOC_KEY.match(doc_key):
             return dingtalk_error(400, "InvalidParameter.DocKey", "docKey is invalid.")

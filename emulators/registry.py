@@ -42,6 +42,10 @@ class CredentialRegistry:
         self._by_key[key] = record
         return key, record
 
+    def records(self) -> list[tuple[str, Issued]]:
+        """Every credential issued so far, with its key, in issue order."""
+        return list(self._by_key.items())
+
     def get(self, key: str) -> Issued | None:
         """The record for `key`, valid or not (callers tell 'unknown' from 'expired')."""
         return self._by_key.get(key)

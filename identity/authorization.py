@@ -3,7 +3,7 @@
 It only speeds things up and carries what the callback saw: a callback served by this same process wakes
 the waiting poll at once ("completed"), or ends it with the refusal or error the provider reported. Nothing
 here is needed for correctness across instances: a waiting poll also asks Agent Identity, which is the state
-every instance shares (see identity/service.py, `_wait_for_user`).
+every instance shares (see identity/oauth2_tokens.py, `_wait_for_user`).
 """
 
 from __future__ import annotations

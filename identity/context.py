@@ -1,11 +1,11 @@
-"""The per-request identity context: who is calling, on which session, and where to send events.
+"""The per-request identity context: who is calling (the verified JWT, its subject and claims), on which
+session, and where to send events.
 
-The request handler binds it once per request with `bind_request_context`. The caller's verified JWT, its
-subject and the session id are handed to the Agent Identity SDK's own context (`AgentIdentityContext`: the
-entry point the SDK's helpers read, contextvars, no I/O), and identity/ reads them back from there; tools
-never take or see the JWT. What the SDK's context has no slot for (the verified claims, the event sink,
-whether the request can wait for consent) travels beside it in `RequestContext`. Contextvars, because every
-task the agent spawns for a request copies them and concurrent requests never see each other's.
+The request handler binds it once per request with `bind_request_context`, and identity/ reads the caller
+from it and from nowhere else; tools never take or see the JWT. The Agent Identity SDK's own context
+(`AgentIdentityContext`) is left alone: it is what the SDK's helpers read, and none runs on the request path,
+so a copy of the JWT there would only be one more place for it. A contextvar, because every task the agent
+spawns for a request copies it and concurrent requests never see each other's.
 """
 
 from __future__ import annotations
@@ -15,11 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent_identity_python_sdk.context import AgentIdentityContext
-
 from identity.errors import NoRequestContext
-
-MAX_SESSION_ID_LENGTH = 128  # a session id travels inside the sealed OAuth2 state and in log lines
 
 
 @dataclass(frozen=True)
@@ -72,17 +68,12 @@ _current: contextvars.ContextVar[RequestContext] = contextvars.ContextVar("ident
 
 
 def bind_request_context(ctx: RequestContext) -> BoundContext:
-    """Make `ctx` the current request's identity: the SDK's context gets the JWT, the subject and the session
-    id (as the custom state, where the SDK's own sample puts it)."""
-    AgentIdentityContext.set_user_token(ctx.caller.token)
-    AgentIdentityContext.set_user_id(ctx.caller.sub)
-    AgentIdentityContext.set_custom_state((ctx.session_id or "")[:MAX_SESSION_ID_LENGTH])
+    """Make `ctx` the current request's identity."""
     return BoundContext(_current.set(ctx))
 
 
 def reset_request_context(bound: BoundContext) -> None:
-    """Unbind: the SDK's context is emptied and ours is back to what it was."""
-    AgentIdentityContext.clear()
+    """Unbind: the context is back to what it was."""
     _current.reset(bound.token)
 
 
@@ -92,17 +83,3 @@ def current_request_context() -> RequestContext:
         return _current.get()
     except LookupError:
         raise NoRequestContext() from None
-
-
-def current_user_token() -> str:
-    """The current caller's verified JWT, from the SDK's context; raises NoRequestContext outside a
-    request."""
-    token = AgentIdentityContext.get_user_token()
-    if not token:
-        raise NoRequestContext()
-    return token
-
-
-def current_session_id() -> str:
-    """The current request's session id ("" when the client sent none), from the SDK's context."""
-    return AgentIdentityContext.get_custom_state() or ""

@@ -20,7 +20,7 @@ import jwt
 from identity.cache import ExpiringLru, token_key
 from identity.context import Caller
 from identity.errors import IdentityUnavailable, InvalidCallerToken
-from identity.settings import IdentitySettings
+from settings.identity import IdentitySettings
 
 log = logging.getLogger(__name__)
 
@@ -285,7 +285,7 @@ class JwtVerifier:
         return claims
 
     async def _unverified(self, token: str, algorithm: str) -> dict[str, Any]:
-        """The gateway verified the signature (see identity.settings.log_waived_verification); still insist
+        """The gateway verified the signature (see settings.identity.log_waived_verification); still insist
         on a well-formed, unexpired JWT."""
         return jwt.decode(token, algorithms=[algorithm], **self._claim_checks(),
                           options={"verify_signature": False, "verify_exp": True, "verify_nbf": True,

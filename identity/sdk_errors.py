@@ -3,7 +3,7 @@
 An SDK exception's string can contain the request it sent (user JWT, workload token, security token), so
 only its structured fields are read: HTTP status, service error code and request id. `failure_kind` is the
 one classification; `translate` turns an Agent Identity failure into our typed errors with it, and
-tools/aliyun.py words an Alibaba Cloud API failure for the user with it.
+tools/toolbox.py words an Alibaba Cloud API failure for the user with it.
 """
 
 from __future__ import annotations

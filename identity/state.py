@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 
 from identity.sealed import Sealer, Unsealable
 
-MAX_STATE_LENGTH = 4096
-
 
 class InvalidState(Exception):
     """The state is malformed, forged or expired. The message is safe to show."""
@@ -35,7 +33,6 @@ class FlowState:
     flow_id: str  # random; names the flow in logs and in this process's bookkeeping
     user_jwt: str = field(repr=False)
     expires_at: int
-    session_id: str = ""  # the chat session that asked (AgentIdentityContext's custom state): for the logs
 
 
 class FlowStates:
@@ -44,11 +41,11 @@ class FlowStates:
     def __init__(self, secret: str, clock: Callable[[], float] = time.time) -> None:
         self._sealer = Sealer(secret, "oauth2-custom-state", clock)
 
-    def issue(self, *, sub: str, user_jwt: str, provider: str, purpose: str, ttl_seconds: float,
-              session_id: str = "") -> tuple[str, FlowState]:
+    def issue(self, *, sub: str, user_jwt: str, provider: str, purpose: str,
+              ttl_seconds: float) -> tuple[str, FlowState]:
         flow_id = secrets.token_urlsafe(12)
         value = self._sealer.seal({"sub": sub, "jwt": user_jwt, "prv": provider, "pur": purpose,
-                                   "fid": flow_id, "sid": session_id}, ttl_seconds)
+                                   "fid": flow_id}, ttl_seconds)
         return value, self.open(value)
 
     def open(self, value: str) -> FlowState:
@@ -57,8 +54,7 @@ class FlowStates:
             document = self._sealer.open(value)
             return FlowState(sub=str(document["sub"]), provider=str(document["prv"]),
                              purpose=str(document["pur"]), flow_id=str(document["fid"]),
-                             user_jwt=str(document["jwt"]), expires_at=int(document["exp"]),
-                             session_id=str(document.get("sid") or ""))
+                             user_jwt=str(document["jwt"]), expires_at=int(document["exp"]))
         except Unsealable as failure:
             if failure.expired:
                 raise InvalidState("The authorization link has expired. Ask the assistant again for a new "

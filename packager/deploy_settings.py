@@ -1,35 +1,23 @@
-"""The exact settings a person enters in the AgentRun console for the zip we built."""
+"""The exact settings a person enters in the AgentRun console for the zip we built. The variables come from
+the settings themselves (`settings.console_variables`): every one required in production, and every one the
+settings mark as worth setting, each with its hint."""
 
 from __future__ import annotations
 
 from packager.build import BuiltPackage
+from settings import console_variables
 
-# (variable, what to put there). Values are placeholders: real secrets are typed into the console, never here.
-REQUIRED_VARIABLES = (
-    ("AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME", "the workload identity you created for this agent"),
-    ("AGENT_IDENTITY_REGION_ID", "the region of your Agent Identity resources, e.g. cn-beijing"),
-    ("IDENTITY_STATE_SECRET", 'a random secret: python3 -c "import secrets; print(secrets.token_urlsafe(32))"'),
-    ("APP_REDIRECT_URI", "the callback deployment's public https URL; register <it>/callback as a return URL"),
-    ("INBOUND_JWKS_URL", "your identity provider's jwks_uri"),
-    ("INBOUND_JWT_ISSUER", "the iss of your users' JWTs"),
-    ("INBOUND_JWT_AUDIENCE", "the aud of your users' JWTs"),
-    ("DINGTALK_CREDENTIAL_PROVIDER_NAME", "the DingTalk OAuth2 credential provider in Agent Identity"),
-    ("MODEL_API_KEY", "your DashScope API key (or set MODEL_SERVICE_NAME to use an AgentRun model service)"),
-    ("CALLBACK_OIDC_CLIENT_ID", "the OAuth client of your IdP that the callback signs browsers in with"),
-    ("CALLBACK_OIDC_CLIENT_SECRET", "its secret; register <APP_REDIRECT_URI>/callback/signed-in as its redirect URI"),
-)
-AGENT_VARIABLES = tuple(name for name, _ in REQUIRED_VARIABLES)
-# The callback deployment (`python3 app.py callback`) needs only these; with the same values as the agent's.
-CALLBACK_VARIABLES = ("IDENTITY_STATE_SECRET", "APP_REDIRECT_URI", "AGENT_IDENTITY_REGION_ID", "INBOUND_JWKS_URL",
-                      "INBOUND_JWT_ISSUER", "CALLBACK_OIDC_CLIENT_ID", "CALLBACK_OIDC_CLIENT_SECRET")
-OPTIONAL_VARIABLES = ("MODEL_NAME (qwen-plus)", "MODEL_BASE_URL", "DINGTALK_SCOPES (openid corpid)",
-                      "AUTHORIZATION_TIMEOUT_SECONDS (300)", "LOG_LEVEL (INFO)")
+# What the operator sets on each deployment (README, "Package and deploy to AgentRun", holds the same table).
+AGENT_VARIABLES = tuple(console_variables())
+CALLBACK_VARIABLES = tuple(console_variables(callback=True))
 
 
 def console_settings(package: BuiltPackage) -> str:
-    """A block of text to copy into the AgentRun console, field by field."""
-    width = max(len(name) for name, _ in REQUIRED_VARIABLES)
-    variables = "\n".join(f"    {name.ljust(width)}  = <{hint}>" for name, hint in REQUIRED_VARIABLES)
+    """A block of text to copy into the AgentRun console, field by field. Values are placeholders: real
+    secrets are typed into the console, never here."""
+    agent = console_variables()
+    width = max(len(name) for name in agent)
+    variables = "\n".join(f"    {name.ljust(width)}  = <{hint}>" for name, hint in agent.items())
     return f"""
 AgentRun console settings (Agent runtime -> create -> code package):
   Code package       : upload {package.path} ({package.size_bytes / 2**20:.1f} MiB)
@@ -41,7 +29,7 @@ AgentRun console settings (Agent runtime -> create -> code package):
                        (do NOT set ALIBABA_CLOUD_ACCESS_KEY_* yourself)
   Environment variables:
 {variables}
-  Optional: {", ".join(OPTIONAL_VARIABLES)}
+  Optional: every other variable of .env.example (README, "Configuration"), e.g. MODEL_NAME (qwen-plus).
   Not needed: PYTHONPATH (app.py adds /code/python itself), PORT (9000 is the default).
 
 The authorization callback: a second agent runtime from the same zip, reachable by browsers (anonymous access,

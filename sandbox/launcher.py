@@ -1,6 +1,6 @@
 """Starts the emulated cloud, the real agent app wired to it with the chat page, and the callback process.
 
-The agent app is built by `app.create_app(env)` exactly as in production; only local extras are added here:
+The agent app is built by `wiring.agent_app.create_app(env)` exactly as in production; only local extras are added here:
 the static chat page at `/chat/`, its configuration at `/sandbox/config`, and a read-only view of the emulated
 DingTalk documents (same origin, so the page needs no CORS). The OAuth2 callback runs as production runs it
 on AgentRun: `python app.py callback`, a process of its own that signs the browser in at the (emulated) IdP.

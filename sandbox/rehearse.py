@@ -28,8 +28,8 @@ from pathlib import Path
 import httpx
 
 from emulators import LocalCloud, start_local_cloud
-from packager.deploy_settings import AGENT_VARIABLES, CALLBACK_VARIABLES
 from packager.bytecode import find_interpreter
+from packager.deploy_settings import AGENT_VARIABLES, CALLBACK_VARIABLES
 from sandbox.browser import LinkFollowingBrowser, page_title
 from sandbox.launcher import DEMO_DOCUMENT, EXAMPLE_PROMPT
 from sandbox.process import app_process, free_port

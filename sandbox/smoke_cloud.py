@@ -44,11 +44,10 @@ from alibabacloud_credentials.client import Client as CredentialClient
 from alibabacloud_credentials.models import Config as CredentialConfig
 from alibabacloud_sts20150401.client import Client as StsClient
 
-from config import sdk_config
 from identity.credentials import StsCredential
-from identity.settings import IdentitySettings
-from outbound import sdk_call
-from tools.settings import ToolSettings
+from outbound import sdk_call, sdk_config
+from settings.identity import IdentitySettings
+from settings.tools import ToolSettings
 
 if TYPE_CHECKING:
     from identity.service import AgentIdentity
@@ -91,10 +90,10 @@ class Skip(Exception):
 
 async def run(env: Mapping[str, str], results: Results, *, agent_url: str = "", dingtalk_doc: str = "doc123",
               probe_custom_state: bool = True, probe_token_seconds: float = 0.0) -> None:
-    from config import ConfigError
     from identity.context import RequestContext, bind_request_context
     from identity.errors import AuthorizationPending, IdentityError
     from identity.service import AgentIdentity
+    from settings import ConfigError
 
     async def step(name: str, action: Callable[[], Awaitable[str]]) -> bool:
         started = time.perf_counter()
@@ -389,7 +388,7 @@ def _json(response: httpx.Response) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
-    from app_settings import load_env
+    from settings import load_env
 
     parser = argparse.ArgumentParser(prog="./scripts/smoke-cloud", description=__doc__.split("\n\n")[0])
     parser.add_argument("--agent-url", default="", help="the deployed agent's public endpoint ($BASE)")

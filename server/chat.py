@@ -33,7 +33,7 @@ class ChatCompletions(AgentRoute):
 
     async def answer(self, entry: RequestLog, caller: Caller, chat: ChatCompletionRequest,
                      outcome: RunOutcome) -> Response:
-        known = await self.provider.model_names()
+        known = self.provider.model_names()
         model = chat.model if chat.model in known else self.provider.settings.model_name
         entry.model, entry.stream = model, chat.streamed
         options = RunOptions(model=model, temperature=chat.temperature, max_tokens=chat.token_limit,

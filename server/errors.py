@@ -12,7 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from starlette.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 
 
 @dataclass
@@ -36,6 +38,15 @@ class ApiError(Exception):
         """This error as an HTTP response, with its own headers and any `headers` added."""
         return JSONResponse(self.body(), status_code=self.status,
                             headers={**(self.headers or {}), **(headers or {})})
+
+
+async def http_error(_: Request, error: Exception) -> Response:
+    """Unknown paths and unserved methods (Starlette's HTTPException) in the OpenAI shape, with the
+    exception's headers (405's Allow): the handler of every app here, the agent's and the callback's."""
+    assert isinstance(error, StarletteHTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code)
+    api = ApiError(error.status_code, str(error.detail), "invalid_request_error", code)
+    return api.response(headers=error.headers)
 
 
 def describe(exc: BaseException) -> str:

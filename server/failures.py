@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from agent.model import ModelUnavailable
 from identity.errors import IdentityError
 from outbound import untrusted_certificate
-from server.errors import ApiError, chain, describe
+from server.errors import ApiError, chain, describe, http_error
 
 log = logging.getLogger(__name__)
 
@@ -106,12 +106,6 @@ def install_error_handlers(app: FastAPI) -> None:
         api = error if isinstance(error, ApiError) else classify(error)
         request.state.request_log.error = api.code
         return api.response()
-
-    async def http_error(_: Request, error: Exception) -> Response:
-        assert isinstance(error, StarletteHTTPException)
-        code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code)
-        api = ApiError(error.status_code, str(error.detail), "invalid_request_error", code)
-        return api.response(headers=error.headers)  # e.g. 405's Allow
 
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(IdentityError, api_error)

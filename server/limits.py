@@ -5,27 +5,21 @@ request once the process is stopping. Each refusal is an OpenAI-shaped error wit
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
-
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.errors import ApiError
+from server.health import HEALTH_PATH
 from server.shutdown import Shutdown, restarting_error
+from settings.server import Limits
 
 # Always answered, even when the instance is full: a failing probe would have the platform kill a busy
 # instance.
-UNLIMITED_PATHS = frozenset({"/health"})
+UNLIMITED_PATHS = frozenset({HEALTH_PATH})
 
 
 def busy_error() -> ApiError:
     return ApiError(503, "The service is at its concurrency limit; retry in a moment.", "server_error",
                     "server_busy", headers={"Retry-After": "1"})
-
-
-@dataclass(frozen=True)
-class Limits:
-    max_concurrent_requests: int
-    body_timeout_seconds: float
 
 
 class AdmissionLimits:

@@ -13,23 +13,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from dataclasses import dataclass
-
 from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config
 from starlette.types import ASGIApp
 
 from server.shutdown import Shutdown
+from settings.server import ServerLimits
 
 log = logging.getLogger("app")
-
-
-@dataclass(frozen=True)
-class ServerLimits:
-    max_header_bytes: int
-    header_timeout_seconds: float
-    shutdown_grace_seconds: float
-    backlog: int = 2048  # connections the kernel queues before accept: a burst of hundreds of clients
 
 
 def hypercorn_config(limits: ServerLimits, bind: str) -> Config:

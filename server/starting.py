@@ -1,6 +1,6 @@
 """The port opens before the agent is loaded.
 
-Importing LangChain, the model client and the SDKs takes about a second on Python 3.12 (bench/RESULTS.md,
+Importing LangChain, the model client and the SDKs is most of the start (figures: bench/RESULTS.md,
 benchmark 9). `python app.py` reads and checks its settings, opens its port with a `StartingApp`, and builds
 the real app in a thread meanwhile: the platform's health check passes at once, and the first request's own
 work (reading its body, verifying its JWT, fetching the IdP's keys) overlaps the import instead of following
@@ -15,17 +15,15 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.errors import ApiError, describe
+from server.health import HEALTH_METHODS, HEALTH_PATH, health_response
 from server.limits import busy_error
 from server.shutdown import Shutdown, restarting_error
 
 log = logging.getLogger("app")
-
-HEALTH_PATH = "/health"
-
 
 def start_failed_error() -> ApiError:
     return ApiError(503, "The service failed to start; please try again in a moment.", "server_error",
@@ -147,7 +145,7 @@ async def _first(*waits: Coroutine[Any, Any, Any]) -> None:
 
 def _health(method: str) -> Response:
     """As the built app answers `/health` (and a method it has no route for)."""
-    if method not in ("GET", "HEAD"):
+    if method not in HEALTH_METHODS:
         return ApiError(405, "Method Not Allowed", code="method_not_allowed").response(
-            headers={"Allow": "GET, HEAD"})
-    return JSONResponse({"status": "ok"})
+            headers={"Allow": ", ".join(HEALTH_METHODS)})
+    return health_response()

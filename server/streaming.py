@@ -16,11 +16,10 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from starlette.responses import Response
+from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from agent.runner import Finished, KeepAlive, RunItem, TextDelta, Usage
-from identity.errors import AuthorizationPending, consent_sentence
 from server.chunks import KEEPALIVE, CompletionWriter
 from server.errors import ApiError
 from server.events import Rendered, failure_after_tools, render, tool_acted
@@ -58,8 +57,8 @@ class StreamEncoder(Protocol):
         """The last frame of a run that ended well."""
 
 
-class EventStreamResponse(Response):
-    """The ASGI response of a streamed run.
+class EventStreamResponse(StreamingResponse):
+    """The ASGI response of a streamed run: a StreamingResponse whose body is the protocol's frames.
 
     The status waits for the run's first item: a run that fails before producing anything is answered with a
     real error status (502, 504, ...) in the OpenAI shape; after that, a failure is the final error chunk.
@@ -74,12 +73,11 @@ class EventStreamResponse(Response):
     def __init__(self, items: AsyncIterator[RunItem], encoder: StreamEncoder, *, outcome: RunOutcome,
                  headers: Mapping[str, str], shutdown: Shutdown | None = None,
                  on_close: Callable[[RunOutcome], None] | None = None) -> None:
-        # No body, so no Content-Length (as StreamingResponse).
-        self.status_code, self.media_type, self.background = 200, "text/event-stream", None
-        self.init_headers(headers)
+        super().__init__(self._frames(), media_type="text/event-stream", headers=headers)
         self.items, self.encoder, self.outcome = items, encoder, outcome
         self.shutdown, self.on_close = shutdown or Shutdown(), on_close  # None: never told to stop
         self.started = False
+        self._first: RunItem = Finished("stop", None)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         respond = asyncio.create_task(self._respond(scope, receive, send), name="sse-response")
@@ -115,15 +113,20 @@ class EventStreamResponse(Response):
             self.outcome.error_code = error.code
             await error.response()(scope, receive, send)
             return
-        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        self._first = first
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
         self.started = True
-        chunks = _frames(first, self.items, self.encoder, self.outcome)
-        # The opening frame and the first item's leave in one write: the client wakes once for both.
-        opening = await anext(chunks) + await anext(chunks, b"")
-        await send({"type": "http.response.body", "body": opening, "more_body": True})
-        async for chunk in chunks:
+        async for chunk in self.body_iterator:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
+
+    async def _frames(self) -> AsyncIterator[bytes]:
+        """The body, from the run's first item on (`_respond` waits for it before the status goes out)."""
+        chunks = _frames(self._first, self.items, self.encoder, self.outcome)
+        # The opening frame and the first item's leave in one write: the client wakes once for both.
+        yield await anext(chunks) + await anext(chunks, b"")
+        async for chunk in chunks:
+            yield chunk
 
     async def _last_word(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The process is stopping: say so, in the stream if it started, else as a 503."""
@@ -194,12 +197,6 @@ async def collect(items: AsyncIterator[RunItem], writer: CompletionWriter,
                 outcome.events.append(rendered.agent_event)
                 if rendered.agent_event["type"].startswith("authorization"):
                     notices.append((rendered.agent_event.get("url") or "", rendered.text))
-    except AuthorizationPending as pending:
-        # Nothing to stream the link to while waiting: answer with the link; the user asks again afterwards.
-        if not any(e["type"] == "authorization_required" for e in outcome.events):
-            outcome.events.append({"type": "authorization_required", "url": pending.url,
-                                   "purpose": pending.purpose, "provider": None})
-            notices.append((pending.url, consent_sentence(pending.purpose, pending.url)))
     except Exception as exc:
         error: ApiError = classify(exc)
         outcome.error_code = error.code

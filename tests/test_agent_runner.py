@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+import httpx
 import openai
 import pytest
 
@@ -16,11 +17,10 @@ from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
 from openai.types.chat import ChatCompletion
 
-from agent import runner as runner_module
 from agent.graph import RunOptions
 from agent.model import DictChunkCompletions, ModelProvider
 from agent.runner import AgentRunner, Finished, TextDelta, ToolArguments, ToolFinished, ToolStarted
-from agent.settings import AgentSettings
+from settings.agent import AgentSettings
 
 
 def settings_for(cloud) -> AgentSettings:
@@ -32,20 +32,26 @@ def no_scope(_emit):
     return contextlib.nullcontext()
 
 
-async def test_agents_are_built_once_per_distinct_settings_and_bounded(cloud, monkeypatch):
-    monkeypatch.setattr(runner_module, "AGENT_CACHE_SIZE", 2)
+async def requests_seen_by_the_model(cloud) -> list[dict]:
+    async with httpx.AsyncClient(verify=cloud.ssl_context()) as http:
+        return (await http.get(cloud.env["MODEL_BASE_URL"].removesuffix("/v1") + "/emulator/requests")).json()
+
+
+async def test_one_agent_serves_every_request_with_that_request_s_model_settings(cloud):
     provider = ModelProvider(settings_for(cloud), CredentialClient())
     runner = AgentRunner(provider, [])
-    cold = RunOptions(model="qwen-max", temperature=0.1, max_tokens=7)
-    first = await runner.agent(cold)
-    assert await runner.agent(RunOptions(model="qwen-max", temperature=0.1, max_tokens=7)) is first
-    # The settings went to a copy; the shared model keeps the configured defaults for every other request.
+    chosen = RunOptions(model="qwen-max", temperature=0.1, max_tokens=7, stop=("END",), seed=3)
+    for options in (chosen, RunOptions()):
+        items = [item async for item in runner.run([HumanMessage("hello there")], options, no_scope)]
+        assert isinstance(items[-1], Finished)
+    first, second = (await requests_seen_by_the_model(cloud))[-2:]
+    assert (first["model"], first["temperature"], first["max_completion_tokens"], first["stop"], first["seed"]) \
+        == ("qwen-max", 0.1, 7, ["END"], 3)
+    assert second["model"] == "qwen-plus" and not {"temperature", "max_completion_tokens", "stop", "seed"} & set(second)
+    assert await runner.agent() is await runner.agent()  # compiled once
     shared = await provider.chat_model()
     assert isinstance(shared, ChatOpenAI)  # the stock class, from init_chat_model
     assert (shared.model_name, shared.temperature, shared.max_tokens) == ("qwen-plus", None, None)
-    await runner.agent(RunOptions())
-    await runner.agent(RunOptions(temperature=0.9))  # third distinct settings: the oldest is dropped
-    assert await runner.agent(cold) is not first
     await provider.aclose()
 
 
@@ -107,7 +113,7 @@ async def test_the_first_requests_at_once_share_one_model_and_one_sdk_client(clo
     provider = ModelProvider(settings_for(cloud), CredentialClient())
     models = await asyncio.gather(*(provider.chat_model() for _ in range(8)))
     assert all(model is models[0] for model in models)
-    sdk = provider._sdk
-    assert sdk is not None and models[0].root_async_client is sdk  # the one the provider closes
+    sdk = models[0].root_async_client
+    assert isinstance(sdk, openai.AsyncOpenAI) and not sdk.is_closed()
     await provider.aclose()
-    assert sdk.is_closed()
+    assert sdk.is_closed()  # the one the provider closes

@@ -18,8 +18,8 @@ from emulators._server import listening_socket
 from identity.context import AuthorizationRequired
 from server.agui_stream import AgUiStream
 from server.events import render
-from tests.app_server import serve_app
-from tests.test_app_wire import request_log_lines
+from tests.support.app_server import serve_app
+from tests.support.logs import request_log_lines
 
 AGUI = "/ag-ui/agent"
 EVENTS = TypeAdapter(Event)

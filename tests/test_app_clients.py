@@ -9,7 +9,7 @@ import httpx
 import pytest
 from openai import AsyncOpenAI
 
-from tests.app_server import serve_app
+from tests.support.app_server import serve_app
 
 IDENTITY_QUESTION = "Who am I on Alibaba Cloud?"
 

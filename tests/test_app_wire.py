@@ -11,8 +11,9 @@ import time
 import httpx
 import pytest
 
-from config import ConfigError
-from tests.app_server import serve_app
+from settings import ConfigError
+from tests.support.app_server import serve_app
+from tests.support.logs import request_log_lines
 
 CHAT = "/openai/v1/chat/completions"
 
@@ -231,16 +232,6 @@ def test_client_disconnect_cancels_the_run(server, auth, fresh_cloud, app_state)
     assert agent_runs(app_state) == 0
 
 
-def request_log_lines(caplog) -> list[dict]:
-    """The request log lines written so far; the line is written when the response ends, so wait a little."""
-    for _ in range(100):
-        lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "app.request"]
-        if lines:
-            return lines
-        time.sleep(0.01)
-    return []
-
-
 def test_client_leaving_before_the_response_starts_cancels_the_run(server, auth, fresh_cloud, app_state,
                                                                    caplog):
     caplog.set_level(logging.INFO, logger="app.request")
@@ -353,7 +344,7 @@ def test_a_model_service_that_names_a_stored_credential_is_resolved_with_get_cre
 
 
 def test_port_from_environment():
-    from app_settings import ServerSettings
+    from settings.server import ServerSettings
 
     assert ServerSettings.from_env({}).port == 9000
     assert ServerSettings.from_env({"PORT": "8000"}).port == 8000

@@ -18,7 +18,7 @@ import schemathesis
 import schemathesis.specs.openapi.schemas  # noqa: F401
 from hypothesis import HealthCheck, given, settings
 
-from tests.app_server import serve_app
+from tests.support.app_server import serve_app
 
 CHAT_PATH = "/openai/v1/chat/completions"
 MAX_REQUEST_BYTES = 64 * 1024

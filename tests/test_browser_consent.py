@@ -10,22 +10,15 @@ Chromium is Debian's `chromium` package (scripts/test installs it), driven by Pl
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 from collections.abc import Iterator
 
 import pytest
 
-from tests.deployment import DINGTALK_PROMPT, Deployment, deployment, stream_chat
-from tests.e2e_harness import document_content_at
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, needs_chromium
+from tests.support.deployment import DINGTALK_PROMPT, Deployment, deployment, stream_chat
+from tests.support.e2e import document_content_at
 
-CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-pytestmark = pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK),
-                                reason=f"Chromium not found at {CHROMIUM} (apt-get install chromium; "
-                                       "scripts/test does it)")
+pytestmark = needs_chromium
 
 
 @pytest.fixture(scope="module")

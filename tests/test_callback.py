@@ -21,16 +21,14 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from identity.browser_session import BrowserSessions
-from identity.callback import CallbackRoutes
+from callback.browser_session import BrowserSessions
+from callback.routes import CallbackRoutes
 from identity.errors import AuthorizationDeclined, AuthorizationFailed
 from identity.service import AgentIdentity
 from identity.state import FlowStates
-from tests.deployment import LinkFollowingBrowser, page_title
-from tests.test_identity_support import answer_consent, calls, identity_for, serving, set_faults, signed_in, unique
+from tests.support.deployment import LinkFollowingBrowser, page_title
+from tests.support.identity import (PURPOSE, answer_consent, calls, identity_for, serving, set_faults, start_flow, unique)
 
-SCOPES = ["openid", "corpid"]
-PURPOSE = "Write to DingTalk document"
 
 
 @dataclass
@@ -70,16 +68,6 @@ async def callback_for(cloud, public_url: str | None = None, *, same_process: bo
         await waiting.aclose()
         if callback_identity is not waiting:
             await callback_identity.aclose()
-
-
-async def start_flow(identity: AgentIdentity, cloud, jwt: str):
-    """Begin an authorization in a task; returns (task, the link event) once the link was emitted."""
-    async with signed_in(identity, jwt) as events:
-        task = asyncio.create_task(identity.oauth2_token(
-            provider=cloud.env["DINGTALK_CREDENTIAL_PROVIDER_NAME"], scopes=SCOPES, purpose=PURPOSE))
-    while not events:
-        await asyncio.sleep(0.01)
-    return task, events[0]
 
 
 async def completions(cloud) -> int:

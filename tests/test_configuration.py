@@ -3,11 +3,9 @@
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,39 +14,16 @@ import httpx
 import pytest
 
 from sandbox.process import app_process, free_port
-from tests.deployment import LinkFollowingBrowser, page_title
-from tests.test_callback import start_flow
-from tests.test_identity_support import identity_for, unique
-from tools.oauth2 import registered_providers
-from tools.settings import ProviderSettings
+from tests.support.deployment import LinkFollowingBrowser, page_title
+from tests.support.identity import identity_for, start_flow, unique
+from tests.support.variables import variables_in_env_example, variables_read_by_the_code
+from tools import TOOLS
+from tools.tool import oauth2_providers
 
 ROOT = Path(__file__).resolve().parent.parent
-RUNTIME_PACKAGES = ("agent", "identity", "tools", "server")
-RUNTIME_SOURCES = [*ROOT.glob("*.py"),
-                   *[path for package in RUNTIME_PACKAGES for path in (ROOT / package).glob("*.py")]]
 DOCS_POINTER = 'README\'s "Configuration" section'
-ENV_NAME = re.compile(r"^[A-Z][A-Z0-9]*(_[A-Z0-9]+)+$")
-READ_METHODS = {"str", "first", "int", "float", "bool", "list", "get", "getenv", "choice", "url", "endpoint",
-                "origins"}
 REQUIRED = ("MODEL_API_KEY", "DASHSCOPE_API_KEY", "MODEL_SERVICE_NAME", "IDENTITY_STATE_SECRET",
             "AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME", "DINGTALK_CREDENTIAL_PROVIDER_NAME", "CALLBACK_OIDC_CLIENT_ID")
-
-
-def variables_read_by_the_code() -> set[str]:
-    """Every NAME in `reader.str("NAME")`, `read.first("A", "B")`, `env.get("NAME")` and the like, and the
-    variables of every OAuth2 provider a registered tool uses (named after its prefix)."""
-    names = {name for provider in registered_providers() for name in ProviderSettings.variables(provider)}
-    for path in RUNTIME_SOURCES:
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in READ_METHODS:
-                names.update(arg.value for arg in node.args
-                             if isinstance(arg, ast.Constant) and isinstance(arg.value, str) and ENV_NAME.match(arg.value))
-    return names
-
-
-def variables_in_env_example() -> set[str]:
-    text = (ROOT / ".env.example").read_text(encoding="utf-8")
-    return {match.group(1) for match in re.finditer(r"^#?\s*([A-Z][A-Z0-9_]+)=", text, re.MULTILINE)}
 
 
 def test_env_example_lists_every_variable_the_code_reads() -> None:
@@ -56,6 +31,13 @@ def test_env_example_lists_every_variable_the_code_reads() -> None:
     assert {"MODEL_API_KEY", "IDENTITY_STATE_SECRET", "DINGTALK_SCOPES", "CALLBACK_OIDC_CLIENT_ID"} <= read, \
         "the scan must see the settings readers"
     assert read - variables_in_env_example() == set()
+
+
+def test_env_example_has_a_block_for_exactly_the_providers_of_the_tools() -> None:
+    """The provider block follows `tools.TOOLS`: a provider no tool uses is not asked for."""
+    listed = {name.removesuffix("_CREDENTIAL_PROVIDER_NAME") for name in variables_in_env_example()
+              if name.endswith("_CREDENTIAL_PROVIDER_NAME")}
+    assert listed == {provider.env_prefix for provider in oauth2_providers(TOOLS)}
 
 
 def clean_env(**values: str) -> dict[str, str]:
@@ -115,13 +97,55 @@ def valid_env(**values: str) -> dict[str, str]:
 
 
 def problems_of(env: dict[str, str], *, callback: bool = False) -> list[str]:
-    from app_settings import CallbackSettings, Settings
-    from config import ConfigError
+    from settings import CallbackSettings, ConfigError, Settings
     try:
         (CallbackSettings if callback else Settings).from_env(env)
     except ConfigError as error:
         return error.problems
     return []
+
+
+def test_every_region_follows_one_rule_and_defaults_to_the_one_region() -> None:
+    from settings import Settings
+
+    problems = problems_of(valid_env(AGENT_IDENTITY_REGION_ID="Beijing", FC_REGION="cn_hangzhou",
+                                     OSS_REGION="Shanghai"))
+    for name in ("AGENT_IDENTITY_REGION_ID", "FC_REGION", "OSS_REGION"):
+        assert any(p.startswith(f"{name} must be a region id such as cn-beijing") for p in problems), name
+    settings = Settings.from_env(valid_env(AGENT_IDENTITY_REGION_ID="cn-shanghai"))
+    assert {settings.identity.region_id, settings.agent.region_id, settings.tools.region_id,
+            settings.tools.oss_region} == {"cn-shanghai"}
+    assert settings.tools.sts_endpoint == "sts.cn-shanghai.aliyuncs.com"
+    assert Settings.from_env(valid_env(FC_REGION="cn-hangzhou", APP_ENV="development")).agent.region_id == "cn-hangzhou"
+
+
+def test_env_file_is_loaded_into_the_process_environment_without_overriding_it(tmp_path, monkeypatch) -> None:
+    """A provider package reads its own key from the process environment: `.env` must reach it there."""
+    from settings import load_env
+
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("EXAMPLE_PROVIDER_API_KEY=from-dotenv\nLOG_LEVEL=DEBUG\n", encoding="utf-8")
+    monkeypatch.delenv("EXAMPLE_PROVIDER_API_KEY", raising=False)
+    monkeypatch.setenv("LOG_LEVEL", "WARNING")
+    try:
+        env = load_env(str(dotenv))
+        assert os.environ["EXAMPLE_PROVIDER_API_KEY"] == env["EXAMPLE_PROVIDER_API_KEY"] == "from-dotenv"
+        assert os.environ["LOG_LEVEL"] == env["LOG_LEVEL"] == "WARNING"
+    finally:
+        os.environ.pop("EXAMPLE_PROVIDER_API_KEY", None)
+
+
+def test_the_console_instructions_are_the_variables_production_requires() -> None:
+    """The packager prints `console_variables`: derived from the settings, so a new required variable (a new
+    provider's credential provider) is asked for without another list to edit."""
+    from settings import console_variables
+
+    agent, callback = console_variables(), console_variables(callback=True)
+    required = {p.split(" ", 1)[0] for p in problems_of({"APP_ENV": "production"}) if " is required" in p}
+    assert required and required <= set(agent)
+    assert {f"{provider.env_prefix}_CREDENTIAL_PROVIDER_NAME" for provider in oauth2_providers(TOOLS)} <= set(agent)
+    assert "AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME" not in callback and "MODEL_API_KEY" not in callback
+    assert {"IDENTITY_STATE_SECRET", "APP_REDIRECT_URI", "CALLBACK_OIDC_CLIENT_ID"} <= set(callback)
 
 
 def test_production_requires_the_redirect_uri_and_the_jwks_url_unless_verification_is_waived() -> None:

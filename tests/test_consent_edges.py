@@ -13,8 +13,9 @@ import httpx
 import pytest
 
 from emulators import LocalCloud, start_local_cloud
-from tests.deployment import DINGTALK_PROMPT, Deployment, LinkFollowingBrowser, deployment, page_title, stream_chat
-from tests.e2e_harness import document_content_at
+from tests.support.deployment import (DINGTALK_PROMPT, Deployment, LinkFollowingBrowser, deployment, page_title,
+                                      stream_chat)
+from tests.support.e2e import document_content_at
 
 
 @pytest.fixture(scope="module")

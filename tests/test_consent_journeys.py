@@ -21,9 +21,9 @@ from starlette.routing import Route
 from emulators import start_local_cloud
 from emulators._server import listening_socket
 from sandbox.process import app_process, free_port
-from tests.deployment import DINGTALK_PROMPT, LinkFollowingBrowser, deployment, page_title, stream_chat
-from tests.e2e_harness import document_content_at
-from tests.test_identity_support import serving
+from tests.support.deployment import DINGTALK_PROMPT, LinkFollowingBrowser, deployment, page_title, stream_chat
+from tests.support.e2e import document_content_at
+from tests.support.identity import serving
 
 GATEWAY_PREFIX = "/agent-runtimes/identity-agent/endpoints/prod/invocations"  # AgentRun's invocation path
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding", "host"}

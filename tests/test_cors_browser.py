@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from emulators._server import listening_socket
-from tests.app_server import serve_app
-from tests.test_browser_consent import CHROMIUM, CHROMIUM_ARGS
+from tests.support.app_server import serve_app
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
 
 NODE_MODULES = Path(__file__).resolve().parent / "js_clients" / "node_modules"
 # What Chromium sends as Access-Control-Request-Headers for the npm client's chat.completions.create.

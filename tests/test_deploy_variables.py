@@ -12,10 +12,9 @@ from typing import Any
 
 import pytest
 
-from app_settings import CallbackSettings, Settings
-from config import ConfigError
 from packager.deploy_settings import AGENT_VARIABLES, CALLBACK_VARIABLES
 from sandbox.rehearse import CLOUD_PROVIDED
+from settings import CallbackSettings, ConfigError, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 READMES = ("README.md", "README-CN.md")

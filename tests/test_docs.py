@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from ag_ui.core import EventType
 
-from tests.test_configuration import variables_in_env_example, variables_read_by_the_code
+from tests.support.variables import variables_in_env_example, variables_read_by_the_code
 
 ROOT = Path(__file__).resolve().parent.parent
 READMES = {"en": ROOT / "README.md", "cn": ROOT / "README-CN.md"}
@@ -138,3 +138,14 @@ def test_the_chinese_readme_names_each_console_resource_one_way() -> None:
     cn = text("cn")
     for word in ("身份提供方", "凭据提供方", "凭证提供方", "凭据提供商"):
         assert word not in cn, word
+
+
+@pytest.mark.parametrize("name", ["en", "cn"])
+def test_the_add_a_tool_example_is_the_real_module_listed_in_tools(name: str) -> None:
+    """The README shows `tools/dingtalk_profile.py` whole, and it is one line of `TOOLS`."""
+    from tools import TOOLS
+    from tools.dingtalk_profile import read_dingtalk_profile
+
+    module = (ROOT / "tools" / "dingtalk_profile.py").read_text(encoding="utf-8")
+    assert f"```python\n{module}```" in text(name)
+    assert read_dingtalk_profile in TOOLS

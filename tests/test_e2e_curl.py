@@ -9,21 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 
 import httpx
-import pytest
 
-from tests.e2e_harness import Product, User, document_content, shared_product
+from tests.support.e2e import Product, User, document_content, product  # noqa: F401 - fixture
 
 KEEPALIVE = b": keep-alive"
 DOCUMENTED_PROMPT = "帮我写入“Helloworld”到钉钉文档，文档ID：{doc}"
-
-
-@pytest.fixture(scope="module")
-def product(pytestconfig) -> Iterator[Product]:
-    with shared_product(pytestconfig).capturing_logs() as product:
-        yield product
 
 
 def frame_payload(frame: bytes) -> dict:

@@ -8,33 +8,13 @@ own /callback. Each test uses its own user, so vaulted tokens never carry over b
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import httpx
-import pytest
 
-from tests.e2e_harness import Product, User, dingtalk_faults, document_content, shared_product
+from tests.support.e2e import User, dingtalk_faults, document_content
+from tests.support.e2e import product, user_named  # noqa: F401 - fixtures
 
 LINK_TEXT = "Please click the link to authorize Write to DingTalk document: "
-
-
-@pytest.fixture(scope="module")
-def product(pytestconfig) -> Iterator[Product]:
-    with shared_product(pytestconfig).capturing_logs() as product:
-        yield product
-
-
-@pytest.fixture
-async def user_named(product):
-    users: list[User] = []
-
-    def make(sub: str, app: str = "patient") -> User:
-        users.append(User(product, sub, app))
-        return users[-1]
-
-    yield make
-    for user in users:
-        await user.aclose()
 
 
 async def authorized(user: User, doc_key: str) -> None:
@@ -75,6 +55,17 @@ async def test_caller_identity_needs_no_user_authorization(product, user_named):
     assert f"account {account}" in reply.text and f"acs:ram::{account}:assumed-role/" in reply.text
     assert "AssumedRoleUser" in reply.text and "authorization_required" not in reply.event_types()
     assert reply.finish_reason == "stop"
+
+
+async def test_the_profile_tool_shares_the_users_dingtalk_authorization(product, user_named):
+    """The second DingTalk tool asks the same provider for the same scopes: one consent serves both."""
+    user = user_named("profile-user")
+    first = await user.chat_stream("Call the tool read_dingtalk_profile with {}", on_link=user.approve)
+    assert "Please click the link to authorize Read your DingTalk profile: " in first.text
+    assert "On DingTalk you are profile-user (unionId " in first.text and first.finish_reason == "stop"
+    written = await user.chat_stream("帮我写入“after profile”到钉钉文档，文档ID：docProfile1")
+    assert "authorization_required" not in written.event_types()
+    assert await document_content(product, "docProfile1") == "after profile"
 
 
 async def test_declined_authorization_ends_with_a_clear_answer(product, user_named):

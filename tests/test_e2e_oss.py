@@ -14,12 +14,9 @@ from alibabacloud_oss_v2.aio import AsyncClient
 import pytest
 from alibabacloud_oss_v2.credentials import StaticCredentialsProvider
 
-from tests import test_e2e_dingtalk
+from tests.support.e2e import product, user_named  # noqa: F401 - fixtures
 
 WELCOME = "oss://agent-docs/notes/welcome.txt"
-# The fixtures: the shared product with its logs witnessed, and users that are closed after each test.
-product = test_e2e_dingtalk.product
-user_named = test_e2e_dingtalk.user_named
 
 
 def finished(reply) -> dict:
@@ -53,13 +50,11 @@ async def test_a_missing_key_and_a_denied_bucket_are_short_answers(user_named):
 async def test_the_credentials_issued_for_one_object_cannot_read_another(product, user_named):
     reply = await user_named("oss-scoped").chat_stream(f"Read {WELCOME}")
     assert finished(reply)["ok"] is True
-    issued = [(key, record) for key, record in product.cloud.sts_credentials._by_key.items()
-              if record.subject == "oss-scoped"]
+    issued = [sts for sts in product.cloud.issued()["sts_credentials"] if sts["subject"] == "oss-scoped"]
     assert len(issued) == 1
-    key_id, record = issued[0]
-    assert json.loads(record.details["policy"])["Statement"][0]["Resource"] == \
-        "acs:oss:*:*:agent-docs/notes/welcome.txt"
-    provider = StaticCredentialsProvider(key_id, record.secret, record.details["security_token"])
+    sts = issued[0]
+    assert json.loads(sts["policy"])["Statement"][0]["Resource"] == "acs:oss:*:*:agent-docs/notes/welcome.txt"
+    provider = StaticCredentialsProvider(sts["access_key_id"], sts["access_key_secret"], sts["security_token"])
     config = oss.Config(region="cn-hangzhou", endpoint=product.cloud.url("oss"), use_path_style=True,
                         credentials_provider=provider, retry_max_attempts=1)
     async with AsyncClient(config) as client:  # trusts SSL_CERT_FILE, as the product's client does

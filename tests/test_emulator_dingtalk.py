@@ -214,3 +214,21 @@ async def test_timeout_fault_answers_504_after_the_timeout(http: Http, tokens: T
     await http.post("/emulator/faults", json={"fail_next": 1, "fail_kind": "timeout", "timeout_s": 0.05})
     response = await overwrite(http, "doc-timeout", user_token(tokens), {"content": "x"})
     assert_dingtalk_error(response, 504, "RequestTimeout")
+
+
+async def test_my_profile_needs_a_live_token_and_the_app_permission(http: Http, tokens: Tokens) -> None:
+    me = "/v1.0/contact/users/me"
+    profile = await http.get(me, headers={"x-acs-dingtalk-access-token": user_token(tokens, "ivy")})
+    assert profile.status_code == 200 and profile.json()["nick"] == "ivy"
+    assert {"openId", "unionId"} <= set(profile.json()) and profile.headers["x-acs-request-id"]
+    assert_dingtalk_error(await http.get(me), 400, "AuthenticationFailed.MissingParameter")
+    assert_dingtalk_error(await http.get(me, headers={"x-acs-dingtalk-access-token": "dt-made-up"}), 400,
+                          "InvalidAuthentication")
+    dead = user_token(tokens, "jay")
+    tokens.revoke_subject("jay")
+    assert_dingtalk_error(await http.get(me, headers={"x-acs-dingtalk-access-token": dead}), 400,
+                          "InvalidAuthentication")
+    narrow = user_token(tokens, "kim", permissions=["Document.Document.Write"])
+    denied = assert_dingtalk_error(await http.get(me, headers={"x-acs-dingtalk-access-token": narrow}), 403,
+                                   "Forbidden.AccessDenied.AccessTokenPermissionDenied")
+    assert denied["accessdenieddetail"] == {"requiredScopes": ["Contact.User.Read"]}

@@ -15,7 +15,7 @@ from alibabacloud_oss_v2.aio import AsyncClient
 from alibabacloud_oss_v2.credentials import StaticCredentialsProvider
 
 from emulators.ram import allowed
-from tools.aliyun import session_policy
+from tools.tool import session_policy
 from tools.oss import object_resource
 
 WELCOME = "notes/welcome.txt"

@@ -21,10 +21,10 @@ import pytest
 from emulators import start_local_cloud
 from identity.context import Caller
 from identity.jwt_verifier import JwtVerifier
-from identity.settings import IdentitySettings
+from settings.identity import IdentitySettings
 from sandbox.process import free_port
-from tests.test_browser_consent import CHROMIUM, CHROMIUM_ARGS
-from tests.test_independent_idp import CLIENT_ID, NODE, PROVIDER_DIR, oidc_provider
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.support.oidc_provider import CLIENT_ID, NODE, PROVIDER_DIR, oidc_provider
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -22,9 +22,9 @@ import pytest
 from sandbox.browser import LinkFollowingBrowser
 from sandbox.process import app_process, free_port
 from server.logs import QUIET_LOGGERS, configure_logging
-from tests.app_server import serve_app
-from tests.e2e_harness import document_content_at
-from tests.test_server_limits import connect, read_until_closed
+from tests.support.app_server import serve_app
+from tests.support.e2e import document_content_at
+from tests.support.sockets import connect, read_until_closed
 
 LIMITS = {"MAX_HEADER_BYTES": "8192", "HEADER_TIMEOUT_SECONDS": "1"}
 

@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from sandbox.process import app_process, free_port
-from tests.app_server import serve_app
-from tests.test_server_limits import connect, read_until_closed
+from tests.support.app_server import serve_app
+from tests.support.sockets import connect, read_until_closed
 
 CHAT = "/openai/v1/chat/completions"
 BODY = json.dumps({"model": "qwen-plus", "messages": [{"role": "user", "content": "hello"}]}).encode()

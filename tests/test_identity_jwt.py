@@ -24,7 +24,7 @@ from emulators._server import ServerGroup
 from identity.errors import InvalidCallerToken
 from identity.errors import IdentityUnavailable
 from identity.jwt_verifier import JwksKeys, JwtVerifier, VerifiedClaims
-from identity.settings import IdentitySettings, log_waived_verification
+from settings.identity import IdentitySettings, log_waived_verification
 
 ISSUER = "https://idp.test"
 AUDIENCE = "agent"
@@ -278,7 +278,7 @@ async def test_known_keys_keep_working_when_a_refresh_fails(jwks: Jwks, settings
 
 
 def test_symmetric_and_none_algorithms_are_refused_in_configuration() -> None:
-    from config import ConfigError
+    from settings import ConfigError
     with pytest.raises(ConfigError, match="INBOUND_JWT_ALGORITHMS"):
         IdentitySettings.from_env({"AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME": "wi", "IDENTITY_STATE_SECRET": "s" * 32,
                                    "INBOUND_JWT_ALGORITHMS": "RS256,HS256,none"})

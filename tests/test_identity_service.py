@@ -11,7 +11,7 @@ import pytest
 from identity.context import AuthorizationCompleted, AuthorizationRequired, current_request_context
 from identity.errors import (AuthorizationFailed, AuthorizationPending, AuthorizationTimedOut, IdentityThrottled,
                              IdentityUnavailable, InvalidCallerToken, ProviderMisconfigured)
-from tests.test_identity_support import answer_consent, calls, identity_for, set_faults, signed_in, unique
+from tests.support.identity import answer_consent, calls, identity_for, set_faults, signed_in, unique
 
 SCOPES = ["openid", "corpid"]
 POLICY = '{"Version":"1","Statement":[{"Effect":"Allow","Action":["sts:GetCallerIdentity"],"Resource":"*"}]}'
@@ -43,7 +43,7 @@ async def test_workload_token_is_fetched_once_then_cached(fresh_cloud) -> None:
 
 
 async def test_workload_token_is_exchanged_again_shortly_before_the_user_jwt_expires(fresh_cloud) -> None:
-    from identity.service import USER_TOKEN_MARGIN_SECONDS
+    from identity.workload import USER_TOKEN_MARGIN_SECONDS
 
     clock = Clock()
     identity = identity_for(fresh_cloud, clock=clock)

@@ -8,7 +8,8 @@ import pytest
 
 from identity.cache import CachedFlights, ExpiringLru, token_key
 from identity.sealed import Sealer
-from identity.state import MAX_STATE_LENGTH, FlowState, FlowStates, InvalidState
+from emulators.chosen import MAX_CUSTOM_STATE
+from identity.state import FlowState, FlowStates, InvalidState
 
 
 class Clock:
@@ -34,7 +35,7 @@ def test_state_carries_the_flow_and_the_original_jwt_without_revealing_them() ->
     assert opened == issued and opened.user_jwt == JWT and opened.sub == "alice@example.com"
     assert "alice" not in value and "dingtalk" not in value and JWT[:40] not in value
     assert JWT not in repr(opened)
-    assert len(value) < MAX_STATE_LENGTH  # Agent Identity's CustomState (AWS documents 4,096 characters)
+    assert len(value) < MAX_CUSTOM_STATE  # Agent Identity's CustomState (AWS documents 4,096 characters)
 
 
 @pytest.mark.parametrize("forge", [

@@ -6,21 +6,16 @@ with `npm ci`. Each client streams a plain chat and the consent flow, reports a 
 
 from __future__ import annotations
 
-import asyncio
-import json
-import shutil
-from pathlib import Path
 
 import httpx
 import pytest
 
 from emulators._server import listening_socket
 from sandbox.browser import LinkFollowingBrowser
-from tests.app_server import serve_app
-from tests.e2e_harness import document_content_at
+from tests.support.app_server import serve_app
+from tests.support.e2e import document_content_at
+from tests.support.js_clients import CLIENTS_DIR, NODE, run_client
 
-CLIENTS_DIR = Path(__file__).resolve().parent / "js_clients"
-NODE = shutil.which("node")
 CLIENTS = ["openai", "ai-sdk", "ag-ui"]
 
 pytestmark = pytest.mark.skipif(not NODE or not (CLIENTS_DIR / "node_modules" / "ai").is_dir(),
@@ -36,28 +31,6 @@ def server(cloud):
                        "AUTHORIZATION_TIMEOUT_SECONDS": "30"}
     with serve_app(env, sock=sock) as base_url:
         yield base_url
-
-
-async def run_client(client: str, server: str, api_key: str, prompt: str, scenario: str = "stream",
-                     on_link=None, follow_up: str | None = None, idempotency_key: str | None = None) -> dict:
-    """Run the client; `on_link(url)` runs as soon as the client has shown an authorization link."""
-    process = await asyncio.create_subprocess_exec(
-        NODE, "clients.mjs", json.dumps({"client": client, "server": server, "apiKey": api_key,
-                                         "scenario": scenario, "prompt": prompt, "followUp": follow_up,
-                                         "idempotencyKey": idempotency_key}),
-        cwd=CLIENTS_DIR, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    result = None
-    async with asyncio.timeout(90):
-        assert process.stdout is not None
-        async for raw in process.stdout:
-            line = json.loads(raw)
-            if "link" in line and on_link is not None:
-                await on_link(line["link"])
-            elif "link" not in line:
-                result = line
-        await process.wait()
-    assert process.returncode == 0 and result is not None, (await process.stderr.read()).decode()[-2000:]
-    return result
 
 
 @pytest.mark.parametrize("client", CLIENTS)

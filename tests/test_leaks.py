@@ -7,21 +7,13 @@ or state secret appears in what the model was sent, in any response body a clien
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import httpx
-import pytest
 
-from tests.e2e_harness import Product, User, document_content, shared_product
+from tests.support.e2e import Product, User, document_content, product  # noqa: F401 - fixture
 
 MUST_HAVE_BEEN_ISSUED = ("user JWT", "workload access token", "DingTalk OAuth2 token",
                          "STS secret or security token")
-
-
-@pytest.fixture(scope="module")
-def product(pytestconfig) -> Iterator[Product]:
-    with shared_product(pytestconfig).capturing_logs() as product:
-        yield product
 
 
 async def run_one_of_everything(product: Product) -> None:

@@ -1,13 +1,14 @@
-"""A third OAuth2 tool, added with `@oauth2_tool` alone, runs end to end through the app.
+"""A new OAuth2 tool, one `@tool(OAuth2(...))` function handed to the app, runs end to end.
 
 "Example Notes" is an API invented for this test: its server (below) accepts only the tokens Agent Identity's
 emulator issued for its credential provider, and answers a revoked one with HTTP 401. The tool is one
-function; the consent link, the wait, the resume and the re-authorization all come from the decorator.
+function; the consent link, the wait, the resume and the re-authorization all come from the toolbox.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from unittest.mock import sentinel
 
 import httpx
 import pytest
@@ -19,11 +20,12 @@ from starlette.routing import Route
 from emulators import start_local_cloud
 from emulators._server import listening_socket, serving
 from emulators.agent_identity import CredentialProvider
-from tests.app_server import serve_app
-from tests.deployment import stream_chat
-from tools import oauth2
-from tools.oauth2 import OAuth2Provider, TokenRejected, ToolFailed, UserSession, oauth2_tool
-from tools.settings import ProviderSettings, ToolSettings
+from tests.support.app_server import serve_app
+from tests.support.deployment import stream_chat
+from tools import TOOLS
+from tools.toolbox import Toolbox
+from settings.tools import ProviderSettings, ToolSettings
+from tools.tool import OAuth2, OAuth2Provider, ToolFailed, UserSession, tool
 
 NOTES = OAuth2Provider(env_prefix="EXAMPLE_NOTES", label="Example Notes", api_base="https://notes.example.com")
 CREDENTIAL_PROVIDER = "example-notes-oauth"
@@ -31,27 +33,19 @@ PROMPT = "Call the tool read_my_notes"
 REFUSED_USERS = {"otto"}  # the notes API refuses every token of these users, however fresh
 
 
-@pytest.fixture
-def notes_tool() -> Iterator[None]:
-    """Register the tool as a module of tools/ would, for this test only."""
-    registered = list(oauth2.REGISTERED_OAUTH2_TOOLS)
-
-    @oauth2_tool(provider=NOTES, scopes=["notes.read"], purpose="Read your notes")
-    async def read_my_notes(user: UserSession) -> str:
-        """Read the titles of the signed-in user's notes."""
-        response = await user.http.get("/v1/notes", headers={"Authorization": f"Bearer {user.access_token}"})
-        if response.status_code == 401:
-            raise TokenRejected(f"HTTP 401 {response.json()['error']}")
-        if not response.is_success:
-            raise ToolFailed("Example Notes refused the request.", "example_notes_refused")
-        return "Your notes: " + ", ".join(response.json()["titles"])
-
-    yield
-    oauth2.REGISTERED_OAUTH2_TOOLS[:] = registered
+@tool(OAuth2(NOTES, ["notes.read"], purpose="Read your notes"))
+async def read_my_notes(user: UserSession) -> str:
+    """Read the titles of the signed-in user's notes."""
+    response = await user.http.get("/v1/notes", headers={"Authorization": f"Bearer {user.access_token}"})
+    if response.status_code == 401:
+        raise ToolFailed("Example Notes refused the token.", "example_notes_refused", credential_rejected=True)
+    if not response.is_success:
+        raise ToolFailed("Example Notes refused the request.", "example_notes_refused")
+    return "Your notes: " + ", ".join(response.json()["titles"])
 
 
 @pytest.fixture
-def product(notes_tool) -> Iterator[tuple[str, object]]:
+def product() -> Iterator[tuple[str, object]]:
     """The emulators with the notes provider configured in Agent Identity, the notes API, and the app."""
     sock = listening_socket()
     app_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
@@ -70,7 +64,7 @@ def product(notes_tool) -> Iterator[tuple[str, object]]:
         with serving("example-notes", Starlette(routes=[Route("/v1/notes", notes)])) as notes_url:
             env = {**cloud.env, "APP_REDIRECT_URI": app_url, "EXAMPLE_NOTES_CREDENTIAL_PROVIDER_NAME":
                    CREDENTIAL_PROVIDER, "EXAMPLE_NOTES_API_BASE": notes_url}
-            with serve_app(env, sock=sock) as url:
+            with serve_app(env, sock=sock, tools=[*TOOLS, read_my_notes]) as url:
                 yield url, cloud
 
 
@@ -123,12 +117,11 @@ async def test_a_provider_that_keeps_refusing_gets_one_renewal_then_a_clear_answ
 def test_a_tool_without_a_docstring_is_refused_when_the_tools_are_built() -> None:
     """Its docstring is what the model reads to choose it: without one the app does not start."""
 
+    @tool(OAuth2(NOTES, ["notes.read"], purpose="Read your notes"))
     async def undocumented(user: UserSession) -> str:
         return "never called"
 
-    spec = oauth2.OAuth2ToolSpec(undocumented, NOTES, ("notes.read",), "Read your notes", oauth2.NoArguments)
     settings = ToolSettings(oauth2={NOTES.env_prefix: ProviderSettings(CREDENTIAL_PROVIDER, NOTES.api_base)})
-    no_identity_needed = None  # the tool is refused before it could ever ask identity/ for a token
+    # The tool is refused before it could ever ask identity/ for a token: no identity service is needed.
     with pytest.raises(ValueError, match="the tool undocumented has no docstring"):
-        oauth2.build_oauth2_tools(no_identity_needed, settings,  # type: ignore[arg-type]
-                                  oauth2.ProviderClients(settings), specs=[spec])
+        Toolbox(sentinel.no_identity, settings, [undocumented])

@@ -11,7 +11,7 @@ import openai
 import pytest
 
 from emulators._server import listening_socket
-from tests.app_server import serve_app
+from tests.support.app_server import serve_app
 
 WRITE_PROMPT = "帮我写入“{text}”到钉钉文档，文档ID：{doc}"
 

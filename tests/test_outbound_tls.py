@@ -13,8 +13,8 @@ from emulators._server import serving
 from emulators.tls import make_ca
 from identity.errors import IdentityUnavailable
 from outbound import SDK_THREADS
-from tests.app_server import serve_app
-from tests.test_identity_support import identity_for, signed_in, unique
+from tests.support.app_server import serve_app
+from tests.support.identity import identity_for, signed_in, unique
 
 CALLS = 20
 

@@ -26,8 +26,8 @@ from packager.contents import app_files
 from packager.deploy_settings import console_settings
 from packager.wheels import PackagingError, Target, pinned, validate, wheel_tags
 from sandbox.process import app_process, free_port
-from tests.deployment import DINGTALK_PROMPT, LinkFollowingBrowser, page_title, stream_chat
-from tests.e2e_harness import document_content_at
+from tests.support.deployment import DINGTALK_PROMPT, LinkFollowingBrowser, page_title, stream_chat
+from tests.support.e2e import document_content_at
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -129,7 +129,7 @@ def test_the_zip_holds_the_app_and_no_development_files(unpacked: tuple[Path, st
     code, _, _ = unpacked
     top = {path.name for path in code.iterdir()}
 
-    assert {"app.py", "config.py", "python", "agent", "identity", "tools"} <= top
+    assert {"app.py", "outbound.py", "python", "agent", "identity", "settings", "tools"} <= top
     assert not top & {"tests", "emulators", "bench", "sandbox", "packager", "scripts", "web", ".env", ".git",
                       "README.md", ".venv", "images"}
     assert not (code / "python" / "bin").exists()
@@ -204,15 +204,15 @@ def test_an_edited_source_file_wins_over_its_shipped_bytecode(unpacked: tuple[Pa
                                                                tmp_path: Path) -> None:
     code, interpreter, _ = unpacked
     (tmp_path / "__pycache__").mkdir()
-    for pyc in (code / "__pycache__").glob("config.*.pyc"):
+    for pyc in (code / "__pycache__").glob("outbound.*.pyc"):
         shutil.copy2(pyc, tmp_path / "__pycache__" / pyc.name)
-    (tmp_path / "config.py").write_text((code / "config.py").read_text() + "\nEDITED_AFTER_PACKAGING = True\n")
+    (tmp_path / "outbound.py").write_text((code / "outbound.py").read_text() + "\nEDITED_AFTER_PACKAGING = True\n")
     result = subprocess.run([interpreter, "-B", "-E", "-s", "-S", "-c",
-                             "import sys; sys.path[:0] = ['.', *sys.argv[1:]]; import config; "
-                             "print(config.EDITED_AFTER_PACKAGING)", str(code), str(code / "python")],
+                             "import sys; sys.path[:0] = ['.', *sys.argv[1:]]; import outbound; "
+                             "print(outbound.EDITED_AFTER_PACKAGING)", str(code), str(code / "python")],
                             cwd=tmp_path, capture_output=True, text=True, timeout=60)
 
-    assert list((tmp_path / "__pycache__").glob("config.*.pyc"))  # the stale .pyc was there to be picked
+    assert list((tmp_path / "__pycache__").glob("outbound.*.pyc"))  # the stale .pyc was there to be picked
     assert result.stdout.strip() == "True", result.stderr[-2000:]
 
 
@@ -263,8 +263,8 @@ def test_the_zip_is_pip_check_clean_but_for_what_is_left_out_on_purpose(unpacked
 _IMPORT_EVERYTHING = """
 import importlib, pkgutil, sys, sysconfig
 sys.path.insert(0, '.')
-import app, app_settings
-for package in ('agent', 'identity', 'server', 'tools', 'wiring'):
+import app
+for package in ('agent', 'callback', 'identity', 'server', 'settings', 'tools', 'wiring'):
     for module in pkgutil.walk_packages(importlib.import_module(package).__path__, package + '.'):
         importlib.import_module(module.name)
 import langchain_openai, langchain.agents, alibabacloud_agentidentitydata20251127.client, alibabacloud_sts20150401.client

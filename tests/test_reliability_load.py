@@ -15,8 +15,8 @@ import httpx
 import psutil
 
 from bench._harness import chat_body, drive, local_client, timed_stream
-from tests.app_server import serve_app
-from tests.test_reliability_faults import _server_request_tasks, chat
+from tests.support.app_server import serve_app
+from tests.support.reliability import chat, server_request_tasks
 
 STREAMS = int(os.environ.get("RELIABILITY_LOAD_STREAMS", "200"))
 SECONDS = float(os.environ.get("RELIABILITY_LOAD_SECONDS", "60"))
@@ -73,7 +73,7 @@ async def test_200_streams_for_60_seconds(cloud):
             sampler.cancel()
         httpx.post(f"{cloud.url('model')}/emulator/faults", json={"latency_ms": 0}).raise_for_status()
         await asyncio.sleep(1)
-        leftover_tasks = await _server_request_tasks(state)
+        leftover_tasks = await server_request_tasks(state)
         fds_after = process.num_fds()
 
         assert result.errors == [], result.errors[:5]

@@ -20,8 +20,8 @@ import pytest
 from langchain_openai import ChatOpenAI
 
 from emulators._server import listening_socket
-from tests.app_server import serve_app
-from tests.test_js_clients import CLIENTS_DIR, NODE, run_client
+from tests.support.app_server import serve_app
+from tests.support.js_clients import CLIENTS_DIR, NODE, run_client
 
 WRITE_PROMPT = "帮我写入“{text}”到钉钉文档，文档ID：{doc}"
 JS_MISSING = not NODE or not (CLIENTS_DIR / "node_modules" / "ai").is_dir()

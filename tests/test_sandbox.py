@@ -18,7 +18,7 @@ import pytest
 
 from sandbox import Sandbox, example_curl, start_sandbox
 from sandbox.launcher import DEMO_DOCUMENT, EXAMPLE_PROMPT
-from tests.deployment import LinkFollowingBrowser, page_title, stream_chat
+from tests.support.deployment import LinkFollowingBrowser, page_title, stream_chat
 
 ROOT = Path(__file__).resolve().parent.parent
 

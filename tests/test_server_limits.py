@@ -7,15 +7,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import socket
 import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from tests.app_server import serve_app
-from tests.test_reliability_faults import set_faults
+from tests.support.app_server import serve_app
+from tests.support.reliability import set_faults
+from tests.support.sockets import connect, read_until_closed
 
 LIMITS = {"MAX_HEADER_BYTES": "8192", "HEADER_TIMEOUT_SECONDS": "0.5", "BODY_TIMEOUT_SECONDS": "0.5",
           "MAX_CONCURRENT_REQUESTS": "2", "STREAM_KEEPALIVE_SECONDS": "0.2"}
@@ -26,24 +26,6 @@ CHAT = "/openai/v1/chat/completions"
 def server(cloud) -> Iterator[str]:
     with serve_app(cloud.env | LIMITS) as base_url:
         yield base_url
-
-
-def connect(base_url: str) -> socket.socket:
-    host, port = base_url.removeprefix("http://").split(":")
-    sock = socket.create_connection((host, int(port)), timeout=5)
-    return sock
-
-
-def read_until_closed(sock: socket.socket, within_s: float = 5.0) -> bytes:
-    """Everything the server sends until it closes the connection (fails if it has not within `within_s`)."""
-    sock.settimeout(within_s)
-    received = b""
-    try:
-        while chunk := sock.recv(65536):
-            received += chunk
-    except ConnectionResetError:
-        pass
-    return received
 
 
 def test_oversized_headers_get_431_and_the_connection_is_closed(server: str) -> None:

@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 
 from sandbox.process import app_process, free_port
-from tests.deployment import DINGTALK_PROMPT, LinkFollowingBrowser, page_title
-from tests.test_reliability_faults import set_faults
+from tests.support.deployment import DINGTALK_PROMPT, LinkFollowingBrowser, page_title
+from tests.support.reliability import set_faults
 
 GRACE_SECONDS = 3.0
 CHAT = "/openai/v1/chat/completions"

@@ -16,7 +16,7 @@ import pytest
 
 from emulators import start_local_cloud
 from emulators.chosen import CODE_BAD_WORKLOAD_TOKEN, MAX_CUSTOM_STATE
-from identity.settings import IdentitySettings
+from settings.identity import IdentitySettings
 from sandbox.process import app_process, free_port
 from sandbox.smoke_cloud import SKIPPED, main, token_lifetime_probe
 

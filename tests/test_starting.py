@@ -24,7 +24,8 @@ from starlette.types import ASGIApp
 
 from emulators._server import listening_socket
 from sandbox.process import app_process, free_port
-from server.serving import ServerLimits, serve
+from server.serving import serve
+from settings.server import ServerLimits
 from server.shutdown import Shutdown
 from server.starting import StartingApp
 

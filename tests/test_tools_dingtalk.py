@@ -1,8 +1,9 @@
-"""The DingTalk write tool's own rules, against the DingTalk emulator over real HTTP.
+"""The DingTalk tools' own rules (writing a document, reading the user's profile), against the DingTalk
+emulator over real HTTP.
 
-The tool function is called directly with a `UserSession`, as the `@oauth2_tool` decorator calls it; what the
-decorator adds (the token, consent, one re-authorization) is tested with the real identity service in
-test_tools_with_identity.py and test_oauth2_tool.py."""
+Each tool is called directly with a `UserSession`, as the toolbox calls it; what the toolbox adds (the token,
+consent, one re-authorization) is tested with the real identity service in test_tools_with_identity.py and
+test_oauth2_tool.py."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from emulators.dingtalk import DingTalkEmulator
 from emulators.registry import CredentialRegistry
 from tools.dingtalk import (MAX_CONTENT_CHARS, DingTalkError, WriteDocumentArgs, _describe_failure,
                             overwrite_document, write_dingtalk_document)
-from tools.oauth2 import TokenRejected, ToolFailed, UserSession
+from tools.dingtalk_profile import read_dingtalk_profile
+from tools.tool import ToolFailed, UserSession
 from tools.validation import describe_validation_error
 
 
@@ -100,7 +102,7 @@ async def test_throttling_beyond_the_budget_gives_up_without_asking_for_a_new_au
     url, tokens = dingtalk
     monkeypatch.setattr("tools.dingtalk.THROTTLE_BUDGET_SECONDS", 1.0)
     await fail_next(url, 10, kind="throttle")
-    with pytest.raises(ToolFailed) as caught:  # not TokenRejected: throttling is not about the user's token
+    with pytest.raises(ToolFailed) as caught:  # not credential_rejected: throttling is not about the user's token
         await write_dingtalk_document(UserSession(user_token(tokens), client), "docA5", "x")
     await fail_next(url, 0)
     assert caught.value.code == "dingtalk_throttled" and "busy" in caught.value.message
@@ -121,13 +123,14 @@ async def test_two_transient_failures_give_up_with_the_server_error(dingtalk, cl
     assert caught.value.code == "dingtalk_unavailable" and "server error" in caught.value.message
 
 
-async def test_a_rejected_token_asks_the_decorator_for_a_new_authorization_without_the_token(dingtalk, client):
+async def test_a_rejected_token_asks_for_a_new_authorization_without_the_token(dingtalk, client):
     _, tokens = dingtalk
     stale = user_token(tokens, "dave")
     tokens.revoke_subject("dave")
-    with pytest.raises(TokenRejected) as caught:
+    with pytest.raises(ToolFailed) as caught:
         await write_dingtalk_document(UserSession(stale, client), "docB4", "x")
-    assert "InvalidAuthentication" in str(caught.value) and stale not in str(caught.value)
+    assert caught.value.credential_rejected
+    assert "InvalidAuthentication" in caught.value.message and stale not in caught.value.message
 
 
 @pytest.mark.parametrize("document_id", ["../secret", "a/b", "a b", "doc?x=1", "", "x" * 65, "文档"])
@@ -178,7 +181,32 @@ async def test_a_page_instead_of_the_api_is_an_unknown_outcome_never_a_success(d
         await write_dingtalk_document(UserSession(token, client), "docPage", "text")
 
     assert failed.value.code == "dingtalk_unexpected_response"
-    assert "whether the document was written is unknown" in str(failed.value)
+    assert "whether the call took effect is unknown" in str(failed.value)
     async with httpx.AsyncClient(base_url=url) as control:
         faults = (await control.get("/emulator/faults")).json()
     assert faults["fail_next"] == 1  # one call, no retry
+
+
+async def test_the_profile_tool_tells_who_the_user_is_on_dingtalk(dingtalk, client):
+    _, tokens = dingtalk
+    answer = await read_dingtalk_profile(UserSession(user_token(tokens, "frank"), client))
+    assert answer.startswith("On DingTalk you are frank (unionId ") and "openId " in answer
+
+
+async def test_the_profile_tool_asks_for_a_new_authorization_when_the_token_is_dead(dingtalk, client):
+    _, tokens = dingtalk
+    stale = user_token(tokens, "gina")
+    tokens.revoke_subject("gina")
+    with pytest.raises(ToolFailed) as caught:
+        await read_dingtalk_profile(UserSession(stale, client))
+    assert caught.value.credential_rejected and caught.value.code == "dingtalk_refused"
+    assert "the profile was not read" in caught.value.message and stale not in caught.value.message
+
+
+async def test_the_profile_tool_names_the_permission_the_app_lacks(dingtalk, client):
+    _, tokens = dingtalk
+    narrow, _ = tokens.issue("hugo", ttl_s=600, provider="dingtalk", permissions=["Document.Document.Write"])
+    with pytest.raises(ToolFailed) as caught:
+        await read_dingtalk_profile(UserSession(narrow, client))
+    assert not caught.value.credential_rejected and caught.value.code == "dingtalk_app_permission_missing"
+    assert "Contact.User.Read" in caught.value.message and "the profile was not read" in caught.value.message

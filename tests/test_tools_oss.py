@@ -11,19 +11,17 @@ import pytest
 from langchain_core.messages import ToolMessage
 
 from identity.context import RequestContext, bind_request_context, reset_request_context
-from tests import test_tools_with_identity
-from tests.test_tools_with_identity import Session
-from tools.aliyun import session_policy
+from tests.support.tools import Session, make_session  # noqa: F401 - make_session is a fixture
+from tools.tool import session_policy
 from tools.oss_client import needs_path_style
 
 TOOL = "read_oss_object"
-make_session = test_tools_with_identity.make_session  # the fixture: a user's session with the real tools
 
 
 async def outcome(session: Session, **arguments) -> ToolMessage:
     """The ToolMessage as the agent gets it: the model's text plus the runner's artifact."""
     token = bind_request_context(RequestContext(caller=session.caller, session_id=None, request_id="test",
-                                                emit=session._emit, wait_for_authorization=False))
+                                                emit=session.emit, wait_for_authorization=False))
     try:
         return await session.tools[TOOL].ainvoke({"type": "tool_call", "id": "call-1", "name": TOOL,
                                                   "args": arguments})
@@ -32,7 +30,7 @@ async def outcome(session: Session, **arguments) -> ToolMessage:
 
 
 def policies_issued_to(cloud, user: str) -> list[str | None]:
-    return [r.details["policy"] for r in cloud.sts_credentials._by_key.values() if r.subject == user]
+    return [sts["policy"] for sts in cloud.issued()["sts_credentials"] if sts["subject"] == user]
 
 
 async def test_reads_a_text_object_with_credentials_for_that_object_only(fresh_cloud, make_session):

@@ -7,11 +7,11 @@ from datetime import datetime, timezone
 import pytest
 from alibabacloud_sts20150401.client import Client as StsClient
 
-from config import ConfigError, EnvReader
+from settings.reader import DEFAULT_REGION, ConfigError, EnvReader
+from tools import TOOLS
 from identity.credentials import StsCredential
-from tools.aliyun import CloudConnections, CloudSession
-from tools.oauth2 import OAuth2Provider
-from tools.settings import ProviderSettings, ToolSettings
+from settings.tools import ProviderSettings, ToolSettings
+from tools.tool import CloudSession, OAuth2Provider, oauth2_providers
 
 
 def test_defaults_follow_the_region():
@@ -35,7 +35,7 @@ def test_every_problem_is_named_at_once():
 
 def test_a_shared_reader_collects_instead_of_raising():
     reader = EnvReader({})
-    ToolSettings.from_env({}, reader)
+    ToolSettings.read(reader, DEFAULT_REGION, oauth2_providers(TOOLS))
     assert reader.problems and "DINGTALK_CREDENTIAL_PROVIDER_NAME" in reader.problems[0]
 
 
@@ -68,5 +68,8 @@ def test_sdk_clients_get_host_and_protocol_from_the_endpoint(endpoint, host, pro
     credential = StsCredential(access_key_id="STS.example", access_key_secret="not-a-real-secret",
                                security_token="not-a-real-token", expiration=datetime.now(timezone.utc))
     settings = ToolSettings(http_timeout_seconds=2.5)
-    client = CloudSession(credential, settings, CloudConnections()).client(StsClient, endpoint)
-    assert (client._endpoint, client._protocol, client._read_timeout) == (host, protocol, 2500)
+    no_async_sdk = None  # only async SDKs (OSS) use the shared aiohttp session
+    session = CloudSession(credential, settings, no_async_sdk)  # type: ignore[arg-type]
+    config = session.client(lambda config: config, endpoint)  # what an SDK client class is given
+    assert (config.endpoint, config.protocol, config.read_timeout) == (host, protocol, 2500)
+    assert isinstance(session.client(StsClient, endpoint), StsClient)

@@ -9,64 +9,13 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from collections.abc import AsyncIterator
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
-import pytest
 
-import tools
-from identity.context import AuthorizationCompleted, AuthorizationRequired, RequestContext, bind_request_context, \
-    reset_request_context
-from identity.service import AgentIdentity
-from identity.settings import IdentitySettings
-from tools.aliyun import session_policy
-from tools.settings import ToolSettings
-
-
-class Session:
-    """One user's request context with a recording event sink, plus the tools bound to one identity."""
-
-    def __init__(self, identity: AgentIdentity, tool_list, caller, *, stream: bool) -> None:
-        self.identity, self.caller = identity, caller
-        self.tools = {tool.name: tool for tool in tool_list}
-        self.events: list[object] = []
-        self.links: asyncio.Queue[str] = asyncio.Queue()
-        self.stream = stream
-
-    async def _emit(self, event: object) -> None:
-        self.events.append(event)
-        if isinstance(event, AuthorizationRequired):
-            self.links.put_nowait(event.url)
-
-    async def call(self, name: str, **arguments) -> str:
-        token = bind_request_context(RequestContext(caller=self.caller, session_id=None, request_id="test",
-                                                    emit=self._emit, wait_for_authorization=self.stream))
-        try:
-            return await self.tools[name].ainvoke(arguments)
-        finally:
-            reset_request_context(token)
-
-
-@pytest.fixture
-async def make_session(cloud) -> AsyncIterator:
-    """Build a Session for a user; every identity and tool client made here is closed afterwards."""
-    made: list[AgentIdentity] = []
-    toolboxes: list[tools.Toolbox] = []
-
-    async def make(user: str, *, stream: bool = True, **env_overrides: str) -> Session:
-        env = {**cloud.env, **env_overrides}
-        identity = AgentIdentity(IdentitySettings.from_env(env))
-        made.append(identity)
-        caller = await identity.authenticate(f"Bearer {cloud.issue_user_jwt(user)}")
-        toolboxes.append(tools.Toolbox(identity, ToolSettings.from_env(env)))
-        return Session(identity, toolboxes[-1].tools, caller, stream=stream)
-
-    yield make
-    for identity in made:
-        await identity.aclose()
-    for toolbox in toolboxes:
-        await toolbox.aclose()
+from identity.context import AuthorizationCompleted, AuthorizationRequired
+from tests.support.tools import Session, make_session  # noqa: F401 - make_session is a fixture
+from tools.tool import session_policy
 
 
 async def answer_consent(url: str, decision: str) -> dict[str, str]:
@@ -97,11 +46,10 @@ async def test_caller_identity_uses_sts_scoped_to_the_tool_s_actions(fresh_cloud
     account = fresh_cloud.info["account_id"]
     assert f"account {account}" in answer and f"acs:ram::{account}:assumed-role/" in answer
     assert "AssumedRoleUser" in answer
-    issued = [record for record in fresh_cloud.sts_credentials._by_key.values() if record.subject == "ada"]
-    policies = {record.details["policy"] for record in issued}
-    assert session_policy(["sts:GetCallerIdentity"]) in policies
-    for record in issued:
-        assert record.secret not in answer and record.details["security_token"] not in answer
+    issued = [sts for sts in fresh_cloud.issued()["sts_credentials"] if sts["subject"] == "ada"]
+    assert session_policy(["sts:GetCallerIdentity"]) in {sts["policy"] for sts in issued}
+    for sts in issued:
+        assert sts["access_key_secret"] not in answer and sts["security_token"] not in answer
 
 
 async def test_sts_credentials_refused_before_their_expiry_are_replaced_once(fresh_cloud, make_session):

@@ -1,9 +1,9 @@
-"""DingTalk documents, written with the signed-in user's own DingTalk authorization.
+"""DingTalk documents, written with the signed-in user's own DingTalk authorization, and DingTalk's answers as
+short sentences the model can relay (`dingtalk_failure`, shared by every DingTalk tool).
 
-One `@oauth2_tool` function: the decorator (tools/oauth2.py) brings the user's token, the consent link and the
-re-authorization; this module only knows how to call DingTalk with the token and how to turn DingTalk's
-answers into short sentences the model can relay. The token never leaves the call: not in a return value, an
-exception message or a log line.
+`@tool(OAuth2(DINGTALK, ...))` (tools/tool.py) brings the user's token, the consent link and the
+re-authorization; this module only knows how to call DingTalk with the token. The token never leaves the call:
+not in a return value, an exception message or a log line.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, Field
 
-from tools.oauth2 import OAuth2Provider, TokenRejected, ToolFailed, UserSession, oauth2_tool
+from tools.tool import OAuth2, OAuth2Provider, ToolFailed, UserSession, tool
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +35,10 @@ THROTTLE_BUDGET_SECONDS = 8.0  # a throttled write is retried with back-off for 
 DEAD_TOKEN_CODE = "InvalidAuthentication"
 THROTTLE_MARKER = "QpsLimit"
 APP_PERMISSION_DENIED = "Forbidden.AccessDenied.AccessTokenPermissionDenied"
+WRITE_CONSEQUENCE = "the document was not written"
 # Not DingTalk's API answering: a 2xx without its `{"data": {...}}` body, or a page instead of a JSON error (an
-# IP-level rate limit answers so, docs/services.md). Whether the document was written cannot be known.
+# IP-level rate limit answers so, docs/services.md). What the call did cannot be known.
 UNEXPECTED_RESPONSE = "UnexpectedResponse"
-WRITE_PERMISSION = "Document.Document.Write"
 
 
 @dataclass(eq=False)
@@ -50,6 +50,7 @@ class DingTalkError(Exception):
     request_id: str
     message: str = ""
     retry_after: float | None = None
+    required_permissions: tuple[str, ...] = ()  # a 403 AccessTokenPermissionDenied names them
 
     def __str__(self) -> str:
         return f"DingTalk HTTP {self.status} {self.code} (requestid {self.request_id or 'n/a'})"
@@ -80,6 +81,34 @@ async def overwrite_document(user: UserSession, document_id: str, markdown: str)
         raise _unexpected(response)
 
 
+def dingtalk_failure(response: httpx.Response, access_token: str, *,
+                     consequence: str = "nothing was done") -> ToolFailed:
+    """DingTalk's refusal as the tool's failure: a dead token is `credential_rejected` (one new authorization),
+    anything else a sentence naming `consequence` ("the document was not written")."""
+    error = _error_from(response, access_token)
+    if not error.token_rejected:
+        log.warning("DingTalk %s failed: %s", response.request.url.path, error)
+    return ToolFailed(_describe_failure(error, consequence), _failure_code(error),
+                      credential_rejected=error.token_rejected)
+
+
+def _error_from(response: httpx.Response, access_token: str) -> DingTalkError:
+    """Read DingTalk's error body (`code`, `requestid`, `message`), scrubbing the token if it echoes it."""
+    body = _json_object(response)
+    if not body and response.status_code < 500:
+        return _unexpected(response)  # a page, not the API: retrying it or asking for consent cannot help
+    message = str(body.get("message") or "").replace(access_token, "[redacted]")[:200]
+    return DingTalkError(
+        status=response.status_code,
+        code=str(body.get("code") or body.get("errcode") or f"HTTP{response.status_code}"),
+        request_id=str(body.get("requestid") or body.get("requestId")
+                       or response.headers.get("x-acs-request-id") or ""),
+        message=message,
+        retry_after=_retry_after_seconds(response.headers.get("Retry-After")),
+        required_permissions=_required_permissions(body.get("accessdenieddetail")),
+    )
+
+
 def _json_object(response: httpx.Response) -> dict:
     """The response's JSON object, or {} for anything else (a page, a list, no body)."""
     try:
@@ -96,20 +125,9 @@ def _unexpected(response: httpx.Response) -> DingTalkError:
                          message=f"not DingTalk's API answer ({kind})")
 
 
-def _error_from(response: httpx.Response, access_token: str) -> DingTalkError:
-    """Read DingTalk's error body (`code`, `requestid`, `message`), scrubbing the token if it echoes it."""
-    body = _json_object(response)
-    if not body and response.status_code < 500:
-        return _unexpected(response)  # a page, not the API: retrying it or asking for consent cannot help
-    message = str(body.get("message") or "").replace(access_token, "[redacted]")[:200]
-    return DingTalkError(
-        status=response.status_code,
-        code=str(body.get("code") or body.get("errcode") or f"HTTP{response.status_code}"),
-        request_id=str(body.get("requestid") or body.get("requestId")
-                       or response.headers.get("x-acs-request-id") or ""),
-        message=message,
-        retry_after=_retry_after_seconds(response.headers.get("Retry-After")),
-    )
+def _required_permissions(detail: object) -> tuple[str, ...]:
+    scopes = detail.get("requiredScopes") if isinstance(detail, dict) else None
+    return tuple(str(scope) for scope in scopes) if isinstance(scopes, list) else ()
 
 
 def _retry_after_seconds(raw: str | None) -> float | None:
@@ -131,7 +149,7 @@ class WriteDocumentArgs(BaseModel):
                     "characters).")
 
 
-@oauth2_tool(provider=DINGTALK, scopes=SCOPES, purpose=PURPOSE, args_schema=WriteDocumentArgs)
+@tool(OAuth2(DINGTALK, SCOPES, purpose=PURPOSE), args_schema=WriteDocumentArgs)
 async def write_dingtalk_document(user: UserSession, document_id: str, content: str) -> str:
     """Overwrite a DingTalk document with Markdown content, on behalf of the signed-in user.
 
@@ -141,10 +159,10 @@ async def write_dingtalk_document(user: UserSession, document_id: str, content: 
     try:
         await _write_with_retries(user, document_id, content)
     except DingTalkError as error:
-        if error.token_rejected:
-            raise TokenRejected(str(error)) from None
-        log.warning("DingTalk overwriteContent failed: %s", error)
-        raise ToolFailed(_describe_failure(error), _failure_code(error)) from None
+        if not error.token_rejected:
+            log.warning("DingTalk overwriteContent failed: %s", error)
+        raise ToolFailed(_describe_failure(error, WRITE_CONSEQUENCE), _failure_code(error),
+                         credential_rejected=error.token_rejected) from None
     return f"Wrote {len(content)} characters to DingTalk document {document_id}."
 
 
@@ -186,26 +204,29 @@ def _failure_code(error: DingTalkError) -> str:
     return "dingtalk_unavailable" if error.status >= 500 else "dingtalk_refused"
 
 
-def _describe_failure(error: DingTalkError) -> str:
-    """One sentence for the model: what went wrong, plus DingTalk's code and request id for support."""
+def _describe_failure(error: DingTalkError, consequence: str = "") -> str:
+    """One sentence for the model: what went wrong and what it means (`consequence`, default: the document was
+    not written), plus DingTalk's code and request id for support."""
+    consequence = consequence or WRITE_CONSEQUENCE
     if error.code == UNEXPECTED_RESPONSE:
         what = (f"DingTalk answered with something other than its API (HTTP {error.status}, {error.message}), "
-                "so whether the document was written is unknown; check it before asking again. DingTalk "
-                "answers so while it limits requests from this address (for about 5 minutes).")
+                "so whether the call took effect is unknown; check before asking again. DingTalk answers so "
+                "while it limits requests from this address (for about 5 minutes).")
         return f"{what} (requestid: {error.request_id or 'n/a'})"
     if error.throttled:
-        what = "DingTalk is busy (rate-limited) right now; the document was not written. Try again later."
+        what = f"DingTalk is busy (rate-limited) right now; {consequence}. Try again later."
     elif error.status >= 500:
-        what = "DingTalk had a server error; the document was not written. Try again later."
+        what = f"DingTalk had a server error; {consequence}. Try again later."
     elif error.code == APP_PERMISSION_DENIED:
-        what = (f"The DingTalk app behind this agent lacks the permission {WRITE_PERMISSION}; the document "
-                "was not written. An operator must grant it in the DingTalk developer console (no new user "
-                "authorization can fix this).")
+        missing = ", ".join(error.required_permissions)
+        lacks = f"the permission {missing}" if missing else "a permission this call needs"
+        what = (f"The DingTalk app behind this agent lacks {lacks}; {consequence}. An operator "
+                "must grant it in the DingTalk developer console (no new user authorization can fix this).")
     elif error.status == 403:
-        what = "DingTalk denied access; the document was not written."
+        what = f"DingTalk denied access; {consequence}."
     elif error.status == 404:
         what = "DingTalk could not find that document; check the document ID."
     else:
-        what = "DingTalk rejected the request; the document was not written."
+        what = f"DingTalk rejected the request; {consequence}."
     detail = f" DingTalk said: {error.message}" if error.message else ""
     return f"{what}{detail} (code: {error.code}, requestid: {error.request_id or 'n/a'})"

@@ -3,7 +3,7 @@
 The STS credentials of a call are scoped by their session policy to `oss:GetObject` on exactly the object
 asked for, so a model talked into reading something else gets credentials that cannot. At most
 `OSS_MAX_OBJECT_BYTES` are fetched (a ranged GET); an object that is not text is described, not dumped. The
-SDK's side is tools/oss_client.py, imported at the first read and off the event loop: the SDK takes 0.1-0.3 s
+SDK's side is tools/oss_client.py, imported at the first read and off the event loop: the SDK is slow
 to import, which neither a cold start nor another request should pay. What this relies on is in
 docs/services.md, "OSS".
 """
@@ -15,9 +15,8 @@ import re
 
 from pydantic import BaseModel, Field, field_validator
 
-from config import REGION_ID_PATTERN
-from outbound import import_off_loop
-from tools.aliyun import CloudSession, aliyun_tool
+from outbound import REGION_ID_PATTERN, import_off_loop
+from tools.tool import CloudSession, Sts, tool
 
 BUCKET_NAME = r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$"  # OSS's bucket naming rules
 MAX_KEY_BYTES = 1023
@@ -57,7 +56,7 @@ def object_resource(bucket: str, key: str, region: str | None = None) -> list[st
     return [f"acs:oss:*:*:{bucket}/{key}"]
 
 
-@aliyun_tool(actions=["oss:GetObject"], resources=object_resource, args_schema=ReadOssObjectArguments)
+@tool(Sts(["oss:GetObject"], resources=object_resource), args_schema=ReadOssObjectArguments)
 async def read_oss_object(cloud: CloudSession, bucket: str, key: str, region: str | None = None) -> str:
     """Read a text file (an object) from Alibaba Cloud OSS object storage and return its content. Use this
     when the user asks to read, show, open or summarise a file in an OSS bucket (e.g.

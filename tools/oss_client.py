@@ -2,7 +2,7 @@
 credentials, over the tools' shared aiohttp session, and OSS's refusals as short sentences.
 
 tools/oss.py imports this module at the first read, off the event loop (`outbound.import_off_loop`): with its
-aiohttp transport the SDK takes 0.1-0.3 s to import.
+aiohttp transport the SDK is slow to import (figures: docs/architecture.md, "Start-up").
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from alibabacloud_oss_v2.aio import AsyncClient
 from alibabacloud_oss_v2.aio.transport import AioHttpClient
 from alibabacloud_oss_v2.credentials import StaticCredentialsProvider
 
-from tools.aliyun import CloudCallFailed, CloudSession
+from tools.tool import CloudSession, ToolFailed
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class ObjectStart:
 
 
 async def read_start(cloud: CloudSession, bucket: str, key: str, region: str, limit: int) -> ObjectStart:
-    """The object's first `limit` + 1 bytes; raises `CloudCallFailed` with a sentence for the user."""
+    """The object's first `limit` + 1 bytes; raises `ToolFailed` with a sentence for the user."""
     request = oss.GetObjectRequest(bucket=bucket, key=key, range_header=f"bytes=0-{limit}")
     try:
         async with AsyncClient(_config(cloud, region)) as client:
@@ -58,7 +58,7 @@ def _config(cloud: CloudSession, region: str) -> oss.Config:
                                                        credential.security_token),
         # The process's pooled session: a new client per call (its credentials are the call's) reuses the TLS
         # connections of the previous calls; the client's close leaves a session it does not own open.
-        http_client=AioHttpClient(session=cloud.connections.aiohttp_session(),
+        http_client=AioHttpClient(session=cloud.aiohttp_session,
                                   connect_timeout=settings.http_timeout_seconds,
                                   readwrite_timeout=settings.http_timeout_seconds))
 
@@ -83,28 +83,28 @@ def _object_size(content_range: str | None, received: int) -> int:
     return int(match.group(1)) if match else received
 
 
-def _failure(error: Exception, bucket: str, key: str, region: str) -> CloudCallFailed:
+def _failure(error: Exception, bucket: str, key: str, region: str) -> ToolFailed:
     """A short sentence per OSS error; the service's message is never quoted (it may echo the request)."""
     if not isinstance(error, oss.exceptions.ServiceError):
         log.warning("read_oss_object could not reach OSS: %s", type(error).__name__)
-        return CloudCallFailed("OSS could not be reached or did not answer in time; please try again later.",
+        return ToolFailed("OSS could not be reached or did not answer in time; please try again later.",
                                "aliyun_unreachable")
     code, status = str(error.code or ""), int(error.status_code or 0)
     log.warning("read_oss_object failed: HTTP %s %s (request id %s)", status, code, error.request_id)
     where = f"oss://{bucket}/{key}"
     if code == "NoSuchKey":
-        return CloudCallFailed(f"There is no object {key!r} in bucket {bucket!r}.", "oss_no_such_key")
+        return ToolFailed(f"There is no object {key!r} in bucket {bucket!r}.", "oss_no_such_key")
     if code == "NoSuchBucket":
-        return CloudCallFailed(f"There is no bucket {bucket!r} in region {region}; check the name and the "
+        return ToolFailed(f"There is no bucket {bucket!r} in region {region}; check the name and the "
                                "region.", "oss_no_such_bucket")
     if code in STALE_CREDENTIAL_CODES:
-        return CloudCallFailed("OSS did not accept the agent's temporary credentials; please try again "
-                               "later.", "aliyun_rejected", stale_credentials=True)
+        return ToolFailed("OSS did not accept the agent's temporary credentials; please try again "
+                               "later.", "aliyun_rejected", credential_rejected=True)
     if code == "AccessDenied":
-        return CloudCallFailed(f"The agent is not allowed to read {where} (access denied).",
+        return ToolFailed(f"The agent is not allowed to read {where} (access denied).",
                                "oss_access_denied")
     if status >= 500 or status == 429:
-        return CloudCallFailed("OSS had a server error or is busy; please try again later.",
+        return ToolFailed("OSS had a server error or is busy; please try again later.",
                                "aliyun_unavailable")
-    return CloudCallFailed(f"OSS refused to read {where} (code: {code or status}, request id: "
+    return ToolFailed(f"OSS refused to read {where} (code: {code or status}, request id: "
                            f"{error.request_id or 'n/a'}).", "aliyun_rejected")

@@ -28,19 +28,16 @@ def failed(text: str, code: str) -> Outcome:
     return text, {"ok": False, "code": code}
 
 
-def as_langchain_tool(run: Callable[..., Awaitable[Outcome]], *, name: str, description: str | None,
+def as_langchain_tool(run: Callable[..., Awaitable[Outcome]], *, name: str, description: str,
                       args_schema: type[BaseModel]) -> BaseTool:
     """`run` as the tool the model calls: arguments checked by `args_schema` (a rejected one becomes a short
-    sentence), the outcome's text for the model and its artifact for the runner. `description` is the tool
-    function's docstring, what the model reads: a tool without one is refused.
+    sentence), the outcome's text for the model and its artifact for the runner.
 
     LangChain's tool classes are imported here, when the app is built: importing them takes a third of a
     second (they pull in LangSmith), and `python app.py` reads the tools' settings before it opens its
     port."""
     from langchain_core.tools import StructuredTool
 
-    if not description:
-        raise ValueError(f"the tool {name} has no docstring: it is what the model reads to choose the tool")
     return StructuredTool.from_function(coroutine=run, name=name, description=description,
                                         args_schema=args_schema,
                                         handle_validation_error=describe_validation_error,

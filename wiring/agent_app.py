@@ -3,7 +3,7 @@ protocol is server/'s, the agent agent/'s, credentials identity/'s, tools tools/
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -11,8 +11,8 @@ from fastapi import FastAPI, Request
 
 from agent.model import ModelProvider
 from agent.runner import AgentRunner
-from app_settings import Settings, load_env
-from identity.callback import CallbackRoutes
+from callback.routes import CallbackRoutes
+from settings import Settings, load_env
 from identity.service import AgentIdentity
 from server.agui import AGUI_OPENAPI, AGUI_PATH, AgUiAgent
 from server.browser_pages import BrowserPages
@@ -21,23 +21,27 @@ from server.cors import allow_browser_origins
 from server.edge import HttpEdge
 from server.errors import ApiError
 from server.failures import install_error_handlers
+from server.health import add_health_route
 from server.idempotency import IdempotencyRecords
 from server.limits import AdmissionLimits
 from server.request_log import RequestLogMiddleware
 from server.shutdown import Shutdown
 from server.unserved import UNSERVED_PATHS, answer_unserved
-from tools import Toolbox
+from tools import TOOLS
+from tools.toolbox import Toolbox
+from tools.tool import Tool
 
 
 def create_app(config: Settings | Mapping[str, str] | None = None, *,
-               shutdown: Shutdown | None = None) -> FastAPI:
+               shutdown: Shutdown | None = None, tools: Sequence[Tool] = TOOLS) -> FastAPI:
     """Build the app from `config` (settings, or an env mapping; default: the process environment over
-    `.env`). `shutdown`: set by the server on SIGTERM (app.state.shutdown). No network call here."""
+    `.env`) offering `tools`. `shutdown`: set by the server on SIGTERM (app.state.shutdown). No network call
+    here."""
     settings = config if isinstance(config, Settings) else Settings.from_env(
-        load_env() if config is None else config)
+        load_env() if config is None else config, tools=tools)
     identity = AgentIdentity(settings.identity)
     provider = ModelProvider(settings.agent, identity.instance_credential)
-    toolbox = Toolbox(identity, settings.tools)
+    toolbox = Toolbox(identity, settings.tools, tools)
     callback = CallbackRoutes(identity)
     shutdown = shutdown or Shutdown()
     runner = AgentRunner(provider, toolbox.tools)
@@ -55,9 +59,6 @@ def create_app(config: Settings | Mapping[str, str] | None = None, *,
         await callback.aclose()
         await identity.aclose()
 
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
-
     # The model list needs the caller's JWT like every other route: a client that "checks its key" with
     # `models.list()` must learn that the key is wrong there, not at its first chat.
     async def authenticate(request: Request) -> None:
@@ -65,11 +66,11 @@ def create_app(config: Settings | Mapping[str, str] | None = None, *,
 
     async def models(request: Request) -> dict[str, Any]:
         await authenticate(request)
-        return {"object": "list", "data": [_model_object(name) for name in await provider.model_names()]}
+        return {"object": "list", "data": [_model_object(name) for name in provider.model_names()]}
 
     async def model(request: Request, model_id: str) -> dict[str, Any]:
         await authenticate(request)
-        if model_id not in await provider.model_names():
+        if model_id not in provider.model_names():
             raise ApiError(404, f"The model {model_id!r} does not exist.", "invalid_request_error",
                            "model_not_found", "model")
         return _model_object(model_id)
@@ -93,8 +94,7 @@ def create_app(config: Settings | Mapping[str, str] | None = None, *,
     app.add_api_route("/openai/v1/models", models, methods=["GET"])
     app.add_api_route("/openai/v1/models/{model_id}", model, methods=["GET"])
     allow_browser_origins(app, settings.server.cors_allow_origins)
-    app.add_api_route("/health", health, methods=["GET"])
-    app.add_api_route("/health", health, methods=["HEAD"], include_in_schema=False)  # probes use HEAD too
+    add_health_route(app)
     app.include_router(callback.router, prefix="/callback")
     return app
 

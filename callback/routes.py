@@ -4,12 +4,12 @@ After consent the provider sends the browser here. Anyone holding the link could
 Agent Identity to release the token (CompleteResourceTokenAuth) the callback checks that the sealed state is
 ours and fresh and that the person at the browser is the user who started the flow. A browser that follows a
 redirect carries no bearer token, so one that is not signed in yet is sent to the users' own IdP first
-(identity/oidc.py) and comes back to `/callback/signed-in`, which finishes the same callback. A provider's
+(callback/oidc.py) and comes back to `/callback/signed-in`, which finishes the same callback. A provider's
 `error=` counts only for the signed-in owner of the flow, like an approval.
 
-The same routes serve mounted in the agent (`app.py`) and alone (`python app.py callback`, `callback_app`),
-which is how it runs where AgentRun's gateway asks every request for a JWT: a second deployment of the same
-zip, reachable by browsers. Nothing here keeps state between requests except a small replay guard: the flow
+The same routes serve mounted in the agent (wiring/agent_app.py) and alone (`python app.py callback`,
+wiring/callback_app.py), which is how it runs where AgentRun's gateway asks every request for a JWT: a second
+deployment of the same zip, reachable by browsers. Nothing here keeps state between requests except a small replay guard: the flow
 travels sealed in `state`, the sign-in in cookies, the rest at Agent Identity, so any instance can answer.
 """
 
@@ -17,21 +17,17 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from starlette.exceptions import HTTPException as StarletteHTTPException
-
-from identity.browser_session import BrowserSessions
+from callback.browser_session import BrowserSessions
+from callback.oidc import OidcSignIn, SignInFailed
+from callback.pages import failure_page, success_page
 from identity.cache import ExpiringLru
 from identity.errors import IdentityError, ProviderMisconfigured
-from identity.oidc import OidcSignIn, SignInFailed
-from identity.pages import failure_page, success_page
 from identity.service import AgentIdentity
-from identity.settings import SIGNED_IN_PATH
 from identity.state import FlowState, InvalidState
+from settings.identity import SIGNED_IN_PATH
 
 log = logging.getLogger(__name__)
 
@@ -148,8 +144,7 @@ class CallbackRoutes:
             self._used.pop(flow.flow_id)  # the same user may retry after a transient failure
             return _page(failure.http_status if failure.http_status >= 400 else 502, "Authorization failed",
                          failure.safe_message)
-        log.info("Authorization completed for provider %s (session %s)", flow.provider,
-                 flow.session_id or "-")
+        log.info("Authorization completed for provider %s, flow %s", flow.provider, flow.flow_id)
         return HTMLResponse(success_page(f"{flow.purpose} ({flow.provider})"), headers=_NO_STORE)
 
     async def aclose(self) -> None:
@@ -166,34 +161,3 @@ def _page(status: int, title: str, message: str) -> HTMLResponse:
 
 def _already_used() -> HTMLResponse:
     return _page(409, "Link already used", "This authorization was already answered. You can close this tab.")
-
-
-def callback_app(identity: AgentIdentity) -> FastAPI:
-    """The callback alone, for `python app.py callback`: `/callback` (as mounted in the agent) and
-    `/health`."""
-    routes = CallbackRoutes(identity)
-
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        yield
-        await routes.aclose()
-        await identity.aclose()
-
-    app = FastAPI(title="Authorization callback", docs_url=None, redoc_url=None, openapi_url=None,
-                  lifespan=lifespan)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, error: StarletteHTTPException) -> Response:
-        """Unknown paths and methods in the OpenAI error shape, as the agent's own routes answer them."""
-        code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
-        return JSONResponse({"error": {"message": str(error.detail), "type": "invalid_request_error",
-                                       "code": code}},
-                            status_code=error.status_code, headers=error.headers)
-
-    @app.get("/health")
-    async def health() -> Mapping[str, str]:
-        return {"status": "ok"}
-
-    app.add_api_route("/health", health, methods=["HEAD"], include_in_schema=False)
-    app.include_router(routes.router, prefix="/callback")
-    return app

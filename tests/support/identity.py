@@ -1,4 +1,4 @@
-"""(No tests here.) Helpers shared by the identity and callback tests: build AgentIdentity from the emulators' env, bind a
+"""Helpers shared by the identity and callback tests: build AgentIdentity from the emulators' env, bind a
 request context, drive the emulator's consent page and read its call counters, all over real HTTP."""
 
 from __future__ import annotations
@@ -17,9 +17,11 @@ import uvicorn
 
 from identity.context import RequestContext, bind_request_context, reset_request_context
 from identity.service import AgentIdentity
-from identity.settings import IdentitySettings
+from settings.identity import IdentitySettings
 
 FAST_POLLING = {"poll_initial_seconds": 0.02, "poll_max_seconds": 0.1}
+SCOPES = ["openid", "corpid"]
+PURPOSE = "Write to DingTalk document"
 
 
 def identity_for(cloud: Any, clock: Any = None, env: dict[str, str] | None = None, **overrides: Any) -> AgentIdentity:
@@ -87,3 +89,13 @@ async def serving(app: Any, sock: socket.socket | None = None) -> AsyncIterator[
 def unique(prefix: str) -> str:
     """A user name no other test uses: the emulator's token vault outlives a test."""
     return f"{prefix}-{secrets.token_hex(4)}"
+
+
+async def start_flow(identity: AgentIdentity, cloud: Any, jwt: str) -> tuple[asyncio.Task[str], Any]:
+    """Begin an authorization in a task; returns (task, the link event) once the link was emitted."""
+    async with signed_in(identity, jwt) as events:
+        task = asyncio.create_task(identity.oauth2_token(
+            provider=cloud.env["DINGTALK_CREDENTIAL_PROVIDER_NAME"], scopes=SCOPES, purpose=PURPOSE))
+    while not events:
+        await asyncio.sleep(0.01)
+    return task, events[0]

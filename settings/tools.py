@@ -7,13 +7,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Self
 
-from config import DEFAULT_REGION, EnvReader
-from tools.oauth2 import OAuth2Provider, registered_providers
+from settings.reader import DEFAULT_REGION, EnvReader, read_section
+from tools import TOOLS
+from tools.tool import OAuth2Provider, oauth2_providers
 
 
 @dataclass(frozen=True)
 class ProviderSettings:
-    """One OAuth2 provider's variables (named after its `env_prefix`, see tools/oauth2.py)."""
+    """One OAuth2 provider's variables (named after its `env_prefix`, see tools/tool.py)."""
 
     credential_provider: str  # <PREFIX>_CREDENTIAL_PROVIDER_NAME: the Agent Identity credential provider
     api_base: str  # <PREFIX>_API_BASE
@@ -29,8 +30,7 @@ class ProviderSettings:
     def read(cls, read: EnvReader, provider: OAuth2Provider) -> Self:
         name_var, api_var, scopes_var = cls.variables(provider)
         credential_provider = read.str(name_var, required=True,
-                                       why="the Agent Identity credential provider that "
-                                           f"holds the {provider.label} OAuth2 app")
+                                       why=f"the {provider.label} OAuth2 credential provider in Agent Identity")
         api_base = read.url(api_var, provider.api_base, base=True)
         return cls(credential_provider=credential_provider, api_base=api_base,
                    scopes=tuple(read.list(scopes_var, [])))
@@ -53,20 +53,19 @@ class ToolSettings:
     oss_max_object_bytes: int = DEFAULT_OSS_MAX_OBJECT_BYTES
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str], reader: EnvReader | None = None,
-                 providers: Iterable[OAuth2Provider] | None = None) -> Self:
-        """Read the tools' variables, those of every provider a registered tool uses (or of `providers`); with
-        a shared `reader` the caller reports every problem at once."""
-        read = reader or EnvReader(env)
-        oauth2 = {provider.env_prefix: ProviderSettings.read(read, provider)
-                  for provider in (registered_providers() if providers is None else providers)}
-        region = read.str("AGENT_IDENTITY_REGION_ID", DEFAULT_REGION)
+    def from_env(cls, env: Mapping[str, str], providers: Iterable[OAuth2Provider] | None = None) -> Self:
+        """The tools' variables alone, those of `providers` (default: every provider of `tools.TOOLS`)."""
+        listed = list(oauth2_providers(TOOLS) if providers is None else providers)
+        return read_section(env, lambda read, region: cls.read(read, region, listed))
+
+    @classmethod
+    def read(cls, read: EnvReader, region: str, providers: Iterable[OAuth2Provider]) -> Self:
+        """The tools' variables and those of every OAuth2 provider in `providers`."""
+        oauth2 = {provider.env_prefix: ProviderSettings.read(read, provider) for provider in providers}
         sts_endpoint = read.endpoint("STS_ENDPOINT", f"sts.{region}.aliyuncs.com")
         timeout = read.float("TOOLS_HTTP_TIMEOUT_SECONDS", 10.0, minimum=0.1)
         oss_endpoint = read.endpoint("OSS_ENDPOINT")
-        oss_region = read.str("OSS_REGION", region)
+        oss_region = read.region("OSS_REGION", region)
         max_bytes = read.int("OSS_MAX_OBJECT_BYTES", DEFAULT_OSS_MAX_OBJECT_BYTES, minimum=1)
-        if reader is None:
-            read.check()
         return cls(oauth2=oauth2, region_id=region, sts_endpoint=sts_endpoint, http_timeout_seconds=timeout,
                    oss_endpoint=oss_endpoint, oss_region=oss_region, oss_max_object_bytes=max_bytes)

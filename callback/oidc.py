@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import httpx2
 
-from identity.browser_session import SignInTransaction
+from callback.browser_session import SignInTransaction
 from identity.errors import IdentityUnavailable, InvalidCallerToken
 from identity.jwt_verifier import JwksKeys, JwtVerifier
-from identity.settings import IdentitySettings
+from settings.identity import IdentitySettings
 from outbound import import_off_loop, tls_context
 
 if TYPE_CHECKING:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Self
 
-from config import APP_ENVS, DEFAULT_REGION, REGION_ID_PATTERN, EnvReader, is_http_url, is_production
+from settings.reader import APP_ENVS, DEFAULT_REGION, EnvReader, is_http_url, is_production, read_section
 
 log = logging.getLogger(__name__)
 
@@ -66,20 +65,21 @@ class IdentitySettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], *, callback_only: bool = False) -> Self:
+        return read_section(env, lambda read, region: cls.read(read, region, callback_only=callback_only))
+
+    @classmethod
+    def read(cls, read: EnvReader, region: str, *, callback_only: bool = False) -> Self:
         """`callback_only`: for `python app.py callback`, which acts as no workload identity."""
-        read = EnvReader(env)
-        read.choice("APP_ENV", APP_ENVS, "")  # checked here; what it means: config.is_production
-        production = is_production(env)
-        region = read.str("AGENT_IDENTITY_REGION_ID", DEFAULT_REGION)
-        if not re.match(REGION_ID_PATTERN, region):
-            read.problems.append(f"AGENT_IDENTITY_REGION_ID must be a region id such as cn-beijing, "
-                                 f"got {region!r}")
+        read.choice("APP_ENV", APP_ENVS, "")  # checked here; what it means: settings.reader.is_production
+        production = is_production(read.env)
         algorithms = tuple(read.list("INBOUND_JWT_ALGORITHMS", list(DEFAULT_JWT_ALGORITHMS)))
         unsafe = [a for a in algorithms if a.lower() == "none" or a.upper().startswith("HS")]
         if unsafe:
             read.problems.append(f"INBOUND_JWT_ALGORITHMS must list asymmetric algorithms only, got {unsafe}")
         secret = read.str("IDENTITY_STATE_SECRET", required=True,
-                          why="the key that seals the OAuth2 state and the callback's cookies")
+                          why="the key that seals the OAuth2 state and the callback's cookies; the same in the "
+                              'agent and the callback: python3 -c "import secrets; '
+                              'print(secrets.token_urlsafe(32))"')
         if secret and len(secret) < MIN_STATE_SECRET_LENGTH:
             read.problems.append(f"IDENTITY_STATE_SECRET must be at least {MIN_STATE_SECRET_LENGTH} "
                                  "characters")
@@ -87,8 +87,10 @@ class IdentitySettings:
                                     why="in production for `python app.py callback`: without it the callback "
                                         "cannot tell who is at the browser, and every consent ends at "
                                         "\"Sign-in needed\"; register ${APP_REDIRECT_URI}/callback/signed-in "
-                                        "on that OAuth client")
-        issuer = read.str("INBOUND_JWT_ISSUER")
+                                        "on that OAuth client",
+                                    deploy="the OAuth client of your IdP that the callback signs browsers in "
+                                           "with")
+        issuer = read.str("INBOUND_JWT_ISSUER", deploy="the iss of your users' JWTs")
         if signin_client_id and not is_http_url(issuer, base=True):
             read.problems.append("INBOUND_JWT_ISSUER must be the IdP's issuer URL (https://...) with "
                                  "CALLBACK_OIDC_CLIENT_ID: the callback discovers the sign-in endpoints at "
@@ -99,12 +101,13 @@ class IdentitySettings:
             read.problems.append(f"CALLBACK_OIDC_SCOPES must include openid, got {' '.join(scopes)!r}")
         redirect_uri = read.url("APP_REDIRECT_URI", "" if production else LOCAL_REDIRECT_URI, base=True,
                                 required=production,
-                                why="in production: the callback deployment's public URL")
+                                why="the callback deployment's public https URL; register "
+                                    "<it>/callback as a return URL")
         jwks_url = _inbound_jwks_url(read, production=production and not callback_only)
-        audience = read.str("INBOUND_JWT_AUDIENCE")
+        audience = read.str("INBOUND_JWT_AUDIENCE", deploy="the aud of your users' JWTs")
         if production and not callback_only:
             _require_claims_checked(read, issuer=issuer, audience=audience)
-        settings = cls(
+        return cls(
             workload_identity_name=read.str("AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME",
                                             required=not callback_only,
                                             why="the workload identity this agent acts as; never created at "
@@ -122,21 +125,21 @@ class IdentitySettings:
             jwt_audience=audience,
             jwt_algorithms=algorithms,
             signin_client_id=signin_client_id,
-            signin_client_secret=read.str("CALLBACK_OIDC_CLIENT_SECRET"),
+            signin_client_secret=read.str("CALLBACK_OIDC_CLIENT_SECRET",
+                                          deploy="its secret; register <APP_REDIRECT_URI>/callback/signed-in as "
+                                                 "its redirect URI"),
             signin_scopes=scopes,
             access_key_id=read.str("ALIBABA_CLOUD_ACCESS_KEY_ID"),
             access_key_secret=read.str("ALIBABA_CLOUD_ACCESS_KEY_SECRET"),
             security_token=read.str("ALIBABA_CLOUD_SECURITY_TOKEN"),
         )
-        read.check()
-        return settings
 
 
 def _inbound_jwks_url(read: EnvReader, *, production: bool) -> str:
     """INBOUND_JWKS_URL, or "" where verification is waived: explicitly (INBOUND_JWT_VERIFY=off, only behind a
     gateway that verifies), or outside production by leaving it unset."""
     verify = read.choice("INBOUND_JWT_VERIFY", ("on", "off"), "on")
-    url = read.url("INBOUND_JWKS_URL")
+    url = read.url("INBOUND_JWKS_URL", deploy="your identity provider's jwks_uri")
     if verify == "off" and url:
         read.problems.append("INBOUND_JWT_VERIFY=off and INBOUND_JWKS_URL are both set: unset one (off is "
                              f"{GATEWAY_VERIFIES})")
@@ -153,8 +156,8 @@ def _require_claims_checked(read: EnvReader, *, issuer: str, audience: str) -> N
     for name, value, what in (("INBOUND_JWT_ISSUER", issuer, "the IdP's issuer"),
                               ("INBOUND_JWT_AUDIENCE", audience, "your application's id at the IdP")):
         if not value:
-            read.problems.append(f"{name} is required in production ({what}, as its ID tokens carry it): "
-                                 "without it, tokens issued to other applications are accepted")
+            read.missing(name, f"{name} is required in production ({what}, as its ID tokens carry it): "
+                               "without it, tokens issued to other applications are accepted", deploy=what)
 
 
 def log_waived_verification(settings: IdentitySettings) -> None:

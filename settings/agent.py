@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Self
 
-from config import DEFAULT_REGION, EnvReader
+from settings.reader import EnvReader, read_section
 
 DASHSCOPE_COMPATIBLE_URL = "https://dashscope.aliyuncs.com/compatible-mode/v1"
 OPENAI_COMPATIBLE = "openai"  # any OpenAI-compatible endpoint: DashScope, an AgentRun model service, ...
@@ -33,7 +33,11 @@ class AgentSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Self:
-        read = EnvReader(env)
+        return read_section(env, cls.read)
+
+    @classmethod
+    def read(cls, read: EnvReader, region: str) -> Self:
+        """`region`: where the AgentRun model service is looked up, unless FC_REGION (the platform's) says."""
         base_url = read.url("MODEL_BASE_URL") or None
         service = read.str("MODEL_SERVICE_NAME") or None
         api_key = read.first("MODEL_API_KEY", "DASHSCOPE_API_KEY") or None
@@ -50,19 +54,18 @@ class AgentSettings:
             read.problems.append("MODEL_NAME must name a model, e.g. qwen-plus or "
                                  "anthropic:claude-sonnet-4-5")
         if provider == OPENAI_COMPATIBLE and not api_key and not service:
-            read.problems.append("MODEL_API_KEY (or DASHSCOPE_API_KEY) is required, unless "
-                                 "MODEL_SERVICE_NAME names an AgentRun model service to take the endpoint "
-                                 "and key from")
-        settings = cls(
+            read.missing("MODEL_API_KEY", "MODEL_API_KEY (or DASHSCOPE_API_KEY) is required, unless "
+                         "MODEL_SERVICE_NAME names an AgentRun model service to take the endpoint and key from",
+                         deploy="your DashScope API key (or set MODEL_SERVICE_NAME to use an AgentRun model "
+                                "service)")
+        return cls(
             model_name=model_name or "qwen-plus",
             model_provider=provider,
             base_url=base_url or (None if service else DASHSCOPE_COMPATIBLE_URL),
             api_key=api_key,
             model_service_name=service,
             control_endpoint=read.endpoint("AGENTRUN_CONTROL_ENDPOINT") or None,
-            region_id=read.first("FC_REGION", "AGENT_IDENTITY_REGION_ID", default=DEFAULT_REGION),
+            region_id=read.region("FC_REGION", region),
             timeout_seconds=read.float("MODEL_TIMEOUT_SECONDS", 60.0, minimum=0.01),
             max_retries=read.int("MODEL_MAX_RETRIES", 1, minimum=0),
         )
-        read.check()
-        return settings

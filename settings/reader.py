@@ -1,27 +1,26 @@
-"""Environment-variable helpers shared by every package's settings.
+"""Reading environment variables: `EnvReader` collects every problem instead of failing on the first, and
+`ConfigError` names them all at once, so start-up fails with one clear message instead of a traceback.
 
-Each package owns a small frozen settings dataclass with `from_env(env)`; they all report missing or bad
-variables through `ConfigError`, which names every offending variable at once so start-up fails with one
-clear message instead of a traceback.
+A reader also remembers what a deployer must enter (`deploy`: a required variable and why, or one the reader
+marks as worth setting): the packager's console instructions come from there, not from a list of their own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
+from typing import TypeVar
 from urllib.parse import urlsplit
 
-from alibabacloud_credentials.client import Client as CredentialClient
-from alibabacloud_tea_openapi.utils_models import Config as SdkConfig
+from outbound import REGION_ID_PATTERN
 
-from outbound import SDK_THREADS
-
-# The Agent Identity SDK's default region; every package falls back to it, so they agree when it is unset.
+# The Agent Identity SDK's default region, and so the region's (`read_region`).
 DEFAULT_REGION = "cn-beijing"
-# The form of an Alibaba Cloud region id: cn-beijing, ap-southeast-1.
-REGION_ID_PATTERN = r"^[a-z]{2,}(-[a-z0-9]+)+$"
 # Where every variable is described. The deployed zip carries no README, so the message names the section.
 DOCS_REFERENCE = "the README's \"Configuration\" section (README-CN.md: \"配置\"), one row per variable"
 APP_ENVS = ("development", "production")
+
+Section = TypeVar("Section")
 
 
 class ConfigError(Exception):
@@ -45,14 +44,26 @@ class EnvReader:
     def __init__(self, env: Mapping[str, str]) -> None:
         self.env = env
         self.problems: list[str] = []
+        # What a deployer enters, in reading order: each required variable (and why), and each variable read
+        # with a `deploy` hint.
+        self.deploy: dict[str, str] = {}
 
-    def str(self, name: str, default: str | None = None, *, required: bool = False, why: str = "") -> str:
+    def str(self, name: str, default: str | None = None, *, required: bool = False, why: str = "",
+            deploy: str = "") -> str:
+        if deploy or required:
+            self.deploy.setdefault(name, deploy or why)
         value = (self.env.get(name) or "").strip()
         if value:
             return value
         if required:
             self.problems.append(f"{name} is required" + (f" ({why})" if why else ""))
         return default or ""
+
+    def missing(self, name: str, problem: str, *, deploy: str) -> None:
+        """A requirement `str(required=True)` cannot state (it depends on other variables): `problem` for the
+        error, `deploy` for the console instructions."""
+        self.deploy.setdefault(name, deploy)
+        self.problems.append(problem)
 
     def first(self, *names: str, default: str = "") -> str:
         """The first of `names` that is set (e.g. MODEL_API_KEY, then DASHSCOPE_API_KEY)."""
@@ -102,10 +113,10 @@ class EnvReader:
         return default
 
     def url(self, name: str, default: str = "", *, required: bool = False, why: str = "",
-            base: bool = False) -> str:
+            base: bool = False, deploy: str = "") -> str:
         """An http(s) URL with a host, without a trailing slash; `base`: no query or fragment either (other
         paths are appended to it)."""
-        value = self.str(name, default, required=required, why=why).rstrip("/")
+        value = self.str(name, default, required=required, why=why, deploy=deploy).rstrip("/")
         if value and not is_http_url(value, base=base):
             kind = "an http(s) base URL without query or fragment" if base else "an http(s) URL"
             self.problems.append(f"{name} must be {kind}, e.g. https://example.com/path, got {value!r}")
@@ -135,6 +146,14 @@ class EnvReader:
         parts = raw.split(sep) if sep else raw.replace(",", " ").split()
         return [p.strip() for p in parts if p.strip()]
 
+    def region(self, name: str, default: str, *, deploy: str = "") -> str:
+        """An Alibaba Cloud region id (cn-beijing, ap-southeast-1)."""
+        value = self.str(name, default, deploy=deploy)
+        if not re.match(REGION_ID_PATTERN, value):
+            self.problems.append(f"{name} must be a region id such as cn-beijing, got {value!r}")
+            return default
+        return value
+
     def check(self) -> None:
         """Raise ConfigError naming every problem collected so far."""
         if self.problems:
@@ -153,23 +172,21 @@ def is_http_url(value: str, *, base: bool, path: bool = True) -> bool:
     return not (base and (parts.query or parts.fragment)) and (path or parts.path in ("", "/"))
 
 
-def sdk_endpoint(value: str) -> tuple[str, str]:
-    """An endpoint setting as the Alibaba Cloud SDKs' `Config` wants it: (host[:port], protocol).
+def read_checked(env: Mapping[str, str], read_all: Callable[[EnvReader], Section]) -> Section:
+    """What `read_all` reads from `env` with one reader; raises ConfigError naming every problem."""
+    read = EnvReader(env)
+    value = read_all(read)
+    read.check()
+    return value
 
-    `host` and `https://host` mean HTTPS; `http://127.0.0.1:PORT` reaches a local emulator (the SDKs take the
-    scheme only through `protocol`, never inside `endpoint`)."""
-    parts = urlsplit(value.strip() if "://" in value else f"https://{value.strip()}")
-    return parts.netloc, parts.scheme
+
+def read_section(env: Mapping[str, str], section: Callable[[EnvReader, str], Section]) -> Section:
+    """One section alone (a test, a script), with the region it defaults to, checked: `section(read, region)`
+    is how `settings.Settings` reads it among the others."""
+    return read_checked(env, lambda read: section(read, read_region(read)))
 
 
-def sdk_config(credential: CredentialClient, region_id: str, endpoint: str | None, *,
-               timeout_seconds: float) -> SdkConfig:
-    """How every Alibaba Cloud SDK client here is configured: credential, region, endpoint (None: the SDK's
-    default for the region), bounded timeouts (connecting at most 5 s) and a connection pool per endpoint as
-    large as the thread pool its calls run in (outbound.sdk_call)."""
-    timeout_ms = int(timeout_seconds * 1000)
-    config = SdkConfig(credential=credential, region_id=region_id, read_timeout=timeout_ms,
-                       connect_timeout=min(timeout_ms, 5000), max_idle_conns=SDK_THREADS)
-    if endpoint:
-        config.endpoint, config.protocol = sdk_endpoint(endpoint)
-    return config
+def read_region(read: EnvReader, *, deploy: str = "") -> str:
+    """The region: of the Agent Identity resources, and the default of every other region setting (STS, OSS,
+    the model service lookup). Read once per reading of the settings, by this one rule."""
+    return read.region("AGENT_IDENTITY_REGION_ID", DEFAULT_REGION, deploy=deploy)

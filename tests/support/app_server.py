@@ -14,15 +14,19 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from emulators._server import listening_socket
+
+if TYPE_CHECKING:
+    from tools.tool import Tool
 
 
 @contextmanager
 def serve_app(env: Mapping[str, str], *, app_state: dict | None = None,
-              sock: socket.socket | None = None) -> Iterator[str]:
+              sock: socket.socket | None = None, tools: Sequence[Tool] | None = None) -> Iterator[str]:
     """Yield the base URL (`http://127.0.0.1:PORT`) of a running app built from `env`.
 
     `sock` (default: a new `emulators._server.listening_socket()`) lets a test register the app's callback
@@ -30,14 +34,14 @@ def serve_app(env: Mapping[str, str], *, app_state: dict | None = None,
     accepts them, so the URL is usable at once.
 
     `app_state`, when given, receives `app`, `loop` and `stop` (set it on `loop` to stop as SIGTERM does) so a
-    test can inspect the server (e.g. its tasks).
+    test can inspect the server (e.g. its tasks). `tools`: what the app offers (default: `tools.TOOLS`).
     """
     from wiring.agent_app import create_app
     from server.serving import serve
 
     sock = sock or listening_socket()
     try:
-        app = create_app(dict(env))
+        app = create_app(dict(env)) if tools is None else create_app(dict(env), tools=tools)
     except BaseException:
         sock.close()
         raise

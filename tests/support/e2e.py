@@ -2,7 +2,7 @@
 
 One `Product` per pytest session (started by the first test that needs it, stopped when pytest ends):
 the local cloud, with the app's own `/callback` registered as the return URL, and the app served as
-`python app.py` serves it (tests/app_server.py). A second app on the same cloud, with a one-second
+`python app.py` serves it (tests/support/app_server.py). A second app on the same cloud, with a one-second
 authorization timeout, is started on demand.
 
 `Witness` keeps every response body a test read, every log record, and knows every secret the emulators
@@ -14,18 +14,19 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import openai
+import pytest
 
 from emulators import LocalCloud, start_local_cloud
 from emulators._server import listening_socket
 from server.logs import JsonFormatter
-from tests.app_server import serve_app
+from tests.support.app_server import serve_app
 
 PATIENT_TIMEOUT_SECONDS = "30"
 IMPATIENT_TIMEOUT_SECONDS = "1"
@@ -88,14 +89,14 @@ class Product:
         return token
 
     def issued_secrets(self) -> dict[str, set[str]]:
-        """Every secret the emulators handed out or hold, by kind (read from the emulators' own records)."""
-        dingtalk = set(self.cloud.dingtalk_tokens._by_key)
+        """Every secret the emulators handed out or hold, by kind (Agent Identity's `/emulator/issued`)."""
+        issued = self.cloud.issued()
         sts = set()
-        for record in self.cloud.sts_credentials._by_key.values():
-            sts |= {record.secret, record.details["security_token"]}
+        for credential in issued["sts_credentials"]:
+            sts |= {credential["access_key_secret"], credential["security_token"]}
         return {"user JWT": set(self.witness.user_jwts),
-                "workload access token": set(self.cloud.agent_identity._grants),
-                "DingTalk OAuth2 token": dingtalk,
+                "workload access token": {grant["token"] for grant in issued["workload_access_tokens"]},
+                "DingTalk OAuth2 token": {token["token"] for token in issued["provider_tokens"]},
                 "STS secret or security token": sts,
                 "AccessKey secret": {self.cloud.info["access_key_secret"]},
                 "model API key": {self.cloud.env["MODEL_API_KEY"]},
@@ -261,3 +262,24 @@ async def dingtalk_faults(product: Product, **faults: Any) -> None:
         response = await http.post(f"{product.cloud.url('dingtalk')}/emulator/faults",
                                    json={"match": "overwriteContent", **faults})
         response.raise_for_status()
+
+
+@pytest.fixture(scope="module")
+def product(pytestconfig: Any) -> Iterator[Product]:
+    """The session's Product, its logs witnessed while the test module runs."""
+    with shared_product(pytestconfig).capturing_logs() as running:
+        yield running
+
+
+@pytest.fixture
+async def user_named(product: Product) -> AsyncIterator[Callable[..., User]]:
+    """Makes users (`user_named("sub")`, app "patient" or "impatient"), closed after the test."""
+    users: list[User] = []
+
+    def make(sub: str, app: str = "patient") -> User:
+        users.append(User(product, sub, app))
+        return users[-1]
+
+    yield make
+    for user in users:
+        await user.aclose()
