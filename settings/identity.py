@@ -104,7 +104,8 @@ class IdentitySettings:
                                 why="the callback deployment's public https URL; register "
                                     "<it>/callback as a return URL")
         jwks_url = _inbound_jwks_url(read, production=production and not callback_only)
-        audience = read.str("INBOUND_JWT_AUDIENCE", deploy="the aud of your users' JWTs")
+        # The callback checks ID tokens of its own sign-in client, not the users' JWTs: no audience to set there.
+        audience = read.str("INBOUND_JWT_AUDIENCE", deploy="" if callback_only else "the aud of your users' JWTs")
         if production and not callback_only:
             _require_claims_checked(read, issuer=issuer, audience=audience)
         return cls(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import httpx
 import pytest
@@ -47,7 +48,7 @@ async def test_workload_token_is_exchanged_again_shortly_before_the_user_jwt_exp
 
     clock = Clock()
     identity = identity_for(fresh_cloud, clock=clock)
-    jwt = fresh_cloud.issue_user_jwt(unique("wat-expiry"))
+    jwt = fresh_cloud.issue_user_jwt(unique("wat-expiry"), exp=int(time.time()) + 120)  # before the reuse bound
     async with signed_in(identity, jwt):
         exp = current_request_context().caller.claims["exp"]
         first = await identity.workload_access_token()
@@ -58,6 +59,23 @@ async def test_workload_token_is_exchanged_again_shortly_before_the_user_jwt_exp
     await identity.aclose()
     assert second != first
     assert (await calls(fresh_cloud))["GetWorkloadAccessTokenForJWT"] == 2
+
+
+async def test_a_workload_token_is_reused_at_most_its_observed_lifetime_whatever_the_jwt_says(fresh_cloud) -> None:
+    """Workload tokens live about 5 minutes and an opaque one tells nothing of it: a JWT valid for an hour must
+    not keep one in use past WORKLOAD_TOKEN_REUSE_SECONDS."""
+    from identity.workload import WORKLOAD_TOKEN_REUSE_SECONDS
+
+    clock = Clock()
+    identity = identity_for(fresh_cloud, clock=clock)
+    async with signed_in(identity, fresh_cloud.issue_user_jwt(unique("wat-reuse"))):
+        first = await identity.workload_access_token()
+        clock.offset = WORKLOAD_TOKEN_REUSE_SECONDS - 1
+        assert await identity.workload_access_token() == first
+        clock.offset = WORKLOAD_TOKEN_REUSE_SECONDS + 1
+        second = await identity.workload_access_token()
+    await identity.aclose()
+    assert second != first and WORKLOAD_TOKEN_REUSE_SECONDS < 300  # below the observed lifetime
 
 
 async def test_twenty_concurrent_requests_share_one_call(fresh_cloud) -> None:
