@@ -103,6 +103,7 @@ class AuthSession:
     custom_state: str
     expires_at: float
     user_jwt: str | None = field(default=None, repr=False)  # the JWT the workload token was issued for
+    prompt_consent: bool = False  # CustomParameters {"prompt": "consent"}: the provider asks the user anew
     opened: bool = False  # the authorization URL works once (Alibaba Cloud's "Obtain an OAuth access token")
     status: str = "pending"  # pending -> consented | denied -> completed
 
@@ -157,6 +158,11 @@ class AgentIdentityEmulator:
         self.session_ttl_s = SESSION_TTL_S  # tests shorten it to see sessions expire
         self.workload_token_ttl_s: float = WORKLOAD_TOKEN_TTL_S
         self.token_vaults = {"default"}
+        # The permissions each provider's app holds now (absent: every one). A user's token carries the
+        # permissions of the user's consent, a snapshot that only a consent with prompt=consent renews
+        # (docs/services.md, DingTalk).
+        self.app_permissions: dict[str, list[str]] = {}
+        self._consents: dict[tuple[str, str], list[str] | None] = {}
         self.session_binding = False  # the workload identity's SessionBindingEnabled (tests turn it on)
         # Tests set it: the provider's token endpoint fails when a consented session is polled.
         self.upstream_token_endpoint_fails = False
@@ -286,7 +292,8 @@ class AgentIdentityEmulator:
             raise AcsError(*CODE_CUSTOM_STATE_TOO_LONG, f"CustomState must be at most {MAX_CUSTOM_STATE} characters.")
         session = AuthSession(id=secrets.token_urlsafe(24), user=grant.user, workload=grant.workload,
                               provider=provider, scopes=scopes, return_url=return_url, custom_state=custom_state,
-                              expires_at=time.time() + self.session_ttl_s, user_jwt=grant.user_jwt)
+                              expires_at=time.time() + self.session_ttl_s, user_jwt=grant.user_jwt,
+                              prompt_consent=_custom_parameters(params).get("prompt") == "consent")
         self._sessions[session.id] = session
         return {"AuthorizationURL": f"{self.base_url}/oauth2/authorize?{urlencode({'session': session.id})}",
                 "SessionURI": session.uri, "SessionStatus": SESSION_WAITING}
@@ -313,8 +320,10 @@ class AgentIdentityEmulator:
     def _store_new_token(self, key: tuple[str, str, tuple[str, ...]],
                          provider: CredentialProvider) -> tuple[str, Issued]:
         user, _, scopes = key
+        snapshot = self._consents.get((user, provider.name))
+        permissions = {} if snapshot is None else {"permissions": list(snapshot)}
         token, record = self._provider_tokens.issue(user, provider.token_ttl_s, provider=provider.name,
-                                                    scopes=list(scopes))
+                                                    scopes=list(scopes), **permissions)
         self._vault[key] = token
         return token, record
 
@@ -356,6 +365,9 @@ class AgentIdentityEmulator:
         if not self._identifies(params.get("UserIdentifier", ""), session):
             raise AcsError(*CODE_BAD_USER_IDENTIFIER, "The UserIdentifier does not identify the user who started the session.")
         session.status = "completed"
+        consent = (session.user, session.provider.name)
+        if consent not in self._consents or session.prompt_consent:
+            self._consents[consent] = self.app_permissions.get(session.provider.name)
         self._store_new_token((session.user, session.provider.name, session.scopes), session.provider)
         return {}
 
@@ -461,6 +473,20 @@ def _int(raw: str | None, default: int, name: str) -> int:
         return int(raw)
     except ValueError:
         raise AcsError(400, f"InvalidParameter.{name}", f"{name} must be an integer.") from None
+
+
+def _custom_parameters(params: dict[str, str]) -> dict[str, Any]:
+    """`CustomParameters`: a JSON object string of extra authorization-request parameters (SDK models)."""
+    raw = params.get("CustomParameters")
+    if not raw:
+        return {}
+    try:
+        parsed = json.loads(raw)
+    except json.JSONDecodeError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise AcsError(400, "InvalidParameter.CustomParameters", "CustomParameters must be a JSON object.")
+    return parsed
 
 
 def _scopes(raw: str | None, default: tuple[str, ...]) -> tuple[str, ...]:

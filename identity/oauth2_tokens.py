@@ -32,6 +32,9 @@ from settings.identity import IdentitySettings
 log = logging.getLogger(__name__)
 
 FLOWS = ("USER_FEDERATION", "M2M")
+# Asks the provider to show its consent page even to a user who consented before (OpenID Connect's `prompt`;
+# DingTalk's authorize page takes it, docs/services.md): the new token then carries the app's permissions now.
+PROMPT_CONSENT = {"prompt": "consent"}
 OAUTH2_TOKEN_MARGIN_SECONDS = 60.0  # stop serving a cached OAuth2 token this long before its ExpiresIn
 # SessionStatus values are not published (docs/services.md): AWS documents IN_PROGRESS and FAILED, Alibaba's
 # IDaaS uses lowercase pending, callback_received, completed, failed, expired. Compared in any case: FAILED ends
@@ -77,7 +80,7 @@ class OAuth2Tokens:
         self._pending = PendingAuthorizations(settings.cache_size, clock)
 
     async def token(self, *, provider: str, scopes: Sequence[str], purpose: str, flow: str = "USER_FEDERATION",
-                    force_authentication: bool = False) -> str:
+                    force_authentication: bool = False, prompt_consent: bool = False) -> str:
         """See `AgentIdentity.oauth2_token`."""
         if flow not in FLOWS:
             raise ValueError(f"flow must be one of {FLOWS}")
@@ -90,10 +93,10 @@ class OAuth2Tokens:
                 return cached
         return await self._sts.retry_if_stale(lambda: self._token(
             cache_key, provider=provider, scopes=scopes, purpose=purpose, flow=flow,
-            force_authentication=force_authentication))
+            force_authentication=force_authentication or prompt_consent, prompt_consent=prompt_consent))
 
     async def _token(self, cache_key: str, *, provider: str, scopes: Sequence[str], purpose: str, flow: str,
-                     force_authentication: bool) -> str:
+                     force_authentication: bool, prompt_consent: bool) -> str:
         ctx = current_request_context()
 
         async def signer(renew: bool = False) -> tuple[DataClient, str]:
@@ -107,7 +110,8 @@ class OAuth2Tokens:
         async def ask(remember: bool = True) -> IssuedToken | PendingAuthorization:
             client, workload_token = await signer()
             return await self._start(client, workload_token, provider=provider, scopes=scopes, purpose=purpose,
-                                     flow=flow, force_authentication=force_authentication, remember=remember)
+                                     flow=flow, force_authentication=force_authentication, remember=remember,
+                                     prompt_consent=prompt_consent)
 
         if force_authentication:
             started = await ask()
@@ -160,8 +164,8 @@ class OAuth2Tokens:
         return self._clock() + lifetime - min(OAUTH2_TOKEN_MARGIN_SECONDS, lifetime / 5)
 
     async def _start(self, client: DataClient, workload_token: str, *, provider: str, scopes: Sequence[str],
-                     purpose: str, flow: str, force_authentication: bool,
-                     remember: bool = True) -> IssuedToken | PendingAuthorization:
+                     purpose: str, flow: str, force_authentication: bool, remember: bool = True,
+                     prompt_consent: bool = False) -> IssuedToken | PendingAuthorization:
         """Ask for a token; returns it, or a new pending authorization (kept for the callback if
         `remember`)."""
         ctx = current_request_context()
@@ -176,6 +180,8 @@ class OAuth2Tokens:
             request.resource_oauth2_return_url = self._settings.callback_url
             request.custom_state = state
             request.force_authentication = force_authentication or None
+            if prompt_consent:
+                request.custom_parameters = dict(PROMPT_CONSENT)  # the SDK sends it as a JSON string
         response = await self._plane.call("GetResourceOAuth2Token", client.get_resource_oauth2_token, request)
         body = response.body
         if body and body.access_token:

@@ -60,16 +60,19 @@ class AgentIdentity:
         return await self._sts.credential(policy=policy, duration_seconds=duration_seconds, rejected=rejected)
 
     async def oauth2_token(self, *, provider: str, scopes: Sequence[str], purpose: str,
-                           flow: str = "USER_FEDERATION", force_authentication: bool = False) -> str:
+                           flow: str = "USER_FEDERATION", force_authentication: bool = False,
+                           prompt_consent: bool = False) -> str:
         """An OAuth2 access token for `provider`, cached per (user, provider, scopes, flow) until shortly
         before its `ExpiresIn`. When the user must consent, the link is emitted to the request's event sink at
         once (AuthorizationRequired), then the service is polled until the user finishes
         (AuthorizationCompleted), declines, or AUTHORIZATION_TIMEOUT_SECONDS pass. In non-stream mode the link
         is emitted too, then AuthorizationPending is raised. Every ask that finds no token gets a new link: an
         authorization URL works once, so a link shown before is never shown again. `force_authentication` (the
-        provider refused the token) drops the cached token and asks the user again."""
+        provider refused the token) drops the cached token and asks the user again; with `prompt_consent` the
+        provider shows its consent page again (`CustomParameters` `{"prompt": "consent"}`), so a permission its
+        app gained since the user's last consent reaches the new token."""
         return await self._oauth2.token(provider=provider, scopes=scopes, purpose=purpose, flow=flow,
-                                        force_authentication=force_authentication)
+                                        force_authentication=force_authentication, prompt_consent=prompt_consent)
 
     def open_state(self, value: str) -> FlowState:
         """The flow a callback's `state` stands for; raises identity.state.InvalidState."""

@@ -133,3 +133,29 @@ async def test_the_token_vault_named_by_the_operator_holds_the_users_tokens(prod
     assert await document_content_at(cloud, "docVault") == "one"
     finished = [e for e in refused["events"] if e["type"] == "tool_finished"]
     assert finished[-1]["ok"] is False and "authorization_required" not in refused["types"]
+
+
+async def test_a_permission_the_app_gained_after_the_users_consent_costs_one_consent_anew(
+        production: Deployment) -> None:
+    """DingTalk's app lacked Document.Document.Write when the user consented; it was granted since. The user's
+    token is a snapshot of that old consent, so DingTalk answers 403 AccessTokenPermissionDenied: the tool asks
+    the user once more with prompt=consent, and the new token can write."""
+    cloud, user = production.cloud, "snapshot-user"
+    provider = cloud.info["dingtalk_provider"]
+    cloud.agent_identity.app_permissions[provider] = ["Contact.User.Read"]
+    jwt, pages = cloud.issue_user_jwt(user), []
+    try:
+        first = await stream_chat(production.agent_url, jwt, DINGTALK_PROMPT.format(text="old", doc="docSnap0"),
+                                  on_link=lambda link: approve(link, user, pages))
+        cloud.agent_identity.app_permissions[provider] = ["Contact.User.Read", "Document.Document.Write"]
+        reply = await stream_chat(production.agent_url, jwt, DINGTALK_PROMPT.format(text="new", doc="docSnap"),
+                                  on_link=lambda link: approve(link, user, pages))
+    finally:
+        cloud.agent_identity.app_permissions.pop(provider, None)
+
+    assert first["types"].count("authorization_required") == 2, first  # the app really lacked it: asked again
+    assert [e["code"] for e in first["events"] if e["type"] == "tool_finished"][-1] == \
+        "dingtalk_app_permission_missing"
+    assert reply["types"].count("authorization_required") == 1 and "authorization_completed" in reply["types"]
+    assert await document_content_at(cloud, "docSnap") == "new"
+    assert await document_content_at(cloud, "docSnap0") is None

@@ -31,7 +31,8 @@ DEFAULT_RETRY_DELAY_SECONDS = 0.5
 THROTTLE_BUDGET_SECONDS = 8.0  # a throttled write is retried with back-off for this long, then given up
 # DingTalk's codes (docs/services.md, DingTalk): a dead user token is HTTP 400 InvalidAuthentication (401 is
 # accepted too); throttling is HTTP 403 Forbidden.AccessDenied.QpsLimitFor*; a missing app permission is 403
-# Forbidden.AccessDenied.AccessTokenPermissionDenied, which no user authorization can fix.
+# Forbidden.AccessDenied.AccessTokenPermissionDenied: the app lacks a permission, or gained it after the user
+# consented; only a consent anew with prompt=consent can tell.
 DEAD_TOKEN_CODE = "InvalidAuthentication"
 THROTTLE_MARKER = "QpsLimit"
 APP_PERMISSION_DENIED = "Forbidden.AccessDenied.AccessTokenPermissionDenied"
@@ -62,6 +63,12 @@ class DingTalkError(Exception):
         return self.status == 401 or (self.status == 400 and self.code == DEAD_TOKEN_CODE)
 
     @property
+    def consent_outdated(self) -> bool:
+        """The token lacks a permission: the app lacks it, or gained it after the user consented (the user's
+        consent is a snapshot). One consent anew with prompt=consent tells the two apart (docs/services.md)."""
+        return self.status == 403 and self.code == APP_PERMISSION_DENIED
+
+    @property
     def throttled(self) -> bool:
         return self.status == 429 or (self.status == 403 and THROTTLE_MARKER in self.code)
 
@@ -89,7 +96,7 @@ def dingtalk_failure(response: httpx.Response, access_token: str, *,
     if not error.token_rejected:
         log.warning("DingTalk %s failed: %s", response.request.url.path, error)
     return ToolFailed(_describe_failure(error, consequence), _failure_code(error),
-                      credential_rejected=error.token_rejected)
+                      credential_rejected=error.token_rejected, consent_outdated=error.consent_outdated)
 
 
 def _error_from(response: httpx.Response, access_token: str) -> DingTalkError:
@@ -162,7 +169,8 @@ async def write_dingtalk_document(user: UserSession, document_id: str, content: 
         if not error.token_rejected:
             log.warning("DingTalk overwriteContent failed: %s", error)
         raise ToolFailed(_describe_failure(error, WRITE_CONSEQUENCE), _failure_code(error),
-                         credential_rejected=error.token_rejected) from None
+                         credential_rejected=error.token_rejected,
+                         consent_outdated=error.consent_outdated) from None
     return f"Wrote {len(content)} characters to DingTalk document {document_id}."
 
 

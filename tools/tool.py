@@ -148,11 +148,15 @@ class ToolFailed(Exception):
     """Raised by a tool: it could not do its job. `message` is the sentence for the model, `code` the
     `tool_finished` code; neither may contain a credential. `credential_rejected`: the service refused the
     credential itself (an expired or revoked token or STS key), so the action never ran and is run once more
-    with a fresh credential."""
+    with a fresh credential. `consent_outdated`: the user's token lacks a permission the provider's app may have
+    gained since the user consented; the action never ran and is run once more after the user consents anew
+    (the provider asked to show its consent page again)."""
 
-    def __init__(self, message: str, code: str, *, credential_rejected: bool = False) -> None:
+    def __init__(self, message: str, code: str, *, credential_rejected: bool = False,
+                 consent_outdated: bool = False) -> None:
         super().__init__(message)
-        self.message, self.code, self.credential_rejected = message, code, credential_rejected
+        self.message, self.code = message, code
+        self.credential_rejected, self.consent_outdated = credential_rejected, consent_outdated
 
 
 @dataclass(frozen=True)

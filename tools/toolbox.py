@@ -69,11 +69,13 @@ class Toolbox:
         try:
             return await spec(session, **arguments)
         except (ToolFailed, AlibabaCloudException) as error:
-            if not _refused_credential(error):
+            outdated = isinstance(error, ToolFailed) and error.consent_outdated and isinstance(spec.credential,
+                                                                                                OAuth2)
+            if not (_refused_credential(error) or outdated):
                 raise
             log.info("%s: the service refused the %s credential (%s); running once more with a fresh one",
                      spec.name, spec.credential.label, _code_of(error))
-        session = await self._session(spec, arguments, rejected=session)
+        session = await self._session(spec, arguments, rejected=session, consent_anew=outdated)
         try:
             return await spec(session, **arguments)
         except ToolFailed as failure:
@@ -82,14 +84,16 @@ class Toolbox:
                                  "renewed.", f"{spec.credential.code}_authorization_rejected") from None
             raise
 
-    async def _session(self, spec: Tool, arguments: dict[str, Any], *, rejected: Session | None) -> Session:
-        """What the tool's credential kind gives it; `rejected`: the session whose credential was refused."""
+    async def _session(self, spec: Tool, arguments: dict[str, Any], *, rejected: Session | None,
+                       consent_anew: bool = False) -> Session:
+        """What the tool's credential kind gives it; `rejected`: the session whose credential was refused;
+        `consent_anew`: the user's consent lacked a permission, so the provider shows its consent page again."""
         credential = spec.credential
         if isinstance(credential, OAuth2):
             configured = self._settings.oauth2[credential.provider.env_prefix]
             token = await self._identity.oauth2_token(
                 provider=configured.credential_provider, scopes=configured.scopes or credential.scopes,
-                purpose=credential.purpose, force_authentication=rejected is not None)
+                purpose=credential.purpose, force_authentication=rejected is not None, prompt_consent=consent_anew)
             return UserSession(token, self._http_client(credential.provider))
         stale = rejected.credential if isinstance(rejected, CloudSession) else None
         sts = await self._identity.sts_credential(policy=credential.policy(arguments), rejected=stale)
