@@ -82,7 +82,7 @@ def test_cli_writes_the_ready_file_and_stops_cleanly(tmp_path, stop_signal):
         )).body.workload_access_token
         started = data.get_resource_oauth2_token(ai.GetResourceOAuth2TokenRequest(
             resource_credential_provider_name=info["dingtalk_provider"], workload_access_token=wat,
-            oauth2_flow="USER_FEDERATION", resource_oauth2_return_url=callback)).body
+            scopes=["openid", "corpid"], oauth2_flow="USER_FEDERATION", resource_oauth2_return_url=callback)).body
         assert started.authorization_url  # the extra return URL is registered
     finally:
         process.send_signal(stop_signal)
