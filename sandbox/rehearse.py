@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import subprocess
 import sys
@@ -31,6 +30,7 @@ from emulators import LocalCloud, start_local_cloud
 from packager.bytecode import find_interpreter
 from packager.deploy_settings import AGENT_VARIABLES, CALLBACK_VARIABLES
 from sandbox.browser import LinkFollowingBrowser, page_title
+from sandbox.chat_stream import chat_chunks
 from sandbox.launcher import DEMO_DOCUMENT, EXAMPLE_PROMPT
 from sandbox.process import app_process, free_port
 
@@ -65,10 +65,7 @@ async def walk_the_journey(agent_url: str, jwt: str) -> tuple[str, list[str], st
             if response.status_code != 200:
                 raise RehearsalFailed(f"the agent answered HTTP {response.status_code}: "
                                       f"{(await response.aread())[:300]!r}")
-            async for line in response.aiter_lines():
-                if not line.startswith("data: ") or line == "data: [DONE]":
-                    continue
-                chunk = json.loads(line[6:])
+            async for chunk in chat_chunks(response):
                 text += [choice["delta"].get("content") or "" for choice in chunk.get("choices") or []]
                 event = chunk.get("agent_event")
                 if event:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import secrets
 import sys
@@ -47,6 +46,7 @@ from alibabacloud_sts20150401.client import Client as StsClient
 from identity.credentials import StsCredential
 from outbound import sdk_call, sdk_config
 from settings.identity import IdentitySettings
+from sandbox.chat_stream import chat_chunks
 from settings.tools import ToolSettings
 
 if TYPE_CHECKING:
@@ -359,10 +359,7 @@ async def _dingtalk_until_link(http: httpx.AsyncClient, endpoint: str, auth: dic
             await stream.aread()
             raise RuntimeError(f"the DingTalk prompt got HTTP {stream.status_code}: "
                                f"{(_json(stream).get('error') or {}).get('message')}")
-        async for line in stream.aiter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            chunk = json.loads(line[6:])
+        async for chunk in chat_chunks(stream):
             if "error" in chunk:
                 raise RuntimeError(f"the stream ended with an error: {chunk['error'].get('message')}")
             event = chunk.get("agent_event")

@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import functools
 import http.server
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from emulators._server import listening_socket
 from tests.support.app_server import serve_app
 from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.support.http_server import serving_in_a_thread
 
 NODE_MODULES = Path(__file__).resolve().parent / "js_clients" / "node_modules"
 # What Chromium sends as Access-Control-Request-Headers for the npm client's chat.completions.create.
@@ -37,17 +36,8 @@ def page_origin() -> Iterator[str]:
         def log_message(self, *_: object) -> None:
             pass
 
-    sock = listening_socket()
-    port = sock.getsockname()[1]
-    sock.close()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), functools.partial(Handler, directory=NODE_MODULES))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving_in_a_thread(functools.partial(Handler, directory=NODE_MODULES)) as base_url:
+        yield base_url
 
 
 @pytest.fixture(scope="module")

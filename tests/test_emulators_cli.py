@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-import json
-import os
 import signal
 import ssl
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -17,7 +11,8 @@ from alibabacloud_agentidentitydata20251127 import models as ai
 from alibabacloud_agentidentitydata20251127.client import Client as DataClient
 from alibabacloud_tea_openapi.utils_models import Config
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.support.emulators_cli import start_emulators, wait_for_ready_file
+
 ENV_VARS = {  # docs/architecture.md, "emulators/"
     "AGENT_IDENTITY_REGION_ID", "AGENT_IDENTITY_DATA_ENDPOINT", "AGENT_IDENTITY_WORKLOAD_IDENTITY_NAME",
     "AGENT_IDENTITY_USE_STS", "ALIBABA_CLOUD_ACCESS_KEY_ID", "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
@@ -32,31 +27,15 @@ INFO_KEYS = {"idp_url", "agent_identity_url", "sts_url", "dingtalk_url", "model_
              "idp_browser_url", "agent_identity_browser_url"}
 
 
-def start(tmp_path: Path, *args: str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen([sys.executable, "-m", "emulators", *args], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def wait_for(path: Path, process: subprocess.Popen, limit_s: float = 30) -> dict:
-    deadline = time.monotonic() + limit_s
-    while not path.exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"emulators did not become ready: {process.communicate()[1]}")
-        time.sleep(0.05)
-    return json.loads(path.read_text())
-
-
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
 def test_cli_writes_the_ready_file_and_stops_cleanly(tmp_path, stop_signal):
     ready = tmp_path / "out" / "ready.json"
     callback = "http://127.0.0.1:18765/callback"
-    process = start(tmp_path, "--ready-file", str(ready), "--return-url", callback,
+    process = start_emulators(tmp_path, "--ready-file", str(ready), "--return-url", callback,
                     "--latency", "agent_identity=25",
                     "--fault", 'sts={"fail_next": 2, "fail_kind": "throttle"}')
     try:
-        info = wait_for(ready, process)
+        info = wait_for_ready_file(ready, process)
         assert INFO_KEYS <= set(info) and ENV_VARS <= set(info["env"])
         assert info["return_urls"] == ["http://localhost:8090/callback", callback]
         assert info["env"]["MODEL_BASE_URL"] == info["model_url"] + "/v1"
@@ -100,13 +79,13 @@ def test_cli_writes_the_ready_file_and_stops_cleanly(tmp_path, stop_signal):
     (["--fault", 'sts={"fail_nxt": 1}'], "unknown fault fields"),
 ])
 def test_cli_rejects_bad_arguments(tmp_path, args, complaint):
-    process = start(tmp_path, *args)
+    process = start_emulators(tmp_path, *args)
     _, stderr = process.communicate(timeout=30)
     assert process.returncode == 2 and complaint in stderr
 
 
 def test_cli_help_names_every_option(tmp_path):
-    process = start(tmp_path, "--help")
+    process = start_emulators(tmp_path, "--help")
     stdout, _ = process.communicate(timeout=30)
     assert process.returncode == 0
     for option in ("--ready-file", "--return-url", "--latency", "--fault", "--users-issuer", "--users-audience",

@@ -8,12 +8,10 @@ goes on. What only our IdP emulator would accept cannot pass here.
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Awaitable
 from contextlib import ExitStack
 from pathlib import Path
@@ -29,6 +27,7 @@ from emulators import ExternalIdp, start_local_cloud
 from sandbox.process import app_process, free_port
 from tests.support.deployment import DINGTALK_PROMPT, LinkFollowingBrowser, page_title, stream_chat
 from tests.support.e2e import document_content_at
+from tests.support.emulators_cli import start_emulators, wait_for_ready_file
 from tests.support.oidc_provider import CLIENT_ID, needs_the_provider, oidc_provider, sign_in_as, users_app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,12 +79,10 @@ def test_the_emulators_cli_trusts_the_users_of_an_outside_provider(tmp_path: Pat
     secret = secrets.token_urlsafe(24)
     ready = tmp_path / "cloud.json"
     with users_app() as app_redirect, oidc_provider(free_port(), [app_redirect], secret, tmp_path) as issuer:
-        emulators = subprocess.Popen(
-            [sys.executable, "-m", "emulators", "--ready-file", str(ready), "--users-issuer", issuer,
-             "--users-client-id", CLIENT_ID, "--users-client-secret", secret],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        emulators = start_emulators(tmp_path, "--ready-file", str(ready), "--users-issuer", issuer,
+                                    "--users-client-id", CLIENT_ID, "--users-client-secret", secret)
         try:
-            info = _wait_for_ready_file(ready, emulators)
+            info = wait_for_ready_file(ready, emulators)
             env = info["env"]
             assert env["INBOUND_JWKS_URL"] == f"{issuer}/jwks"  # the provider's jwks_uri, from discovery
             assert (env["INBOUND_JWT_ISSUER"], env["INBOUND_JWT_AUDIENCE"]) == (issuer, CLIENT_ID)
@@ -123,16 +120,6 @@ def test_the_emulators_cli_names_what_is_missing_for_an_outside_provider(tmp_pat
         done = subprocess.run([sys.executable, "-m", "emulators", *args], cwd=ROOT, capture_output=True,
                               text=True, timeout=60)
         assert done.returncode == 2 and complaint in done.stderr, done.stderr
-
-
-def _wait_for_ready_file(path: Path, process: subprocess.Popen[str]) -> dict:
-    deadline = time.monotonic() + 30
-    while not path.exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"emulators did not become ready: {process.communicate()[1]}")
-        time.sleep(0.05)
-    return json.loads(path.read_text())
 
 
 def await_(coroutine: Awaitable[str]) -> str:

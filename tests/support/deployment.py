@@ -5,7 +5,6 @@ and (from sandbox/browser.py) a browser stand-in that only follows links and sub
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ import httpx
 
 from emulators import LocalCloud, start_local_cloud
 from sandbox.browser import LinkFollowingBrowser, page_title
+from sandbox.chat_stream import chat_chunks
 from sandbox.process import app_process, free_port
 
 __all__ = ["DINGTALK_PROMPT", "Deployment", "LinkFollowingBrowser", "deployment", "page_title", "stream_chat"]
@@ -62,10 +62,7 @@ async def stream_chat(agent_url: str, jwt: str, prompt: str,
                                  json={"model": "qwen-plus", "stream": True,
                                        "messages": [{"role": "user", "content": prompt}]}) as response:
             assert response.status_code == 200, await response.aread()
-            async for line in response.aiter_lines():
-                if not line.startswith("data: ") or line == "data: [DONE]":
-                    continue
-                chunk = json.loads(line[6:])
+            async for chunk in chat_chunks(response):
                 for choice in chunk.get("choices") or []:
                     text.append(choice["delta"].get("content") or "")
                 event = chunk.get("agent_event")

@@ -10,10 +10,8 @@ import json
 import secrets
 import shutil
 import subprocess
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -21,6 +19,7 @@ import httpx
 import pytest
 
 from sandbox.browser import LinkFollowingBrowser
+from tests.support.http_server import QuietHandler, serving_in_a_thread
 
 PROVIDER_DIR = Path(__file__).resolve().parent.parent / "oidc_provider"
 NODE = shutil.which("node")
@@ -82,20 +81,11 @@ async def sign_in_as(user: str, issuer: str, redirect_uri: str, secret: str) -> 
 def users_app() -> Iterator[str]:
     """The users' own app, where the provider sends the browser back with the code: any page will do."""
 
-    class Landing(BaseHTTPRequestHandler):
+    class Landing(QuietHandler):
         def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
             self.send_response(200)
             self.send_header("Content-Length", "0")
             self.end_headers()
 
-        def log_message(self, *_: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Landing)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/back"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving_in_a_thread(Landing) as base_url:
+        yield f"{base_url}/back"
