@@ -6,12 +6,15 @@ from __future__ import annotations
 
 from packager.build import BuiltPackage
 from settings import console_variables
+from tools import TOOLS
+from tools.tool import oauth2_providers
 
 
 def console_settings(package: BuiltPackage) -> str:
     """A block of text to copy into the AgentRun console, field by field. Values are placeholders: real
     secrets are typed into the console, never here."""
-    agent = console_variables()
+    providers = oauth2_providers(TOOLS)
+    agent = console_variables(providers)
     width = max(len(name) for name in agent)
     variables = "\n".join(f"    {name.ljust(width)}  = <{hint}>" for name, hint in agent.items())
     return f"""
@@ -28,5 +31,5 @@ AgentRun console settings (Agent runtime -> create -> code package):
 
 The authorization callback: a second agent runtime from the same zip, reachable by browsers (no inbound
 credential), the same runtime, role and port, start command: python3 app.py callback
-  Environment variables (the agent's values): {", ".join(console_variables(callback=True))}
+  Environment variables (the agent's values): {", ".join(console_variables(providers, callback=True))}
 See README.md, sections "Prepare Agent Identity" (step 4: Callback) and "Package and deploy to AgentRun".""".strip("\n")
