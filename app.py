@@ -45,6 +45,8 @@ from server.starting import StartingApp  # noqa: E402
 from settings import CallbackSettings, ConfigError, Settings, load_env  # noqa: E402
 from settings.identity import log_waived_verification  # noqa: E402
 from settings.server import log_open_cors  # noqa: E402
+from tools import TOOLS  # noqa: E402
+from tools.tool import oauth2_providers  # noqa: E402
 
 # Allocations between two young-generation collections (CPython's default: 700).
 GC_YOUNG_THRESHOLD = 20_000
@@ -81,7 +83,8 @@ def main(argv: list[str]) -> int:
     env = load_env()
     callback_only = argv[1:2] == ["callback"]
     try:
-        settings = CallbackSettings.from_env(env) if callback_only else Settings.from_env(env)
+        settings = CallbackSettings.from_env(env) if callback_only else \
+            Settings.from_env(env, oauth2_providers(TOOLS))
     except ConfigError as error:
         print(error, file=sys.stderr)
         return 2

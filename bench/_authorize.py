@@ -26,7 +26,7 @@ async def authorize_users(env: Mapping[str, str], user_tokens: list[str], *, con
     from settings.tools import ToolSettings
 
     identity = AgentIdentity(IdentitySettings.from_env(env))
-    dingtalk = ToolSettings.from_env(env).oauth2[DINGTALK.env_prefix]
+    dingtalk = ToolSettings.from_env(env, [DINGTALK]).oauth2[DINGTALK.env_prefix]
     gate = asyncio.Semaphore(concurrency)
 
     async def authorize(jwt: str, browser: httpx.AsyncClient) -> None:

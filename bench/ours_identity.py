@@ -27,11 +27,12 @@ async def run(info: dict[str, Any], user_tokens: list[str], requests_per_user: i
     from identity.service import AgentIdentity
     from settings.identity import IdentitySettings
     from settings.tools import ToolSettings
+    from tools.tool import oauth2_providers
     from tools.toolbox import Toolbox
 
     env = info["env"]
     identity = AgentIdentity(IdentitySettings.from_env(env))
-    toolbox = Toolbox(identity, ToolSettings.from_env(env), tools.TOOLS)
+    toolbox = Toolbox(identity, ToolSettings.from_env(env, oauth2_providers(tools.TOOLS)), tools.TOOLS)
     by_name = {tool.name: tool for tool in toolbox.tools}
     write_tool, identity_tool = by_name[WRITE_TOOL], by_name[IDENTITY_TOOL]
 

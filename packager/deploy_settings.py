@@ -6,16 +6,18 @@ from __future__ import annotations
 
 from packager.build import BuiltPackage
 from settings import console_variables
+from tools import TOOLS
+from tools.tool import oauth2_providers
 
 # What the operator sets on each deployment (README, "Package and deploy to AgentRun", holds the same table).
-AGENT_VARIABLES = tuple(console_variables())
-CALLBACK_VARIABLES = tuple(console_variables(callback=True))
+AGENT_VARIABLES = tuple(console_variables(oauth2_providers(TOOLS)))
+CALLBACK_VARIABLES = tuple(console_variables((), callback=True))
 
 
 def console_settings(package: BuiltPackage) -> str:
     """A block of text to copy into the AgentRun console, field by field. Values are placeholders: real
     secrets are typed into the console, never here."""
-    agent = console_variables()
+    agent = console_variables(oauth2_providers(TOOLS))
     width = max(len(name) for name in agent)
     variables = "\n".join(f"    {name.ljust(width)}  = <{hint}>" for name, hint in agent.items())
     return f"""

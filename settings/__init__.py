@@ -10,7 +10,7 @@ before it opens its port (app.py), and builds the app only afterwards.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Self
 
@@ -20,9 +20,7 @@ from settings.agent import AgentSettings
 from settings.identity import IdentitySettings
 from settings.reader import ConfigError, EnvReader, read_checked, read_region
 from settings.server import ServerSettings
-from settings.tools import ToolSettings
-from tools import TOOLS
-from tools.tool import OAuth2Provider, Tool, oauth2_providers
+from settings.tools import OAuth2Provider, ToolSettings
 
 __all__ = ["CallbackSettings", "ConfigError", "Settings", "console_variables", "load_env"]
 
@@ -41,17 +39,16 @@ class Settings:
     tools: ToolSettings
 
     @classmethod
-    def read(cls, read: EnvReader, tools: Sequence[Tool] | None = None) -> Self:
-        """Every section from one reader; `tools`: whose OAuth2 providers' variables are read (default:
-        `tools.TOOLS`)."""
+    def read(cls, read: EnvReader, providers: Iterable[OAuth2Provider]) -> Self:
+        """Every section from one reader; `providers`: the OAuth2 providers whose variables are read, those of
+        the tools the app offers (`tools.tool.oauth2_providers(tools.TOOLS)`)."""
         region = read_region(read, deploy=REGION_HINT)
         return cls(server=ServerSettings.read(read), agent=AgentSettings.read(read, region),
-                   identity=IdentitySettings.read(read, region),
-                   tools=ToolSettings.read(read, region, _providers(tools)))
+                   identity=IdentitySettings.read(read, region), tools=ToolSettings.read(read, region, providers))
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str], tools: Sequence[Tool] | None = None) -> Self:
-        return read_checked(env, lambda read: cls.read(read, tools))
+    def from_env(cls, env: Mapping[str, str], providers: Iterable[OAuth2Provider]) -> Self:
+        return read_checked(env, lambda read: cls.read(read, providers))
 
 
 @dataclass(frozen=True)
@@ -73,14 +70,15 @@ class CallbackSettings:
         return read_checked(env, cls.read)
 
 
-def console_variables(*, callback: bool = False) -> dict[str, str]:
+def console_variables(providers: Iterable[OAuth2Provider], *, callback: bool = False) -> dict[str, str]:
     """What a deployer enters for production, by variable, with a hint (the packager prints them): every
-    variable required there and every one the sections mark as worth setting, of the agent or the callback."""
+    variable required there (those of `providers` included) and every one the sections mark as worth setting,
+    of the agent or the callback."""
     read = EnvReader({"APP_ENV": "production"})
     if callback:
         CallbackSettings.read(read)
     else:
-        Settings.read(read)
+        Settings.read(read, providers)
     return read.deploy
 
 
@@ -89,7 +87,3 @@ def load_env(path: str = ENV_FILE) -> dict[str, str]:
     always wins, and a provider's own key placed in `.env` (e.g. ANTHROPIC_API_KEY) reaches its package."""
     load_dotenv(path, override=False)
     return dict(os.environ)
-
-
-def _providers(tools: Sequence[Tool] | None) -> list[OAuth2Provider]:
-    return list(oauth2_providers(TOOLS if tools is None else tools))

@@ -8,13 +8,27 @@ from dataclasses import dataclass, field
 from typing import Self
 
 from settings.reader import DEFAULT_REGION, EnvReader, read_section
-from tools import TOOLS
-from tools.tool import OAuth2Provider, oauth2_providers
+
+
+@dataclass(frozen=True)
+class OAuth2Provider:
+    """An API the users authorize the agent for, through an Agent Identity OAuth2 credential provider. The
+    tools declare theirs (tools/tool.py, `OAuth2`); which ones are read is the caller's list."""
+
+    # names its variables: DINGTALK -> DINGTALK_CREDENTIAL_PROVIDER_NAME, DINGTALK_SCOPES, ...
+    env_prefix: str
+    label: str  # the name users know it by, in the sentences the model relays
+    api_base: str  # the default of <PREFIX>_API_BASE
+
+    @property
+    def code(self) -> str:
+        """The prefix of its failure codes in `tool_finished` events (`dingtalk_timeout`, ...)."""
+        return self.env_prefix.lower()
 
 
 @dataclass(frozen=True)
 class ProviderSettings:
-    """One OAuth2 provider's variables (named after its `env_prefix`, see tools/tool.py)."""
+    """One OAuth2 provider's variables (named after its `env_prefix`)."""
 
     credential_provider: str  # <PREFIX>_CREDENTIAL_PROVIDER_NAME: the Agent Identity credential provider
     api_base: str  # <PREFIX>_API_BASE
@@ -53,9 +67,9 @@ class ToolSettings:
     oss_max_object_bytes: int = DEFAULT_OSS_MAX_OBJECT_BYTES
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str], providers: Iterable[OAuth2Provider] | None = None) -> Self:
-        """The tools' variables alone, those of `providers` (default: every provider of `tools.TOOLS`)."""
-        listed = list(oauth2_providers(TOOLS) if providers is None else providers)
+    def from_env(cls, env: Mapping[str, str], providers: Iterable[OAuth2Provider] = ()) -> Self:
+        """The tools' variables alone, and those of `providers` (e.g. `oauth2_providers(tools.TOOLS)`)."""
+        listed = list(providers)
         return read_section(env, lambda read, region: cls.read(read, region, listed))
 
     @classmethod

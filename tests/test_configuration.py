@@ -99,7 +99,7 @@ def valid_env(**values: str) -> dict[str, str]:
 def problems_of(env: dict[str, str], *, callback: bool = False) -> list[str]:
     from settings import CallbackSettings, ConfigError, Settings
     try:
-        (CallbackSettings if callback else Settings).from_env(env)
+        CallbackSettings.from_env(env) if callback else Settings.from_env(env, oauth2_providers(TOOLS))
     except ConfigError as error:
         return error.problems
     return []
@@ -112,11 +112,12 @@ def test_every_region_follows_one_rule_and_defaults_to_the_one_region() -> None:
                                      OSS_REGION="Shanghai"))
     for name in ("AGENT_IDENTITY_REGION_ID", "FC_REGION", "OSS_REGION"):
         assert any(p.startswith(f"{name} must be a region id such as cn-beijing") for p in problems), name
-    settings = Settings.from_env(valid_env(AGENT_IDENTITY_REGION_ID="cn-shanghai"))
+    settings = Settings.from_env(valid_env(AGENT_IDENTITY_REGION_ID="cn-shanghai"), oauth2_providers(TOOLS))
     assert {settings.identity.region_id, settings.agent.region_id, settings.tools.region_id,
             settings.tools.oss_region} == {"cn-shanghai"}
     assert settings.tools.sts_endpoint == "sts.cn-shanghai.aliyuncs.com"
-    assert Settings.from_env(valid_env(FC_REGION="cn-hangzhou", APP_ENV="development")).agent.region_id == "cn-hangzhou"
+    development = valid_env(FC_REGION="cn-hangzhou", APP_ENV="development")
+    assert Settings.from_env(development, oauth2_providers(TOOLS)).agent.region_id == "cn-hangzhou"
 
 
 def test_env_file_is_loaded_into_the_process_environment_without_overriding_it(tmp_path, monkeypatch) -> None:
@@ -140,7 +141,8 @@ def test_the_console_instructions_are_the_variables_production_requires() -> Non
     provider's credential provider) is asked for without another list to edit."""
     from settings import console_variables
 
-    agent, callback = console_variables(), console_variables(callback=True)
+    providers = oauth2_providers(TOOLS)
+    agent, callback = console_variables(providers), console_variables(providers, callback=True)
     required = {p.split(" ", 1)[0] for p in problems_of({"APP_ENV": "production"}) if " is required" in p}
     assert required and required <= set(agent)
     assert {f"{provider.env_prefix}_CREDENTIAL_PROVIDER_NAME" for provider in oauth2_providers(TOOLS)} <= set(agent)

@@ -15,11 +15,14 @@ import pytest
 from packager.deploy_settings import AGENT_VARIABLES, CALLBACK_VARIABLES
 from sandbox.rehearse import CLOUD_PROVIDED
 from settings import CallbackSettings, ConfigError, Settings
+from tools import TOOLS
+from tools.tool import oauth2_providers
 
 ROOT = Path(__file__).resolve().parent.parent
 READMES = ("README.md", "README-CN.md")
 LISTED = {"agent": set(AGENT_VARIABLES), "callback": set(CALLBACK_VARIABLES)}
-READERS = {"agent": Settings.from_env, "callback": CallbackSettings.from_env}
+READERS = {"agent": lambda env: Settings.from_env(env, oauth2_providers(TOOLS)),
+           "callback": CallbackSettings.from_env}
 # A table row: | Agent | `python3 app.py` | `A`, `B` |  (the start command tells the deployment)
 ROW = re.compile(r"^\|[^|\n]+\| `python3 app\.py( callback)?` \|([^\n]+)\|$", re.M)
 VARIABLE = re.compile(r"\b[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+\b")

@@ -13,10 +13,11 @@ from identity.credentials import StsCredential
 from settings.tools import ProviderSettings, ToolSettings
 from tools.tool import CloudSession, OAuth2Provider, oauth2_providers
 
+PROVIDERS = list(oauth2_providers(TOOLS))  # the providers of the tools the app offers: DingTalk
 
 def test_defaults_follow_the_region():
     settings = ToolSettings.from_env({"DINGTALK_CREDENTIAL_PROVIDER_NAME": "dt",
-                                      "AGENT_IDENTITY_REGION_ID": "cn-shanghai"})
+                                      "AGENT_IDENTITY_REGION_ID": "cn-shanghai"}, PROVIDERS)
     assert settings == ToolSettings(oauth2={"DINGTALK": ProviderSettings("dt", "https://api.dingtalk.com")},
                                     region_id="cn-shanghai", sts_endpoint="sts.cn-shanghai.aliyuncs.com",
                                     http_timeout_seconds=10.0, oss_endpoint="", oss_region="cn-shanghai",
@@ -26,7 +27,7 @@ def test_defaults_follow_the_region():
 def test_every_problem_is_named_at_once():
     with pytest.raises(ConfigError) as caught:
         ToolSettings.from_env({"DINGTALK_API_BASE": "api.dingtalk.com", "TOOLS_HTTP_TIMEOUT_SECONDS": "soon",
-                               "OSS_ENDPOINT": "ftp://oss.example", "OSS_MAX_OBJECT_BYTES": "0"})
+                               "OSS_ENDPOINT": "ftp://oss.example", "OSS_MAX_OBJECT_BYTES": "0"}, PROVIDERS)
     text = str(caught.value)
     for name in ("DINGTALK_CREDENTIAL_PROVIDER_NAME", "DINGTALK_API_BASE", "TOOLS_HTTP_TIMEOUT_SECONDS",
                  "OSS_ENDPOINT", "OSS_MAX_OBJECT_BYTES"):
@@ -35,7 +36,7 @@ def test_every_problem_is_named_at_once():
 
 def test_a_shared_reader_collects_instead_of_raising():
     reader = EnvReader({})
-    ToolSettings.read(reader, DEFAULT_REGION, oauth2_providers(TOOLS))
+    ToolSettings.read(reader, DEFAULT_REGION, PROVIDERS)
     assert reader.problems and "DINGTALK_CREDENTIAL_PROVIDER_NAME" in reader.problems[0]
 
 
@@ -43,7 +44,7 @@ def test_scopes_and_urls_are_normalised():
     settings = ToolSettings.from_env({"DINGTALK_CREDENTIAL_PROVIDER_NAME": "dt",
                                       "DINGTALK_SCOPES": "openid,corpid  Contact.User.Read",
                                       "DINGTALK_API_BASE": "http://127.0.0.1:9/",
-                                      "STS_ENDPOINT": "http://127.0.0.1:8/"})
+                                      "STS_ENDPOINT": "http://127.0.0.1:8/"}, PROVIDERS)
     assert settings.oauth2["DINGTALK"].scopes == ("openid", "corpid", "Contact.User.Read")
     assert (settings.oauth2["DINGTALK"].api_base, settings.sts_endpoint) == ("http://127.0.0.1:9",
                                                                              "http://127.0.0.1:8")

@@ -32,6 +32,7 @@ import httpx
 from pydantic import BaseModel
 
 from outbound import SdkConfig, sdk_config
+from settings.tools import OAuth2Provider
 from tools.validation import NoArguments
 
 if TYPE_CHECKING:
@@ -40,26 +41,14 @@ if TYPE_CHECKING:
     from identity.credentials import StsCredential
     from settings.tools import ToolSettings
 
+__all__ = ["CloudSession", "OAuth2", "OAuth2Provider", "Sts", "Tool", "ToolFailed", "UserSession",
+           "oauth2_providers", "session_policy", "tool"]
+
 SdkClient = TypeVar("SdkClient")
 ToolFunction = Callable[..., Awaitable[str]]
 # The RAM resources one call touches, from the tool's (validated) arguments, e.g. one OSS object's ARN.
 Resources = Callable[..., Sequence[str]]
 ANY_RESOURCE = ("*",)
-
-
-@dataclass(frozen=True)
-class OAuth2Provider:
-    """An API the users authorize the agent for, through an Agent Identity OAuth2 credential provider."""
-
-    # names its variables: DINGTALK -> DINGTALK_CREDENTIAL_PROVIDER_NAME, DINGTALK_SCOPES, ...
-    env_prefix: str
-    label: str  # the name users know it by, in the sentences the model relays
-    api_base: str  # the default of <PREFIX>_API_BASE
-
-    @property
-    def code(self) -> str:
-        """The prefix of its failure codes in `tool_finished` events (`dingtalk_timeout`, ...)."""
-        return self.env_prefix.lower()
 
 
 @dataclass(frozen=True, init=False)

@@ -29,7 +29,7 @@ from server.shutdown import Shutdown
 from server.unserved import UNSERVED_PATHS, answer_unserved
 from tools import TOOLS
 from tools.toolbox import Toolbox
-from tools.tool import Tool
+from tools.tool import Tool, oauth2_providers
 
 
 def create_app(config: Settings | Mapping[str, str] | None = None, *,
@@ -38,7 +38,7 @@ def create_app(config: Settings | Mapping[str, str] | None = None, *,
     `.env`) offering `tools`. `shutdown`: set by the server on SIGTERM (app.state.shutdown). No network call
     here."""
     settings = config if isinstance(config, Settings) else Settings.from_env(
-        load_env() if config is None else config, tools=tools)
+        load_env() if config is None else config, oauth2_providers(tools))
     identity = AgentIdentity(settings.identity)
     provider = ModelProvider(settings.agent, identity.instance_credential)
     toolbox = Toolbox(identity, settings.tools, tools)

@@ -13,6 +13,7 @@ from identity.service import AgentIdentity
 from settings.identity import IdentitySettings
 from settings.tools import ToolSettings
 from tools import TOOLS
+from tools.tool import oauth2_providers
 from tools.toolbox import Toolbox
 
 
@@ -51,7 +52,7 @@ async def make_session(cloud) -> AsyncIterator:
         identity = AgentIdentity(IdentitySettings.from_env(env))
         made.append(identity)
         caller = await identity.authenticate(f"Bearer {cloud.issue_user_jwt(user)}")
-        toolboxes.append(Toolbox(identity, ToolSettings.from_env(env), TOOLS))
+        toolboxes.append(Toolbox(identity, ToolSettings.from_env(env, oauth2_providers(TOOLS)), TOOLS))
         return Session(identity, toolboxes[-1].tools, caller, stream=stream)
 
     yield make
