@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx
 import pytest
@@ -68,6 +69,13 @@ async def callback_for(cloud, public_url: str | None = None, *, same_process: bo
         await waiting.aclose()
         if callback_identity is not waiting:
             await callback_identity.aclose()
+
+
+def switch_href(page: httpx.Response) -> str:
+    """The "Sign in as a different user" link of a "Wrong user" page."""
+    match = re.search(r'<a class="button" href="([^"]+)">Sign in as a different user</a>', page.text)
+    assert match, page.text
+    return match.group(1)
 
 
 async def completions(cloud) -> int:
@@ -173,18 +181,22 @@ async def test_forged_expired_and_foreign_states_complete_nothing(fresh_cloud) -
                 "expired": await visit({**redirect, "state": expired}),
                 "no state": await visit({"session_uri": redirect["session_uri"]}),
                 "huge": await visit({**redirect, "session_uri": "x" * 9000}),
-                "another user's JWT": await visit(redirect, {"Authorization": f"Bearer {attacker}"}),
                 "invalid JWT": await visit(redirect, {"Authorization": "Bearer x.y.z"}),
                 "no session_uri": await visit({"state": redirect["state"]}),
+                "another user's JWT": await visit(redirect, {"Authorization": f"Bearer {attacker}"}),
+                "the owner after that": await visit(redirect),  # refused here from now on, even to its owner
             }
         task.cancel()
     statuses = {name: r.status_code for name, r in results.items()}
     assert statuses == {"tampered": 400, "other secret": 400, "expired": 400, "no state": 400, "huge": 400,
-                        "another user's JWT": 403, "invalid JWT": 302, "no session_uri": 400}
-    assert "expired" in results["expired"].text and "different user" in results["another user's JWT"].text
+                        "another user's JWT": 303, "invalid JWT": 302, "no session_uri": 400,
+                        "the owner after that": 409}
+    assert "expired" in results["expired"].text
+    assert results["another user's JWT"].headers["location"] == f"{callback.url}/wrong-user"
+    assert page_title(results["the owner after that"]) == "Link opened by a different user"
     assert results["invalid JWT"].headers["location"].startswith(
         fresh_cloud.browser_url("idp"))  # sign in instead
-    assert all("text/html" in r.headers["content-type"] for r in results.values() if r.status_code != 302)
+    assert all("text/html" in r.headers["content-type"] for r in results.values() if r.status_code < 300)
     assert await completions(fresh_cloud) == 0
 
 
@@ -218,17 +230,23 @@ async def test_error_from_the_provider_counts_only_for_the_signed_in_owner(fresh
         intruding = LinkFollowingBrowser()
         first = await intruding.open(f"{callback.url}?{httpx.QueryParams(redirect)}")
         wrong_user = await intruding.submit(first, "sign-in", username=intruder)
-        await intruding.aclose()
         still_waiting = not task.done()
-        browser = LinkFollowingBrowser()
-        first = await browser.open(f"{callback.url}?{httpx.QueryParams(redirect)}")
-        declined = await browser.submit(first, "sign-in", username=owner)
-        await browser.aclose()
+        # The refused URL no longer answers by itself here, even to its owner in another browser ...
+        elsewhere = LinkFollowingBrowser()
+        refused = await elsewhere.open(f"{callback.url}?{httpx.QueryParams(redirect)}")
+        await elsewhere.aclose()
+        # ... only the switch in the browser it was refused in, which signs its owner in.
+        signin = await intruding.open(urljoin(str(wrong_user.url), switch_href(wrong_user)))
+        declined = await intruding.submit(signin, "sign-in", username=owner)
+        await intruding.aclose()
         with pytest.raises(AuthorizationDeclined):
             await asyncio.wait_for(task, 5)
     assert anonymous.status_code == 302
     assert anonymous.headers["location"].startswith(fresh_cloud.browser_url("idp"))
-    assert wrong_user.status_code == 403 and still_waiting
+    assert wrong_user.status_code == 403 and page_title(wrong_user) == "Wrong user" and still_waiting
+    assert str(wrong_user.url) == f"{callback.url}/wrong-user"  # the callback query left the address bar
+    assert refused.status_code == 409 and page_title(refused) == "Link opened by a different user"
+    assert "prompt=login" in str(signin.url)
     assert declined.status_code == 200 and page_title(declined) == "Authorization declined"
     assert await completions(fresh_cloud) == 0
 
@@ -280,10 +298,11 @@ async def forged_sign_in(callback: Callback, browser: LinkFollowingBrowser, clou
     """Replace the browser's sign-in cookie by one sealed with the real key but with `changes`."""
     sessions = BrowserSessions(cloud.env["IDENTITY_STATE_SECRET"], callback.url)
     cookie = next(c for c in browser.http.cookies.jar if c.name == sessions.cookies.sign_in_name)
-    current = sessions.open_sign_in(cookie.value or "")
+    current = sessions.open_sign_in(sessions.cookies.read_chunked({cookie.name: cookie.value or ""}, cookie.name))
     assert current is not None
     forged = dataclasses.replace(current, **changes)
-    browser.http.cookies.set(cookie.name, sessions.seal_sign_in(forged), domain=cookie.domain, path=cookie.path)
+    browser.http.cookies.set(cookie.name, f"1:{sessions.seal_sign_in(forged)}", domain=cookie.domain,
+                             path=cookie.path)
 
 
 @pytest.mark.parametrize("changes, why", [
