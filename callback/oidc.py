@@ -66,7 +66,8 @@ class OidcSignIn:
         metadata = await self._discovery()
         transaction = SignInTransaction(verifier=secrets.token_urlsafe(48), nonce=secrets.token_urlsafe(24),
                                         csrf=secrets.token_urlsafe(24), resume=resume, switch=switch)
-        prompt = {"prompt": "login"} if switch else {}
+        chosen = _switch_prompt(metadata) if switch else None
+        prompt = {"prompt": chosen} if chosen else {}
         async with await self._client(metadata) as client:
             url, _ = client.create_authorization_url(metadata["authorization_endpoint"],
                                                      state=transaction.csrf, nonce=transaction.nonce,
@@ -159,6 +160,15 @@ class OidcSignIn:
         await self._http.aclose()
         if self._keys is not None:
             await self._keys.aclose()
+
+
+def _switch_prompt(metadata: dict[str, Any]) -> str | None:
+    """`login` unless the IdP says it does not support it (some refuse unknown values): then `select_account`
+    if it has that, else nothing (docs/services.md)."""
+    supported = metadata.get("prompt_values_supported")
+    if not isinstance(supported, list) or "login" in supported:
+        return "login"
+    return "select_account" if "select_account" in supported else None
 
 
 def _short(code: object) -> str:

@@ -16,7 +16,8 @@ Routes:
   signs in, as with the password grant: this is the point of a local stand-in. It keeps no session of its
   own, so it always asks: `prompt=login` (OIDC Core 3.1.2.1) is honoured by that, `prompt=none` gets
   `login_required`, and a value it does not support (`prompt_values_supported`), or `none` with another,
-  gets `invalid_request` (OIDC Core 3.1.2.1, and Prompt Create 1.0 for unsupported values).
+  gets `invalid_request` (OIDC Core 3.1.2.1; refusing unsupported values is what certified providers such as
+  panva/oidc-provider do).
 - `POST /token`: `grant_type=authorization_code` (client authenticated with `client_secret_basic` or
   `client_secret_post`; the code works once, within 60 s, for the same client and `redirect_uri`, with the
   matching `code_verifier`; the ID token carries `aud` = client id and the `nonce`), or
