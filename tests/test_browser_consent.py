@@ -39,6 +39,18 @@ async def browser():
             await chromium.close()
 
 
+async def approve_and_fill_in(page, url: str, user: str) -> None:
+    """Open the link, Approve at the provider, type `user` on the IdP's sign-in page."""
+    await page.goto(url)
+    await page.get_by_role("button", name="Approve").click()
+    await page.get_by_label("User name").fill(user)
+
+
+async def sign_in_and_see_it_complete(page) -> None:
+    await page.get_by_role("button", name="Sign in").click()
+    await page.get_by_text("Authorization complete").wait_for()
+
+
 async def test_a_new_browser_approves_signs_in_and_the_same_stream_goes_on(production, browser):
     jwt = production.cloud.issue_user_jwt("browser-user")
     context = await browser.new_context()  # no cookie, no header: only what a person's browser has
@@ -47,12 +59,9 @@ async def test_a_new_browser_approves_signs_in_and_the_same_stream_goes_on(produ
         page = await context.new_page()
 
         async def approve_in_browser(url: str) -> None:
-            await page.goto(url)
-            await page.get_by_role("button", name="Approve").click()
-            await page.get_by_label("User name").fill("browser-user")  # the IdP's sign-in page
-            seen["signin"] = page.url
-            await page.get_by_role("button", name="Sign in").click()
-            await page.get_by_text("Authorization complete").wait_for()
+            await approve_and_fill_in(page, url, "browser-user")
+            seen["signin"] = page.url  # the IdP's sign-in page
+            await sign_in_and_see_it_complete(page)
             seen["landing"], seen["text"] = page.url, await page.content()
 
         reply = await asyncio.wait_for(stream_chat(production.agent_url, jwt, DINGTALK_PROMPT.format(
@@ -79,12 +88,9 @@ async def test_a_2800_character_jwt_completes_consent_in_chromium(production, br
         page = await context.new_page()
 
         async def approve_in_browser(url: str) -> None:
-            await page.goto(url)
-            await page.get_by_role("button", name="Approve").click()
-            await page.get_by_label("User name").fill("large-token-user")
+            await approve_and_fill_in(page, url, "large-token-user")
             sizes.extend(len(c["name"]) + len(c["value"]) for c in await context.cookies())
-            await page.get_by_role("button", name="Sign in").click()
-            await page.get_by_text("Authorization complete").wait_for()
+            await sign_in_and_see_it_complete(page)
 
         reply = await asyncio.wait_for(stream_chat(production.agent_url, jwt, DINGTALK_PROMPT.format(
             text="large token", doc="docLargeJwt"), on_link=approve_in_browser), timeout=90)
@@ -116,11 +122,8 @@ async def test_bobs_browser_switches_to_alice_and_her_stream_goes_on(production,
         page = await context.new_page()
 
         async def bob_approves_his_own(url: str) -> None:
-            await page.goto(url)
-            await page.get_by_role("button", name="Approve").click()
-            await page.get_by_label("User name").fill(bob)
-            await page.get_by_role("button", name="Sign in").click()
-            await page.get_by_text("Authorization complete").wait_for()
+            await approve_and_fill_in(page, url, bob)
+            await sign_in_and_see_it_complete(page)
 
         await asyncio.wait_for(stream_chat(production.agent_url, cloud.issue_user_jwt(bob), DINGTALK_PROMPT.format(
             text="Bob's", doc="docBobOwn"), on_link=bob_approves_his_own), timeout=90)
@@ -133,8 +136,7 @@ async def test_bobs_browser_switches_to_alice_and_her_stream_goes_on(production,
             await page.get_by_role("link", name="Sign in as a different user").click()
             await page.get_by_label("User name").fill(alice)
             seen["signin"] = page.url
-            await page.get_by_role("button", name="Sign in").click()
-            await page.get_by_text("Authorization complete").wait_for()
+            await sign_in_and_see_it_complete(page)
 
         alice_jwt = cloud.issue_user_jwt(alice, email="alice@example.com")
         reply = await asyncio.wait_for(stream_chat(production.agent_url, alice_jwt, DINGTALK_PROMPT.format(
