@@ -47,10 +47,11 @@ async def test_the_services_own_customstate_refusal_is_the_same_answer(fresh_clo
     assert (await calls(fresh_cloud)).get("GetResourceOAuth2Token") == 1  # refused once, not retried
 
 
-async def test_the_largest_jwt_that_fits_gets_a_link(fresh_cloud) -> None:
-    """~2.9 KB: its sealed state stays within Agent Identity's 4,096 characters, so a link is issued."""
+async def test_a_jwt_near_the_largest_that_fits_gets_a_link(fresh_cloud) -> None:
+    """2,850 characters, near the largest that fits (~2,900): its sealed state stays within 4,096
+    characters, so a link is issued."""
     identity = identity_for(fresh_cloud)
-    jwt = sized_user_jwt(fresh_cloud, unique("fits"), 2900)
+    jwt = sized_user_jwt(fresh_cloud, unique("fits"), 2850)
     try:
         async with signed_in(identity, jwt, wait=False):
             with pytest.raises(AuthorizationPending):
