@@ -193,7 +193,8 @@ def _open_with_resume(sealer: Sealer, value: str) -> tuple[dict[str, Any], dict[
     except Unsealable:
         return None
     fields = query.split(_FIELD_SEPARATOR)
-    if not hmac.compare_digest(str(document.get("r", "")), _digest(query)) or len(fields) != len(RESUME_FIELDS):
+    if (not hmac.compare_digest(str(document.get("r", "")), _digest(query))
+            or len(fields) != len(RESUME_FIELDS)):
         return None
     return document, {k: unquote(v) for k, v in zip(RESUME_FIELDS, fields) if v}
 

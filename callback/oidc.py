@@ -60,7 +60,8 @@ class OidcSignIn:
         self._metadata: dict[str, Any] | None = None
         self._keys: JwksKeys | None = None
 
-    async def begin(self, resume: Mapping[str, str], *, switch: bool = False) -> tuple[str, SignInTransaction]:
+    async def begin(self, resume: Mapping[str, str], *,
+                    switch: bool = False) -> tuple[str, SignInTransaction]:
         """The IdP URL to send the browser to, and the transaction the answer must match. `switch`: the
         browser's user is the wrong one, so the IdP must ask again (`prompt=login`)."""
         metadata = await self._discovery()

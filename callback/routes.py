@@ -62,8 +62,8 @@ class CallbackRoutes:
         for path in ("", "/"):
             self.router.add_api_route(path, self.callback, methods=["GET"], include_in_schema=False)
         self.router.add_api_route(SIGNED_IN_PATH, self.signed_in, methods=["GET"], include_in_schema=False)
-        self.router.add_api_route(WRONG_USER_PATH, self.wrong_user, methods=["GET"], include_in_schema=False)
-        self.router.add_api_route(SWITCH_USER_PATH, self.switch_user, methods=["GET"], include_in_schema=False)
+        for path, route in ((WRONG_USER_PATH, self.wrong_user), (SWITCH_USER_PATH, self.switch_user)):
+            self.router.add_api_route(path, route, methods=["GET"], include_in_schema=False)
 
     async def callback(self, request: Request, state: str = "", session_uri: str = "",
                        error: str = "") -> Response:
@@ -86,13 +86,13 @@ class CallbackRoutes:
             return _page(401, "Sign-in needed", "This callback cannot sign your browser in: the operator has "
                          "not set CALLBACK_OIDC_CLIENT_ID. Ask the operator, or ask the assistant again "
                          "later.")
-        return await self._sign_in_first(resume)
+        return await self._sign_in_first(self.sign_in, resume)
 
-    async def _sign_in_first(self, resume: dict[str, str], *, switch: bool = False) -> Response:
+    async def _sign_in_first(self, sign_in: OidcSignIn, resume: dict[str, str], *,
+                             switch: bool = False) -> Response:
         """Send the browser to the IdP; the sign-in cookie remembers where to go on."""
-        assert self.sign_in is not None
         try:
-            url, transaction = await self.sign_in.begin(resume, switch=switch)
+            url, transaction = await sign_in.begin(resume, switch=switch)
         except SignInFailed as failed:
             return _page(503 if failed.unavailable else 502, "Sign-in unavailable", str(failed))
         response = RedirectResponse(url, status_code=302, headers=_NO_STORE)
@@ -136,28 +136,31 @@ class CallbackRoutes:
     async def wrong_user(self, request: Request) -> Response:
         """Where a refused browser lands, without the callback query: who started the flow (as far as is
         safe to say) and the switch to another user."""
-        flow = self._refused_flow(request)
-        if flow is None:
+        refusal = self._refusal(request)
+        if refusal is None:
             return _nothing_refused()
         switch = SWITCH_USER_PATH.lstrip("/") if self.sign_in is not None else None  # relative: any prefix
-        return HTMLResponse(wrong_user_page(flow.starter_display_name(), switch), status_code=403,
+        return HTMLResponse(wrong_user_page(refusal[1].starter_display_name(), switch), status_code=403,
                             headers=_NO_STORE)
 
     async def switch_user(self, request: Request) -> Response:
         """"Sign in as a different user": the IdP asks who is there (`prompt=login`), then the refused
         flow is finished for its owner, as after any sign-in."""
-        flow = self._refused_flow(request)
-        resume = self.sessions.refused_resume(request)
-        if flow is None or resume is None or self.sign_in is None:
+        refusal = self._refusal(request)
+        if refusal is None or self.sign_in is None:
             return _nothing_refused()
+        resume, flow = refusal
         if self._used.get(flow.flow_id) == USED:
             return _already_used()
-        return await self._sign_in_first(dict(resume), switch=True)
+        return await self._sign_in_first(self.sign_in, resume, switch=True)
 
-    def _refused_flow(self, request: Request) -> FlowState | None:
+    def _refusal(self, request: Request) -> tuple[dict[str, str], FlowState] | None:
+        """The callback query this browser was refused for, and its flow (still valid), from the cookie."""
         resume = self.sessions.refused_resume(request)
+        if resume is None:
+            return None
         try:
-            return self.identity.open_state(resume.get("state", "")) if resume is not None else None
+            return dict(resume), self.identity.open_state(resume.get("state", ""))
         except InvalidState:
             return None
 
@@ -243,8 +246,8 @@ def _already_used() -> HTMLResponse:
 
 def _refused_here() -> HTMLResponse:
     return _page(409, "Link opened by a different user", "This link was opened in a browser signed in as "
-                 "someone else, so it no longer completes by itself: the permission given at the provider may "
-                 "be theirs. Ask the assistant again for a new link.")
+                 "someone else, so it no longer completes by itself: the permission given at the provider "
+                 "may be theirs. Ask the assistant again for a new link.")
 
 
 def _nothing_refused() -> HTMLResponse:

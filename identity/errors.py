@@ -106,10 +106,10 @@ class UserTokenTooLarge(IdentityError):
                  service_code: str | None = None, service_status: int | None = None) -> None:
         bound = (f"at most {limit:,} characters (Agent Identity's CustomState limit)" if limit is not None
                  else "shorter: Agent Identity refused it as too long (CustomState)")
-        super().__init__(f"Your sign-in token is too large to carry through the authorization: the state that "
-                         f"carries it would be {state_length:,} characters, and it must be {bound}. Sign in "
-                         "with a token that has fewer claims, or ask the operator to trim the identity "
-                         "provider's token.", request_id=request_id, service_code=service_code,
+        super().__init__("Your sign-in token is too large to carry through the authorization: the state "
+                         f"that carries it would be {state_length:,} characters, and it must be {bound}. "
+                         "Sign in with a token that has fewer claims, or ask the operator to trim the "
+                         "identity provider's token.", request_id=request_id, service_code=service_code,
                          service_status=service_status)
 
 

@@ -125,8 +125,9 @@ async def test_bobs_browser_switches_to_alice_and_her_stream_goes_on(production,
             await approve_and_fill_in(page, url, bob)
             await sign_in_and_see_it_complete(page)
 
-        await asyncio.wait_for(stream_chat(production.agent_url, cloud.issue_user_jwt(bob), DINGTALK_PROMPT.format(
-            text="Bob's", doc="docBobOwn"), on_link=bob_approves_his_own), timeout=90)
+        await asyncio.wait_for(stream_chat(production.agent_url, cloud.issue_user_jwt(bob),
+                                           DINGTALK_PROMPT.format(text="Bob's", doc="docBobOwn"),
+                                           on_link=bob_approves_his_own), timeout=90)
 
         async def alices_link_in_bobs_browser(url: str) -> None:
             await page.goto(url)
@@ -146,6 +147,7 @@ async def test_bobs_browser_switches_to_alice_and_her_stream_goes_on(production,
     assert seen["wrong_user_url"] == f"{production.public_url}/callback/wrong-user"
     assert alice not in seen["wrong_user"] and "alice@example.com" not in seen["wrong_user"]
     assert "started by a different user" in seen["wrong_user"]
-    assert seen["signin"].startswith(cloud.browser_url("idp") + "/authorize?") and "prompt=login" in seen["signin"]
+    assert seen["signin"].startswith(cloud.browser_url("idp") + "/authorize?")
+    assert "prompt=login" in seen["signin"]
     assert reply["types"].count("authorization_required") == 1 and "authorization_completed" in reply["types"]
     assert await document_content_at(cloud, "docAliceSwitch") == "Alice's"

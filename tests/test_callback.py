@@ -358,7 +358,8 @@ async def forged_sign_in(callback: Callback, browser: LinkFollowingBrowser, clou
     """Replace the browser's sign-in cookie by one sealed with the real key but with `changes`."""
     sessions = BrowserSessions(cloud.env["IDENTITY_STATE_SECRET"], callback.url)
     cookie = next(c for c in browser.http.cookies.jar if c.name == sessions.cookies.sign_in_name)
-    current = sessions.open_sign_in(sessions.cookies.read_chunked({cookie.name: cookie.value or ""}, cookie.name))
+    current = sessions.open_sign_in(sessions.cookies.read_chunked({cookie.name: cookie.value or ""},
+                                                                  cookie.name))
     assert current is not None
     forged = dataclasses.replace(current, **changes)
     browser.http.cookies.set(cookie.name, f"1:{sessions.seal_sign_in(forged)}", domain=cookie.domain,

@@ -22,8 +22,8 @@ from starlette.routing import Route
 from emulators import start_local_cloud
 from emulators._server import listening_socket
 from sandbox.process import app_process, free_port
-from tests.support.deployment import (DINGTALK_PROMPT, LinkFollowingBrowser, deployment, page_title, stream_chat,
-                                      switch_href)
+from tests.support.deployment import (DINGTALK_PROMPT, LinkFollowingBrowser, deployment, page_title,
+                                      stream_chat, switch_href)
 from tests.support.e2e import document_content_at
 from tests.support.identity import serving, sized_user_jwt
 

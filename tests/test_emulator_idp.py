@@ -253,7 +253,7 @@ def test_pkce_is_required_and_errors_go_back_to_the_client(http, client) -> None
     assert "error=access_denied" in cancelled.headers["location"]
 
 
-def test_prompt_login_always_shows_the_sign_in_page_and_unknown_prompts_are_refused(http, idp, client) -> None:
+def test_prompt_login_shows_the_sign_in_page_and_unknown_prompts_are_refused(http, idp, client) -> None:
     """No IdP session here, so `prompt=login` shows the page as always and signs in; `prompt=none` cannot be
     met; a value not in prompt_values_supported, or `none` with another, is an invalid request."""
     assert "login" in discover(http)["prompt_values_supported"]

@@ -29,7 +29,8 @@ from alibabacloud_tea_openapi.utils_models import Config
 
 from emulators import ExternalIdp, LocalCloud, start_local_cloud
 from sandbox.process import app_process, free_port
-from tests.support.deployment import DINGTALK_PROMPT, LinkFollowingBrowser, page_title, stream_chat, switch_href
+from tests.support.deployment import (DINGTALK_PROMPT, LinkFollowingBrowser, page_title, stream_chat,
+                                      switch_href)
 from tests.support.e2e import document_content_at
 from tests.support.oidc_provider import CLIENT_ID, needs_the_provider, oidc_provider, sign_in_as, users_app
 
@@ -120,8 +121,8 @@ async def test_the_switch_to_another_user_makes_a_certified_provider_ask_again(t
             pages.extend([wrong, again, done])
             await browser.aclose()
 
-        reply = await stream_chat(running.agent, jwt, DINGTALK_PROMPT.format(text="switched", doc="docIndieSwitch"),
-                                  on_link=bob_then_alice)
+        reply = await stream_chat(running.agent, jwt, DINGTALK_PROMPT.format(
+            text="switched", doc="docIndieSwitch"), on_link=bob_then_alice)
         written = await document_content_at(running.cloud, "docIndieSwitch")
     wrong, again, done = pages
     assert str(wrong.url) == f"{running.public}/callback/wrong-user" and page_title(wrong) == "Wrong user"

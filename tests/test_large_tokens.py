@@ -1,7 +1,8 @@
-"""Users whose sign-in token is too large for Agent Identity's CustomState: the flow's sealed state carries the
-user's JWT (~1.34 x its length), so a JWT over ~2.9 KB cannot make the round trip. It is refused before any
-link is asked for, with its own code and a sentence that names the cause and the limit; a lower real limit,
-which shows as the service's own refusal of CustomState, gets the same answer. Over the real HTTPS emulators.
+"""Users whose sign-in token is too large for Agent Identity's CustomState: the flow's sealed state carries
+the user's JWT (~1.34 x its length), so a JWT over ~2.9 KB cannot make the round trip. It is refused before
+any link is asked for, with its own code and a sentence that names the cause and the limit; a lower real
+limit, which shows as the service's own refusal of CustomState, gets the same answer. Over the real HTTPS
+emulators.
 """
 
 from __future__ import annotations
@@ -37,13 +38,15 @@ async def test_a_jwt_too_large_for_the_state_is_refused_before_any_link(fresh_cl
 
 async def test_the_services_own_customstate_refusal_is_the_same_answer(fresh_cloud, monkeypatch) -> None:
     """A real limit lower than the documented one: the emulated service refuses 3,000 characters
-    (InvalidParameter.CustomState), and a 2,600-character JWT (a ~3,700-character state) gets the same error."""
+    (InvalidParameter.CustomState), and a 2,600-character JWT (a ~3,700-character state) gets the same
+    error."""
     monkeypatch.setattr("emulators.agent_identity.MAX_CUSTOM_STATE", 3000)
     jwt = sized_user_jwt(fresh_cloud, unique("big"), 2600)
     with pytest.raises(UserTokenTooLarge) as refused:
         await ask_for_a_dingtalk_token(fresh_cloud, jwt)
     error = refused.value
-    assert error.service_code == "InvalidParameter.CustomState" and "refused it as too long" in error.safe_message
+    assert error.service_code == "InvalidParameter.CustomState"
+    assert "refused it as too long" in error.safe_message
     assert (await calls(fresh_cloud)).get("GetResourceOAuth2Token") == 1  # refused once, not retried
 
 

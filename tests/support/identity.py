@@ -103,8 +103,8 @@ async def start_flow(identity: AgentIdentity, cloud: Any, jwt: str) -> tuple[asy
 
 
 def sized_user_jwt(cloud: Any, sub: str, length: int, **claims: Any) -> str:
-    """A JWT of `length` characters (to within a few) for `sub`, from the emulated IdP's password grant, padded
-    with a `pad` claim: the large tokens real IdPs issue (many groups, roles)."""
+    """A JWT of `length` characters (to within a few) for `sub`, from the emulated IdP's password grant,
+    padded with a `pad` claim: the large tokens real IdPs issue (many groups, roles)."""
     def mint(pad: str) -> str:
         answer = httpx.post(f"{cloud.url('idp')}/token", verify=cloud.ssl_context(), trust_env=False, data={
             "grant_type": "password", "username": sub, "claims": json.dumps({**claims, "pad": pad})})
