@@ -5,7 +5,9 @@ Only the user who started a flow may approve or decline it, and a browser that f
 redirect carries no bearer token. So the callback sends the browser to the IdP the agent already trusts for
 inbound JWTs (INBOUND_JWT_ISSUER, endpoints from its discovery document), with PKCE (RFC 7636, S256) and a
 nonce (OIDC Core 3.1.2.1), exchanges the code with the client id and secret (authlib), and verifies the ID
-token as it verifies inbound JWTs, with `aud` = our client id and the nonce it sent.
+token as it verifies inbound JWTs, with `aud` = our client id and the nonce it sent. A browser that was
+signed in as the wrong user switches with `prompt=login` (OIDC Core 3.1.2.1): the IdP asks who is there even
+if it still has a session.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import hmac
 import logging
 import secrets
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -57,15 +60,19 @@ class OidcSignIn:
         self._metadata: dict[str, Any] | None = None
         self._keys: JwksKeys | None = None
 
-    async def begin(self, resume: dict[str, str]) -> tuple[str, SignInTransaction]:
-        """The IdP URL to send the browser to, and the transaction the answer must match."""
+    async def begin(self, resume: Mapping[str, str], *,
+                    switch: bool = False) -> tuple[str, SignInTransaction]:
+        """The IdP URL to send the browser to, and the transaction the answer must match. `switch`: the
+        browser's user is the wrong one, so the IdP must ask again (`prompt=login`)."""
         metadata = await self._discovery()
         transaction = SignInTransaction(verifier=secrets.token_urlsafe(48), nonce=secrets.token_urlsafe(24),
-                                        csrf=secrets.token_urlsafe(24), resume=resume)
+                                        csrf=secrets.token_urlsafe(24), resume=resume, switch=switch)
+        chosen = _switch_prompt(metadata) if switch else None
+        prompt = {"prompt": chosen} if chosen else {}
         async with await self._client(metadata) as client:
             url, _ = client.create_authorization_url(metadata["authorization_endpoint"],
                                                      state=transaction.csrf, nonce=transaction.nonce,
-                                                     code_verifier=transaction.verifier)
+                                                     code_verifier=transaction.verifier, **prompt)
         return url, transaction
 
     async def finish(self, *, code: str, transaction: SignInTransaction) -> str:
@@ -154,6 +161,15 @@ class OidcSignIn:
         await self._http.aclose()
         if self._keys is not None:
             await self._keys.aclose()
+
+
+def _switch_prompt(metadata: dict[str, Any]) -> str | None:
+    """`login` unless the IdP says it does not support it (some refuse unknown values): then `select_account`
+    if it has that, else nothing (docs/services.md)."""
+    supported = metadata.get("prompt_values_supported")
+    if not isinstance(supported, list) or "login" in supported:
+        return "login"
+    return "select_account" if "select_account" in supported else None
 
 
 def _short(code: object) -> str:

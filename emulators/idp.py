@@ -13,7 +13,11 @@ Routes:
   registered loopback URI `http://127.0.0.1/...` matches on any port, as RFC 8252 7.3 wants for native apps),
   `response_type=code`, the `openid` scope and an S256 `code_challenge` (PKCE is required), then shows a
   sign-in page that asks for a user name only ("Sign in", or "Cancel" for `error=access_denied`). Any name
-  signs in, as with the password grant: this is the point of a local stand-in.
+  signs in, as with the password grant: this is the point of a local stand-in. It keeps no session of its
+  own, so it always asks: `prompt=login` (OIDC Core 3.1.2.1) is honoured by that, `prompt=none` gets
+  `login_required`, and a value it does not support (`prompt_values_supported`), or `none` with another,
+  gets `invalid_request` (OIDC Core 3.1.2.1; refusing unsupported values is what certified providers such as
+  panva/oidc-provider do).
 - `POST /token`: `grant_type=authorization_code` (client authenticated with `client_secret_basic` or
   `client_secret_post`; the code works once, within 60 s, for the same client and `redirect_uri`, with the
   matching `code_verifier`; the ID token carries `aud` = client id and the `nonce`), or
@@ -56,6 +60,7 @@ DEFAULT_TTL_S = 3600
 RESERVED_CLAIMS = frozenset({"iss", "sub", "aud", "exp", "iat", "nbf", "jti", "nonce", "azp"})
 LOCAL_ORIGINS = r"https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?"
 LOOPBACK_HOSTS = ("127.0.0.1", "::1")  # RFC 8252 8.3: loopback IP literals, not `localhost`
+PROMPT_VALUES = ("none", "login", "consent", "select_account")  # OIDC Core 3.1.2.1
 
 
 @dataclass
@@ -146,6 +151,7 @@ class LocalIdp:
             "claims_supported": ["iss", "aud", "sub", "iat", "exp", "jti", "azp", "nonce", "name",
                                  "preferred_username"],
             "scopes_supported": ["openid", "profile"],
+            "prompt_values_supported": list(PROMPT_VALUES),
         }
 
     def _routes(self) -> list[Route]:
@@ -184,6 +190,11 @@ class LocalIdp:
         challenge = query.get("code_challenge", "")
         if query.get("code_challenge_method") != "S256" or not 43 <= len(challenge) <= 128:
             return back(error="invalid_request", error_description="PKCE with S256 is required")
+        prompts = query.get("prompt", "").split()
+        if any(value not in PROMPT_VALUES for value in prompts) or ("none" in prompts and len(prompts) > 1):
+            return back(error="invalid_request", error_description="unsupported prompt value")
+        if prompts == ["none"]:
+            return back(error="login_required")  # no session here: the user must always sign in
         if request.method == "GET":
             return HTMLResponse(sign_in_page(action_url=f"{request.url.path}?{request.url.query}",
                                              issuer=self.issuer), headers={"Cache-Control": "no-store"})

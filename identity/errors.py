@@ -95,6 +95,24 @@ class ProviderMisconfigured(IdentityError):
     default_message = "The credential provider is not configured correctly; contact the operator."
 
 
+class UserTokenTooLarge(IdentityError):
+    """The user's JWT, sealed into the OAuth2 state that must travel through the consent, passes Agent
+    Identity's CustomState limit (or the service refused the state): only a smaller sign-in token helps."""
+
+    code = "user_token_too_large"
+    http_status = 400
+
+    def __init__(self, state_length: int, limit: int | None, *, request_id: str | None = None,
+                 service_code: str | None = None, service_status: int | None = None) -> None:
+        bound = (f"at most {limit:,} characters (Agent Identity's CustomState limit)" if limit is not None
+                 else "shorter: Agent Identity refused it as too long (CustomState)")
+        super().__init__("Your sign-in token is too large to carry through the authorization: the state "
+                         f"that carries it would be {state_length:,} characters, and it must be {bound}. "
+                         "Sign in with a token that has fewer claims, or ask the operator to trim the "
+                         "identity provider's token.", request_id=request_id, service_code=service_code,
+                         service_status=service_status)
+
+
 class ProviderUnavailable(IdentityError):
     """The resource provider's token endpoint failed while Agent Identity fetched the user's token
     (`ServiceUnavailable.UpstreamTokenEndpoint`): waiting longer cannot finish this authorization."""

@@ -22,9 +22,9 @@ from identity.context import AuthorizationCompleted, AuthorizationRequired, curr
 from identity.data_plane import DataPlane
 from identity.errors import (AuthorizationDeclined, AuthorizationFailed, AuthorizationPending,
                              AuthorizationTimedOut, IdentityError, IdentityThrottled, IdentityUnavailable,
-                             ProviderMisconfigured, ProviderUnavailable)
+                             ProviderMisconfigured, ProviderUnavailable, UserTokenTooLarge)
 from identity.sdk_errors import may_be_stale_credential
-from identity.state import FlowState, FlowStates
+from identity.state import MAX_CUSTOM_STATE_CHARACTERS, FlowState, FlowStates
 from identity.sts import StsCredentials
 from identity.workload import WorkloadTokens
 from settings.identity import IdentitySettings
@@ -172,6 +172,10 @@ class OAuth2Tokens:
         state, signed = self._states.issue(sub=ctx.caller.sub, user_jwt=ctx.caller.token, provider=provider,
                                            purpose=purpose,
                                            ttl_seconds=self._settings.authorization_timeout_seconds + 60)
+        if flow == "USER_FEDERATION" and len(state) > MAX_CUSTOM_STATE_CHARACTERS:
+            log.info("Authorization not started: the sealed state is %d characters, over %d", len(state),
+                     MAX_CUSTOM_STATE_CHARACTERS)
+            raise UserTokenTooLarge(len(state), MAX_CUSTOM_STATE_CHARACTERS)
         request = GetResourceOAuth2TokenRequest(resource_credential_provider_name=provider,
                                                 scopes=list(scopes), oauth2_flow=flow,
                                                 workload_access_token=workload_token,
@@ -182,7 +186,15 @@ class OAuth2Tokens:
             request.force_authentication = force_authentication or None
             if prompt_consent:
                 request.custom_parameters = dict(PROMPT_CONSENT)  # the SDK sends it as a JSON string
-        response = await self._plane.call("GetResourceOAuth2Token", client.get_resource_oauth2_token, request)
+        try:
+            response = await self._plane.call("GetResourceOAuth2Token", client.get_resource_oauth2_token,
+                                              request)
+        except IdentityError as error:
+            if "CustomState" in (error.service_code or ""):  # a real limit lower than the documented one
+                raise UserTokenTooLarge(len(state), None, request_id=error.request_id,
+                                        service_code=error.service_code,
+                                        service_status=error.service_status) from None
+            raise
         body = response.body
         if body and body.access_token:
             return IssuedToken(body.access_token, body.expires_in)

@@ -5,8 +5,9 @@ another instance or as its own service, so the state carries the flow whole: who
 for, the user's ORIGINAL JWT, which CompleteResourceTokenAuth requires (the JWT the workload access token was
 obtained with), and the chat session that asked (for the callback's log). It is encrypted and authenticated
 (identity/sealed.py), so the address bar shows nothing of it, and expires shortly after the agent stops
-waiting. Its length is about 1.34 x (JWT + session id) plus ~200 characters: under the 4,096 characters AWS
-documents for the same field while the JWT stays under ~2.7 KB (the session id is capped at 128).
+waiting. Its length is about 1.34 x the JWT plus ~200 characters: Agent Identity does not publish its limit,
+AWS documents 4,096 characters for the same field (MAX_CUSTOM_STATE_CHARACTERS, docs/services.md), which a JWT
+of up to ~2.9 KB fits. A longer state is refused before the link is asked for (`UserTokenTooLarge`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import jwt
+
 from identity.sealed import Sealer, Unsealable
+
+# Agent Identity's CustomState limit is not published; AWS documents 4,096 characters for the identical API
+# (docs/services.md). A lower real limit shows as the service's own CustomState refusal, handled the same way.
+MAX_CUSTOM_STATE_CHARACTERS = 4096
+MAX_DISPLAY_NAME = 64
 
 
 class InvalidState(Exception):
@@ -33,6 +41,21 @@ class FlowState:
     flow_id: str  # random; names the flow in logs and in this process's bookkeeping
     user_jwt: str = field(repr=False)
     expires_at: int
+
+    def starter_display_name(self) -> str | None:
+        """A name for who started the flow that is safe to show anyone: the `name` or `preferred_username`
+        the IdP put in the flow's own JWT (authentic: the JWT was verified when the flow began and travels
+        sealed), unless it is the `sub` or looks like an e-mail address."""
+        try:
+            claims = jwt.decode(self.user_jwt, options={"verify_signature": False})
+        except jwt.PyJWTError:
+            return None
+        for claim in ("name", "preferred_username"):
+            value = claims.get(claim)
+            if (isinstance(value, str) and value.strip() and value.strip() != self.sub and "@" not in value
+                    and len(value.strip()) <= MAX_DISPLAY_NAME):
+                return value.strip()
+        return None
 
 
 class FlowStates:

@@ -12,21 +12,24 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import socket
+from http.cookies import SimpleCookie
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx
 import pytest
 from fastapi import FastAPI
+from starlette.requests import Request
+from starlette.responses import Response
 
-from callback.browser_session import BrowserSessions
+from callback.browser_session import BrowserSessions, SignInTransaction
 from callback.routes import CallbackRoutes
 from identity.errors import AuthorizationDeclined, AuthorizationFailed
 from identity.service import AgentIdentity
-from identity.state import FlowStates
-from tests.support.deployment import LinkFollowingBrowser, page_title
+from identity.state import MAX_CUSTOM_STATE_CHARACTERS, FlowStates
+from tests.support.deployment import LinkFollowingBrowser, page_title, switch_href
 from tests.support.identity import (PURPOSE, answer_consent, calls, identity_for, serving, set_faults, start_flow, unique)
 
 
@@ -138,6 +141,40 @@ async def set_vault_empty(cloud, user: str) -> None:
         (await http.post(f"{cloud.url('dingtalk')}/emulator/revoke", json={"subject": user})).raise_for_status()
 
 
+@pytest.mark.parametrize("public", ["https://agent.example.com/agent-runtimes/a/endpoints/e/invocations",
+                                    "http://127.0.0.1:8090"])
+def test_no_cookie_passes_4000_bytes_for_the_largest_state_that_fits(public: str) -> None:
+    """A sealed state of up to MAX_CUSTOM_STATE_CHARACTERS goes to the IdP and back in the sign-in cookie, and
+    to the "Wrong user" page in the refusal cookie: split so that no cookie's name and value pass 4,000 bytes
+    (Chromium drops one over 4,096), and read back whole."""
+    secret = "s" * 32
+    states = FlowStates(secret)
+    jwt_length = 2000
+    while len(states.issue(sub="u", user_jwt="j" * (jwt_length + 1), provider="dingtalk", purpose=PURPOSE,
+                           ttl_seconds=360)[0]) <= MAX_CUSTOM_STATE_CHARACTERS:
+        jwt_length += 1
+    state, _ = states.issue(sub="u", user_jwt="j" * jwt_length, provider="dingtalk", purpose=PURPOSE,
+                            ttl_seconds=360)
+    assert MAX_CUSTOM_STATE_CHARACTERS - 3 <= len(state) <= MAX_CUSTOM_STATE_CHARACTERS
+    resume = {"state": state, "session_uri": "urn:ietf:params:oauth:request_uri:" + "r" * 43}
+    sessions = BrowserSessions(secret, f"{public}/callback")
+    transaction = SignInTransaction(verifier="v" * 64, nonce="n" * 32, csrf="c" * 32, resume=resume)
+    response = Response()
+    sessions.start_sign_in(response, transaction)
+    sessions.remember_refusal(response, resume)
+    sessions.sign_in(response, "u" * 64)
+    jar = SimpleCookie()
+    for header in response.headers.getlist("set-cookie"):
+        name_and_value = header.split(";", 1)[0]
+        assert len(name_and_value.encode()) <= 4000, (len(name_and_value), header[:80])
+        jar.load(header)
+    assert len(jar) == 5  # two for the sign-in, two for the refusal, the session
+    request = Request({"type": "http", "headers": [
+        (b"cookie", "; ".join(f"{k}={m.coded_value}" for k, m in jar.items()).encode())]})
+    assert sessions.pending_sign_in(request) == transaction
+    assert sessions.refused_resume(request) == resume
+
+
 def test_over_https_cookies_are_secure_host_prefixed_and_named_for_the_public_url() -> None:
     public = "https://1234.agentrun-data.cn-hangzhou.aliyuncs.com/agent-runtimes/a/endpoints/e/invocations/callback"
     other = public.replace("/a/", "/b/")
@@ -173,18 +210,22 @@ async def test_forged_expired_and_foreign_states_complete_nothing(fresh_cloud) -
                 "expired": await visit({**redirect, "state": expired}),
                 "no state": await visit({"session_uri": redirect["session_uri"]}),
                 "huge": await visit({**redirect, "session_uri": "x" * 9000}),
-                "another user's JWT": await visit(redirect, {"Authorization": f"Bearer {attacker}"}),
                 "invalid JWT": await visit(redirect, {"Authorization": "Bearer x.y.z"}),
                 "no session_uri": await visit({"state": redirect["state"]}),
+                "another user's JWT": await visit(redirect, {"Authorization": f"Bearer {attacker}"}),
+                "the owner after that": await visit(redirect),  # refused here from now on, even to its owner
             }
         task.cancel()
     statuses = {name: r.status_code for name, r in results.items()}
     assert statuses == {"tampered": 400, "other secret": 400, "expired": 400, "no state": 400, "huge": 400,
-                        "another user's JWT": 403, "invalid JWT": 302, "no session_uri": 400}
-    assert "expired" in results["expired"].text and "different user" in results["another user's JWT"].text
+                        "another user's JWT": 303, "invalid JWT": 302, "no session_uri": 400,
+                        "the owner after that": 409}
+    assert "expired" in results["expired"].text
+    assert results["another user's JWT"].headers["location"] == f"{callback.url}/wrong-user"
+    assert page_title(results["the owner after that"]) == "Link opened by a different user"
     assert results["invalid JWT"].headers["location"].startswith(
         fresh_cloud.browser_url("idp"))  # sign in instead
-    assert all("text/html" in r.headers["content-type"] for r in results.values() if r.status_code != 302)
+    assert all("text/html" in r.headers["content-type"] for r in results.values() if r.status_code < 300)
     assert await completions(fresh_cloud) == 0
 
 
@@ -218,18 +259,55 @@ async def test_error_from_the_provider_counts_only_for_the_signed_in_owner(fresh
         intruding = LinkFollowingBrowser()
         first = await intruding.open(f"{callback.url}?{httpx.QueryParams(redirect)}")
         wrong_user = await intruding.submit(first, "sign-in", username=intruder)
-        await intruding.aclose()
         still_waiting = not task.done()
-        browser = LinkFollowingBrowser()
-        first = await browser.open(f"{callback.url}?{httpx.QueryParams(redirect)}")
-        declined = await browser.submit(first, "sign-in", username=owner)
-        await browser.aclose()
+        # The refused URL no longer answers by itself here, even to its owner in another browser ...
+        elsewhere = LinkFollowingBrowser()
+        refused = await elsewhere.open(f"{callback.url}?{httpx.QueryParams(redirect)}")
+        await elsewhere.aclose()
+        # ... only the switch in the browser it was refused in, which signs its owner in.
+        signin = await intruding.open(urljoin(str(wrong_user.url), switch_href(wrong_user)))
+        declined = await intruding.submit(signin, "sign-in", username=owner)
+        await intruding.aclose()
         with pytest.raises(AuthorizationDeclined):
             await asyncio.wait_for(task, 5)
     assert anonymous.status_code == 302
     assert anonymous.headers["location"].startswith(fresh_cloud.browser_url("idp"))
-    assert wrong_user.status_code == 403 and still_waiting
+    assert wrong_user.status_code == 403 and page_title(wrong_user) == "Wrong user" and still_waiting
+    assert str(wrong_user.url) == f"{callback.url}/wrong-user"  # the callback query left the address bar
+    assert refused.status_code == 409 and page_title(refused) == "Link opened by a different user"
+    assert "prompt=login" in str(signin.url)
     assert declined.status_code == 200 and page_title(declined) == "Authorization declined"
+    assert await completions(fresh_cloud) == 0
+
+
+async def test_the_wrong_user_page_names_the_starter_only_by_a_display_name(fresh_cloud) -> None:
+    """No `sub` and no e-mail address of the flow's owner on the page; the IdP's display name when it gave one
+    (the emulated IdP sets `name` and `preferred_username` to the `sub` unless told otherwise)."""
+    pages = {}
+    async with callback_for(fresh_cloud) as callback:
+        for label in ("named", "unnamed", "e-mail as name"):
+            owner = unique("alice")
+            email = f"{owner}@example.com"
+            names = {"named": {"name": "Alice Example"}, "unnamed": {},
+                     "e-mail as name": {"name": email, "preferred_username": email}}[label]
+            jwt = fresh_cloud.issue_user_jwt(owner, email=email, **names)
+            task, link = await start_flow(callback.waiting, fresh_cloud, jwt)
+            browser = LinkFollowingBrowser()
+            signin = await browser.submit(await browser.open(link.url), "approve")
+            pages[label] = (await browser.submit(signin, "sign-in", username=unique("bob")), owner, email)
+            task.cancel()
+            await browser.aclose()
+        stranger = LinkFollowingBrowser()
+        nothing = [await stranger.open(f"{callback.url}/{path}") for path in ("wrong-user", "switch-user")]
+        await stranger.aclose()
+    for page, owner, email in pages.values():
+        assert page.status_code == 403 and page_title(page) == "Wrong user"
+        assert str(page.url) == f"{callback.url}/wrong-user" and switch_href(page) == "switch-user"
+        assert owner not in page.text and email not in page.text and "@" not in page.text
+    assert "started by Alice Example," in pages["named"][0].text
+    assert "started by a different user," in pages["unnamed"][0].text
+    assert "started by a different user," in pages["e-mail as name"][0].text
+    assert [(p.status_code, page_title(p)) for p in nothing] == [(400, "Sign-in expired")] * 2
     assert await completions(fresh_cloud) == 0
 
 
@@ -280,10 +358,12 @@ async def forged_sign_in(callback: Callback, browser: LinkFollowingBrowser, clou
     """Replace the browser's sign-in cookie by one sealed with the real key but with `changes`."""
     sessions = BrowserSessions(cloud.env["IDENTITY_STATE_SECRET"], callback.url)
     cookie = next(c for c in browser.http.cookies.jar if c.name == sessions.cookies.sign_in_name)
-    current = sessions.open_sign_in(cookie.value or "")
+    current = sessions.open_sign_in(sessions.cookies.read_chunked({cookie.name: cookie.value or ""},
+                                                                  cookie.name))
     assert current is not None
     forged = dataclasses.replace(current, **changes)
-    browser.http.cookies.set(cookie.name, sessions.seal_sign_in(forged), domain=cookie.domain, path=cookie.path)
+    browser.http.cookies.set(cookie.name, f"1:{sessions.seal_sign_in(forged)}", domain=cookie.domain,
+                             path=cookie.path)
 
 
 @pytest.mark.parametrize("changes, why", [

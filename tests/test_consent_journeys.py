@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import ExitStack, asynccontextmanager
+from urllib.parse import urljoin
 
 import httpx
 from starlette.applications import Starlette
@@ -21,9 +22,10 @@ from starlette.routing import Route
 from emulators import start_local_cloud
 from emulators._server import listening_socket
 from sandbox.process import app_process, free_port
-from tests.support.deployment import DINGTALK_PROMPT, LinkFollowingBrowser, deployment, page_title, stream_chat
+from tests.support.deployment import (DINGTALK_PROMPT, LinkFollowingBrowser, deployment, page_title,
+                                      stream_chat, switch_href)
 from tests.support.e2e import document_content_at
-from tests.support.identity import serving
+from tests.support.identity import serving, sized_user_jwt
 
 GATEWAY_PREFIX = "/agent-runtimes/identity-agent/endpoints/prod/invocations"  # AgentRun's invocation path
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding", "host"}
@@ -138,3 +140,29 @@ async def test_approving_any_link_ends_every_waiting_flow_of_that_user_on_every_
     assert len(links) == 2 and links[0] != links[1]
     assert "authorization_completed" in on_b["types"] and "authorization_completed" in on_a["types"]
     assert documents == ["from tab A", "from tab B"]
+
+
+async def test_behind_the_gateway_a_large_jwt_and_the_switch_to_the_right_user_complete() -> None:
+    """Behind the path prefix: a 2,800-character JWT's flow, opened first by a browser that signs in as
+    someone else, lands on the prefixed "Wrong user" page; its relative switch link works under the prefix,
+    every cookie keeps the public path, and the right user completes the same stream."""
+    async with gateway_in_front_of_a_callback() as (running, public):
+        jwt = sized_user_jwt(running.cloud, "prefix-alice", 2800)
+        seen = []
+
+        async def wrong_then_right(link: str) -> None:
+            browser = LinkFollowingBrowser()
+            wrong = await browser.approve_and_sign_in(link, "prefix-bob")
+            signin = await browser.open(urljoin(str(wrong.url), switch_href(wrong)))
+            done = await browser.submit(signin, "sign-in", username="prefix-alice")
+            seen.extend([wrong, done, {(c.name, c.path) for c in browser.http.cookies.jar}])
+            await browser.aclose()
+
+        reply = await asyncio.wait_for(stream_chat(running.agent_url, jwt, DINGTALK_PROMPT.format(
+            text="switched behind a gateway", doc="docPrefixSwitch"), on_link=wrong_then_right), timeout=60)
+        written = await document_content_at(running.cloud, "docPrefixSwitch")
+    wrong, done, cookies = seen
+    assert str(wrong.url) == f"{public}/callback/wrong-user" and page_title(wrong) == "Wrong user"
+    assert page_title(done) == "Authorization complete"
+    assert {path for _, path in cookies} == {f"{GATEWAY_PREFIX}/callback"}
+    assert "authorization_completed" in reply["types"] and written == "switched behind a gateway"

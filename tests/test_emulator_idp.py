@@ -253,6 +253,22 @@ def test_pkce_is_required_and_errors_go_back_to_the_client(http, client) -> None
     assert "error=access_denied" in cancelled.headers["location"]
 
 
+def test_prompt_login_shows_the_sign_in_page_and_unknown_prompts_are_refused(http, idp, client) -> None:
+    """No IdP session here, so `prompt=login` shows the page as always and signs in; `prompt=none` cannot be
+    met; a value not in prompt_values_supported, or `none` with another, is an invalid request."""
+    assert "login" in discover(http)["prompt_values_supported"]
+    _, challenge = pkce()
+    for prompt in ("login", "login consent", "select_account"):
+        back = sign_in(http, challenge, prompt=prompt)
+        assert back.status_code == 302 and "code=" in back.headers["location"]
+    for prompt, error in (("none", "login_required"), ("none login", "invalid_request"),
+                          ("relogin", "invalid_request"), ("login bogus", "invalid_request")):
+        back = http.get("/authorize", params=authorize_params(challenge, prompt=prompt))
+        assert back.status_code == 302, prompt
+        answer = httpx.QueryParams(back.headers["location"].split("?", 1)[1])
+        assert (answer["error"], answer["state"]) == (error, "csrf-1") and "code" not in answer
+
+
 def test_client_authentication_is_checked(http, client) -> None:
     verifier, challenge = pkce()
     code = httpx.QueryParams(sign_in(http, challenge).headers["location"].split("?", 1)[1])["code"]

@@ -12,9 +12,11 @@ import secrets
 import signal
 import subprocess
 import sys
-from collections.abc import Awaitable
-from contextlib import ExitStack
+from collections.abc import Awaitable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urljoin
 
 import httpx
 import pytest
@@ -23,9 +25,10 @@ from alibabacloud_agentidentitydata20251127.client import Client as DataClient
 from alibabacloud_tea_openapi.exceptions import ClientException
 from alibabacloud_tea_openapi.utils_models import Config
 
-from emulators import ExternalIdp, start_local_cloud
+from emulators import ExternalIdp, LocalCloud, start_local_cloud
 from sandbox.process import app_process, free_port
-from tests.support.deployment import DINGTALK_PROMPT, LinkFollowingBrowser, page_title, stream_chat
+from tests.support.deployment import (DINGTALK_PROMPT, LinkFollowingBrowser, page_title, stream_chat,
+                                      switch_href)
 from tests.support.e2e import document_content_at
 from tests.support.emulators_cli import start_emulators, wait_for_ready_file
 from tests.support.oidc_provider import CLIENT_ID, needs_the_provider, oidc_provider, sign_in_as, users_app
@@ -35,7 +38,23 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = needs_the_provider
 
 
-async def test_consent_with_a_certified_openid_provider(tmp_path: Path) -> None:
+@dataclass
+class CertifiedDeployment:
+    issuer: str
+    public: str  # the callback's public base URL
+    agent: str
+    cloud: LocalCloud
+    app_redirect: str  # the user's own app, where it gets their ID token
+    secret: str = field(repr=False)
+
+    async def user_jwt(self, user: str) -> str:
+        """The ID token the user's own app gets for `user` (they call the agent with it)."""
+        return await sign_in_as(user, self.issuer, self.app_redirect, self.secret)
+
+
+@contextmanager
+def certified_deployment(tmp_path: Path) -> Iterator[CertifiedDeployment]:
+    """The provider, the emulated cloud trusting its users, the callback and the agent as two processes."""
     idp_port, callback_port, agent_port = free_port(), free_port(), free_port()
     public = f"http://127.0.0.1:{callback_port}"
     # The user's own app is stood in for by a page that answers any query: the agent's /health.
@@ -51,7 +70,13 @@ async def test_consent_with_a_certified_openid_provider(tmp_path: Path) -> None:
         env = {**cloud.env, "APP_REDIRECT_URI": public, "AUTHORIZATION_TIMEOUT_SECONDS": "60"}
         stack.enter_context(app_process(env, "callback", port=callback_port))
         agent = stack.enter_context(app_process(env, port=agent_port))
-        jwt = await sign_in_as("indie-user", issuer, app_redirect, secret)
+        yield CertifiedDeployment(issuer, public, agent, cloud, app_redirect, secret)
+
+
+async def test_consent_with_a_certified_openid_provider(tmp_path: Path) -> None:
+    with certified_deployment(tmp_path) as running:
+        issuer, public, agent, cloud = running.issuer, running.public, running.agent, running.cloud
+        jwt = await running.user_jwt("indie-user")
         pages = []
 
         async def person(link: str) -> None:
@@ -71,6 +96,38 @@ async def test_consent_with_a_certified_openid_provider(tmp_path: Path) -> None:
     assert str(done.url).startswith(f"{public}/callback/signed-in?")
     assert page_title(done) == "Authorization complete"
     assert "authorization_completed" in reply["types"] and written == "certified"
+
+
+async def test_the_switch_to_another_user_makes_a_certified_provider_ask_again(tmp_path: Path) -> None:
+    """The provider keeps its own session: a browser signed in there as Bob would be signed in as Bob again
+    without a word. "Sign in as a different user" sends `prompt=login`, so it shows its login page, Alice
+    signs in, and her stream goes on."""
+    with certified_deployment(tmp_path) as running:
+        jwt = await running.user_jwt("indie-alice")
+        pages = []
+
+        async def bob_then_alice(link: str) -> None:
+            browser = LinkFollowingBrowser()
+            login = await browser.submit(await browser.open(link), "approve")
+            wrong = await browser.submit_first_form(await browser.submit_first_form(login, login="indie-bob",
+                                                                                    password="any"))
+            again = await browser.open(urljoin(str(wrong.url), switch_href(wrong)))
+            done = await browser.submit_first_form(again, login="indie-alice", password="any")
+            for _ in range(3):  # its consent page for Alice (a new account in its session), then back to us
+                if not str(done.url).startswith(running.issuer):
+                    break
+                done = await browser.submit_first_form(done)
+            pages.extend([wrong, again, done])
+            await browser.aclose()
+
+        reply = await stream_chat(running.agent, jwt, DINGTALK_PROMPT.format(
+            text="switched", doc="docIndieSwitch"), on_link=bob_then_alice)
+        written = await document_content_at(running.cloud, "docIndieSwitch")
+    wrong, again, done = pages
+    assert str(wrong.url) == f"{running.public}/callback/wrong-user" and page_title(wrong) == "Wrong user"
+    assert str(again.url).startswith(f"{running.issuer}/interaction/") and 'name="password"' in again.text
+    assert page_title(done) == "Authorization complete"
+    assert "authorization_completed" in reply["types"] and written == "switched"
 
 
 def test_the_emulators_cli_trusts_the_users_of_an_outside_provider(tmp_path: Path) -> None:

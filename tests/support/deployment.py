@@ -5,6 +5,7 @@ and (from sandbox/browser.py) a browser stand-in that only follows links and sub
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -17,7 +18,8 @@ from sandbox.browser import LinkFollowingBrowser, page_title
 from sandbox.chat_stream import chat_chunks
 from sandbox.process import app_process, free_port
 
-__all__ = ["DINGTALK_PROMPT", "Deployment", "LinkFollowingBrowser", "deployment", "page_title", "stream_chat"]
+__all__ = ["DINGTALK_PROMPT", "Deployment", "LinkFollowingBrowser", "deployment", "page_title", "stream_chat",
+           "switch_href"]
 
 DINGTALK_PROMPT = "帮我写入“{text}”到钉钉文档，文档ID：{doc}"
 
@@ -71,3 +73,10 @@ async def stream_chat(agent_url: str, jwt: str, prompt: str,
                 if event and event["type"] == "authorization_required" and on_link is not None:
                     await on_link(event["url"])
     return {"text": "".join(text), "events": events, "types": [e["type"] for e in events]}
+
+
+def switch_href(page: httpx.Response) -> str:
+    """The "Sign in as a different user" link of a "Wrong user" page."""
+    match = re.search(r'<a class="button" href="([^"]+)">Sign in as a different user</a>', page.text)
+    assert match, page.text
+    return match.group(1)

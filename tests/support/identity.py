@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import secrets
 import socket
 from collections.abc import AsyncIterator
@@ -99,3 +100,18 @@ async def start_flow(identity: AgentIdentity, cloud: Any, jwt: str) -> tuple[asy
     while not events:
         await asyncio.sleep(0.01)
     return task, events[0]
+
+
+def sized_user_jwt(cloud: Any, sub: str, length: int, **claims: Any) -> str:
+    """A JWT of `length` characters (to within a few) for `sub`, from the emulated IdP's password grant,
+    padded with a `pad` claim: the large tokens real IdPs issue (many groups, roles)."""
+    def mint(pad: str) -> str:
+        answer = httpx.post(f"{cloud.url('idp')}/token", verify=cloud.ssl_context(), trust_env=False, data={
+            "grant_type": "password", "username": sub, "claims": json.dumps({**claims, "pad": pad})})
+        answer.raise_for_status()
+        return answer.json()["id_token"]
+
+    # The claims are base64url-encoded in the JWT: 3 characters of padding add 4 to its length.
+    pad = "x" * max(0, (length - len(mint(""))) * 3 // 4)
+    token = mint(pad)
+    return mint(pad + "x" * max(0, (length - len(token)) * 3 // 4)) if len(token) < length - 2 else token
