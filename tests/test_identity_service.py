@@ -170,7 +170,7 @@ async def test_waiting_times_out(fresh_cloud) -> None:
 
 
 async def test_cancelled_wait_stops_at_once_and_the_next_ask_gets_a_new_link(fresh_cloud) -> None:
-    identity = identity_for(fresh_cloud, poll_initial_seconds=30)
+    identity = identity_for(fresh_cloud, poll_interval_seconds=30)
     jwt = fresh_cloud.issue_user_jwt(unique("gone"))
     async with signed_in(identity, jwt) as events:
         task = asyncio.create_task(identity.oauth2_token(provider=provider(fresh_cloud), scopes=SCOPES,
