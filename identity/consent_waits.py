@@ -27,7 +27,7 @@ import contextlib
 import contextvars
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable, Hashable, Iterator
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -103,7 +103,7 @@ class _Poller(Generic[Token]):
             except Exception:  # noqa: BLE001 - a bug must not leave the waits hanging until their timeout
                 log.exception("The consent poller failed; its waits end")
                 for wait in self.waits:
-                    wait.end(error=AuthorizationTimedOut())
+                    wait.end(error=IdentityError())
                 return
             next_call = max(started + self._interval, loop.time())
 
@@ -147,19 +147,21 @@ class ConsentWaits(Generic[Token]):
         self._pollers: dict[Hashable, _Poller[Token]] = {}
         self._waiting: Counter[str] = Counter()
 
-    @contextlib.contextmanager
-    def slot(self, user: str) -> Iterator[None]:
-        """Hold one of `user`'s waits for the block; raises TooManyPendingAuthorizations when they all are
-        held. Checked and taken with no await in between, so concurrent requests cannot overshoot."""
+    def slot(self, user: str) -> contextlib.ExitStack:
+        """One of `user`'s waits, taken now and given back when the returned block ends; raises
+        TooManyPendingAuthorizations when they are all taken. Checked and taken with no await in between, so
+        concurrent requests cannot overshoot."""
         if self._waiting[user] >= self._max_per_user:
             raise TooManyPendingAuthorizations(self._max_per_user)
         self._waiting[user] += 1
-        try:
-            yield
-        finally:
-            self._waiting[user] -= 1
-            if not self._waiting[user]:
-                del self._waiting[user]
+        held = contextlib.ExitStack()
+        held.callback(self._give_back, user)
+        return held
+
+    def _give_back(self, user: str) -> None:
+        self._waiting[user] -= 1
+        if not self._waiting[user]:
+            del self._waiting[user]
 
     async def until_token(self, key: Hashable, pending: PendingAuthorization, poll: PollSession,
                           probe: ProbeVault | None) -> Token:
