@@ -159,7 +159,8 @@ def measure(rounds: int) -> dict[str, Any]:
             cloud.register_return_url(f"{url}/callback")
         env = {**cloud.env, "APP_REDIRECT_URI": callback_url, "AUTHORIZATION_TIMEOUT_SECONDS": "180"}
         stack.enter_context(app_process(env, "callback", port=callback_port, code_dir=APP_ROOT))
-        agents = [stack.enter_context(app_process(env, port=free_port(), code_dir=APP_ROOT)) for _ in range(2)]
+        agents = [stack.enter_context(app_process(env, port=free_port(), code_dir=APP_ROOT))
+                  for _ in range(2)]
         mounted = stack.enter_context(app_process({**env, "APP_REDIRECT_URI": mounted_url}, port=mounted_port,
                                                   code_dir=APP_ROOT))
 
@@ -175,9 +176,9 @@ def measure(rounds: int) -> dict[str, Any]:
         report.figure(f"two instances, {name}: p95 s", percentile(values, 95),
                       f"p50 {statistics.median(values):.2f}, max {max(values):.2f} s over {rounds} rounds")
     rates = [round_[2] for round_ in both]
-    report.figure("two instances, Agent Identity calls/s per waiting user per instance: p95", percentile(rates, 95),
-                  f"mean {statistics.mean(rates):.3f} over each round's wait (1-7 s, from both links shown to "
-                  "the approval)")
+    report.figure("two instances, Agent Identity calls/s per waiting user per instance: p95",
+                  percentile(rates, 95), f"mean {statistics.mean(rates):.3f} over each round's wait (1-7 s, "
+                                         "from both links shown to the approval)")
     report.figure("steady polling, calls/s per waiting user per instance", steady,
                   f"one user waiting on both agents, {STEADY_WINDOW_S:.0f} s window after 15 s")
     report.figure("mounted callback: p50 s", statistics.median(at_once),

@@ -100,8 +100,8 @@ class _Poller(Generic[Token]):
             started = loop.time()
             try:
                 await self._one_call()
-            except Exception:  # noqa: BLE001 - a bug must not leave the waits hanging until their timeout
-                log.exception("The consent poller failed; its waits end")
+            except Exception as error:  # noqa: BLE001 - a bug must not leave the waits hanging
+                log.error("The consent poller failed (%s); its waits end", type(error).__name__)
                 for wait in self.waits:
                     wait.end(error=IdentityError())
                 return

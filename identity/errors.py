@@ -124,5 +124,5 @@ class TooManyPendingAuthorizations(IdentityError):
     http_status = 429
 
     def __init__(self, limit: int) -> None:
-        super().__init__(f"You already have {limit} requests waiting for your authorization. Open one of their "
-                         "links (or stop one of those requests), then ask again.")
+        super().__init__(f"You already have {limit} requests waiting for your authorization. Open one of "
+                         "their links (or stop one of those requests), then ask again.")

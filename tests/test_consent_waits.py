@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.deployment import (DINGTALK_PROMPT, Deployment, LinkFollowingBrowser, deployment, page_title,
-                                      stream_chat)
+from tests.support.deployment import (DINGTALK_PROMPT, Deployment, LinkFollowingBrowser, deployment,
+                                      page_title, stream_chat)
 from tests.support.e2e import document_content_at
 
 POLL_RATE_LIMIT = 0.5  # Agent Identity calls per second per waiting user per instance
@@ -94,8 +94,8 @@ async def test_a_users_fourth_wait_on_one_instance_is_refused_and_the_three_shar
     agent = production.agent_urls[0]
     waiting = [Waiting(agent, jwt, f"docCap{n}") for n in range(3)]
     links = [await each.shown() for each in waiting]
-    refused = await asyncio.wait_for(stream_chat(agent, jwt, DINGTALK_PROMPT.format(text="four", doc="docCap3")),
-                                     60)
+    fourth = DINGTALK_PROMPT.format(text="four", doc="docCap3")
+    refused = await asyncio.wait_for(stream_chat(agent, jwt, fourth), 60)
 
     before, began = resource_token_calls(production), time.monotonic()
     await asyncio.sleep(10)
@@ -105,14 +105,16 @@ async def test_a_users_fourth_wait_on_one_instance_is_refused_and_the_three_shar
     replies = [await each.reply() for each in waiting]
 
     finished = [e for e in refused["events"] if e["type"] == "tool_finished"]
-    assert finished and finished[-1]["ok"] is False and finished[-1]["code"] == "too_many_pending_authorizations"
+    assert finished and finished[-1]["ok"] is False
+    assert finished[-1]["code"] == "too_many_pending_authorizations"
     assert "authorization_required" not in refused["types"]
     assert still_waiting and 1 <= polled <= POLL_RATE_LIMIT * window + 1
     assert all("authorization_completed" in reply["types"] for reply in replies)
     assert await document_content_at(production.cloud, "docCap3") is None
 
 
-async def test_a_waiting_request_going_away_leaves_the_users_other_waits_going(production: Deployment) -> None:
+async def test_a_waiting_request_going_away_leaves_the_users_other_waits_going(
+        production: Deployment) -> None:
     """Two requests of one user wait on one instance; the client of the first goes away. The second keeps
     waiting (its poller keeps going) and resumes when the user approves the first one's link, whose
     request is gone: the token reaches the vault, and the second's vault probe finds it."""

@@ -510,8 +510,8 @@ async def test_a_users_waits_are_capped_and_a_wait_that_ends_frees_its_place(fre
     waits, sinks = [], []
     for _ in range(2):
         async with signed_in(identity, jwt) as events:
-            waits.append(asyncio.create_task(identity.oauth2_token(provider=provider(fresh_cloud), scopes=SCOPES,
-                                                                   purpose=PURPOSE)))
+            waits.append(asyncio.create_task(identity.oauth2_token(provider=provider(fresh_cloud),
+                                                                   scopes=SCOPES, purpose=PURPOSE)))
             sinks.append(events)
             while not events:
                 await asyncio.sleep(0.01)
