@@ -26,7 +26,7 @@ from bench._cloud import AppServer, Cloud, app_server, local_cloud
 from bench._harness import Report, Summary, chat_body, local_client, timed_stream
 from bench.isolation import wait_on_link
 
-SETTLE_S = 12.0  # polls back off 0.5, 1, 2, 4 s, then every 5 s: steady after ~7.5 s
+SETTLE_S = 12.0  # each waiting user's poller calls every 2 s from its start (identity/consent_waits.py)
 METHOD = ("python app.py against the emulators over HTTPS (identity+STS 50 ms, DingTalk 100 ms, model 0 ms); "
           "one other user's chats one after another, first byte = first streamed body byte; idle, then with "
           "N users' streams open waiting for consent; app CPU = psutil cpu_times of the app process over a "
@@ -105,7 +105,7 @@ def measure(waiting_users: int, requests: int, window_s: float) -> dict[str, Any
     report.figure("app CPU, cores, while they wait", loaded["cores"], f"over {window_s:.0f} s; target < 0.3")
     report.figure("Agent Identity calls/s", loaded["calls_per_s"], "all waiting users together")
     report.figure("Agent Identity calls/s per waiting user", loaded["calls_per_s"] / waiting_users,
-                  "steady: a poll every 5 s, a vault probe every 3rd poll")
+                  "one call every 2 s per waiting user, alternately its vault and its session")
     return report.as_dict()
 
 

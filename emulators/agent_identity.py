@@ -368,7 +368,8 @@ class AgentIdentityEmulator:
         consent = (session.user, session.provider.name)
         if consent not in self._consents or session.prompt_consent:
             self._consents[consent] = self.app_permissions.get(session.provider.name)
-        self._store_new_token((session.user, session.provider.name, session.scopes), session.provider)
+        if not self.upstream_token_endpoint_fails:  # else no token reached the vault: none for a vault probe
+            self._store_new_token((session.user, session.provider.name, session.scopes), session.provider)
         return {}
 
     @staticmethod

@@ -133,3 +133,14 @@ class IdentityThrottled(IdentityError):
     code = "identity_throttled"
     http_status = 429
     default_message = "The identity service is busy (throttled); try again shortly."
+
+
+class TooManyPendingAuthorizations(IdentityError):
+    """The user already has MAX_WAITING_PER_USER requests waiting for consent on this instance."""
+
+    code = "too_many_pending_authorizations"
+    http_status = 429
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"You already have {limit} requests waiting for your authorization. Open one of "
+                         "their links (or stop one of those requests), then ask again.")

@@ -4,7 +4,6 @@ after the user's consent (the link streamed at once, then the wait), and the cal
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import NamedTuple
@@ -18,6 +17,7 @@ from alibabacloud_agentidentitydata20251127.models import (
 
 from identity.authorization import PendingAuthorization, PendingAuthorizations
 from identity.cache import CachedFlights, token_key
+from identity.consent_waits import ConsentWaits
 from identity.context import AuthorizationCompleted, AuthorizationRequired, current_request_context
 from identity.data_plane import DataPlane
 from identity.errors import (AuthorizationDeclined, AuthorizationFailed, AuthorizationPending,
@@ -42,10 +42,6 @@ OAUTH2_TOKEN_MARGIN_SECONDS = 60.0  # stop serving a cached OAuth2 token this lo
 # other value, `completed` without a token included (the service is still fetching it), means "keep polling".
 FAILED_STATUSES = {"FAILED"}
 EXPIRED_STATUSES = {"EXPIRED", "TIMEOUT", "TIMED_OUT"}
-# While waiting, every this many polls of its own session a flow also asks the vault (GetResourceOAuth2Token
-# without SessionURI): the user may have approved another link for the same token, on another instance.
-VAULT_PROBE_EVERY_POLLS = 3
-
 Ask = Callable[[], Awaitable["IssuedToken | PendingAuthorization"]]
 # The data client and workload token to ask with; `renew=True` after the service refused them.
 Signer = Callable[..., Awaitable[tuple[DataClient, str]]]
@@ -78,6 +74,9 @@ class OAuth2Tokens:
         self._states = FlowStates(settings.state_secret, clock)
         self._flights: CachedFlights[str] = CachedFlights(settings.cache_size, clock)
         self._pending = PendingAuthorizations(settings.cache_size, clock)
+        self._waits: ConsentWaits[IssuedToken] = ConsentWaits(
+            interval=settings.poll_interval_seconds, max_per_user=settings.max_waiting_per_user,
+            timeout=settings.authorization_timeout_seconds)
 
     async def token(self, *, provider: str, scopes: Sequence[str], purpose: str, flow: str = "USER_FEDERATION",
                     force_authentication: bool = False, prompt_consent: bool = False) -> str:
@@ -124,13 +123,18 @@ class OAuth2Tokens:
                 return vaulted
             pending = vaulted
 
-        # Emitted in both modes, so a non-stream answer's `agent_events` carries the link too.
-        await ctx.emit(AuthorizationRequired(url=pending.url, purpose=purpose, provider=provider))
         if not ctx.wait_for_authorization:
+            # Emitted in both modes, so a non-stream answer's `agent_events` carries the link too.
+            await ctx.emit(AuthorizationRequired(url=pending.url, purpose=purpose, provider=provider))
             raise AuthorizationPending(pending.url, purpose)
-        # A forced flow never asks the vault while waiting: it still holds the token the provider refused.
-        vault = None if force_authentication else (lambda: ask(remember=False))
-        issued = await self._wait_for_user(signer, pending, vault)
+        try:
+            slot = self._waits.slot(ctx.caller.sub)
+        except IdentityError:
+            self._pending.forget(pending)  # its link is never shown
+            raise
+        with slot:
+            await ctx.emit(AuthorizationRequired(url=pending.url, purpose=purpose, provider=provider))
+            issued = await self._wait_for_user(cache_key, signer, pending, ask, forced=force_authentication)
         await ctx.emit(AuthorizationCompleted(purpose=purpose, provider=provider))
         return self._remember(cache_key, issued)
 
@@ -254,43 +258,26 @@ class OAuth2Tokens:
             raise AuthorizationTimedOut()
         return None
 
-    @staticmethod
-    async def _probe_vault(ask: Ask) -> IssuedToken | None:
-        """The vaulted token, if the user approved another link meanwhile (an answer with a new link means
-        no)."""
+    async def _probe_vault(self, ask: Ask) -> IssuedToken | None:
+        """The vaulted token, if the user approved any link for it meanwhile (an answer with a new link means
+        no); a refused workload token is exchanged again once."""
         try:
-            answer = await ask()
+            answer = await self._sts.retry_if_stale(ask)
         except (IdentityUnavailable, IdentityThrottled):
             return None
         return answer if isinstance(answer, IssuedToken) else None
 
-    async def _wait_for_user(self, signer: Signer, pending: PendingAuthorization,
-                             vault: Ask | None) -> IssuedToken:
-        """Poll with backoff until a token, a refusal, or the timeout; wakes early when this process's
-        callback completes the flow. Every few polls it also asks the `vault`, so a flow ends as soon as the
-        user approved any link for the same token, whichever instance served it. Cancellation (the client went
-        away) propagates at once."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._settings.authorization_timeout_seconds
-        delay = self._settings.poll_initial_seconds
-        polls = 0
+    async def _wait_for_user(self, cache_key: str, signer: Signer, pending: PendingAuthorization,
+                             ask: Callable[..., Awaitable[IssuedToken | PendingAuthorization]], *,
+                             forced: bool) -> IssuedToken:
+        """Wait with the user's other waits for the same token on this instance (identity/consent_waits.py:
+        one poller for all of them, its schedule and its bounds): until a token, this link's refusal, or the
+        timeout. Cancellation (the client went away) ends this wait alone, at once."""
+        # A forced flow never takes the vault's token: it is the one the provider refused.
+        probe = None if forced else (lambda: self._probe_vault(lambda: ask(remember=False)))
         try:
-            while True:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    raise AuthorizationTimedOut()
-                try:
-                    await asyncio.wait_for(pending.wake.wait(), timeout=min(delay, remaining))
-                except TimeoutError:
-                    pass
-                pending.wake.clear()
-                polls += 1
-                issued = await self._poll(signer, pending)
-                if issued is None and vault is not None and polls % VAULT_PROBE_EVERY_POLLS == 0:
-                    issued = await self._probe_vault(vault)
-                if issued:
-                    return issued
-                delay = min(delay * 2, self._settings.poll_max_seconds)
+            return await self._waits.until_token((cache_key, forced), pending,
+                                                 lambda flow: self._poll(signer, flow), probe)
         finally:
             self._pending.forget(pending)
 

@@ -30,6 +30,7 @@ class IdentitySettings:
     use_sts: bool = True
     redirect_uri: str = LOCAL_REDIRECT_URI
     authorization_timeout_seconds: float = 300.0
+    max_waiting_per_user: int = 3  # a user's requests waiting for consent at once on this instance
     token_vault_name: str = ""  # the Agent Identity token vault of the users' OAuth2 tokens; "": the default
     jwks_url: str = ""
     jwt_issuer: str = ""
@@ -46,11 +47,9 @@ class IdentitySettings:
     # Tuning that needs no variable of its own.
     jwt_leeway_seconds: float = 30.0
     request_timeout_seconds: float = 10.0
-    # A waiting flow polls Agent Identity after 0.5, 1, 2, 4 s, then every 5 s (AWS AgentCore's interval), and
-    # asks the vault on every 3rd poll: ~0.27 calls/s per waiting user (bench.saturation). A callback served
-    # by this process wakes it at once.
-    poll_initial_seconds: float = 0.5
-    poll_max_seconds: float = 5.0
+    # While a user waits, one Agent Identity call every this many seconds for all their waits on this instance
+    # (identity/consent_waits.py: the schedule and the bounds it gives).
+    poll_interval_seconds: float = 2.0
     cache_size: int = 1024
 
     @property
@@ -120,6 +119,7 @@ class IdentitySettings:
             use_sts=read.bool("AGENT_IDENTITY_USE_STS", True),
             redirect_uri=redirect_uri,
             authorization_timeout_seconds=read.float("AUTHORIZATION_TIMEOUT_SECONDS", 300.0, minimum=0.1),
+            max_waiting_per_user=read.int("MAX_WAITING_PER_USER", 3, minimum=1),
             token_vault_name=read.str("TOKEN_VAULT_NAME"),
             jwks_url=jwks_url,
             jwt_issuer=issuer,

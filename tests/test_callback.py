@@ -250,7 +250,7 @@ async def test_a_replayed_callback_completes_nothing_more(fresh_cloud) -> None:
 async def test_error_from_the_provider_counts_only_for_the_signed_in_owner(fresh_cloud) -> None:
     owner, intruder = unique("owner"), unique("intruder")
     # Polled rarely: only what the callback saw (in the same process) can end the wait in time.
-    async with callback_for(fresh_cloud, same_process=True, poll_initial_seconds=30) as callback:
+    async with callback_for(fresh_cloud, same_process=True, poll_interval_seconds=30) as callback:
         task, link = await start_flow(callback.waiting, fresh_cloud, fresh_cloud.issue_user_jwt(owner))
         redirect = await answer_consent(link.url, "deny")
         assert redirect["error"] == "access_denied"
@@ -314,7 +314,7 @@ async def test_the_wrong_user_page_names_the_starter_only_by_a_display_name(fres
 async def test_an_unknown_provider_error_ends_the_waiting_tool_at_once(fresh_cloud) -> None:
     user = unique("provider-error")
     jwt = fresh_cloud.issue_user_jwt(user)
-    async with callback_for(fresh_cloud, same_process=True, poll_initial_seconds=30) as callback:
+    async with callback_for(fresh_cloud, same_process=True, poll_interval_seconds=30) as callback:
         task, link = await start_flow(callback.waiting, fresh_cloud, jwt)
         redirect = await answer_consent(link.url, "deny")
         async with httpx.AsyncClient(trust_env=False) as http:

@@ -11,7 +11,8 @@ import pytest
 
 from identity.context import AuthorizationCompleted, AuthorizationRequired, current_request_context
 from identity.errors import (AuthorizationFailed, AuthorizationPending, AuthorizationTimedOut, IdentityThrottled,
-                             IdentityUnavailable, InvalidCallerToken, ProviderMisconfigured)
+                             IdentityUnavailable, InvalidCallerToken, ProviderMisconfigured,
+                             TooManyPendingAuthorizations)
 from tests.support.identity import answer_consent, calls, identity_for, set_faults, signed_in, unique
 
 SCOPES = ["openid", "corpid"]
@@ -170,7 +171,7 @@ async def test_waiting_times_out(fresh_cloud) -> None:
 
 
 async def test_cancelled_wait_stops_at_once_and_the_next_ask_gets_a_new_link(fresh_cloud) -> None:
-    identity = identity_for(fresh_cloud, poll_initial_seconds=30)
+    identity = identity_for(fresh_cloud, poll_interval_seconds=30)
     jwt = fresh_cloud.issue_user_jwt(unique("gone"))
     async with signed_in(identity, jwt) as events:
         task = asyncio.create_task(identity.oauth2_token(provider=provider(fresh_cloud), scopes=SCOPES,
@@ -499,3 +500,41 @@ async def test_no_secret_reaches_the_logs(fresh_cloud, caplog: pytest.LogCapture
 
 
 from identity.errors import IdentityError  # noqa: E402
+
+
+async def test_a_users_waits_are_capped_and_a_wait_that_ends_frees_its_place(fresh_cloud) -> None:
+    """MAX_WAITING_PER_USER waits of one user at once; one more is refused before its link is shown, and
+    once a wait ends (its client went away) another may begin. Other users are not counted against it."""
+    identity = identity_for(fresh_cloud, max_waiting_per_user=2)
+    jwt = fresh_cloud.issue_user_jwt(unique("capped"))
+    waits, sinks = [], []
+    for _ in range(2):
+        async with signed_in(identity, jwt) as events:
+            waits.append(asyncio.create_task(identity.oauth2_token(provider=provider(fresh_cloud),
+                                                                   scopes=SCOPES, purpose=PURPOSE)))
+            sinks.append(events)
+            while not events:
+                await asyncio.sleep(0.01)
+    async with signed_in(identity, jwt) as refused_events:
+        with pytest.raises(TooManyPendingAuthorizations) as refused:
+            await identity.oauth2_token(provider=provider(fresh_cloud), scopes=SCOPES, purpose=PURPOSE)
+    async with signed_in(identity, fresh_cloud.issue_user_jwt(unique("someone-else"))) as other_events:
+        other = asyncio.create_task(identity.oauth2_token(provider=provider(fresh_cloud), scopes=SCOPES,
+                                                          purpose=PURPOSE))
+        while not other_events:
+            await asyncio.sleep(0.01)
+    waits[0].cancel()
+    await asyncio.gather(waits[0], return_exceptions=True)
+    async with signed_in(identity, jwt) as admitted_events:
+        admitted = asyncio.create_task(identity.oauth2_token(provider=provider(fresh_cloud), scopes=SCOPES,
+                                                             purpose=PURPOSE))
+        while not admitted_events:
+            await asyncio.sleep(0.01)
+    for task in (waits[1], other, admitted):
+        task.cancel()
+    await asyncio.gather(waits[1], other, admitted, return_exceptions=True)
+    await identity.aclose()
+    assert refused.value.code == "too_many_pending_authorizations" and refused.value.http_status == 429
+    assert "2 requests waiting" in refused.value.safe_message
+    assert refused_events == []  # no link shown for a wait that cannot begin
+    assert isinstance(admitted_events[0], AuthorizationRequired)

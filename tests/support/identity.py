@@ -20,7 +20,7 @@ from identity.context import RequestContext, bind_request_context, reset_request
 from identity.service import AgentIdentity
 from settings.identity import IdentitySettings
 
-FAST_POLLING = {"poll_initial_seconds": 0.02, "poll_max_seconds": 0.1}
+FAST_POLLING = {"poll_interval_seconds": 0.05}
 SCOPES = ["openid", "corpid"]
 PURPOSE = "Write to DingTalk document"
 
