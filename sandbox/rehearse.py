@@ -49,7 +49,10 @@ def deployment_env(cloud: LocalCloud, variables: tuple[str, ...], callback_url: 
     """One deployment's environment: the listed variables with the emulated cloud's values, what the cloud
     provides, and Function Compute's own variables (which also make the app apply production's checks)."""
     values = {**cloud.env, "APP_REDIRECT_URI": callback_url}
-    return {**{name: values[name] for name in variables if name in values},
+    unknown = sorted(set(variables) - set(values))
+    if unknown:  # a variable the README lists but the emulated cloud cannot fill: the rehearsal would lie
+        raise RehearsalFailed(f"the emulators give no value for {', '.join(unknown)}")
+    return {**{name: values[name] for name in variables},
             **{name: cloud.env[name] for name in CLOUD_PROVIDED},
             "FC_REGION": cloud.info["region"], "FC_ACCOUNT_ID": cloud.info["account_id"]}
 

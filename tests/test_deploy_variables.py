@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from packager.deploy_settings import AGENT_VARIABLES, CALLBACK_VARIABLES
-from sandbox.rehearse import CLOUD_PROVIDED
+from sandbox.rehearse import deployment_env
 from settings import CallbackSettings, ConfigError, Settings
 from tools import TOOLS
 from tools.tool import oauth2_providers
@@ -56,10 +56,9 @@ def readme_table(name: str) -> dict[str, set[str]]:
 
 
 def production_env(cloud: Any, names: set[str]) -> dict[str, str]:
-    """The named variables with the emulated cloud's values, plus what the cloud provides on AgentRun."""
-    values = {**cloud.env, "APP_REDIRECT_URI": "https://callback.example.com/invocations"}
-    return {**{name: values[name] for name in names}, **{name: cloud.env[name] for name in CLOUD_PROVIDED},
-            "FC_REGION": cloud.info["region"], "FC_ACCOUNT_ID": cloud.info["account_id"]}
+    """The named variables with the emulated cloud's values, plus what the cloud provides on AgentRun (the
+    rehearsal's own environment)."""
+    return deployment_env(cloud, tuple(names), "https://callback.example.com/invocations")
 
 
 @pytest.fixture(params=sorted(LISTED))
