@@ -37,9 +37,11 @@ from starlette.routing import Route
 from emulators._server import Faults, emulator_app
 from emulators.acs import AcsError, Principal, SignatureVerifier, iso_utc, render_acs_error, rpc_endpoint
 from emulators.chosen import (CODE_BAD_SESSION, CODE_BAD_USER_IDENTIFIER, CODE_BAD_WORKLOAD_TOKEN,
-                              CODE_CUSTOM_STATE_TOO_LONG, CODE_RETURN_URL_NOT_REGISTERED, CODE_SESSION_NOT_OWNED,
-                              CODE_MISSING_SCOPES, CODE_SESSION_BINDING, CODE_UNKNOWN_PROVIDER,
-                              CODE_UNKNOWN_TOKEN_VAULT, CODE_UNKNOWN_WORKLOAD_IDENTITY, CODE_UPSTREAM_TOKEN_ENDPOINT,
+                              CODE_CUSTOM_STATE_TOO_LONG, CODE_RETURN_URL_NOT_REGISTERED,
+                              CODE_SESSION_NOT_OWNED, CODE_MISSING_SCOPES, CODE_SESSION_BINDING,
+                              CODE_UNKNOWN_PROVIDER,
+                              CODE_UNKNOWN_TOKEN_VAULT, CODE_UNKNOWN_WORKLOAD_IDENTITY,
+                              CODE_UPSTREAM_TOKEN_ENDPOINT,
                               MAX_CUSTOM_STATE,
                               SESSION_FAILED, SESSION_TTL_S, SESSION_URI_PREFIX, SESSION_WAITING,
                               WORKLOAD_TOKEN_TTL_S, workload_identity_arn)
@@ -277,7 +279,8 @@ class AgentIdentityEmulator:
             raise AcsError(*CODE_SESSION_BINDING, "The inbound credential of the session is missing.")
         return_url = params.get("ResourceOAuth2ReturnURL")
         if return_url and return_url not in self.return_urls:
-            raise AcsError(*CODE_RETURN_URL_NOT_REGISTERED, "The ResourceOAuth2ReturnURL is not registered on the workload identity.")
+            raise AcsError(*CODE_RETURN_URL_NOT_REGISTERED,
+                           "The ResourceOAuth2ReturnURL is not registered on the workload identity.")
         if params.get("SessionURI"):
             return self._poll_session(params["SessionURI"], grant)
         force = params.get("ForceAuthentication", "false").lower() == "true"
@@ -289,10 +292,12 @@ class AgentIdentityEmulator:
                            "ResourceOAuth2ReturnURL is required to start a user authorization.")
         custom_state = params.get("CustomState", "")
         if len(custom_state) > MAX_CUSTOM_STATE:
-            raise AcsError(*CODE_CUSTOM_STATE_TOO_LONG, f"CustomState must be at most {MAX_CUSTOM_STATE} characters.")
+            raise AcsError(*CODE_CUSTOM_STATE_TOO_LONG,
+                           f"CustomState must be at most {MAX_CUSTOM_STATE} characters.")
         session = AuthSession(id=secrets.token_urlsafe(24), user=grant.user, workload=grant.workload,
-                              provider=provider, scopes=scopes, return_url=return_url, custom_state=custom_state,
-                              expires_at=time.time() + self.session_ttl_s, user_jwt=grant.user_jwt,
+                              provider=provider, scopes=scopes, return_url=return_url,
+                              custom_state=custom_state, expires_at=time.time() + self.session_ttl_s,
+                              user_jwt=grant.user_jwt,
                               prompt_consent=_custom_parameters(params).get("prompt") == "consent")
         self._sessions[session.id] = session
         return {"AuthorizationURL": f"{self.base_url}/oauth2/authorize?{urlencode({'session': session.id})}",
@@ -363,7 +368,8 @@ class AgentIdentityEmulator:
             raise AcsError(*CODE_BAD_SESSION,
                            "The user has not approved this authorization session.")
         if not self._identifies(params.get("UserIdentifier", ""), session):
-            raise AcsError(*CODE_BAD_USER_IDENTIFIER, "The UserIdentifier does not identify the user who started the session.")
+            raise AcsError(*CODE_BAD_USER_IDENTIFIER,
+                           "The UserIdentifier does not identify the user who started the session.")
         session.status = "completed"
         consent = (session.user, session.provider.name)
         if consent not in self._consents or session.prompt_consent:
@@ -388,7 +394,8 @@ class AgentIdentityEmulator:
             raise AcsError(*CODE_BAD_USER_IDENTIFIER,
                            "UserIdentifier must be a JSON object with UserJWT or UserId.")
         if session.user_jwt is not None:
-            return secrets.compare_digest(str(identifier.get("UserJWT") or "").encode(), session.user_jwt.encode())
+            return secrets.compare_digest(str(identifier.get("UserJWT") or "").encode(),
+                                          session.user_jwt.encode())
         return str(identifier.get("UserId") or "") == session.user
 
     # -- the consent page ----------------------------------------------------------------------------------
@@ -402,7 +409,8 @@ class AgentIdentityEmulator:
             return HTMLResponse(notice_page("Already answered", "This authorization request was already "
                                             "answered. You can close this page."), status_code=409)
         if request.method == "GET" and session.opened:
-            return HTMLResponse(notice_page("Link already used", "This authorization link can be used only once. "
+            return HTMLResponse(notice_page("Link already used",
+                                            "This authorization link can be used only once. "
                                             "Ask the assistant again for a new one."), status_code=400)
         if request.method == "GET":
             session.opened = True
@@ -411,7 +419,8 @@ class AgentIdentityEmulator:
                                 scopes=session.scopes)
             return HTMLResponse(page)
         if not session.opened:
-            return HTMLResponse(notice_page("Bad request", "Open the authorization link first."), status_code=400)
+            return HTMLResponse(notice_page("Bad request", "Open the authorization link first."),
+                                status_code=400)
         form = dict(parse_qsl((await request.body()).decode("utf-8", "replace")))
         decision = form.get("decision")
         if decision not in ("approve", "deny"):

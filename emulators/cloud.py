@@ -43,7 +43,8 @@ WORKLOAD_IDENTITY_NAME = "local-agent"
 # Agent Identity (consent works) and call its real API base.
 EMULATED_APIS = {"DINGTALK": "dingtalk"}
 MODEL_SERVICE_NAME = "local-qwen"
-MODEL_SERVICE_WITH_CREDENTIAL = "local-qwen-stored-key"  # its key is a stored credential, read with GetCredential
+# MODEL_SERVICE_WITH_CREDENTIAL: its key is a stored credential, read with GetCredential
+MODEL_SERVICE_WITH_CREDENTIAL = "local-qwen-stored-key"
 MODEL_CREDENTIAL_NAME = "local-qwen-key"
 MODEL_NAME = "qwen-plus"
 OSS_BUCKET = "agent-docs"  # the role may read any object in it (emulators/oss.py sample_buckets)
@@ -198,7 +199,8 @@ def start_local_cloud(return_urls: Iterable[str] = (), faults: Mapping[str, Mapp
 
     idp = LocalIdp(urls["idp"], browser_url=group.browser_url("idp"))
     callback_client_secret = secrets.token_urlsafe(24)
-    idp.register_client(CALLBACK_CLIENT_ID, callback_client_secret, [url + SIGNED_IN_PATH for url in registered])
+    idp.register_client(CALLBACK_CLIENT_ID, callback_client_secret,
+                        [url + SIGNED_IN_PATH for url in registered])
     idp.register_client(idp.audience, "", [LOOPBACK_REDIRECT_URI])
     workload = WorkloadIdentity(name=WORKLOAD_IDENTITY_NAME, return_urls=registered, account_id=account_id,
                                 role_name="AgentRunLocalAgentRole", role_id=_digits(19), region=REGION)
@@ -220,7 +222,8 @@ def start_local_cloud(return_urls: Iterable[str] = (), faults: Mapping[str, Mapp
         ModelService(MODEL_SERVICE_WITH_CREDENTIAL, f"{urls['model']}/v1", model_api_key, (MODEL_NAME,),
                      credential_name=MODEL_CREDENTIAL_NAME)])
     oss = OssEmulator(region=REGION, account_id=account_id, role_policy=role_policy(OSS_BUCKET),
-                      buckets=sample_buckets(OSS_BUCKET, OSS_FORBIDDEN_BUCKET), sts_credentials=sts_credentials)
+                      buckets=sample_buckets(OSS_BUCKET, OSS_FORBIDDEN_BUCKET),
+                      sts_credentials=sts_credentials)
     apps = {"idp": idp.app, "agent_identity": agent_identity.app, "sts": sts.app,
             "dingtalk": DingTalkEmulator(dingtalk_tokens).app, "model": model.app, "agentrun": agentrun.app,
             "oss": oss.app}
@@ -256,7 +259,8 @@ def start_local_cloud(return_urls: Iterable[str] = (), faults: Mapping[str, Mapp
     }
     if users_idp is not None:
         env.update({"INBOUND_JWKS_URL": users_idp.jwks_url, "INBOUND_JWT_ISSUER": users_idp.issuer,
-                    "INBOUND_JWT_AUDIENCE": users_idp.audience, "CALLBACK_OIDC_CLIENT_ID": users_idp.client_id,
+                    "INBOUND_JWT_AUDIENCE": users_idp.audience,
+                    "CALLBACK_OIDC_CLIENT_ID": users_idp.client_id,
                     "CALLBACK_OIDC_CLIENT_SECRET": users_idp.client_secret})
     info = {
         **{f"{name}_url": url for name, url in urls.items()},

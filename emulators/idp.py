@@ -115,7 +115,8 @@ class LocalIdp:
         self.app.add_middleware(CORSMiddleware, allow_origin_regex=LOCAL_ORIGINS,
                                 allow_methods=["GET", "POST", "OPTIONS"], allow_headers=["Content-Type"])
 
-    def register_client(self, client_id: str, secret: str, redirect_uris: list[str] | tuple[str, ...] = ()) -> None:
+    def register_client(self, client_id: str, secret: str,
+                        redirect_uris: list[str] | tuple[str, ...] = ()) -> None:
         """Register (or extend) an OAuth client, as an operator does in the IdP's console."""
         client = self.clients.setdefault(client_id, OidcClient(client_id, secret))
         client.redirect_uris.update(redirect_uris)
@@ -175,8 +176,8 @@ class LocalIdp:
         redirect_uri = query.get("redirect_uri", "")
         if client is None or not client.allows(redirect_uri):
             # RFC 6749 4.1.2.1: never redirect to an unverified URI; tell the user instead.
-            return HTMLResponse(notice_page("Sign-in error", "The application's client_id or redirect_uri is not "
-                                            "registered with this identity provider."), status_code=400)
+            return HTMLResponse(notice_page("Sign-in error", "The application's client_id or redirect_uri is "
+                                            "not registered with this identity provider."), status_code=400)
         state = query.get("state")
 
         def back(**params: str) -> Response:
@@ -204,14 +205,16 @@ class LocalIdp:
             return back(error="access_denied")
         if not username:
             return HTMLResponse(sign_in_page(action_url=f"{request.url.path}?{request.url.query}",
-                                             issuer=self.issuer, problem="Enter a user name."), status_code=400)
+                                             issuer=self.issuer, problem="Enter a user name."),
+                                status_code=400)
         code = secrets.token_urlsafe(32)
         self._codes[code] = AuthorizationCode(client.client_id, redirect_uri, username, query.get("nonce"),
                                               challenge, time.time() + AUTHORIZATION_CODE_TTL_S)
         return back(code=code)
 
     async def _token(self, request: Request) -> Response:
-        """The token endpoint: the authorization code grant, and the password grant for tests and the chat page."""
+        """The token endpoint: the authorization code grant, and the password grant for tests and the chat
+        page."""
         form = {k: v[0] for k, v in parse_qs((await request.body()).decode("utf-8", "replace")).items()}
         grant_type = form.get("grant_type", "")
         if grant_type == "authorization_code":
@@ -245,7 +248,8 @@ class LocalIdp:
 
 
     def _code_grant(self, form: dict[str, str], authorization: str) -> Response:
-        """RFC 6749 4.1.3 with RFC 7636 4.6: the client, the single-use code, the redirect URI and the verifier."""
+        """RFC 6749 4.1.3 with RFC 7636 4.6: the client, the single-use code, the redirect URI and the
+        verifier."""
         client_id, secret = form.get("client_id", ""), form.get("client_secret", "")
         if authorization.lower().startswith("basic "):
             try:
@@ -260,7 +264,8 @@ class LocalIdp:
             return _oauth2_error(400, "invalid_grant", "The authorization code is invalid, expired or used.")
         grant.used = True  # single use, whatever happens next (RFC 6749 4.1.2)
         if form.get("redirect_uri") != grant.redirect_uri:
-            return _oauth2_error(400, "invalid_grant", "redirect_uri does not match the authorization request.")
+            return _oauth2_error(400, "invalid_grant",
+                                 "redirect_uri does not match the authorization request.")
         verifier = form.get("code_verifier", "")
         expected = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
         if not verifier or not hmac.compare_digest(expected, grant.challenge):

@@ -25,7 +25,8 @@ class DataPlane:
 
     def __init__(self, settings: IdentitySettings) -> None:
         self._settings = settings
-        self.instance_credential = instance_credential_client(settings.access_key_id, settings.access_key_secret,
+        self.instance_credential = instance_credential_client(settings.access_key_id,
+                                                              settings.access_key_secret,
                                                               settings.security_token)
         self.instance_client = self.client(self.instance_credential)
 
@@ -34,7 +35,8 @@ class DataPlane:
                                      timeout_seconds=self._settings.request_timeout_seconds))
 
     async def call(self, action: str, method: Callable[[Any], T], request: Any) -> T:
-        """`method(request)` in the SDK thread pool; its failures become typed errors (identity/sdk_errors)."""
+        """`method(request)` in the SDK thread pool; its failures become typed errors
+        (identity/sdk_errors)."""
         try:
             return await sdk_call(method, request)
         except asyncio.CancelledError:

@@ -37,9 +37,10 @@ FLOWS = ("USER_FEDERATION", "M2M")
 PROMPT_CONSENT = {"prompt": "consent"}
 OAUTH2_TOKEN_MARGIN_SECONDS = 60.0  # stop serving a cached OAuth2 token this long before its ExpiresIn
 # SessionStatus values are not published (docs/services.md): AWS documents IN_PROGRESS and FAILED, Alibaba's
-# IDaaS uses lowercase pending, callback_received, completed, failed, expired. Compared in any case: FAILED ends
-# the wait as "not completed" (a refusal or a provider failure look the same here), EXPIRED as timed out; any
-# other value, `completed` without a token included (the service is still fetching it), means "keep polling".
+# IDaaS uses lowercase pending, callback_received, completed, failed, expired. Compared in any case: FAILED
+# ends the wait as "not completed" (a refusal or a provider failure look the same here), EXPIRED as timed out;
+# any other value, `completed` without a token included (the service is still fetching it), means "keep
+# polling".
 FAILED_STATUSES = {"FAILED"}
 EXPIRED_STATUSES = {"EXPIRED", "TIMEOUT", "TIMED_OUT"}
 Ask = Callable[[], Awaitable["IssuedToken | PendingAuthorization"]]
@@ -66,11 +67,13 @@ class _ConsentNeeded(Exception):
 
 
 class OAuth2Tokens:
-    """OAuth2 tokens for the caller bound to the current request context, and the flows waiting for consent."""
+    """OAuth2 tokens for the caller bound to the current request context, and the flows waiting for
+    consent."""
 
     def __init__(self, plane: DataPlane, workload: WorkloadTokens, sts: StsCredentials,
                  settings: IdentitySettings, clock: Callable[[], float]) -> None:
-        self._plane, self._workload, self._sts, self._settings, self._clock = plane, workload, sts, settings, clock
+        self._plane, self._workload, self._sts = plane, workload, sts
+        self._settings, self._clock = settings, clock
         self._states = FlowStates(settings.state_secret, clock)
         self._flights: CachedFlights[str] = CachedFlights(settings.cache_size, clock)
         self._pending = PendingAuthorizations(settings.cache_size, clock)
@@ -78,8 +81,9 @@ class OAuth2Tokens:
             interval=settings.poll_interval_seconds, max_per_user=settings.max_waiting_per_user,
             timeout=settings.authorization_timeout_seconds)
 
-    async def token(self, *, provider: str, scopes: Sequence[str], purpose: str, flow: str = "USER_FEDERATION",
-                    force_authentication: bool = False, prompt_consent: bool = False) -> str:
+    async def token(self, *, provider: str, scopes: Sequence[str], purpose: str,
+                    flow: str = "USER_FEDERATION", force_authentication: bool = False,
+                    prompt_consent: bool = False) -> str:
         """See `AgentIdentity.oauth2_token`."""
         if flow not in FLOWS:
             raise ValueError(f"flow must be one of {FLOWS}")
@@ -108,9 +112,9 @@ class OAuth2Tokens:
 
         async def ask(remember: bool = True) -> IssuedToken | PendingAuthorization:
             client, workload_token = await signer()
-            return await self._start(client, workload_token, provider=provider, scopes=scopes, purpose=purpose,
-                                     flow=flow, force_authentication=force_authentication, remember=remember,
-                                     prompt_consent=prompt_consent)
+            return await self._start(client, workload_token, provider=provider, scopes=scopes,
+                                     purpose=purpose, flow=flow, force_authentication=force_authentication,
+                                     remember=remember, prompt_consent=prompt_consent)
 
         if force_authentication:
             started = await ask()
@@ -292,8 +296,8 @@ class OAuth2Tokens:
         request = CompleteResourceTokenAuthRequest(
             session_uri=session_uri,
             user_identifier=CompleteResourceTokenAuthRequestUserIdentifier(user_jwt=flow.user_jwt))
-        await self._plane.call("CompleteResourceTokenAuth", self._plane.instance_client.complete_resource_token_auth,
-                               request)
+        await self._plane.call("CompleteResourceTokenAuth",
+                               self._plane.instance_client.complete_resource_token_auth, request)
         self._pending.completed(session_uri)
 
     def provider_refused(self, flow: FlowState, error: str) -> IdentityError:

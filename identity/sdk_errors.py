@@ -53,11 +53,12 @@ def may_be_stale_credential(error: IdentityError) -> bool:
 
 
 THROTTLED, UNAVAILABLE, REJECTED, UNREACHABLE = "throttled", "unavailable", "rejected", "unreachable"
-# The workload identity has SessionBindingEnabled (docs/services.md): an operator's setting, not a user's fault.
+# The workload identity has SessionBindingEnabled (docs/services.md): an operator's setting, not a user's
+# fault.
 SESSION_BINDING_CODE = "Forbidden.InboundCredentialMissing"
 # Said to the user when no answer came: not only "try again", since a wrong setting never heals by itself.
-UNREACHABLE_MESSAGE = ("The identity service is unavailable (no answer); try again shortly, and if it persists "
-                       "ask the operator to check the agent's Agent Identity region and endpoint.")
+UNREACHABLE_MESSAGE = ("The identity service is unavailable (no answer); try again shortly, and if it "
+                       "persists ask the operator to check the agent's Agent Identity region and endpoint.")
 UNRESOLVED_MESSAGE = ("The identity service's address does not resolve; the operator must check the agent's "
                       "Agent Identity region setting.")
 
@@ -89,8 +90,8 @@ def translate(error: BaseException, action: str, endpoint: str = "") -> Identity
             return IdentityUnavailable(**answer)
         if code == SESSION_BINDING_CODE:
             return ProviderMisconfigured("Session binding is on for this workload identity, and this agent "
-                                         "does not bind sessions (Forbidden.InboundCredentialMissing): see the "
-                                         "README's Troubleshooting.", **answer)
+                                         "does not bind sessions (Forbidden.InboundCredentialMissing): see "
+                                         "the README's Troubleshooting.", **answer)
         if "JsonWebToken" in code or "UserToken" in code or "UserJWT" in code:
             return InvalidCallerToken("The identity service did not accept your sign-in; please sign in "
                                       "again.", **answer)
@@ -111,7 +112,8 @@ def translate(error: BaseException, action: str, endpoint: str = "") -> Identity
             log.warning("Agent Identity %s: the host %s does not resolve; check AGENT_IDENTITY_REGION_ID (a "
                         "region where Agent Identity runs) or AGENT_IDENTITY_DATA_ENDPOINT", action, endpoint)
             return IdentityUnavailable(UNRESOLVED_MESSAGE)
-        log.warning("Agent Identity %s could not be reached at %s (%s)", action, endpoint, type(error).__name__)
+        log.warning("Agent Identity %s could not be reached at %s (%s)", action, endpoint,
+                    type(error).__name__)
         return IdentityUnavailable(UNREACHABLE_MESSAGE)
     log.warning("Agent Identity %s failed unexpectedly (%s)", action, type(error).__name__)
     return IdentityUnavailable()

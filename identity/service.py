@@ -69,10 +69,11 @@ class AgentIdentity:
         is emitted too, then AuthorizationPending is raised. Every ask that finds no token gets a new link: an
         authorization URL works once, so a link shown before is never shown again. `force_authentication` (the
         provider refused the token) drops the cached token and asks the user again; with `prompt_consent` the
-        provider shows its consent page again (`CustomParameters` `{"prompt": "consent"}`), so a permission its
-        app gained since the user's last consent reaches the new token."""
+        provider shows its consent page again (`CustomParameters` `{"prompt": "consent"}`), so a permission
+        its app gained since the user's last consent reaches the new token."""
         return await self._oauth2.token(provider=provider, scopes=scopes, purpose=purpose, flow=flow,
-                                        force_authentication=force_authentication, prompt_consent=prompt_consent)
+                                        force_authentication=force_authentication,
+                                        prompt_consent=prompt_consent)
 
     def open_state(self, value: str) -> FlowState:
         """The flow a callback's `state` stands for; raises identity.state.InvalidState."""

@@ -108,13 +108,15 @@ class StsCredentials:
             self._flights.invalidate(key)
         self._signing_clients.pop(rejected.access_key_id)
 
-    async def _assume_role(self, workload_token: str, policy: str | None, duration_seconds: int) -> StsCredential:
+    async def _assume_role(self, workload_token: str, policy: str | None,
+                           duration_seconds: int) -> StsCredential:
         sub = current_request_context().caller.sub
         request = AssumeRoleForWorkloadIdentityRequest(
             workload_access_token=workload_token, role_session_name=f"agent-{token_key(sub)[:16]}",
             duration_seconds=duration_seconds, policy=policy)
         response = await self._plane.call("AssumeRoleForWorkloadIdentity",
-                                          self._plane.instance_client.assume_role_for_workload_identity, request)
+                                          self._plane.instance_client.assume_role_for_workload_identity,
+                                          request)
         issued = response.body.credentials if response.body else None
         if (not issued or not issued.access_key_id or not issued.access_key_secret
                 or not issued.security_token):

@@ -6,8 +6,8 @@ from the unpacked folder alone (`python3 app.py` and `python3 app.py callback`, 
 runtime's Python, each with only the variables the README's deploy section lists for it, plus what the cloud
 itself provides (the platform's `FC_*` variables and role credentials, the services' endpoints and the CA that
 stands in for the public one, all pointing at the emulators). Then it walks the user's journey: the streamed
-call, the authorization link opened by a browser that only follows links, approval, sign-in at the IdP, and the
-same stream writing the document. Exit 0 when every step passed.
+call, the authorization link opened by a browser that only follows links, approval, sign-in at the IdP, and
+the same stream writing the document. Exit 0 when every step passed.
 """
 
 from __future__ import annotations
@@ -101,8 +101,8 @@ def rehearse(work: Path, zip_path: Path | None, say: Callable[[str], None]) -> N
     version = RUNTIME_PYTHON if python else "%d.%d" % sys.version_info[:2]
     if python is None:
         python = sys.executable
-        say(f"NOTE  Python {RUNTIME_PYTHON}, AgentRun's runtime, was not found: rehearsing with Python {version} "
-            f"instead. This zip is not the one to upload (install python{RUNTIME_PYTHON}, or set "
+        say(f"NOTE  Python {RUNTIME_PYTHON}, AgentRun's runtime, was not found: rehearsing with Python "
+            f"{version} instead. This zip is not the one to upload (install python{RUNTIME_PYTHON}, or set "
             "PACKAGE_PYTHON).")
     started = time.monotonic()
     if zip_path is None:
@@ -111,8 +111,8 @@ def rehearse(work: Path, zip_path: Path | None, say: Callable[[str], None]) -> N
                         str(zip_path)], check=True, stdout=sys.stderr)
     code = work / "code"
     unpack(zip_path, code)
-    say(f"PASS  {zip_path} unpacked ({zip_path.stat().st_size / 2**20:.1f} MiB, {time.monotonic() - started:.0f} s); "
-        f"both deployments run it with {python} ({version})")
+    say(f"PASS  {zip_path} unpacked ({zip_path.stat().st_size / 2**20:.1f} MiB, "
+        f"{time.monotonic() - started:.0f} s); both deployments run it with {python} ({version})")
     with ExitStack() as stack:
         cloud = stack.enter_context(start_local_cloud())
         callback_port = free_port()

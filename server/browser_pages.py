@@ -1,6 +1,7 @@
 """What a browser gets from the callback's pages, which users open from a link: headers that keep the page
-from being framed (clickjacking the consent), sniffed, or leaking its URL (it carries the sealed state) to anyone
-it links to; and an empty answer for the `/favicon.ico` every browser asks for, instead of an API error."""
+from being framed (clickjacking the consent), sniffed, or leaking its URL (it carries the sealed state) to
+anyone it links to; and an empty answer for the `/favicon.ico` every browser asks for, instead of an API
+error."""
 
 from __future__ import annotations
 

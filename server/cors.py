@@ -16,7 +16,8 @@ STAINLESS_HEADERS = ("X-Stainless-Arch", "X-Stainless-Lang", "X-Stainless-OS", "
                      "X-Stainless-Raw-Response", "X-Stainless-Helper-Method", "X-Stainless-Helper",
                      "X-Stainless-Poll-Helper", "X-Stainless-Custom-Poll-Interval")
 ALLOW_HEADERS = ("Authorization", "Content-Type", "Accept", "X-AgentRun-Session-ID",
-                 "X-app-custom-session-id", "Idempotency-Key", "OpenAI-Organization", "OpenAI-Project", "OpenAI-Beta", *STAINLESS_HEADERS)
+                 "X-app-custom-session-id", "Idempotency-Key", "OpenAI-Organization", "OpenAI-Project",
+                 "OpenAI-Beta", *STAINLESS_HEADERS)
 EXPOSE_HEADERS = ("x-request-id", "Retry-After", "Idempotent-Replayed")
 
 

@@ -1,6 +1,6 @@
 """What both deployments (the agent and the callback) enforce on every request before a route sees it:
-HTTP/1.x only, a header block within `MAX_HEADER_BYTES` however it arrived, one credential per request, and an answer
-that leaves before the body was read closes the connection.
+HTTP/1.x only, a header block within `MAX_HEADER_BYTES` however it arrived, one credential per request, and an
+answer that leaves before the body was read closes the connection.
 
 The HTTP server bounds only a header block that is still incomplete (`h11_max_incomplete_size`): one that
 arrives whole in a single read passes it, so its size is checked again here. A request over HTTP/2 can only be

@@ -8,8 +8,8 @@ are recorded: an answer that ended well, or any answer after a tool ran. A failu
 forgotten, so its retry runs again, which is what a retry is for. The same key with another body is a 422.
 
 Memory is bounded: at most `max_entries` keys (the oldest are forgotten first), at most `max_body_bytes`
-kept per answer and `max_total_bytes` in all; an answer that cannot be kept leaves a small marker, and a retry of it is
-a 409 saying the request already ran. Keys are held as hashes (with the user), never as sent.
+kept per answer and `max_total_bytes` in all; an answer that cannot be kept leaves a small marker, and a retry
+of it is a 409 saying the request already ran. Keys are held as hashes (with the user), never as sent.
 """
 
 from __future__ import annotations

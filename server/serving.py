@@ -63,5 +63,6 @@ async def serve(app: ASGIApp, limits: ServerLimits, shutdown: Shutdown, *, stop:
     # A socket passed in stays the caller's: Hypercorn closes the duplicate it is given.
     bind = f"fd://{sock.dup().detach()}" if sock is not None else f"{host}:{port}"
     address = ":".join(map(str, sock.getsockname()[:2])) if sock is not None else f"{host}:{port}"
-    log.info("serving HTTP/1.1 on http://%s", address)  # Hypercorn's own line is below WARNING (server/logs.py)
+    # Hypercorn's own line is below WARNING (server/logs.py)
+    log.info("serving HTTP/1.1 on http://%s", address)
     await hypercorn_serve(app, hypercorn_config(limits, bind), shutdown_trigger=stopped, mode="asgi")

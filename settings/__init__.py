@@ -44,7 +44,8 @@ class Settings:
         the tools the app offers (`tools.tool.oauth2_providers(tools.TOOLS)`)."""
         region = read_region(read, deploy=REGION_HINT)
         return cls(server=ServerSettings.read(read), agent=AgentSettings.read(read, region),
-                   identity=IdentitySettings.read(read, region), tools=ToolSettings.read(read, region, providers))
+                   identity=IdentitySettings.read(read, region),
+                   tools=ToolSettings.read(read, region, providers))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], providers: Iterable[OAuth2Provider]) -> Self:

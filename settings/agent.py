@@ -55,7 +55,8 @@ class AgentSettings:
                                  "anthropic:claude-sonnet-4-5")
         if provider == OPENAI_COMPATIBLE and not api_key and not service:
             read.missing("MODEL_API_KEY", "MODEL_API_KEY (or DASHSCOPE_API_KEY) is required, unless "
-                         "MODEL_SERVICE_NAME names an AgentRun model service to take the endpoint and key from",
+                         "MODEL_SERVICE_NAME names an AgentRun model service to take the endpoint and key "
+                         "from",
                          deploy="your DashScope API key (or set MODEL_SERVICE_NAME to use an AgentRun model "
                                 "service)")
         return cls(

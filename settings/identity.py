@@ -76,8 +76,8 @@ class IdentitySettings:
         if unsafe:
             read.problems.append(f"INBOUND_JWT_ALGORITHMS must list asymmetric algorithms only, got {unsafe}")
         secret = read.str("IDENTITY_STATE_SECRET", required=True,
-                          why="the key that seals the OAuth2 state and the callback's cookies; the same in the "
-                              'agent and the callback: python3 -c "import secrets; '
+                          why="the key that seals the OAuth2 state and the callback's cookies; the same in "
+                              'the agent and the callback: python3 -c "import secrets; '
                               'print(secrets.token_urlsafe(32))"')
         if secret and len(secret) < MIN_STATE_SECRET_LENGTH:
             read.problems.append(f"IDENTITY_STATE_SECRET must be at least {MIN_STATE_SECRET_LENGTH} "
@@ -103,8 +103,10 @@ class IdentitySettings:
                                 why="the callback deployment's public https URL; register "
                                     "<it>/callback as a return URL")
         jwks_url = _inbound_jwks_url(read, production=production and not callback_only)
-        # The callback checks ID tokens of its own sign-in client, not the users' JWTs: no audience to set there.
-        audience = read.str("INBOUND_JWT_AUDIENCE", deploy="" if callback_only else "the aud of your users' JWTs")
+        # The callback checks ID tokens of its own sign-in client, not the users' JWTs: no audience to set
+        # there.
+        audience = read.str("INBOUND_JWT_AUDIENCE",
+                            deploy="" if callback_only else "the aud of your users' JWTs")
         if production and not callback_only:
             _require_claims_checked(read, issuer=issuer, audience=audience)
         return cls(
@@ -127,8 +129,8 @@ class IdentitySettings:
             jwt_algorithms=algorithms,
             signin_client_id=signin_client_id,
             signin_client_secret=read.str("CALLBACK_OIDC_CLIENT_SECRET",
-                                          deploy="its secret; register <APP_REDIRECT_URI>/callback/signed-in as "
-                                                 "its redirect URI"),
+                                          deploy="its secret; register <APP_REDIRECT_URI>/callback/signed-in "
+                                                 "as its redirect URI"),
             signin_scopes=scopes,
             access_key_id=read.str("ALIBABA_CLOUD_ACCESS_KEY_ID"),
             access_key_secret=read.str("ALIBABA_CLOUD_ACCESS_KEY_SECRET"),

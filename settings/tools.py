@@ -43,8 +43,8 @@ class ProviderSettings:
     @classmethod
     def read(cls, read: EnvReader, provider: OAuth2Provider) -> Self:
         name_var, api_var, scopes_var = cls.variables(provider)
-        credential_provider = read.str(name_var, required=True,
-                                       why=f"the {provider.label} OAuth2 credential provider in Agent Identity")
+        credential_provider = read.str(
+            name_var, required=True, why=f"the {provider.label} OAuth2 credential provider in Agent Identity")
         api_base = read.url(api_var, provider.api_base, base=True)
         return cls(credential_provider=credential_provider, api_base=api_base,
                    scopes=tuple(read.list(scopes_var, [])))

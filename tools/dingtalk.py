@@ -37,8 +37,8 @@ DEAD_TOKEN_CODE = "InvalidAuthentication"
 THROTTLE_MARKER = "QpsLimit"
 APP_PERMISSION_DENIED = "Forbidden.AccessDenied.AccessTokenPermissionDenied"
 WRITE_CONSEQUENCE = "the document was not written"
-# Not DingTalk's API answering: a 2xx without its `{"data": {...}}` body, or a page instead of a JSON error (an
-# IP-level rate limit answers so, docs/services.md). What the call did cannot be known.
+# Not DingTalk's API answering: a 2xx without its `{"data": {...}}` body, or a page instead of a JSON error
+# (an IP-level rate limit answers so, docs/services.md). What the call did cannot be known.
 UNEXPECTED_RESPONSE = "UnexpectedResponse"
 
 
@@ -65,7 +65,8 @@ class DingTalkError(Exception):
     @property
     def consent_outdated(self) -> bool:
         """The token lacks a permission: the app lacks it, or gained it after the user consented (the user's
-        consent is a snapshot). One consent anew with prompt=consent tells the two apart (docs/services.md)."""
+        consent is a snapshot). One consent anew with prompt=consent tells the two apart
+        (docs/services.md)."""
         return self.status == 403 and self.code == APP_PERMISSION_DENIED
 
     @property
@@ -90,8 +91,8 @@ async def overwrite_document(user: UserSession, document_id: str, markdown: str)
 
 def dingtalk_failure(response: httpx.Response, access_token: str, *,
                      consequence: str = "nothing was done") -> ToolFailed:
-    """DingTalk's refusal as the tool's failure: a dead token is `credential_rejected` (one new authorization),
-    anything else a sentence naming `consequence` ("the document was not written")."""
+    """DingTalk's refusal as the tool's failure: a dead token is `credential_rejected` (one new
+    authorization), anything else a sentence naming `consequence` ("the document was not written")."""
     error = _error_from(response, access_token)
     if not error.token_rejected:
         log.warning("DingTalk %s failed: %s", response.request.url.path, error)
@@ -217,7 +218,8 @@ def _describe_failure(error: DingTalkError, consequence: str = "") -> str:
     not written), plus DingTalk's code and request id for support."""
     consequence = consequence or WRITE_CONSEQUENCE
     if error.code == UNEXPECTED_RESPONSE:
-        what = (f"DingTalk answered with something other than its API (HTTP {error.status}, {error.message}), "
+        what = (f"DingTalk answered with something other than its API (HTTP {error.status}, "
+                f"{error.message}), "
                 "so whether the call took effect is unknown; check before asking again. DingTalk answers so "
                 "while it limits requests from this address (for about 5 minutes).")
         return f"{what} (requestid: {error.request_id or 'n/a'})"

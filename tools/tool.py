@@ -10,8 +10,8 @@
 
 `OAuth2`: the signed-in user's own token for a provider; the function gets a `UserSession` (the token and the
 provider's pooled HTTP client). `Sts`: the agent's workload identity, as STS credentials narrowed by a session
-policy to the named RAM actions (and, with `resources`, to the resources of this one call); the function gets a
-`CloudSession`. Either way the function returns the sentence the model relays and raises `ToolFailed` for a
+policy to the named RAM actions (and, with `resources`, to the resources of this one call); the function gets
+a `CloudSession`. Either way the function returns the sentence the model relays and raises `ToolFailed` for a
 failure it words itself (`credential_rejected=True` when the service refused the credential: it is then run
 once more with a fresh one). tools/toolbox.py brings the rest, the same for every tool. A tool is listed in
 `tools.TOOLS`; nothing registers itself by being imported.
@@ -137,9 +137,9 @@ class ToolFailed(Exception):
     """Raised by a tool: it could not do its job. `message` is the sentence for the model, `code` the
     `tool_finished` code; neither may contain a credential. `credential_rejected`: the service refused the
     credential itself (an expired or revoked token or STS key), so the action never ran and is run once more
-    with a fresh credential. `consent_outdated`: the user's token lacks a permission the provider's app may have
-    gained since the user consented; the action never ran and is run once more after the user consents anew
-    (the provider asked to show its consent page again)."""
+    with a fresh credential. `consent_outdated`: the user's token lacks a permission the provider's app may
+    have gained since the user consented; the action never ran and is run once more after the user consents
+    anew (the provider asked to show its consent page again)."""
 
     def __init__(self, message: str, code: str, *, credential_rejected: bool = False,
                  consent_outdated: bool = False) -> None:
@@ -167,8 +167,8 @@ class Tool:
         consent link reaches the user. A tool without a docstring is refused."""
         doc = inspect.getdoc(self.function)
         if not doc:
-            raise ValueError(f"the tool {self.name} has no docstring: it is what the model reads to choose the "
-                             "tool")
+            raise ValueError(f"the tool {self.name} has no docstring: it is what the model reads to choose "
+                             "the tool")
         if isinstance(self.credential, OAuth2):
             return (f"{doc}\n\nThis tool acts with the user's own {self.credential.label} authorization. The "
                     "first time, the user is shown a link to authorize it; if this tool answers with such a "
@@ -179,7 +179,8 @@ class Tool:
         return await self.function(session, *args, **arguments)
 
 
-def tool(credential: Credential, *, args_schema: type[BaseModel] = NoArguments) -> Callable[[ToolFunction], Tool]:
+def tool(credential: Credential, *,
+         args_schema: type[BaseModel] = NoArguments) -> Callable[[ToolFunction], Tool]:
     """Make an async function a tool. Its docstring is what the model reads; its first parameter is the
     session its credential gives, the others are the tool's arguments (described by `args_schema`)."""
 

@@ -36,9 +36,9 @@ Session = UserSession | CloudSession
 
 class Toolbox:
     """`tools` as the LangChain tools the model calls, and the pools they share: one HTTP client per OAuth2
-    provider, one aiohttp session for async Alibaba Cloud SDKs (OSS). Pools open on first use, inside the event
-    loop that serves requests (an httpx or aiohttp client belongs to one loop); `aclose` runs on that loop at
-    shutdown (the app's lifespan)."""
+    provider, one aiohttp session for async Alibaba Cloud SDKs (OSS). Pools open on first use, inside the
+    event loop that serves requests (an httpx or aiohttp client belongs to one loop); `aclose` runs on that
+    loop at shutdown (the app's lifespan)."""
 
     def __init__(self, identity: AgentIdentity, settings: ToolSettings, tools: Sequence[Tool]) -> None:
         self._identity = identity
@@ -57,20 +57,22 @@ class Toolbox:
         async def run(**arguments: Any) -> Outcome:
             try:
                 return succeeded(await self._run_with_one_fresh_credential(spec, arguments))
-            except Exception as error:  # noqa: BLE001 - every failure becomes a sentence, unknown ones re-raised
+            # BLE001: every failure becomes a sentence, unknown ones re-raised
+            except Exception as error:  # noqa: BLE001
                 return _failure(spec, error)
 
-        return as_langchain_tool(run, name=spec.name, description=spec.description, args_schema=spec.args_schema)
+        return as_langchain_tool(run, name=spec.name, description=spec.description,
+                                 args_schema=spec.args_schema)
 
     async def _run_with_one_fresh_credential(self, spec: Tool, arguments: dict[str, Any]) -> str:
-        """Run the tool; if the service refuses the credential (expired or revoked early), run it once more with a
-        fresh one. A refused credential means the action itself never ran, so repeating it is safe."""
+        """Run the tool; if the service refuses the credential (expired or revoked early), run it once more
+        with a fresh one. A refused credential means the action itself never ran, so repeating it is safe."""
         session = await self._session(spec, arguments, rejected=None)
         try:
             return await spec(session, **arguments)
         except (ToolFailed, AlibabaCloudException) as error:
-            outdated = isinstance(error, ToolFailed) and error.consent_outdated and isinstance(spec.credential,
-                                                                                                OAuth2)
+            outdated = (isinstance(error, ToolFailed) and error.consent_outdated
+                        and isinstance(spec.credential, OAuth2))
             if not (_refused_credential(error) or outdated):
                 raise
             log.info("%s: the service refused the %s credential (%s); running once more with a fresh one",
@@ -80,20 +82,22 @@ class Toolbox:
             return await spec(session, **arguments)
         except ToolFailed as failure:
             if failure.credential_rejected and isinstance(spec.credential, OAuth2):
-                raise ToolFailed(f"{spec.credential.label} refused the user's authorization even after it was "
-                                 "renewed.", f"{spec.credential.code}_authorization_rejected") from None
+                raise ToolFailed(f"{spec.credential.label} refused the user's authorization even after it "
+                                 "was renewed.", f"{spec.credential.code}_authorization_rejected") from None
             raise
 
     async def _session(self, spec: Tool, arguments: dict[str, Any], *, rejected: Session | None,
                        consent_anew: bool = False) -> Session:
         """What the tool's credential kind gives it; `rejected`: the session whose credential was refused;
-        `consent_anew`: the user's consent lacked a permission, so the provider shows its consent page again."""
+        `consent_anew`: the user's consent lacked a permission, so the provider shows its consent page
+        again."""
         credential = spec.credential
         if isinstance(credential, OAuth2):
             configured = self._settings.oauth2[credential.provider.env_prefix]
             token = await self._identity.oauth2_token(
                 provider=configured.credential_provider, scopes=configured.scopes or credential.scopes,
-                purpose=credential.purpose, force_authentication=rejected is not None, prompt_consent=consent_anew)
+                purpose=credential.purpose, force_authentication=rejected is not None,
+                prompt_consent=consent_anew)
             return UserSession(token, self._http_client(credential.provider))
         stale = rejected.credential if isinstance(rejected, CloudSession) else None
         sts = await self._identity.sts_credential(policy=credential.policy(arguments), rejected=stale)

@@ -62,7 +62,8 @@ def create_app(config: Settings | Mapping[str, str] | None = None, *,
     # The model list needs the caller's JWT like every other route: a client that "checks its key" with
     # `models.list()` must learn that the key is wrong there, not at its first chat.
     async def authenticate(request: Request) -> None:
-        request.state.request_log.sub = (await identity.authenticate(request.headers.get("authorization"))).sub
+        request.state.request_log.sub = (await identity.authenticate(
+            request.headers.get("authorization"))).sub
 
     async def models(request: Request) -> dict[str, Any]:
         await authenticate(request)
