@@ -113,6 +113,11 @@ class ChatCompletionRequest(_Lenient):
             return "response_format", "Only `response_format` {\"type\": \"text\"} is supported."
         if self.logprobs or self.top_logprobs:
             return ("logprobs" if self.logprobs else "top_logprobs"), "Log probabilities are not supported."
+        if self.messages[-1].role == "assistant":
+            # What a client sends to continue a broken answer (LiteLLM's mid-stream fallback): the agent would
+            # run again, and its tools could repeat what the broken answer already reports as done.
+            return "messages", ("The conversation ends with an assistant message: this agent answers a user "
+                                "or a tool result and does not continue a partial answer (assistant prefill).")
         return None
 
     @property

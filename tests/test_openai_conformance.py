@@ -83,6 +83,15 @@ def test_fields_the_agent_cannot_honour_are_a_400_naming_them(server, fresh_clou
     assert raised.value.param == param
 
 
+def test_a_conversation_ending_with_an_assistant_message_is_a_400(server, fresh_cloud):
+    """Assistant prefill (continue this partial answer) would run the agent and its tools again."""
+    sync, _ = clients(server, fresh_cloud.issue_user_jwt("conf-prefill"), max_retries=0)
+    with pytest.raises(openai.BadRequestError) as raised:
+        sync.chat.completions.create(model="qwen-plus", messages=[
+            {"role": "user", "content": "write hello"}, {"role": "assistant", "content": "> Running `write`"}])
+    assert raised.value.param == "messages" and "assistant prefill" in raised.value.message
+
+
 def test_stop_seed_and_a_null_stream_are_honoured(server, fresh_cloud):
     body = {"model": "qwen-plus", "stream": None, "stop": ["xyz"], "seed": 7,
             "messages": [{"role": "user", "content": "hello there"}]}

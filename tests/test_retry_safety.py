@@ -1,18 +1,19 @@
 """A retry never repeats a side effect, whatever the client: real clients with their own retries (openai-python
 `max_retries=2`, LangChain's `ChatOpenAI(...).with_retry()`, the openai npm package and the Vercel AI SDK's
-`generateText` with their defaults) ask for a document write whose run then fails at the model: the answer is
-a 200 saying what was done and what failed, and the document is written once. And `Idempotency-Key`: the same
-user's repeat, in turn or at the same time, gets the first answer without a second run.
-
-LiteLLM is not among the pinned clients: its dependency tree (~60 wheels, 82 MB with boto3, tokenizers and
-huggingface_hub, and its own openai pin) is too heavy for CI; like the AI SDK it retries any 5xx/429, which
-the 200 above covers."""
+`generateText` with their defaults, LiteLLM's `completion` and `Router` with `num_retries=2`) ask for a
+document write whose run then fails at the model: the answer is a 200 saying what was done and what failed,
+and the document is written once. And `Idempotency-Key`: the same user's repeat, in turn or at the same time,
+gets the first answer without a second run, which is what makes a LiteLLM `Router` fallback after a
+mid-stream error safe."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
 import time
 import uuid
+from pathlib import Path
 
 import httpx
 import openai
@@ -43,6 +44,11 @@ def faults(cloud, name: str, **values) -> None:
 
 def model_requests(cloud) -> int:
     return len(httpx.get(f"{cloud.url('model')}/emulator/requests").json())
+
+
+def model_calls(cloud) -> int:
+    """Every call the model received, failed ones included (`model_requests` counts the ones it answered)."""
+    return sum(httpx.get(f"{cloud.url('model')}/emulator/calls").json().values())
 
 
 def writes(cloud) -> int:
@@ -184,3 +190,48 @@ async def test_a_failure_before_any_tool_is_not_kept_so_its_retry_runs(server, f
         retried = await http.post(f"{server}/openai/v1/chat/completions", json=body, headers=headers)
     assert failed.status_code == 502 and retried.status_code == 200
     assert "idempotent-replayed" not in retried.headers
+
+
+async def run_litellm(scenario: str, server: str, jwt: str, prompt: str) -> dict:
+    """tests/support/litellm_client.py in its own process (LiteLLM's global state stays out of this one)."""
+    request = {"scenario": scenario, "server": server, "apiKey": jwt, "prompt": prompt}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.support.litellm_client", json.dumps(request), cwd=Path(__file__).parent.parent,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(process.communicate(), timeout=120)
+    assert process.returncode == 0 and out, err.decode()[-3000:]
+    return json.loads(out.splitlines()[-1])
+
+
+@pytest.mark.parametrize("scenario", ["completion", "router"])
+async def test_litellm_retries_the_agent_s_502_when_no_tool_acted(server, fresh_cloud, scenario):
+    """The control for the test below: LiteLLM's `num_retries=2` ignores `x-should-retry: false` and asks again
+    (5 runs for `completion`, 3 for the `Router`, with the pinned version)."""
+    jwt = fresh_cloud.issue_user_jwt(f"litellm-control-{scenario}")
+    faults(fresh_cloud, "model", fail_next=20, fail_status=500)
+    result = await run_litellm(scenario, server, jwt, "hello there")
+    assert result["error"] == "BadGatewayError", result
+    assert model_calls(fresh_cloud) >= 3
+
+
+@pytest.mark.parametrize("scenario", ["completion", "router"])
+async def test_litellm_with_num_retries_gets_a_200_and_the_document_is_written_once(server, fresh_cloud, scenario):
+    jwt = await authorized_user(fresh_cloud, server, f"retry-litellm-{scenario}")
+    failing = fail_the_model_after_the_tool_call(fresh_cloud)
+    result = await run_litellm(scenario, server, jwt, WRITE_PROMPT.format(text="once", doc=f"docLite{scenario}"))
+    await failing
+    assert result["error"] is None and result["finishReason"] == "stop", result
+    assert_reported_once(fresh_cloud, result["text"])
+
+
+@pytest.mark.parametrize("scenario", ["router-fallback-stream", "router-continuation-stream"])
+async def test_a_litellm_router_fallback_after_a_mid_stream_error_does_not_write_again(server, fresh_cloud, scenario):
+    """The stream's error event reaches the caller. With `enable_mid_stream_fallback_continuation`, LiteLLM asks
+    the fallback to continue the broken answer (the conversation ending with it as an assistant message):
+    that is refused with a 400, so the agent does not run again and LiteLLM raises the first error."""
+    jwt = await authorized_user(fresh_cloud, server, f"fallback-litellm-{scenario}")
+    failing = fail_the_model_after_the_tool_call(fresh_cloud)
+    result = await run_litellm(scenario, server, jwt, WRITE_PROMPT.format(text="once", doc=f"docLite{scenario}"))
+    await failing
+    assert result["error"] == "APIConnectionError" and "The model returned an error" in result["message"], result
+    assert writes(fresh_cloud) == 1 and model_requests(fresh_cloud) == 1
