@@ -117,7 +117,8 @@ class ChatCompletionRequest(_Lenient):
             # What a client sends to continue a broken answer (LiteLLM's mid-stream fallback): the agent would
             # run again, and its tools could repeat what the broken answer already reports as done.
             return "messages", ("The conversation ends with an assistant message: this agent answers a user "
-                                "or a tool result and does not continue a partial answer (assistant prefill).")
+                                "or a tool result and does not continue a partial answer "
+                                "(assistant prefill).")
         return None
 
     @property

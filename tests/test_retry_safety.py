@@ -2,9 +2,9 @@
 `max_retries=2`, LangChain's `ChatOpenAI(...).with_retry()`, the openai npm package and the Vercel AI SDK's
 `generateText` with their defaults, LiteLLM's `completion` and `Router` with `num_retries=2`) ask for a
 document write whose run then fails at the model: the answer is a 200 saying what was done and what failed,
-and the document is written once. And `Idempotency-Key`: the same user's repeat, in turn or at the same time,
-gets the first answer without a second run, which is what makes a LiteLLM `Router` fallback after a
-mid-stream error safe."""
+and the document is written once. A LiteLLM `Router` fallback after a mid-stream error does not run the agent
+again (its continuation, a conversation ending with an assistant message, is a 400). And `Idempotency-Key`:
+the same user's repeat, in turn or at the same time, gets the first answer without a second run."""
 
 from __future__ import annotations
 

@@ -22,9 +22,8 @@ import sys
 from typing import Any
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # never fetch the price table from GitHub
-os.environ.setdefault("LITELLM_TELEMETRY", "False")
 
-import litellm  # noqa: E402  (after the variables above, which it reads when imported)
+import litellm  # noqa: E402  (after the variable above, which it reads when imported)
 from litellm import Router  # noqa: E402
 
 
