@@ -80,7 +80,8 @@ def _parser() -> argparse.ArgumentParser:
     users.add_argument("--users-client-id", metavar="ID", help="the OAuth client the callback signs browsers "
                        "in with (required with --users-issuer)")
     users.add_argument("--users-client-secret", metavar="SECRET", default="",
-                       help="that client's secret (omit for a public client)")
+                       help="that client's secret (omit for a public client); write --users-client-secret=S, "
+                       "which also takes a secret that begins with '-'")
     users.add_argument("--users-audience", metavar="AUD", default="",
                        help="the aud of your users' JWTs (default: the client id, as in an ID token)")
     users.add_argument("--users-jwks-url", metavar="URL", default="",

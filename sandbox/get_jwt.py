@@ -199,7 +199,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="the OpenID Provider's issuer URL (INBOUND_JWT_ISSUER)")
     parser.add_argument("--client-id", required=True,
                         help="the OAuth client (for the agent: its INBOUND_JWT_AUDIENCE)")
-    parser.add_argument("--client-secret", default="", help="the client's secret; omit for a public client")
+    parser.add_argument("--client-secret", default="", metavar="S",
+                        help="the client's secret; omit for a public client. Write --client-secret=S, which also "
+                        "takes a secret that begins with '-'")
     parser.add_argument("--port", type=int, default=0,
                         help="loopback port of the redirect URI (0: any free port)")
     parser.add_argument("--scope", default="openid", help="scopes to ask for (default: openid)")

@@ -110,7 +110,7 @@ async def test_a_user_signs_in_at_the_emulated_idp_and_gets_a_jwt_the_agent_acce
                     reason="node or tests/oidc_provider/node_modules is missing (scripts/test runs `npm ci`)")
 async def test_a_user_signs_in_at_a_certified_openid_provider_on_a_registered_port(tmp_path: Path) -> None:
     idp_port, port = free_port(), free_port()
-    secret = secrets.token_urlsafe(24)
+    secret = "-" + secrets.token_urlsafe(24)  # a secret may begin with '-': the README's `--client-secret=S` takes it
     with oidc_provider(idp_port, [f"http://127.0.0.1:{port}/callback"], secret, tmp_path) as issuer:
         async with chromium_page() as page:
 
@@ -123,7 +123,7 @@ async def test_a_user_signs_in_at_a_certified_openid_provider_on_a_registered_po
                 await page.get_by_text("The terminal now has your ID token").wait_for()
 
             code, token, told = await get_jwt(["--issuer", issuer, "--client-id", CLIENT_ID,
-                                               "--client-secret", secret, "--port", str(port)], person)
+                                               f"--client-secret={secret}", "--port", str(port)], person)
         assert code == 0, told
         caller = await accepted_by_the_agent(token.strip(), {"INBOUND_JWKS_URL": f"{issuer}/jwks",
                                                              "INBOUND_JWT_ISSUER": issuer,

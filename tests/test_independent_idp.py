@@ -133,11 +133,11 @@ async def test_the_switch_to_another_user_makes_a_certified_provider_ask_again(t
 def test_the_emulators_cli_trusts_the_users_of_an_outside_provider(tmp_path: Path) -> None:
     """`python -m emulators --users-issuer ...`: the provider's JWKS comes from its discovery document, the env
     block points the product at it, and the emulated Agent Identity accepts its ID tokens and only those."""
-    secret = secrets.token_urlsafe(24)
+    secret = "-" + secrets.token_urlsafe(24)  # begins with '-' on purpose: `--users-client-secret=S` takes it
     ready = tmp_path / "cloud.json"
     with users_app() as app_redirect, oidc_provider(free_port(), [app_redirect], secret, tmp_path) as issuer:
         emulators = start_emulators(tmp_path, "--ready-file", str(ready), "--users-issuer", issuer,
-                                    "--users-client-id", CLIENT_ID, "--users-client-secret", secret)
+                                    "--users-client-id", CLIENT_ID, f"--users-client-secret={secret}")
         try:
             info = wait_for_ready_file(ready, emulators)
             env = info["env"]
